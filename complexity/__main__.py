@@ -1,0 +1,79 @@
+"""Command line: ``python -m complexity <command> ...``.
+
+Thin by design: each subcommand parses its options, calls the library, prints.
+Subcommands register themselves in :data:`COMMANDS` as ``(add_arguments, run)``
+pairs so that a new one is a new function, not a new branch here.
+"""
+from __future__ import annotations
+
+import sys
+
+from .cli_common import OneLineParser, UsageError, odd_kernel, positive_int, size
+from .conventions import CONVENTIONS, DEFAULT_CONVENTION
+
+FORMATS = ("table", "markdown", "latex", "csv", "json")
+
+
+# ------------------------------------------------------------------ report
+def report_arguments(p):
+    p.add_argument("--model", choices=("cnn", "unet", "both"), default="both",
+                   help="which colourization net (SPEC §1); default both")
+    p.add_argument("--nf", type=positive_int, default=32, help="NF, filters of the first conv (32)")
+    p.add_argument("--nc", type=positive_int, default=24, help="NC, colour classes (24)")
+    p.add_argument("--kernel", type=odd_kernel, default=3, help="k, odd kernel size (3)")
+    p.add_argument("--in-channels", type=positive_int, default=1, help="NIC, input channels (1)")
+    p.add_argument("--size", type=size, default=(32, 32), metavar="H|HxW",
+                   help="input height and width, >= 4 (UNet: multiples of 4); default 32")
+    p.add_argument("--convention", choices=(*CONVENTIONS, "all"), default=DEFAULT_CONVENTION,
+                   help="counting convention (SPEC §2): lecture = conv kernels only; "
+                   "course = + biases, BN, pool/upsample outputs, bias connections; "
+                   "torch = every parameter, every leaf output, MACs; all = side by side")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--per-layer", action="store_true", help="also list every layer")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the hook check on a real network (does not import torch)")
+
+
+def report_run(args) -> str:
+    from . import report
+
+    models = ["cnn", "unet"] if args.model == "both" else [args.model]
+    h, w = args.size
+    if "unet" in models and (h % 4 or w % 4):
+        raise UsageError(f"--size {h}x{w}: the UNet needs H and W divisible by 4 (its skip "
+                         "concatenations fail otherwise); use --model cnn for other sizes")
+    conventions = list(CONVENTIONS) if args.convention == "all" else [args.convention]
+    params = dict(NF=args.nf, NC=args.nc, k=args.kernel, NIC=args.in_channels, H=h, W=w)
+    results = report.build(models, conventions, params, per_layer=args.per_layer,
+                           verify=not args.no_verify)
+    return report.render(results, args.format, verify=not args.no_verify)
+
+
+COMMANDS = {
+    "report": (report_arguments, report_run,
+               "exact weights / outputs / connections of the colourization CNN and UNet"),
+}
+
+
+def main(argv=None) -> int:
+    parser = OneLineParser(prog="python -m complexity",
+                           description="What a convolutional network costs, exactly, and proof.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name, (add, _run, text) in COMMANDS.items():
+        add(sub.add_parser(name, help=text, description=text))
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        out = COMMANDS[args.command][1](args)
+    except UsageError as e:
+        sys.stderr.write(f"python -m complexity {args.command}: error: {e}\n")
+        return 2
+    if out:
+        sys.stdout.write(out if out.endswith("\n") else out + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Argument types and error handling shared by every subcommand.
+
+Bad input must end in exit code 2 and one line on stderr naming the problem
+(SPEC §3), never a traceback: argument types raise ``argparse.ArgumentTypeError``
+with the accepted range, and :class:`UsageError` carries problems found later.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+
+class UsageError(Exception):
+    """Bad input found after parsing; printed as one line, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (no usage dump), exit 2."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def positive_int(text: str) -> int:
+    """An integer ≥ 1.
+
+    >>> positive_int("32")
+    32
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer (need an integer >= 1)")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (need an integer >= 1)")
+    return value
+
+
+def odd_kernel(text: str) -> int:
+    """A positive odd kernel size (padding k//2 keeps H and W only for odd k)."""
+    value = positive_int(text)
+    if value % 2 == 0:
+        raise argparse.ArgumentTypeError(
+            f"{value} is even (need an odd kernel >= 1: padding k//2 keeps H, W only for odd k)")
+    return value
+
+
+def size(text: str, minimum: int = 4):
+    """``H`` or ``HxW`` → (H, W), each ≥ ``minimum``.
+
+    >>> size("32"), size("32x48")
+    ((32, 32), (32, 48))
+    """
+    m = re.fullmatch(r"\s*(\d+)\s*(?:[x×X]\s*(\d+)\s*)?", text)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (write H or HxW, e.g. 32 or 32x48)")
+    h = int(m.group(1))
+    w = int(m.group(2)) if m.group(2) else h
+    if h < minimum or w < minimum:
+        raise argparse.ArgumentTypeError(f"{h}x{w} is too small (need H, W >= {minimum})")
+    return h, w
+
+
+def int_list(text: str):
+    """``1,2,4`` → [1, 2, 4], each ≥ 1."""
+    try:
+        return [positive_int(t) for t in text.split(",") if t.strip()] or _empty(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"in {text!r}: {e}")
+
+
+def _empty(text):
+    raise argparse.ArgumentTypeError(f"{text!r} holds no value")
