@@ -1,0 +1,54 @@
+"""Checkpoints written atomically and read safely.
+
+A checkpoint is written to a temporary file in the target folder and renamed over
+the target, so a crash never leaves a half-written file under the real name. It is
+read with ``torch.load(..., weights_only=True)``: tensors, numbers, strings, lists
+and dicts only, no unpickling of arbitrary objects.
+
+>>> import tempfile, os, torch
+>>> d = tempfile.mkdtemp()
+>>> save({"epoch": 3, "w": torch.ones(2)}, os.path.join(d, "ck.pt"))
+>>> load(os.path.join(d, "ck.pt"))["epoch"]
+3
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt, or not one of ours."""
+
+
+def save(obj, path: str) -> None:
+    """Write ``obj`` to ``path`` atomically (temporary file + rename)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load(path: str, required=()):
+    """Read a checkpoint with ``weights_only=True``; :class:`CheckpointError` with a
+    one-line reason if it is missing, unreadable, or lacks the ``required`` keys."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for corrupt files
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:120]})") from None
+    missing = [k for k in required if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise CheckpointError(f"{path}: not a checkpoint of this tool (missing {', '.join(missing)})")
+    return obj
