@@ -119,12 +119,15 @@ def _num(v: int, fmt: str) -> str:
     return f"{v:,}" if fmt == "table" else str(v)
 
 
-def _mark(ok: bool, verify: bool) -> str:
+def _mark(ok: bool, verify: bool, fmt: str = "table") -> str:
+    if fmt == "latex":
+        return r"\checkmark" if ok else (r"$\times$" if verify else "--")
     return "✓" if ok else ("✗" if verify else "–")
 
 
-def _size(p: Dict[str, int], factor: int = 1) -> str:
-    return f"{p['H'] * factor}×{p['W'] * factor}"
+def _size(p: Dict[str, int], factor: int = 1, fmt: str = "table") -> str:
+    times = r"$\times$" if fmt == "latex" else "×"
+    return f"{p['H'] * factor}{times}{p['W'] * factor}"
 
 
 def _tabulate(rows, headers, fmt: str) -> str:
@@ -147,15 +150,15 @@ def _render_one_convention(results: List[dict], fmt: str, verify: bool) -> str:
     for conv in dict.fromkeys(r["convention"] for r in results):
         group = [r for r in results if r["convention"] == conv]
         p = group[0]["params"]
-        head = ["model", "quantity", f"formula at {_size(p)} (k={p['k']}, NIC={p['NIC']})",
-                _size(p), _size(p, 2), "ratio", "verified"]
+        head = ["model", "quantity", f"formula at {_size(p, 1, fmt)} (k={p['k']}, NIC={p['NIC']})",
+                _size(p, 1, fmt), _size(p, 2, fmt), "ratio", "verified"]
         rows = []
         for r in group:
             for q in QUANTITIES:
                 d = r["quantities"][q]
                 rows.append([r["model"], q, _display_formula(r, q, fmt), _num(d["value"], fmt),
                              _num(d["doubled"], fmt), f"{d['ratio']:.4g}",
-                             _mark(d["verified"], verify)])
+                             _mark(d["verified"], verify, fmt)])
         title = _title(p, fmt, f" — convention {conv}: {CONVENTIONS[conv].summary}")
         blocks.append(title + "\n\n" + _tabulate(rows, head, fmt))
     return "\n\n".join(blocks)
@@ -166,7 +169,7 @@ def _render_side_by_side(results: List[dict], fmt: str, verify: bool) -> str:
     p = results[0]["params"]
     head = ["model", "quantity"]
     for c in convs:
-        head += [f"{c} {_size(p)}", f"{c} {_size(p, 2)}"]
+        head += [f"{c} {_size(p, 1, fmt)}", f"{c} {_size(p, 2, fmt)}"]
     head.append("verified")
     rows = []
     for model in dict.fromkeys(r["model"] for r in results):
@@ -177,14 +180,15 @@ def _render_side_by_side(results: List[dict], fmt: str, verify: bool) -> str:
                 d = by_conv[c]["quantities"][q]
                 row += [_num(d["value"], fmt), _num(d["doubled"], fmt)]
                 ok = ok and d["verified"]
-            rows.append(row + [_mark(ok, verify)])
+            rows.append(row + [_mark(ok, verify, fmt)])
     return _title(p, fmt, " — all conventions") + "\n\n" + _tabulate(rows, head, fmt)
 
 
 def _render_layers(results: List[dict], fmt: str) -> str:
     blocks = []
     for r in results:
-        rows = [[l["name"], l["kind"], "×".join(map(str, l["shape"]))]
+        times = r"$\times$" if fmt == "latex" else "×"
+        rows = [[l["name"], l["kind"], times.join(map(str, l["shape"]))]
                 + [_num(l[q], fmt) for q in QUANTITIES] for l in r["layers"]]
         rows.append(["total", "", ""] + [_num(r["quantities"][q]["value"], fmt) for q in QUANTITIES])
         title = f"{r['model']} per layer, convention {r['convention']}, {_size(r['params'])}"

@@ -190,13 +190,22 @@ def params_subs(nf, nc, kernel, nic, h, w) -> Dict[sp.Symbol, int]:
 
 
 def evaluate(expr: sp.Expr, values: Dict) -> int:
-    """Exact integer value of ``expr`` at ``values`` (symbols or their names as keys).
+    """Exact integer value of ``expr`` at ``values`` (keyed by symbol or name).
+
+    Symbols are matched by name, so a formula parsed back from its JSON string
+    (plain symbols, no assumptions) evaluates the same as the original.
 
     >>> evaluate(formulas("cnn", "lecture")["weights"], dict(NF=32, NC=24, k=3, NIC=1, H=32, W=32))
     86112
+    >>> evaluate("NF*floor(H/4)", {"NF": 2, "H": 31})
+    14
     """
-    subs = {SYMBOLS[s] if isinstance(s, str) else s: v for s, v in values.items()}
-    value = sp.sympify(expr).subs(subs)
+    by_name = {getattr(s, "name", s): v for s, v in values.items()}
+    expr = sp.sympify(expr, locals=SYMBOLS)
+    try:
+        value = expr.xreplace({s: sp.Integer(by_name[s.name]) for s in expr.free_symbols})
+    except KeyError as e:
+        raise ValueError(f"no value given for {e.args[0]} in {expr}") from None
     if not value.is_Integer:
         raise ValueError(f"{expr} does not evaluate to an integer at {values}: {value}")
     return int(value)
