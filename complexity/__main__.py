@@ -6,6 +6,7 @@ pairs so that a new one is a new function, not a new branch here.
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 from .cli_common import OneLineParser, UsageError, odd_kernel, positive_int, size
@@ -17,7 +18,8 @@ FORMATS = ("table", "markdown", "latex", "csv", "json")
 # ------------------------------------------------------------------ report
 def report_arguments(p):
     p.add_argument("--model", choices=("cnn", "unet", "both"), default="both",
-                   help="which colourization net (SPEC §1); default both")
+                   help="which colourization net of the course assignment: the plain CNN, the "
+                   "UNet with skip connections, or both (default)")
     p.add_argument("--nf", type=positive_int, default=32, help="NF, filters of the first conv (32)")
     p.add_argument("--nc", type=positive_int, default=24, help="NC, colour classes (24)")
     p.add_argument("--kernel", type=odd_kernel, default=3, help="k, odd kernel size (3)")
@@ -28,8 +30,11 @@ def report_arguments(p):
                    help="counting convention (SPEC §2): lecture = conv kernels only; "
                    "course = + biases, BN, pool/upsample outputs, bias connections; "
                    "torch = every parameter, every leaf output, MACs; all = side by side")
-    p.add_argument("--format", choices=FORMATS, default="table")
-    p.add_argument("--per-layer", action="store_true", help="also list every layer")
+    p.add_argument("--format", choices=FORMATS, default="table",
+                   help="table (default), markdown, latex, csv, or json (machine-readable, "
+                   "general formulas in NF, NC, k, NIC, H, W)")
+    p.add_argument("--per-layer", action="store_true",
+                   help="also list every layer (its sums equal the totals)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the hook check on a real network (does not import torch)")
 
@@ -55,12 +60,22 @@ COMMANDS = {
 }
 
 
+EPILOGS = {
+    "report": """examples:
+  python -m complexity report --nf 32 --nc 24          the six values of each net, proved
+  python -m complexity report --convention all         lecture / course / torch side by side
+  python -m complexity report --model cnn --size 30x45 --per-layer
+  python -m complexity report --format json | jq '.[0].quantities.weights.formula'""",
+}
+
+
 def main(argv=None) -> int:
     parser = OneLineParser(prog="python -m complexity",
                            description="What a convolutional network costs, exactly, and proof.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for name, (add, _run, text) in COMMANDS.items():
-        add(sub.add_parser(name, help=text, description=text))
+        add(sub.add_parser(name, help=text, description=text, epilog=EPILOGS.get(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter))
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -110,8 +110,8 @@ def _pretty(expr: sp.Expr) -> str:
 
 def _display_formula(entry: dict, quantity: str, fmt: str) -> str:
     values = {p: entry["params"][p] for p in ("k", "NIC", "H", "W")}
-    expr = symbolic.polynomial_in_widths(sp.sympify(entry["quantities"][quantity]["formula"],
-                                                    locals=symbolic.SYMBOLS), values)
+    expr = symbolic.polynomial_in_widths(
+        symbolic.sympify_formula(entry["quantities"][quantity]["formula"]), values)
     return f"${sp.latex(expr)}$" if fmt == "latex" else _pretty(expr)
 
 

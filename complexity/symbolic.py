@@ -211,6 +211,15 @@ def evaluate(expr: sp.Expr, values: Dict) -> int:
     return int(value)
 
 
+def sympify_formula(text: str) -> sp.Expr:
+    """Parse a formula string back with this module's symbols (and their assumptions).
+
+    >>> sympify_formula("NF*k**2") == NF * k**2
+    True
+    """
+    return sp.sympify(text, locals=SYMBOLS)
+
+
 def polynomial_in_widths(expr: sp.Expr, values: Dict) -> sp.Expr:
     """``expr`` with k, NIC, H, W fixed at ``values``: a polynomial in NF and NC.
 

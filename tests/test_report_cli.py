@@ -136,3 +136,14 @@ def test_bad_input_from_the_shell():
     proc = run_cli("report", "--size", "30", "--model", "unet")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "divisible by 4" in proc.stderr
+
+
+def test_counts_report_is_fully_verified(tmp_path):
+    from complexity import report_counts
+
+    path = report_counts.write(str(tmp_path))
+    text = open(path, encoding="utf-8").read()
+    assert text.count("✓") == 2 * 2 * 3 and "✗" not in text
+    # the doubled lecture formula of the CNN's outputs: 4 × (1728·NF + 1280·NC)
+    assert "6912·NF + 5120·NC" in text
+    assert [p.name for p in tmp_path.iterdir()] == ["counts.md"]  # no temp file left
