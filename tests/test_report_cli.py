@@ -143,7 +143,7 @@ def test_counts_report_is_fully_verified(tmp_path):
 
     path = report_counts.write(str(tmp_path))
     text = open(path, encoding="utf-8").read()
-    assert text.count("✓") == 2 * 2 * 3 and "✗" not in text
+    assert text.count("| ✓ |") == 2 * 2 * 3 and "✗" not in text
     # the doubled lecture formula of the CNN's outputs: 4 × (1728·NF + 1280·NC)
     assert "6912·NF + 5120·NC" in text
     assert [p.name for p in tmp_path.iterdir()] == ["counts.md"]  # no temp file left
