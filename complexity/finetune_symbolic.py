@@ -1,0 +1,62 @@
+"""Closed-form cost of one Adam step of ``stack`` (n blocks Conv k×k C→C, BN, ReLU,
+then a 1×1 head C→K), in n, C, k, K, B, H, W — derived by hand from the same
+derivative rules as :mod:`complexity.finetune_predict` (not from its code), for
+float32 (4 bytes) and int64 targets (8 bytes). Peak memory has no closed form
+here (it is a maximum over a schedule); the other six quantities do.
+
+Sources: saved tensors — ``tools/autograd/derivatives.yaml`` (convolution keeps
+its input, native_batch_norm its input and two C-vectors save_mean/save_invstd,
+relu its result, log_softmax its result, nll_loss the target and a scalar
+total_weight); FLOPs — ``torch.utils.flop_counter.conv_flop_count`` (2 per
+multiply-add) and ``conv_backward_flop`` (input and weight gradient each cost
+the forward again; the bias gradient is not counted).
+
+>>> f = stack_formulas("last")
+>>> f["backward_flops"]
+2*B*C*H*K*W
+>>> stack_formulas("full")["grad_bytes"]
+4*C**2*k**2*n + 4*C*K + 12*C*n + 4*K
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import sympy as sp
+
+_pos = dict(integer=True, positive=True)
+n, C, k, K, B, H, W = (sp.Symbol(s, **_pos) for s in ("n", "C", "k", "K", "B", "H", "W"))
+SYMBOLS = {s.name: s for s in (n, C, k, K, B, H, W)}
+
+
+def stack_formulas(mode: str) -> Dict[str, sp.Expr]:
+    """The six additive quantities for ``mode`` ``'full'`` or ``'last'``."""
+    block = C * C * k**2 + C + 2 * C          # conv weight + bias, BN γ + β
+    head = C * K + K
+    act = 4 * B * C * H * W                   # one C×H×W float32 activation, whole batch
+    f_block = 2 * B * H * W * C * C * k**2    # forward FLOPs of one block's conv
+    f_head = 2 * B * H * W * C * K
+    loss_kept = 4 * B * K * H * W + 8 * B * H * W + 4  # log-softmax, target, total_weight
+    trainable = {"full": n * block + head, "last": head}[mode]
+    if mode == "full":
+        # x (first conv's input), and per block the BN input, save_mean/invstd and the
+        # ReLU result (which is also the next conv's input: one storage).
+        saved = act * (1 + 2 * n) + 8 * C * n + loss_kept
+        backward = n * f_block + f_head + (n - 1) * f_block + f_head  # weights + inputs
+    else:
+        saved = act + loss_kept               # the head's input only
+        backward = f_head                     # the head's weight gradient only
+    return {
+        "param_bytes": sp.expand(4 * (n * block + head)),
+        "grad_bytes": sp.expand(4 * trainable),
+        # Adam: exp_avg and exp_avg_sq per parameter, a float32 step per tensor
+        # (n blocks × 4 tensors + 2 for the head when everything trains).
+        "optimizer_bytes": sp.expand(8 * trainable + 4 * ({"full": 4 * n + 2, "last": 2}[mode])),
+        "saved_activation_bytes": sp.expand(saved),
+        "forward_flops": sp.expand(n * f_block + f_head),
+        "backward_flops": sp.expand(backward),
+    }
+
+
+def evaluate(expr: sp.Expr, values: Dict[str, int]) -> int:
+    """Exact integer value at ``values`` (names as keys)."""
+    return int(expr.subs({SYMBOLS[s]: v for s, v in values.items()}))
