@@ -50,6 +50,8 @@ def add_arguments(p):
     p.add_argument("--batch", type=int_list, default=[8], metavar="B[,B]", help="batch (8)")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--plot", metavar="FILE", help="draw memory and FLOPs against n and H·W")
+    p.add_argument("--cuda", action="store_true",
+                   help="also run one real step on the GPU: torch.cuda.max_memory_allocated")
     p.add_argument("--no-measure", action="store_true",
                    help="prediction only (skip the fake-tensor training step)")
 
@@ -57,6 +59,10 @@ def add_arguments(p):
 def run(args) -> str:
     from . import finetune, finetune_report
 
+    if args.cuda:
+        import torch
+        if not torch.cuda.is_available():
+            raise UsageError("--cuda: no CUDA device is available on this machine")
     if len(args.width) != 1:
         raise UsageError("--width takes one value (>= 1)")
     modes = list(args.mode) + ([args.trainable] if args.trainable else [])
@@ -81,6 +87,7 @@ def run(args) -> str:
     try:
         results = finetune.sweep(args.model, args.layers, args.sizes, args.batch, modes,
                                  width=args.width[0], measured=not args.no_measure,
+                                 cuda=args.cuda,
                                  progress=progress)
     except (RuntimeError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

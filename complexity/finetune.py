@@ -29,10 +29,10 @@ import fnmatch
 import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .finetune_measure import KEYS, measure
+from .finetune_measure import KEYS, measure, measure_cuda_peak
 from .finetune_predict import predict
 
-__all__ = ["KEYS", "measure", "predict", "build_model", "set_trainable", "sweep", "slopes",
+__all__ = ["KEYS", "measure", "measure_cuda_peak", "predict", "build_model", "set_trainable", "sweep", "slopes",
            "MODELS"]
 
 #: Models with a name of their own; any torchvision classification or
@@ -97,11 +97,13 @@ def set_trainable(model, mode: str) -> int:
 
 def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[int, int]],
           batches: Sequence[int], modes: Sequence[str], width: int = 16,
-          measured: bool = True, progress=None) -> List[dict]:
+          measured: bool = True, cuda: bool = False, progress=None) -> List[dict]:
     """One result per (model, layers, size, batch, mode): the JSON objects of the
     issue, ``{"model", "layers", "size", "batch", "mode", "trainable_params",
     "predicted": {KEYS}, "measured": {KEYS} or None}``. ``layers`` applies to
-    ``stack``; other models report their number of conv/linear layers."""
+    ``stack``; other models report their number of conv/linear layers. With
+    ``cuda``, each result also holds ``"cuda_peak_bytes"``: one real step's
+    ``torch.cuda.max_memory_allocated`` (:func:`measure_cuda_peak`)."""
     results = []
     for name in models:
         for n in (layers if name == "stack" else [None]):
@@ -117,6 +119,8 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
                                   "mode": mode, "trainable_params": trainable,
                                   "predicted": predict(model, shape),
                                   "measured": measure(model, shape) if measured else None}
+                        if cuda:
+                            result["cuda_peak_bytes"] = measure_cuda_peak(model, shape)
                         results.append(result)
                         if progress:
                             progress(result)

@@ -175,3 +175,47 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch_target=None) 
         "forward_flops": fwd_counter.get_total_flops(),
         "backward_flops": bwd_counter.get_total_flops(),
     }
+
+
+def measure_cuda_peak(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Peak bytes of one real Adam step on the GPU, ``torch.cuda.max_memory_allocated``
+    (the caching allocator's view: 512-byte rounding, cuDNN workspaces and cuDNN's
+    own saved tensors included, unlike :func:`measure`). Steps as :func:`measure`
+    does, on a copy of ``model`` with uninitialised weights; needs a CUDA device."""
+    import copy
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("no CUDA device is available")
+    device = torch.device("cuda")
+    net = copy.deepcopy(model).to_empty(device=device)  # works for meta models too
+    for (_, p), (_, q) in zip(model.named_parameters(), net.named_parameters()):
+        q.requires_grad_(p.requires_grad)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.01)
+        for name, b in net.named_buffers():
+            b.fill_(1 if name.endswith("running_var") else 0)
+    net.train()
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(trainable, lr=1e-3, foreach=False)
+    x = torch.randn(*input_shape, device=device)
+    target = None
+    for step in range(2):  # the first creates the Adam state; the second is measured
+        if step == 1:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        out = _logits(net(x))
+        if target is None:
+            target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]), device=device)
+        loss = F.cross_entropy(out, target)
+        del out
+        loss.backward()
+        opt.step()
+        if step == 0:
+            opt.zero_grad(set_to_none=True)
+            del loss
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    del net, opt, x, target, trainable
+    torch.cuda.empty_cache()
+    return peak

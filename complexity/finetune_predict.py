@@ -17,7 +17,7 @@ batch_norm, train  input, save_mean, save_invstd (2C)   0
 relu               output                               0
 max_pool2d         input, int64 indices (output size)   0
 adaptive_avg_pool  input                                0
-dropout, train     bool mask (output size)              0
+dropout, train     mask: bool on CUDA, else float noise 0
 cross_entropy      log-softmax output, target,          0
                    total_weight (a 4-byte scalar)
 cat, add, views,   nothing                              0
@@ -85,6 +85,7 @@ class Graph:
         self._ids: Dict[int, int] = {}            # id(tensor) -> latest value
         self._hold: list = []                     # keeps ids unique while tracing
         self._state_storages: set = set()
+        self.device_type = "cpu"                  # where the real step would run
         self.held_until: Dict[int, int] = {}      # storage -> last call of the module it entered
 
     def value(self, t: torch.Tensor, new: bool = False) -> int:
@@ -170,7 +171,11 @@ class _Tracer(TorchFunctionMode):
         elif name == "dropout":
             p = _arg(args, kwargs, 1, "p", 0.5)
             if _arg(args, kwargs, 2, "training", True) and p > 0:
-                call.kept = [self.g.new_storage(outs[0].numel())]
+                # CUDA runs the fused native_dropout and keeps a bool mask; other
+                # devices (aten/native/Dropout.cpp, _dropout_impl) multiply by a
+                # float noise tensor and keep that.
+                per = 1 if self.g.device_type == "cuda" else outs[0].element_size()
+                call.kept = [self.g.new_storage(per * outs[0].numel())]
         elif name not in _KEEP_NOTHING and name not in _ALIASING:
             self.g.unmodelled.add(name)
         if not call.node:
@@ -205,6 +210,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None) -> Graph:
     from .finetune_measure import _logits
 
     g = Graph()
+    g.device_type = next(model.parameters()).device.type
     state = {}
     for n, p in model.named_parameters():
         state[n] = torch.empty_like(p, device="meta").requires_grad_(p.requires_grad)

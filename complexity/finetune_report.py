@@ -89,6 +89,16 @@ def render(results: Sequence[dict], fmt: str) -> str:
         out.append("Training FLOPs (forward + backward), full / last:")
         out.append(tabulate(ratios, ["model", "n", "size", "batch", "full / last"],
                             tablefmt=tablefmt, disable_numparse=True))
+    cuda = [[r["model"], r["layers"], "%d×%d" % tuple(r["size"]), r["batch"], r["mode"],
+             f"{r['predicted']['peak_bytes']:,}", f"{r['cuda_peak_bytes']:,}",
+             f"{error_pct(r['predicted']['peak_bytes'], r['cuda_peak_bytes']):+.2f}%"]
+            for r in results if "cuda_peak_bytes" in r]
+    if cuda:
+        out.append("Peak on the GPU (torch.cuda.max_memory_allocated; allocator rounding, "
+                   "cuDNN workspaces and cuDNN's saved tensors included):")
+        out.append(tabulate(cuda, ["model", "n", "size", "batch", "mode", "predicted peak",
+                                   "cuda peak", "error"], tablefmt=tablefmt,
+                            disable_numparse=True))
     return "\n\n".join(out)
 
 
