@@ -42,6 +42,22 @@ def test_stack_closed_form_prediction_and_measurement_agree(n, width, size, batc
         assert fs.evaluate(expr, values) == m[q], q
 
 
+@settings(max_examples=6, deadline=None)
+@given(model=st.sampled_from(["cnn", "unet"]), nf=st.integers(1, 6), nc=st.integers(2, 5),
+       h=st.integers(1, 5), w=st.integers(1, 5), batch=st.integers(2, 3),
+       mode=st.sampled_from(["full", "last"]))
+def test_colourization_closed_forms_match_measurement(model, nf, nc, h, w, batch, mode):
+    # The CNN takes any H, W >= 4 (floors); the UNet multiples of 4. Batch >= 2: BatchNorm
+    # in train mode needs more than one value per channel (the CNN pools 4×4 to 1×1).
+    h, w = (4 * h, 4 * w) if model == "unet" else (h + 3, w + 3)
+    net = {"cnn": CNN, "unet": UNet}[model](3, nf, nc, 1)
+    set_trainable(net, mode)
+    m = measure(net, (batch, 1, h, w))
+    values = dict(NF=nf, NC=nc, k=3, NIC=1, H=h, W=w, B=batch)
+    for q, expr in fs.colourization_formulas(model, mode).items():
+        assert fs.evaluate(expr, values) == m[q], q
+
+
 @pytest.mark.parametrize("cls", [CNN, UNet])
 @pytest.mark.parametrize("mode", ["full", "last", "rfconv.*"])
 def test_colourization_nets(cls, mode):
