@@ -118,6 +118,7 @@ def plot(results: Sequence[dict], path: str) -> None:
     panels += [("pixels", "input pixels H·W")] if len(pixels) > 1 else []
     if not panels:
         panels = [("layers", "layers n")]
+    models = list(dict.fromkeys(r["model"] for r in results))
     fig, axes = plt.subplots(len(panels), 2, figsize=(11, 4.2 * len(panels)), squeeze=False)
     for row, (against, label) in enumerate(panels):
         for col, keys in enumerate((MEMORY, FLOPS)):
@@ -137,7 +138,8 @@ def plot(results: Sequence[dict], path: str) -> None:
                     for q in keys:
                         ys = [v(r)[q] for r in rs]
                         if any(y > 0 for y in ys):
-                            ax.plot(xs, ys, style, marker="o", ms=3,
+                            ax.plot(xs, ys, style, marker="os^vD"[models.index(model) % 5],
+                                    ms=3, color=f"C{keys.index(q)}",
                                     label=f"{model} {mode}: {q.replace('_bytes', '')}")
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
@@ -146,7 +148,8 @@ def plot(results: Sequence[dict], path: str) -> None:
             ax.set_title(("memory" if keys is MEMORY else "compute") + f" against {label}")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=6)
-    fig.suptitle("One Adam training step: full (solid) vs last layer (dashed); measured")
+    fig.suptitle("One Adam training step: full (solid) vs last layer (dashed); "
+                 + ("measured" if results[0]["measured"] else "predicted"))
     fig.tight_layout()
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(path)[1] or ".png", dir=directory)
