@@ -112,18 +112,27 @@ def plot(results: Sequence[dict], path: str) -> None:
     def v(r):
         return r["measured"] or r["predicted"]
 
-    layers = sorted({r["layers"] for r in results})
-    pixels = sorted({r["size"][0] * r["size"][1] for r in results})
-    panels = [("layers", "layers n")] if len(layers) > 1 else []
-    panels += [("pixels", "input pixels H·W")] if len(pixels) > 1 else []
+    def varies(key):  # does some model appear at more than one value of key?
+        seen = {}
+        for r in results:
+            seen.setdefault(r["model"], set()).add(key(r))
+        return any(len(v) > 1 for v in seen.values())
+
+    panels = [("layers", "layers n")] if varies(lambda r: r["layers"]) else []
+    panels += [("pixels", "input pixels H·W")] if varies(lambda r: tuple(r["size"])) else []
     if not panels:
         panels = [("layers", "layers n")]
     models = list(dict.fromkeys(r["model"] for r in results))
     fig, axes = plt.subplots(len(panels), 2, figsize=(11, 4.2 * len(panels)), squeeze=False)
     for row, (against, label) in enumerate(panels):
-        for col, keys in enumerate((MEMORY, FLOPS)):
+        # Several models: grads and Adam state (= or 2× the trainable weights) crowd
+        # the memory panel; weights, kept activations and peak tell the story.
+        memory = MEMORY if len(models) == 1 else ("param_bytes", "saved_activation_bytes",
+                                                  "peak_bytes")
+        for col, keys in enumerate((memory, FLOPS)):
             ax = axes[row][col]
-            for mode in dict.fromkeys(r["mode"] for r in results):
+            modes = list(dict.fromkeys(r["mode"] for r in results))
+            for mode in modes:
                 for model in dict.fromkeys(r["model"] for r in results):
                     rs = [r for r in results if r["mode"] == mode and r["model"] == model]
                     if against == "layers":
@@ -140,15 +149,16 @@ def plot(results: Sequence[dict], path: str) -> None:
                         if any(y > 0 for y in ys):
                             ax.plot(xs, ys, style, marker="os^vD"[models.index(model) % 5],
                                     ms=3, color=f"C{keys.index(q)}",
-                                    label=f"{model} {mode}: {q.replace('_bytes', '')}")
+                                    label=(f"{model}: {q.replace('_bytes', '')}"
+                                           if mode == modes[0] else None))
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_xlabel(label)
-            ax.set_ylabel("bytes" if keys is MEMORY else "FLOPs")
-            ax.set_title(("memory" if keys is MEMORY else "compute") + f" against {label}")
+            ax.set_ylabel("bytes" if col == 0 else "FLOPs")
+            ax.set_title(("memory" if col == 0 else "compute") + f" against {label}")
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=6)
-    fig.suptitle("One Adam training step: full (solid) vs last layer (dashed); "
+            ax.legend(fontsize=6, ncol=2 if len(models) > 1 else 1)
+    fig.suptitle("One Adam training step: full (solid) vs last layer / pattern (dashed); "
                  + ("measured" if results[0]["measured"] else "predicted"))
     fig.tight_layout()
     directory = os.path.dirname(os.path.abspath(path))
