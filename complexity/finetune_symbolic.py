@@ -70,7 +70,7 @@ def colourization_formulas(model: str, mode: str) -> Dict[str, sp.Expr]:
 
     >>> f = colourization_formulas("unet", "last")
     >>> f["backward_flops"]
-    2*B*H*NC*W*k**2*(NC + NIC)
+    2*B*H*NC**2*W*k**2 + 2*B*H*NC*NIC*W*k**2
     """
     from . import symbolic as sym
 
