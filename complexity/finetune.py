@@ -62,7 +62,11 @@ def build_model(name: str, layers: int = 4, width: int = 16):
             return segmentation.deeplab(name), 3
         import torchvision.models as tvm
         try:
-            return tvm.get_model(name, weights=None), 3
+            # weights_backbone=None too: segmentation builders would download one.
+            try:
+                return tvm.get_model(name, weights=None, weights_backbone=None), 3
+            except TypeError:  # classification builders take no weights_backbone
+                return tvm.get_model(name, weights=None), 3
         except ValueError:
             raise ValueError(f"unknown model {name!r}; choose stack, cnn, unet, "
                              "deeplabv3_resnet101 or a torchvision model name") from None

@@ -8,21 +8,26 @@ derive from a trainable parameter. Per-call rules then say what one Adam step
 costs; they restate PyTorch's derivative definitions
 (``tools/autograd/derivatives.yaml``) and ``torch.utils.flop_counter``'s formulas:
 
-=================  ==================================  =============================
-call               kept for backward (if a grad flows)  FLOPs (forward; backward)
-=================  ==================================  =============================
-conv2d, linear     input (weight is a parameter)        2·out·fan-in; same again for
+=================  ====================================  =============================
+call               kept for backward (if a grad flows)   FLOPs (forward; backward)
+=================  ====================================  =============================
+conv2d, linear     input (weight is a parameter)         2·out·fan-in; same again for
                                                          input grad, for weight grad
-batch_norm, train  input, save_mean, save_invstd (2C)   0
-relu               output                               0
-max_pool2d         input, int64 indices (output size)   0
-adaptive_avg_pool  input                                0
-dropout, train     mask: bool on CUDA, else float noise 0
-cross_entropy      log-softmax output, target,          0
+batch_norm, train  input, save_mean, save_invstd (2C)    0
+relu               output                                0
+max_pool2d         input, int64 indices (output size)    0
+avg_pool2d (any)   input                                 0
+dropout, train     mask: bool on CUDA, else float        0
+layer_norm         input, mean and rstd per row          0
+sigmoid, tanh      output                                0
+hardswish, silu,   input (in-place forms: a copy)        0
+gelu, relu6 …
+mul                each operand, for the other's grad    0
+cross_entropy      log-softmax output, target,           0
                    total_weight (a 4-byte scalar)
-cat, add, views,   nothing                              0
+cat, add, views,   nothing                               0
 interpolate
-=================  ==================================  =============================
+=================  ====================================  =============================
 
 A call makes an autograd node only if one of its tensor arguments requires grad
 ("input gradients only where something upstream trains"). Memory is the sum of
@@ -42,7 +47,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import torch
 from torch import nn
@@ -50,7 +55,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 #: Calls whose result is a view or the argument itself: no new storage, nothing kept.
-_ALIASING = {"view", "reshape", "flatten", "__getitem__", "contiguous", "squeeze",
+_ALIASING = {"view", "reshape", "flatten", "__getitem__", "contiguous", "squeeze", "expand",
              "unsqueeze", "permute", "transpose", "narrow", "detach"}
 #: Calls that keep nothing for backward (derivatives.yaml needs only sizes).
 _KEEP_NOTHING = {"cat", "add", "add_", "__add__", "__iadd__", "__radd__", "interpolate",
@@ -149,6 +154,9 @@ class _Tracer(TorchFunctionMode):
         in_vals = [self.g.value(t) for t in ins]
         grad = any(t.requires_grad for t in ins)
         call = Call(name, in_vals, [self.g.value(t, new=True) for t in outs], node=grad)
+        if not ins:  # a factory (torch.empty, randn …): allocates, keeps nothing
+            self.g.calls.append(call)
+            return out
         x = ins[0]
         if name in ("conv2d", "linear"):
             w = _arg(args, kwargs, 1, "weight")
@@ -166,8 +174,22 @@ class _Tracer(TorchFunctionMode):
             call.kept = [self.g.value_storage[call.outputs[0]]]
         elif name == "max_pool2d":
             call.kept = [self.g.value_storage[in_vals[0]], self.g.new_storage(8 * outs[0].numel())]
-        elif name == "adaptive_avg_pool2d":
+        elif name in ("adaptive_avg_pool2d", "avg_pool2d"):
             call.kept = [self.g.value_storage[in_vals[0]]]
+        elif name in _KEEP_INPUT:
+            # Their backward needs the original input; the in-place forms first
+            # copy it (it is about to be overwritten): a storage of its own.
+            if _arg(args, kwargs, 99, "inplace", False) or name.endswith("_"):
+                call.kept = [self.g.new_storage(self.g.value_bytes[in_vals[0]])]
+            else:
+                call.kept = [self.g.value_storage[in_vals[0]]]
+        elif name in ("sigmoid", "tanh"):
+            call.kept = [self.g.value_storage[call.outputs[0]]]
+        elif name in ("mul", "__mul__", "__rmul__"):
+            # d(a·b)/da = b and d(a·b)/db = a: each operand is kept for the other.
+            pairs = list(zip(ins, in_vals))
+            call.kept = [self.g.value_storage[v] for i, (t, v) in enumerate(pairs)
+                         if any(o.requires_grad for j, (o, _) in enumerate(pairs) if j != i)]
         elif name == "dropout":
             p = _arg(args, kwargs, 1, "p", 0.5)
             if _arg(args, kwargs, 2, "training", True) and p > 0:
@@ -176,8 +198,14 @@ class _Tracer(TorchFunctionMode):
                 # float noise tensor and keep that.
                 per = 1 if self.g.device_type == "cuda" else outs[0].element_size()
                 call.kept = [self.g.new_storage(per * outs[0].numel())]
-        elif name not in _KEEP_NOTHING and name not in _ALIASING:
-            self.g.unmodelled.add(name)
+        elif name == "layer_norm":
+            # native_layer_norm keeps its input and one mean and one rstd per row.
+            shape = _arg(args, kwargs, 1, "normalized_shape")
+            rows = x.numel() // max(1, int(torch.Size(shape).numel()))
+            call.kept = [self.g.value_storage[in_vals[0]], self.g.new_storage(4 * rows),
+                         self.g.new_storage(4 * rows)]
+        elif name not in _KEEP_NOTHING and name not in _ALIASING and grad:
+            self.g.unmodelled.add(name)  # a node we have no rule for: keeps nothing here
         if not call.node:
             call.kept, call.backward_flops = [], 0
         call.grad_inputs = [v for t, v in zip(ins, in_vals) if t.requires_grad]
@@ -256,110 +284,21 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None) -> Graph:
     return g
 
 
-#: Backward of these hands the output gradient (or views of it) to the inputs:
-#: add passes it through, cat and views slice or reshape it; nothing is allocated.
-_SHARES_GRAD = _ALIASING | {"cat", "add", "add_", "__add__", "__iadd__", "__radd__"}
-
-
-class _Schedule:
-    """Live bytes, and their maximum, as storages come and go."""
-
-    def __init__(self, resident_bytes: int):
-        self.live = self.peak = resident_bytes
-
-    def alloc(self, nbytes: int) -> None:
-        self.live += nbytes
-
-    def free(self, nbytes: int) -> None:
-        self.live -= nbytes
-
-    def mark(self) -> None:
-        self.peak = max(self.peak, self.live)
-
-
-def _peak(g: Graph, trainable_sizes: List[int], resident_bytes: int) -> int:
-    sch = _Schedule(resident_bytes)
-    keep_count: Dict[int, int] = {}
-    for c in g.calls:
-        for s in c.kept:
-            keep_count[s] = keep_count.get(s, 0) + 1
-    # Forward: a storage lives from the call that makes it to its last read,
-    # or, if a node keeps it, until that node's backward.
-    last_read: Dict[int, int] = {}
-    for i, c in enumerate(g.calls):
-        for v in c.inputs:
-            last_read[g.value_storage[v]] = i
-    for s, i in g.held_until.items():
-        last_read[s] = max(last_read.get(s, i), i)
-    born = set(g.resident)
-    dies_at: Dict[int, List[int]] = {}
-    for i, c in enumerate(g.calls):
-        fresh = [g.value_storage[v] for v in c.outputs] + [s for s in c.kept if s < 0]
-        for s in dict.fromkeys(fresh):
-            if s not in born:
-                born.add(s)
-                sch.alloc(g.storage_bytes[s])
-                if s not in keep_count and i < len(g.calls) - 1:  # the loss stays held
-                    dies_at.setdefault(max(i, last_read.get(s, i)), []).append(s)
-        sch.mark()
-        for s in dies_at.pop(i, []):
-            sch.free(g.storage_bytes[s])
-    # Backward: nodes in reverse order of creation (the engine's order for a
-    # single device: highest sequence number first).
-    refs: Dict[int, int] = {}
-    sizes: Dict[int, int] = {}
-    grad_of: Dict[int, int] = {}
-
-    def new_grad(nbytes):
-        gid = len(sizes)
-        sizes[gid], refs[gid] = nbytes, 0
-        sch.alloc(nbytes)
-        return gid
-
-    def release(gid):
-        refs[gid] -= 1
-        if refs[gid] == 0:
-            sch.free(sizes[gid])
-
-    grad_of[g.calls[-1].outputs[0]] = new_grad(4)  # d loss / d loss = 1
-    refs[grad_of[g.calls[-1].outputs[0]]] = 1
-    for c in reversed(g.calls):
-        outs = [v for v in c.outputs if v in grad_of]
-        if c.node and outs:
-            arriving = []
-            for v in c.grad_inputs:
-                gid = grad_of[outs[0]] if c.name in _SHARES_GRAD else new_grad(g.value_bytes[v])
-                refs[gid] += 1
-                arriving.append((v, gid))
-            sch.mark()
-            for v, gid in arriving:
-                if v in grad_of:  # a second consumer: accumulated in place
-                    release(gid)
-                else:
-                    grad_of[v] = gid
-                    if v in g.params:
-                        refs[gid] += 1  # .grad keeps it
-            for v in outs:
-                release(grad_of.pop(v))
-        for s in c.kept:
-            keep_count[s] -= 1
-            if keep_count[s] == 0 and s not in g.resident:
-                sch.free(g.storage_bytes[s])
-    # Adam(foreach=False), per parameter: denom = exp_avg_sq.sqrt() / c holds
-    # two temporaries while the previous parameter's denom is still bound.
-    prev, worst = 0, 0
-    for n in trainable_sizes:
-        worst, prev = max(worst, prev + 2 * n), n
-    sch.alloc(worst)
-    sch.mark()
-    return sch.peak
-
+#: Element-wise activations whose backward reads their input (derivatives.yaml).
+_KEEP_INPUT = {"hardswish", "hardsigmoid", "silu", "gelu", "elu", "leaky_relu", "hardtanh",
+               "relu6", "hardswish_", "hardsigmoid_", "silu_", "hardtanh_"}
 
 def predict(model: nn.Module, input_shape: Sequence[int], target=None) -> Dict[str, int]:
     """Predict one Adam training step of ``model`` on a batch of ``input_shape``:
     the same keys as :func:`complexity.finetune_measure.measure`. Trainable =
     parameters with ``requires_grad``; ``model`` is not modified."""
+    from .finetune_schedule import peak
+
     g = trace(model, input_shape, target)
+    if g.unmodelled:
+        import warnings
+        warnings.warn("finetune.predict: no rule for " + ", ".join(sorted(g.unmodelled))
+                      + " (counted as keeping nothing and costing no FLOPs)", stacklevel=2)
     params = list(model.parameters())
     trainable = [p.numel() * p.element_size() for p in params if p.requires_grad]
     if not trainable:
@@ -374,7 +313,7 @@ def predict(model: nn.Module, input_shape: Sequence[int], target=None) -> Dict[s
         "grad_bytes": sum(trainable),
         "optimizer_bytes": optimizer,
         "saved_activation_bytes": sum(g.storage_bytes[s] for s in kept),
-        "peak_bytes": _peak(g, trainable, resident),
+        "peak_bytes": peak(g, trainable, resident),
         "forward_flops": sum(c.forward_flops for c in g.calls),
         "backward_flops": sum(c.backward_flops for c in g.calls),
     }

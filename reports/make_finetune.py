@@ -21,7 +21,6 @@ from complexity import finetune_report as fr  # noqa: E402
 from complexity import finetune_symbolic as fs  # noqa: E402
 
 LAYERS = [1, 2, 4, 8, 16, 32]
-MIB = 2**20
 
 
 def write(path, text):
@@ -45,14 +44,6 @@ def worst_error(results):
     """Largest |error| % per quantity over ``results``."""
     return {q: max(abs(fr.error_pct(r["predicted"][q], r["measured"][q])) for r in results)
             for q in ft.KEYS}
-
-
-def mib(x):
-    return f"{x / MIB:,.2f}"
-
-
-def gflop(x):
-    return f"{x / 1e9:,.2f}"
 
 
 def main():
@@ -188,7 +179,7 @@ def answers(stack, wide, res, deep):
     d = {(r["size"][0], r["mode"]): r["measured"] for r in deep}
     train = lambda m: m["forward_flops"] + m["backward_flops"]  # noqa: E731
     ratio32 = train(s32f) / train(s32l)
-    c5 = [r for r in res]
+    c5 = res
     saved_ratios, param_ratios = [], []
     for model in ("stack", "cnn", "unet"):
         for mode in ("full", "last"):

@@ -168,3 +168,31 @@ def test_cli_bad_input(args, capsys):
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+class _Activations(nn.Module):
+    """One of each element-wise rule beyond the course nets (MobileNet/EfficientNet
+    style squeeze-excitation, in-place activations, layer norm, a factory call)."""
+
+    def __init__(self, c=4):
+        super().__init__()
+        self.conv = nn.Conv2d(3, c, 3, padding=1)
+        self.se = nn.Conv2d(c, c, 1)
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Conv2d(c, 3, 1)
+
+    def forward(self, x):
+        import torch.nn.functional as F
+        y = F.hardswish(self.conv(x), inplace=True)
+        y = y * F.hardsigmoid(self.se(F.adaptive_avg_pool2d(y, 1)))
+        y = F.silu(y) + torch.zeros(1, device=y.device)
+        y = torch.sigmoid(self.norm(F.avg_pool2d(y, 2, stride=1, padding=1)[..., :8, :8]))
+        y = F.gelu(torch.tanh(y))
+        return self.head(F.relu6(y, inplace=True))
+
+
+@pytest.mark.parametrize("mode", ["full", "last", "norm.*"])
+def test_activation_rules(mode):
+    net = _Activations()
+    set_trainable(net, mode)
+    _agree(predict(net, (2, 3, 8, 8)), measure(net, (2, 3, 8, 8)))
