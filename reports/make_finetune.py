@@ -19,6 +19,7 @@ from tabulate import tabulate  # noqa: E402
 from complexity import finetune as ft  # noqa: E402
 from complexity import finetune_report as fr  # noqa: E402
 from complexity import finetune_symbolic as fs  # noqa: E402
+from complexity import symbolic as sym  # noqa: E402
 
 LAYERS = [1, 2, 4, 8, 16, 32]
 
@@ -155,7 +156,15 @@ def main():
                             + [f"{rb[q] / ra[q]:.3f}" if ra[q] else "–" for q in ft.KEYS])
     md += [tabulate(crow, ["model", "mode", "H=W"] + list(ft.KEYS), tablefmt="github",
                     disable_numparse=True), ""]
-    md += ["![memory and FLOPs against resolution](finetune_resolution.png)", ""]
+    md += ["Closed forms of the kept activations, full mode (bytes; B batch, NF, NC, "
+           "NIC = 1 input channel, H×W; from `complexity.finetune_symbolic`, equal to the "
+           "measurement in the tests). Every term but the BatchNorm statistics (8·NF, "
+           "8·NC: per channel, not per pixel) and the 4-byte loss scalar scales with H·W "
+           "(exactly ×4 on doubling when H and W are multiples of 4; the CNN floors):", ""]
+    for model in ("cnn", "unet"):
+        f = fs.colourization_formulas(model, "full")["saved_activation_bytes"]
+        md.append(f"- {model}: `{f.subs({sym.NIC: 1, sym.k: 3})}`")
+    md += ["", "![memory and FLOPs against resolution](finetune_resolution.png)", ""]
 
     # ---------------------------------------------------------------- targets
     allres = stack + wide + res + deep

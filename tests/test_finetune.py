@@ -196,3 +196,15 @@ def test_activation_rules(mode):
     net = _Activations()
     set_trainable(net, mode)
     _agree(predict(net, (2, 3, 8, 8)), measure(net, (2, 3, 8, 8)))
+
+
+@settings(max_examples=6, deadline=None)
+@given(n=st.integers(2, 5), data=st.data())
+def test_stack_any_trainable_subset(n, data):
+    # "--trainable PATTERN for anything in between": any non-empty set of tensors.
+    net = Stack(n, 3)
+    names = [name for name, _ in net.named_parameters()]
+    chosen = data.draw(st.sets(st.sampled_from(names), min_size=1))
+    for name, p in net.named_parameters():
+        p.requires_grad_(name in chosen)
+    _agree(predict(net, (2, 3, 6, 6)), measure(net, (2, 3, 6, 6)))
