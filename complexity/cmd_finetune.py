@@ -44,7 +44,7 @@ def add_arguments(p):
     p.add_argument("--mode", type=_modes, default=["full", "last"], metavar="full,last",
                    help="full = every parameter trains; last = only the last layer")
     p.add_argument("--trainable", metavar="PATTERN",
-                   help="parameter-name glob (e.g. 'layer4.*'); a mode of its own")
+                   help="parameter-name glob (e.g. 'backbone.layer4.*'); a mode of its own")
     p.add_argument("--size", "--sizes", dest="sizes", type=_sizes, default=[(64, 64)],
                    metavar="H|HxW[,...]", help="input height and width, each >= 1 (64)")
     p.add_argument("--batch", type=int_list, default=[8], metavar="B[,B]", help="batch (8)")

@@ -166,6 +166,9 @@ def plot(results: Sequence[dict], path: str) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a plot is not
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
