@@ -128,7 +128,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch_target=None) 
         if target is None:  # warm-up: learn the output's shape
             target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]),
                                    device=out.device)
-        target = target.to(out.device)
+        target = target.to(out.device, torch.long)  # class indices
         return F.cross_entropy(out, target), target
 
     try:

@@ -7,8 +7,9 @@ returns the most ever alive. What holds a storage: the caller of the module it
 was passed to (until that module returns), a later call that reads it, an
 autograd node that keeps it (until that node's backward), a parameter's
 ``.grad``. Gradients follow PyTorch's engine: add, cat and views hand the output
-gradient on without a copy; a second gradient for the same tensor is
-accumulated in place.
+gradient on without a copy; a node's kept tensors go as soon as it has run; a
+second gradient for the same tensor is summed into a new one (in place only for
+a parameter's ``.grad``).
 
 >>> from models.stack import Stack
 >>> from complexity.finetune_predict import predict
@@ -92,26 +93,37 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int) -> int:
     refs[grad_of[g.calls[-1].outputs[0]]] = 1
     for c in reversed(g.calls):
         outs = [v for v in c.outputs if v in grad_of]
+        arriving = []
         if c.node and outs:
-            arriving = []
             for v in c.grad_inputs:
                 gid = grad_of[outs[0]] if c.name in _SHARES_GRAD else new_grad(g.value_bytes[v])
                 refs[gid] += 1
                 arriving.append((v, gid))
-            sch.mark()
-            for v, gid in arriving:
-                if v in grad_of:  # a second consumer: accumulated in place
-                    release(gid)
-                else:
-                    grad_of[v] = gid
-                    if v in g.params:
-                        refs[gid] += 1  # .grad keeps it
+            sch.mark()  # the node ran: its kept tensors, output and input grads alive
             for v in outs:
                 release(grad_of.pop(v))
+        # The engine releases a node's kept tensors as soon as it has run ...
         for s in c.kept:
             keep_count[s] -= 1
             if keep_count[s] == 0 and s not in g.resident:
                 sch.free(g.storage_bytes[s])
+        # ... then adds its outputs into the waiting gradients.
+        for v, gid in arriving:
+            if v not in grad_of:
+                grad_of[v] = gid
+                if v in g.params:
+                    refs[gid] += 1  # .grad keeps it
+            elif v in g.params:  # AccumulateGrad: .grad += new, in place
+                release(gid)
+            else:
+                # InputBuffer::accumulate adds in place only for a plain tensor it
+                # holds the last reference to (never for fake tensors): old + new.
+                total = new_grad(g.value_bytes[v])
+                refs[total] += 1
+                sch.mark()
+                release(grad_of[v])
+                release(gid)
+                grad_of[v] = total
     # Adam(foreach=False), per parameter: denom = exp_avg_sq.sqrt() / c holds
     # two temporaries while the previous parameter's denom is still bound.
     prev, worst = 0, 0
