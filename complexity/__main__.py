@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import cmd_finetune
 from .cli_common import OneLineParser, UsageError, odd_kernel, positive_int, size
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION
 
@@ -57,6 +58,8 @@ def report_run(args) -> str:
 COMMANDS = {
     "report": (report_arguments, report_run,
                "exact weights / outputs / connections of the colourization CNN and UNet"),
+    "finetune": (cmd_finetune.add_arguments, cmd_finetune.run,
+                 "memory and FLOPs of one training step, full vs last layer: predicted and measured"),
 }
 
 

@@ -1,0 +1,179 @@
+"""Training cost, full versus frozen fine-tuning: predicted and measured (issue 3).
+
+The public API:
+
+* :func:`measure` (``finetune_measure``) — one real Adam step on a fake copy;
+* :func:`predict` (``finetune_predict``) — the same quantities from structure;
+* :func:`sweep` — both, over models, depths n, sizes, batches and modes;
+* :func:`slopes` — fitted log-log slopes against n and against H·W.
+
+Both functions take the model as it is: trainable = parameters with
+``requires_grad``. ``full`` trains every parameter, ``last`` only the last layer
+(the module owning the model's last parameter: ``head`` of ``stack``,
+``finalconv`` of the CNN/UNet, ``classifier.4`` of DeepLabV3, ``fc`` of a ResNet),
+a glob pattern anything in between.
+
+>>> from models.stack import Stack
+>>> net = Stack(4, 8)
+>>> set_trainable(net, "last")
+18
+>>> m, p = measure(net, (2, 8, 16, 16)), predict(net, (2, 8, 16, 16))
+>>> [q for q in KEYS if m[q] != p[q]], abs(p["peak_bytes"] / m["peak_bytes"] - 1) < 0.01
+(['peak_bytes'], True)
+>>> sorted(m) == sorted(KEYS)
+True
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .finetune_measure import KEYS, measure, measure_cuda_peak
+from .finetune_predict import predict
+
+__all__ = ["KEYS", "measure", "measure_cuda_peak", "predict", "build_model", "set_trainable", "sweep", "slopes",
+           "MODELS"]
+
+#: Models with a name of their own; any torchvision classification or
+#: segmentation model name is accepted too.
+MODELS = ("stack", "cnn", "unet", "deeplabv3_resnet101")
+
+
+def build_model(name: str, layers: int = 4, width: int = 16):
+    """``(model, input_channels)`` for ``name``, on the meta device (no memory, no
+    download). ``layers`` and ``width`` shape ``stack`` only (n blocks of C channels).
+
+    >>> net, c = build_model("unet")
+    >>> type(net).__name__, c
+    ('UNet', 1)
+    """
+    import torch
+
+    with torch.device("meta"):
+        if name == "stack":
+            from models.stack import Stack
+            return Stack(layers, width), width
+        if name in ("cnn", "unet"):
+            from models.colourization import build
+            return build(name), 1  # SPEC §1 defaults: k 3, NF 32, NC 24, NIC 1
+        from models import segmentation
+        if name in segmentation.ARCHS:
+            return segmentation.deeplab(name), 3
+        import torchvision.models as tvm
+        try:
+            # weights_backbone=None too: segmentation builders would download one.
+            try:
+                return tvm.get_model(name, weights=None, weights_backbone=None), 3
+            except TypeError:  # classification builders take no weights_backbone
+                return tvm.get_model(name, weights=None), 3
+        except ValueError:
+            raise ValueError(f"unknown model {name!r}; choose stack, cnn, unet, "
+                             "deeplabv3_resnet101 or a torchvision model name") from None
+
+
+def last_layer(model) -> str:
+    """The name of the module that owns the model's last parameter."""
+    name = [n for n, _ in model.named_parameters()][-1]
+    return name.rsplit(".", 1)[0]
+
+
+def set_trainable(model, mode: str) -> int:
+    """Set ``requires_grad``: ``'full'``, ``'last'`` or a parameter-name glob.
+    Returns the number of trainable parameters; ``ValueError`` if none match."""
+    names = [n for n, _ in model.named_parameters()]
+    if mode == "full":
+        chosen = set(names)
+    elif mode == "last":
+        head = last_layer(model) + "."
+        chosen = {n for n in names if n.startswith(head)}
+    else:
+        chosen = {n for n in names if fnmatch.fnmatchcase(n, mode)}
+        if not chosen:
+            raise ValueError(f"--trainable {mode!r} matches no parameter name "
+                             f"(e.g. {names[0]!r} … {names[-1]!r})")
+    count = 0
+    for n, p in model.named_parameters():
+        p.requires_grad_(n in chosen)
+        count += p.numel() if n in chosen else 0
+    return count
+
+
+def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[int, int]],
+          batches: Sequence[int], modes: Sequence[str], width: int = 16,
+          measured: bool = True, cuda: bool = False, progress=None) -> List[dict]:
+    """One result per (model, layers, size, batch, mode): the JSON objects of the
+    issue, ``{"model", "layers", "size", "batch", "mode", "trainable_params",
+    "predicted": {KEYS}, "measured": {KEYS} or None}``. ``layers`` applies to
+    ``stack``; other models report their number of conv/linear layers. With
+    ``cuda``, each result also holds ``"cuda_peak_bytes"``: one real step's
+    ``torch.cuda.max_memory_allocated`` (:func:`measure_cuda_peak`)."""
+    results = []
+    for name in models:
+        for n in (layers if name == "stack" else [None]):
+            model, channels = build_model(name, n or 1, width)
+            if n is None:
+                n = _weight_layers(model)
+            for (h, w) in sizes:
+                for b in batches:
+                    for mode in modes:
+                        trainable = set_trainable(model, mode)
+                        shape = (b, channels, h, w)
+                        result = {"model": name, "layers": n, "size": [h, w], "batch": b,
+                                  "mode": mode, "trainable_params": trainable,
+                                  "predicted": predict(model, shape),
+                                  "measured": measure(model, shape) if measured else None}
+                        if cuda:
+                            result["cuda_peak_bytes"] = measure_cuda_peak(model, shape)
+                        results.append(result)
+                        if progress:
+                            progress(result)
+    return results
+
+
+def _weight_layers(model) -> int:
+    from torch import nn
+    return sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
+
+
+def fit_slope(xs: Iterable[float], ys: Iterable[float]) -> Optional[float]:
+    """Least-squares slope of log y against log x (None with < 2 distinct x or y ≤ 0).
+
+    >>> round(fit_slope([1, 2, 4], [3, 6, 12]), 6)
+    1.0
+    """
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x > 0 and y > 0]
+    if len({p[0] for p in pts}) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    return sum((p[0] - mx) * (p[1] - my) for p in pts) / sxx
+
+
+def slopes(results: Sequence[dict], against: str = "layers", source: str = "measured",
+           tail: bool = False) -> List[dict]:
+    """Fitted log-log slope of each quantity against n (``'layers'``) or H·W
+    (``'pixels'``), one row per group of results that differ only in that variable.
+    ``tail``: the slope between the two largest x only (the asymptotic exponent; a
+    constant term, such as the loss or the head, drags the whole-range fit below it)."""
+    def x_of(r):
+        return r["layers"] if against == "layers" else r["size"][0] * r["size"][1]
+
+    groups: Dict[tuple, List[dict]] = {}
+    for r in results:
+        fixed = (r["model"], r["batch"], r["mode"],
+                 tuple(r["size"]) if against == "layers" else r["layers"])
+        groups.setdefault(fixed, []).append(r)
+    rows = []
+    for (model, batch, mode, fixed), rs in groups.items():
+        if tail:
+            rs = sorted(rs, key=x_of)[-2:]
+        values = [r[source] or r["predicted"] for r in rs]
+        row = {"model": model, "batch": batch, "mode": mode, "against": against,
+               "range": [x_of(rs[0]), x_of(rs[-1])] if tail else [min(map(x_of, rs)), max(map(x_of, rs))],
+               "fixed": list(fixed) if isinstance(fixed, tuple) else fixed}
+        row.update({q: fit_slope([x_of(r) for r in rs], [v[q] for v in values]) for q in KEYS})
+        if any(row[q] is not None for q in KEYS):
+            rows.append(row)
+    return rows
