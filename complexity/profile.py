@@ -120,7 +120,8 @@ def _macs(flops: int):
 
 
 def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "torch",
-            device: str = "meta", model_name: Optional[str] = None) -> Dict:
+            device: str = "meta", model_name: Optional[str] = None,
+            layers: bool = True) -> Dict:
     """Totals and per-module rows of ``module`` on an input of ``input_shape``.
 
     Returns ``{"model", "input", "convention", "device", "params",
@@ -128,6 +129,7 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
     ``{"name", "kind", "depth", "shape", "params", "trainable_params", "outputs",
     "macs", "calls"}`` with the counts of its whole subtree, in first-call order.
     ``ops`` gives the MACs per aten op. The module is not modified.
+    ``layers=False`` skips the rows (totals only; what ``derive`` needs, faster).
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
@@ -143,10 +145,14 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
     def pre_hook(mod, _inputs):
         stack.append((counter.get_total_flops(), state["outputs"]))
 
+    def leaf_hook(mod, _inputs, output):
+        if counts_output(kind_of(mod)):
+            state["outputs"] += _units(output)
+
     def post_hook(mod, _inputs, output):
         flops0, outputs0 = stack.pop()
-        if mod in leaves and counts_output(kind_of(mod)):
-            state["outputs"] += _units(output)
+        if mod in leaves:
+            leaf_hook(mod, _inputs, output)
         row = rows.get(mod)
         if row is None:
             row = rows[mod] = {"name": names[mod], "kind": type(mod).__name__,
@@ -158,8 +164,11 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
     handles = []
     patched = _shortcut_batchnorm(module) if device == "meta" else []
     for m in names:
-        handles.append(m.register_forward_pre_hook(pre_hook))
-        handles.append(m.register_forward_hook(post_hook))
+        if layers:
+            handles.append(m.register_forward_pre_hook(pre_hook))
+            handles.append(m.register_forward_hook(post_hook))
+        elif m in leaves:
+            handles.append(m.register_forward_hook(leaf_hook))
     modes = {m: m.training for m in names}
     try:
         # Eval mode: shapes and counts do not depend on it, and train-mode
@@ -167,11 +176,15 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
         module.eval()
         with torch.no_grad():
             if device == "meta":
-                stand_ins = {n: torch.empty_like(t, device="meta") for n, t in
-                             list(module.named_parameters()) + list(module.named_buffers())}
+                tensors = list(module.named_parameters()) + list(module.named_buffers())
                 # Default device meta: tensors the forward creates itself land there too.
                 with torch.device("meta"), counter:
-                    functional_call(module, stand_ins, (torch.empty(*input_shape),))
+                    x = torch.empty(*input_shape)
+                    if all(t.is_meta for _, t in tensors):  # built on meta: run as is
+                        module(x)
+                    else:  # real weights: run on meta stand-ins, leave the module alone
+                        stand_ins = {n: torch.empty_like(t, device="meta") for n, t in tensors}
+                        functional_call(module, stand_ins, (x,))
             else:
                 x = torch.zeros(*input_shape)
                 with counter:
