@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from . import cmd_profile
 from .cli_common import OneLineParser, UsageError, odd_kernel, positive_int, size
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION
 
@@ -52,6 +53,8 @@ def report_run(args) -> str:
 COMMANDS = {
     "report": (report_arguments, report_run,
                "exact weights / outputs / connections of the colourization CNN and UNet"),
+    "profile": (cmd_profile.profile_arguments, cmd_profile.profile_run, "per-layer params, outputs and MACs of any PyTorch model, on the meta device"),
+    "derive": (cmd_profile.derive_arguments, cmd_profile.derive_run, "exact formulas for params, outputs, MACs of any model in chosen symbols, verified"),
 }
 
 

@@ -144,6 +144,9 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
 
     def pre_hook(mod, _inputs):
         stack.append((counter.get_total_flops(), state["outputs"]))
+        if mod not in rows:  # rows in first-call order, parents before children
+            rows[mod] = {"name": names[mod], "kind": type(mod).__name__, "shape": None,
+                         "flops": 0, "outputs": 0, "calls": 0}
 
     def leaf_hook(mod, _inputs, output):
         if counts_output(kind_of(mod)):
@@ -153,10 +156,9 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
         flops0, outputs0 = stack.pop()
         if mod in leaves:
             leaf_hook(mod, _inputs, output)
-        row = rows.get(mod)
-        if row is None:
-            row = rows[mod] = {"name": names[mod], "kind": type(mod).__name__,
-                               "shape": _shape(output), "flops": 0, "outputs": 0, "calls": 0}
+        row = rows[mod]
+        if row["calls"] == 0:
+            row["shape"] = _shape(output)
         row["flops"] += counter.get_total_flops() - flops0
         row["outputs"] += state["outputs"] - outputs0
         row["calls"] += 1
