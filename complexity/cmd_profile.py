@@ -140,9 +140,10 @@ def profile_run(args) -> str:
                                             "trainable_params", "outputs", "macs", "calls")}
                          for r in shown]
         return json.dumps(out, indent=2)
-    import tabulate as tabulate_mod
+    from tabulate import tabulate
 
-    rows = [["  " * (r["depth"] - 1) + r["name"], r["kind"], _shape_text(r["shape"]),
+    # A visible indent: tabulate strips leading spaces (0.9 has no switch for it).
+    rows = [["· " * (r["depth"] - 1) + r["name"], r["kind"], _shape_text(r["shape"]),
              _num(r["params"]), _num(r["params"] - r["trainable_params"]),
              _num(r["outputs"]), _num(r["macs"])] for r in shown]
     rows.append(["total", "", "", _num(result["params"]),
@@ -152,14 +153,10 @@ def profile_run(args) -> str:
     head = (f"{spec.name}, input {'×'.join(map(str, shape))}, convention {args.convention}, "
             f"{args.device} device — exact counts for this input (batch included); a row "
             f"counts its whole subtree; MACs = FlopCounterMode FLOPs / 2\n")
-    keep, tabulate_mod.PRESERVE_WHITESPACE = tabulate_mod.PRESERVE_WHITESPACE, True  # indentation
-    try:
-        table = tabulate_mod.tabulate(
-            rows, headers=["layer", "kind", "output shape", "params", "frozen", "outputs", "MACs"],
-            tablefmt=fmt, disable_numparse=True,
-            colalign=("left", "left", "left", "right", "right", "right", "right"))
-    finally:
-        tabulate_mod.PRESERVE_WHITESPACE = keep
+    table = tabulate(
+        rows, headers=["layer", "kind", "output shape", "params", "frozen", "outputs", "MACs"],
+        tablefmt=fmt, disable_numparse=True,
+        colalign=("left", "left", "left", "right", "right", "right", "right"))
     return head + "\n" + table
 
 
