@@ -105,13 +105,14 @@ def derive(count: Callable[[Dict[str, int]], Dict[str, int]], names: Sequence[st
 
     steps, degrees, narrowed = {}, {}, []
     for n in names:
-        found = _scan(at, n, base, max_degree, confirm)
+        found, only_failures = _scan(at, n, base, max_degree, confirm)
         if found is None:
-            why = f" (the model fails at {failures[0]})" if failures else ""
-            raise DeriveError(
-                f"the counts are not polynomial in {n} (degree <= {max_degree}) on any lattice "
-                f"{n} = {base[n]} + s*j for s in {', '.join(map(str, LADDER))}{why}; "
-                "no formula printed")
+            lattices = f"{n} = {base[n]} + s*j for s in {', '.join(map(str, LADDER))}"
+            if only_failures and failures:  # the model, not the counts, ended every try
+                raise DeriveError(f"{n} cannot vary: the model fails at {failures[0]} "
+                                  f"(tried {lattices}); no formula printed")
+            raise DeriveError(f"the counts are not polynomial in {n} (degree <= {max_degree}) "
+                              f"on any lattice {lattices}; no formula printed")
         steps[n], degrees[n] = found
         if steps[n] > 1:
             narrowed.append(n)
@@ -140,8 +141,10 @@ def derive(count: Callable[[Dict[str, int]], Dict[str, int]], names: Sequence[st
 
 
 def _scan(at, n, base, max_degree, confirm):
-    """(step, degree) for symbol ``n``: the first step of the ladder on which every
-    quantity's finite differences vanish; None if there is none."""
+    """((step, degree), _) for symbol ``n``: the first step of the ladder on which
+    every quantity's finite differences vanish; (None, whether every step ended
+    in the model failing) if there is none."""
+    only_failures = True
     for step in LADDER:
         series = {q: [] for q in QUANTITIES}
         for j in range(max_degree + confirm + 1):
@@ -149,17 +152,21 @@ def _scan(at, n, base, max_degree, confirm):
                 counts = at({**base, n: base[n] + j * step})
             except _Outside:
                 break
+            if j == max_degree + confirm:
+                only_failures = False
             for q in QUANTITIES:
                 series[q].append(counts[q])
             results = [_degree(series[q], max_degree, confirm) for q in QUANTITIES]
             if any(r[1] == "reject" for r in results):
+                only_failures = False
                 break
             if all(r[0] is not None for r in results):
                 degree = max(r[0] for r in results)
                 if _holds_further(at, n, base, step, series, degree, j + 1):
-                    return step, degree
+                    return (step, degree), False
+                only_failures = False
                 break
-    return None
+    return None, only_failures
 
 
 def _holds_further(at, n, base, step, series, degree, seen, extra=4, seed=0):
