@@ -225,7 +225,10 @@ def _interpolate(at, names, axes, symbols) -> Dict[str, sp.Expr]:
 def _verify(at, formulas, symbols, names, base, steps, lows, checks, seed, used):
     """(number of points checked, "") if all agree; (0, reason) otherwise."""
     rng = random.Random(seed)
-    highs = {n: max(2 * base[n], base[n] + 16 * steps[n]) for n in names}
+    # Enough lattice points in the box for `checks` fresh ones (one symbol alone
+    # needs a longer range than a product of several).
+    span = 16 if len(names) > 1 else 2 * (checks + len(used))
+    highs = {n: max(2 * base[n], base[n] + span * steps[n]) for n in names}
     points, tries = [], 0
     while len(points) < checks and tries < 50 * checks:
         tries += 1
