@@ -6,7 +6,10 @@ with ratios, measured in one run.
     python benchmarks/profile_vs_anchors.py                 # the three cases
     python benchmarks/profile_vs_anchors.py --cases resnet50:224 --tools complexity,torchinfo
 
-Each (tool, case) runs in a fresh subprocess so that its peak memory
+The anchors run in eval mode under ``torch.no_grad()``, their cheapest setting,
+so that their totals are comparable; ``torchinfo-default`` runs torchinfo as its
+README does (fresh model in train mode, autograd on), which is what costs the
+memory users see. Each (tool, case) runs in a fresh subprocess so that its peak memory
 (``resource.getrusage(RUSAGE_SELF).ru_maxrss``) is its own. Imports are done
 before the clock starts; the time covers building the model (random weights for
 the anchors, shapes only for ``complexity``) and counting. The peak includes the
@@ -29,8 +32,10 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOLS = ("complexity", "flopcounter", "torchinfo", "fvcore", "ptflops", "thop")
-CASES = ("resnet50:224", "deeplabv3_resnet101:512", "deeplabv3_resnet101:1024")
+TOOLS = ("complexity", "flopcounter", "torchinfo", "fvcore", "ptflops", "thop",
+         "torchinfo-default")
+CASES = ("resnet50:224", "deeplabv3_resnet101:224", "deeplabv3_resnet101:512",
+         "deeplabv3_resnet101:1024")
 
 
 def _rss_mb() -> float:
@@ -61,7 +66,7 @@ def worker(tool: str, name: str, size: int) -> dict:
         from complexity.profile import profile
     elif tool == "flopcounter":
         from torch.utils.flop_counter import FlopCounterMode
-    elif tool == "torchinfo":
+    elif tool in ("torchinfo", "torchinfo-default"):
         import torchinfo
     elif tool == "fvcore":
         from fvcore.nn import FlopCountAnalysis, parameter_count
@@ -80,6 +85,12 @@ def worker(tool: str, name: str, size: int) -> dict:
         p = profile(model, shape)
         params, macs = p["params"], p["macs"]
         extra["breakdown"] = _breakdown(p)
+    elif tool == "torchinfo-default":
+        # As its README shows it: a freshly built model (train mode), autograd on.
+        kwargs = {"weights": None, **({"weights_backbone": None} if "deeplab" in name else {})}
+        model = torchvision.models.get_model(name, **kwargs)
+        s = torchinfo.summary(model, input_size=shape, verbose=0, device="cpu")
+        params, macs = s.total_params, s.total_mult_adds
     else:
         model = _real_model(name)
         x = torch.randn(*shape)
@@ -168,6 +179,13 @@ def render(results) -> str:
             out.append("fvcore by operator: " + ", ".join(
                 f"{k} {v:,}" for k, v in fv["by_operator"].items()))
         out.append("")
+    ours = [r for r in results if r["tool"] == "complexity" and "error" not in r]
+    for name in dict.fromkeys(r["model"] for r in ours):
+        runs = sorted((r["size"], r["seconds"]) for r in ours if r["model"] == name)
+        if len(runs) > 1:
+            out.append(f"complexity on {name}: " + ", ".join(
+                f"{s}×{s} {t:.2f} s" for s, t in runs) +
+                f" — largest / smallest size time ratio {runs[-1][1] / runs[0][1]:.2f}")
     return "\n".join(out)
 
 
