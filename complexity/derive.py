@@ -93,7 +93,8 @@ def derive(count: Callable[[Dict[str, int]], Dict[str, int]], names: Sequence[st
         key = tuple(point[n] for n in names)
         if key not in cache:
             try:
-                cache[key] = {q: int(v) for q, v in count(dict(point)).items()}
+                # Fraction: exact for integers and for half-integer MACs alike
+                cache[key] = {q: Fraction(v) for q, v in count(dict(point)).items()}
             except Exception as e:  # a size or width the model rejects: outside its domain
                 lines = str(e).strip().splitlines()
                 failures.append(f"{_text(point)}: {type(e).__name__}: "
@@ -218,7 +219,7 @@ def _interpolate(at, names, axes, symbols) -> Dict[str, sp.Expr]:
             weight *= basis[(i, j)]
         for q in QUANTITIES:
             if counts[q]:
-                total[q] += weight * counts[q]
+                total[q] += weight * sp.Rational(counts[q].numerator, counts[q].denominator)
     return {q: sp.expand(total[q].as_expr()) for q in QUANTITIES}
 
 
@@ -248,7 +249,7 @@ def _verify(at, formulas, symbols, names, base, steps, lows, checks, seed, used)
         subs = {symbols[n]: v for n, v in point.items()}
         for q in QUANTITIES:
             predicted = formulas[q].subs(subs)
-            if predicted != counts[q]:
+            if predicted != sp.Rational(counts[q].numerator, counts[q].denominator):
                 return 0, f"{q} at {_text(point)}: formula {predicted}, counted {counts[q]}"
     return len(points), ""
 
