@@ -285,6 +285,10 @@ def bind_symbols(text: str, spec, input_shape: Sequence[int], module=None):
     dim)}, {name: base value})``. A bare name is an input dimension (H, W), an alias
     of the spec (NF for cnn/unet) or a constructor argument; ``NAME=argument``
     binds a name of one's own choosing. Raises ``ValueError`` with one line.
+
+    >>> from complexity.loading import parse_spec
+    >>> bind_symbols("NF,C=num_colours,H", parse_spec("unet"), (1, 1, 32, 48))
+    (['NF', 'C', 'H'], {'NF': ('arg', 'num_filters'), 'C': ('arg', 'num_colours'), 'H': ('input', -2)}, {'NF': 32, 'C': 24, 'H': 32})
     """
     names, bindings, base = [], {}, {}
     for item in (t.strip() for t in text.split(",")):

@@ -194,7 +194,7 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
     except Exception as e:
         lines = str(e).strip().splitlines()
         reason = f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
-        hint = "; try --device cpu" if device == "meta" else ""
+        hint = "; if the forward needs real values, try --device cpu" if device == "meta" else ""
         raise ProfileError(f"forward on the {device} device failed with input "
                            f"{','.join(map(str, input_shape))} ({reason}){hint}") from None
     finally:
