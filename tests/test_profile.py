@@ -7,6 +7,7 @@ from math import prod
 
 import pytest
 import torch
+from hypothesis import given, settings, strategies as st
 import torchinfo
 import torchvision
 from torch import nn
@@ -216,3 +217,27 @@ def test_bad_input_exits_2_with_one_line(argv, fragment, capsys):
     assert len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err
     assert fragment in err, err
+
+
+@settings(max_examples=10, deadline=None)
+@given(layers=st.lists(st.tuples(st.integers(1, 6), st.sampled_from([1, 3, 5]),
+                                 st.integers(1, 2), st.booleans()), min_size=1, max_size=4),
+       size=st.integers(5, 12), batch=st.integers(1, 3))
+def test_random_conv_stacks_match_real_flops_and_numel(layers, size, batch):
+    torch.manual_seed(0)
+    mods, cin = [], 3
+    for cout, kernel, stride, bias in layers:
+        mods += [nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=bias),
+                 nn.BatchNorm2d(cout), nn.ReLU()]
+        cin = cout
+    net = nn.Sequential(*mods, nn.Flatten())
+    shape = (batch, 3, size, size)
+    p = profile(net, shape)
+    assert p["params"] == sum(t.numel() for t in net.parameters())
+    assert p["macs"] == real_macs(net, shape)
+    with torch.no_grad():  # outputs: every leaf call's output units, from a real run
+        units, x = 0, torch.randn(*shape)
+        for m in net:
+            x = m(x)
+            units += x.numel()
+    assert p["outputs"] == units
