@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cmd_finetune
+from . import cmd_finetune, cmd_profile
 from .cli_common import OneLineParser, UsageError, odd_kernel, positive_int, size
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION
 
@@ -60,6 +60,10 @@ COMMANDS = {
                "exact weights / outputs / connections of the colourization CNN and UNet"),
     "finetune": (cmd_finetune.add_arguments, cmd_finetune.run,
                  "memory and FLOPs of one training step, full vs last layer: predicted and measured"),
+    "profile": (cmd_profile.profile_arguments, cmd_profile.profile_run,
+                "per-layer params, outputs and MACs of any PyTorch model, on the meta device"),
+    "derive": (cmd_profile.derive_arguments, cmd_profile.derive_run,
+               "exact formulas for params, outputs, MACs of any model in chosen symbols, verified"),
 }
 
 
