@@ -13,11 +13,20 @@ NC**2*k**2 + NC*NF*k**2 + 8*NF**2*k**2 + NF*NIC*k**2
 from __future__ import annotations
 
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION, QUANTITIES
-from .symbolic import evaluate, formulas, layer_formulas
 
 __all__ = ["CONVENTIONS", "QUANTITIES", "formulas", "layer_formulas", "evaluate",
            "count", "count_layers"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # sympy is imported on first use of a formula, so that commands which need no
+    # formula (profile, finetune) start without it.
+    if name in ("formulas", "layer_formulas", "evaluate"):
+        from . import symbolic
+
+        return getattr(symbolic, name)
+    raise AttributeError(f"module 'complexity' has no attribute {name!r}")
 
 
 def count(module, input_shape, convention: str = DEFAULT_CONVENTION):
