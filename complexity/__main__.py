@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from . import cmd_segment
 from .cli_common import OneLineParser, UsageError, odd_kernel, positive_int, size
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION
 
@@ -52,6 +53,8 @@ def report_run(args) -> str:
 COMMANDS = {
     "report": (report_arguments, report_run,
                "exact weights / outputs / connections of the colourization CNN and UNet"),
+    "segment": (cmd_segment.add_arguments, cmd_segment.run,
+                "fine-tune DeepLabV3 (last layer or all) for foreground/background, with its cost"),
 }
 
 

@@ -74,7 +74,7 @@ def denormalise(x: torch.Tensor) -> np.ndarray:
 def _inside(kind: str, u: np.ndarray, v: np.ndarray, rng) -> np.ndarray:
     """Pixel-centre membership for one object; u, v are coordinates in [0, 1]."""
     cx, cy = rng.uniform(0.2, 0.8, 2)
-    a, b = rng.uniform(0.08, 0.28, 2)
+    a, b = rng.uniform(0.12, 0.32, 2)
     t = rng.uniform(0, np.pi)
     du, dv = u - cx, v - cy
     ru, rv = du * np.cos(t) + dv * np.sin(t), -du * np.sin(t) + dv * np.cos(t)
