@@ -6,7 +6,13 @@ The fallback runs one forward and backward pass on a copy of the model on
 PyTorch's meta device (shapes only; nothing is computed or allocated), counting
 FLOPs with ``torch.utils.flop_counter.FlopCounterMode`` (PyTorch's own per-operator
 formulas: 2 FLOPs per multiply-accumulate of convolutions and matrix products;
-element-wise work is not counted). Bytes of parameters and gradients are exact
+element-wise work is not counted), with one correction: torch 2.14's formula for
+``convolution_backward`` ignores ``groups`` and so counts a depthwise convolution's
+backward as if it were dense (65× its forward for 64 groups instead of 2×;
+MobileNetV3 is mostly depthwise). :func:`conv_backward_flops` counts each
+requested gradient (input, weight) as one pass of the forward's
+multiply-accumulates, the standard "backward ≈ 2 × forward" of Kaplan et al. 2020
+(§2.1), which holds exactly per convolution. Bytes of parameters and gradients are exact
 (every trainable parameter gets one gradient of its own shape and dtype). Adam's
 state is a prediction from ``torch.optim.Adam``'s layout — ``exp_avg`` and
 ``exp_avg_sq`` of each trainable parameter's shape and dtype, plus one float32
@@ -25,6 +31,7 @@ True
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -32,6 +39,23 @@ from torch import nn
 FALLBACK = ("fallback (complexity.finetune is not available): FLOPs from FlopCounterMode on "
             "the meta device; parameter and gradient bytes exact; optimizer bytes predicted "
             "from Adam's state layout; activation and peak memory not measured")
+
+
+def conv_backward_flops(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation,
+                        transposed, output_padding, groups, output_mask, out_shape=None,
+                        **kwargs) -> int:
+    """FLOPs of ``aten.convolution_backward`` (shapes in, as FlopCounterMode passes
+    them). Forward multiply-accumulates of a convolution = output elements ×
+    (C_in / groups) × kernel area, and ``w_shape`` is (C_out, C_in / groups, *k); each
+    gradient in ``output_mask`` (input, weight) costs that many again."""
+    if transposed:  # not in DeepLab; keep PyTorch's formula there
+        from torch.utils.flop_counter import conv_backward_flop
+
+        return conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding,
+                                  dilation, transposed, output_padding, groups, output_mask,
+                                  out_shape)
+    macs = math.prod(grad_out_shape) * math.prod(w_shape[1:])
+    return 2 * macs * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 
 def fallback_measure(model: nn.Module, input_shape: tuple) -> dict:
@@ -51,7 +75,8 @@ def fallback_measure(model: nn.Module, input_shape: tuple) -> dict:
         loss = nn.functional.cross_entropy(out, target)
     backward_flops = 0
     if loss.requires_grad:  # nothing trainable → no backward pass at all
-        with FlopCounterMode(display=False) as bwd:
+        fix = {torch.ops.aten.convolution_backward: conv_backward_flops}
+        with FlopCounterMode(display=False, custom_mapping=fix) as bwd:
             loss.backward()
         backward_flops = bwd.get_total_flops()
     nbytes = (lambda ps: sum(p.numel() * p.element_size() for p in ps))

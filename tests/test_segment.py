@@ -99,7 +99,7 @@ def test_train_last_optimizer_holds_only_the_head_and_frozen_get_no_grad(monkeyp
         return real_adam(params, **kw)
 
     monkeypatch.setattr(torch.optim, "Adam", spy)
-    fit(net, *_tiny_data(), train="last", epochs=1, lr=0.01, batch_size=2,
+    fit(net, *_tiny_data(n=2), train="last", epochs=1, lr=0.01, batch_size=2,
         val_batch_size=2, progress=False)
     assert seen["ids"] == head and len(head) == 2
     for name, p in net.named_parameters():
@@ -290,7 +290,7 @@ def _cli(capsys, *argv):
 
 
 def test_cli_offline_json_run(tmp_path, capsys):
-    code, out, err = _cli(capsys, "--max-images", "4", "--out", str(tmp_path / "run"),
+    code, out, err = _cli(capsys, "--max-images", "2", "--out", str(tmp_path / "run"),
                           "--format", "json")
     assert code == 0
     r = json.loads(out)
@@ -339,3 +339,15 @@ def test_cli_arch_list_matches_models():
     from complexity import cmd_segment
 
     assert cmd_segment.ARCHS == ARCHS
+
+
+@pytest.mark.parametrize("groups", [1, 4, 16])
+def test_conv_backward_flops_are_twice_forward_even_for_grouped_convs(groups):
+    """Hand count: forward MACs = N·C_out·H·W·(C_in/groups)·k²; the backward computes
+    the input gradient and the weight gradient, each that many MACs again."""
+    conv = nn.Conv2d(16, 16, 3, padding=1, groups=groups, bias=False)
+    cost = fallback_measure(conv, (2, 16, 8, 8))
+    macs = 2 * 16 * 8 * 8 * (16 // groups) * 9
+    assert cost["forward_flops"] == 2 * macs
+    # the input does not require grad, so only the weight gradient is computed
+    assert cost["backward_flops"] == 2 * macs
