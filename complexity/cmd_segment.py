@@ -52,6 +52,9 @@ def add_arguments(p) -> None:
     p.add_argument("--val-batch-size", type=positive_int, default=256, help="validation batch (256)")
     p.add_argument("--size", type=image_size, default=224, help=f"image side, >= {MIN_SIZE} (224)")
     p.add_argument("--max-images", type=positive_int, help="use at most this many images per split")
+    p.add_argument("--bn-images", type=int, default=64, metavar="N",
+                   help="re-estimate BatchNorm statistics from N training images before each "
+                   "validation (64; 0 = the course's behaviour: keep the running averages)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (0)")
     p.add_argument("--out", default=os.path.join("runs", "segment"), metavar="DIR",
                    help="folder for best.pt, last.pt, curves.png, predictions.png, result.json")
@@ -95,6 +98,8 @@ def _model(args):
 
 
 def run(args) -> str:
+    if args.bn_images < 0:
+        raise UsageError(f"--bn-images {args.bn_images}: need an integer >= 0")
     from models import segmentation_plots as plots
     from models.segmentation_cost import step_cost
     from models.segmentation_train import fit, predict
@@ -108,7 +113,8 @@ def run(args) -> str:
     meta = {"arch": args.arch, "train": args.train, "size": args.size}
     record = fit(model, train_ds, val_ds, train=args.train, epochs=args.epochs, lr=args.lr,
                  batch_size=args.batch_size, val_batch_size=args.val_batch_size,
-                 out=args.out, progress=sys.stderr.isatty(), meta=meta, log=_log)
+                 out=args.out, progress=sys.stderr.isatty(), meta=meta, log=_log,
+                 bn_images=args.bn_images)
     files = {name: os.path.join(args.out, name) for name in
              ("best.pt", "last.pt", "curves.png", "predictions.png", "result.json")}
     plots.curves({f"--train {args.train}": record}, files["curves.png"])

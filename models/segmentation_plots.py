@@ -19,6 +19,7 @@ def _save(fig, path: str) -> None:
     os.close(fd)
     try:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a report picture is for everyone
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

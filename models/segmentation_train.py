@@ -9,6 +9,15 @@ given only the trainable ones. BatchNorm layers still run in training mode durin
 the training epochs, as in the course, so their running statistics (buffers, not
 parameters) follow the training data even when their weights are frozen.
 
+Before each validation the BatchNorm running statistics are re-estimated from up to
+``bn_images`` training images with the current weights ("precise BN": Wu & Johnson,
+"Rethinking 'Batch' in BatchNorm", 2021, §3): torchvision's MobileNetV3 uses
+BatchNorm momentum 0.01, so after a few dozen steps its running statistics are still
+mostly their initial values (0, 1) and evaluation mode would see a different network
+from the one trained — a random-weight run then predicts background everywhere in
+evaluation however low its training loss. ``bn_images=0`` keeps the course's
+behaviour (no re-estimation).
+
 >>> import torch
 >>> from models.segmentation import deeplab
 >>> from models.segmentation_data import Shapes
@@ -55,6 +64,39 @@ def evaluate(model: nn.Module, loader) -> dict:
     return {"val_loss": loss_sum / pixels, "miou": mean_iou(conf), "course_iou": course_sum / images}
 
 
+def recalibrate_bn(model: nn.Module, loader, max_images: int) -> int:
+    """Replace every BatchNorm's running statistics by the plain average over batches
+    of up to ``max_images`` images (``momentum=None``), forward only, dropout off (it
+    would inflate the variances, and evaluation runs without it). Returns the number
+    of images used."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or max_images <= 0:
+        return 0
+    momenta = [m.momentum for m in bns]
+    modes = {m: m.training for m in model.modules()}
+    model.train()
+    for m in model.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = mean over the batches seen
+    seen = 0
+    with torch.no_grad():
+        for x, _ in loader:
+            if seen >= max_images:
+                break
+            if x.shape[0] < 2:
+                continue
+            model(x)
+            seen += x.shape[0]
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+    for m, training in modes.items():
+        m.train(training)
+    return seen
+
+
 def train_epoch(model: nn.Module, loader, optimizer, progress: bool, desc: str) -> float:
     """One pass over ``loader``; returns the mean per-pixel training loss."""
     from tqdm import tqdm
@@ -81,7 +123,7 @@ def train_epoch(model: nn.Module, loader, optimizer, progress: bool, desc: str) 
 def fit(model: nn.Module, train_ds, val_ds, *, train: str = "last", epochs: int = 10,
         lr: float = 0.05, batch_size: int = 128, val_batch_size: int = 256,
         out: str | None = None, progress: bool = True, meta: dict | None = None,
-        log=None) -> dict:
+        log=None, bn_images: int = 64) -> dict:
     """Train ``model`` in place; return the run's record.
 
     ``{"initial": metrics before training, "history": [{"epoch", "train_loss",
@@ -96,12 +138,15 @@ def fit(model: nn.Module, train_ds, val_ds, *, train: str = "last", epochs: int 
     train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True,
                               generator=torch.Generator().manual_seed(0))
     val_loader = DataLoader(val_ds, batch_size=val_batch_size)
+    calib_loader = DataLoader(train_ds, batch_size=min(batch_size, 64))
     start = time.perf_counter()
+    recalibrate_bn(model, calib_loader, bn_images)
     initial = evaluate(model, val_loader)
     history, best = [], None
     for epoch in range(1, epochs + 1):
         train_loss = train_epoch(model, train_loader, optimizer, progress,
                                  f"epoch {epoch}/{epochs}")
+        recalibrate_bn(model, calib_loader, bn_images)
         entry = {"epoch": epoch, "train_loss": train_loss, **evaluate(model, val_loader)}
         history.append(entry)
         if log:

@@ -351,3 +351,22 @@ def test_conv_backward_flops_are_twice_forward_even_for_grouped_convs(groups):
     assert cost["forward_flops"] == 2 * macs
     # the input does not require grad, so only the weight gradient is computed
     assert cost["backward_flops"] == 2 * macs
+
+
+def test_recalibrated_bn_statistics_are_the_data_statistics():
+    """With equal batches, the average of per-batch means is the overall mean, and the
+    average of per-batch unbiased variances is checked against numpy by hand."""
+    from models.segmentation_train import recalibrate_bn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2, momentum=0.01), nn.Dropout(0.5))
+    data = [(torch.randn(4, 3, 5, 5) * 3 + 1, None) for _ in range(3)]
+    used = recalibrate_bn(net, data, max_images=8)
+    assert used == 8
+    with torch.no_grad():
+        feats = [net[0](x).permute(1, 0, 2, 3).reshape(2, -1).numpy() for x, _ in data[:2]]
+    mean = np.mean([f.mean(1) for f in feats], axis=0)
+    var = np.mean([f.var(1, ddof=1) for f in feats], axis=0)
+    assert net[1].running_mean.numpy() == pytest.approx(mean, rel=1e-5)
+    assert net[1].running_var.numpy() == pytest.approx(var, rel=1e-5)
+    assert net[1].momentum == 0.01 and net[2].training and net.training  # restored
