@@ -102,6 +102,7 @@ def run(args) -> str:
         raise UsageError(f"--bn-images {args.bn_images}: need an integer >= 0")
     from models import segmentation_plots as plots
     from models.segmentation_cost import step_cost
+    from models.segmentation_data import DataError
     from models.segmentation_train import fit, predict
 
     train_ds, val_ds = _datasets(args)
@@ -111,10 +112,13 @@ def run(args) -> str:
     _log(f"data: {data_note}; {len(train_ds)} training and {len(val_ds)} validation images "
          f"at {args.size}×{args.size}")
     meta = {"arch": args.arch, "train": args.train, "size": args.size}
-    record = fit(model, train_ds, val_ds, train=args.train, epochs=args.epochs, lr=args.lr,
-                 batch_size=args.batch_size, val_batch_size=args.val_batch_size,
-                 out=args.out, progress=sys.stderr.isatty(), meta=meta, log=_log,
-                 bn_images=args.bn_images)
+    try:
+        record = fit(model, train_ds, val_ds, train=args.train, epochs=args.epochs, lr=args.lr,
+                     batch_size=args.batch_size, val_batch_size=args.val_batch_size,
+                     out=args.out, progress=sys.stderr.isatty(), meta=meta, log=_log,
+                     bn_images=args.bn_images)
+    except DataError as e:  # an unreadable image found mid-run; finished checkpoints stay whole
+        raise UsageError(str(e)) from None
     files = {name: os.path.join(args.out, name) for name in
              ("best.pt", "last.pt", "curves.png", "predictions.png", "result.json")}
     plots.curves({f"--train {args.train}": record}, files["curves.png"])
