@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cmd_finetune, cmd_profile
+from . import cmd_finetune, cmd_profile, cmd_segment
 from .cli_common import OneLineParser, UsageError, odd_kernel, positive_int, size
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION
 
@@ -64,6 +64,8 @@ COMMANDS = {
                 "per-layer params, outputs and MACs of any PyTorch model, on the meta device"),
     "derive": (cmd_profile.derive_arguments, cmd_profile.derive_run,
                "exact formulas for params, outputs, MACs of any model in chosen symbols, verified"),
+    "segment": (cmd_segment.add_arguments, cmd_segment.run,
+                "fine-tune DeepLabV3 (last layer or all) for foreground/background, with its cost"),
 }
 
 
