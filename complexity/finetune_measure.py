@@ -9,7 +9,8 @@ instruments watch the step:
 * FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` (PyTorch's own counter:
   2 per multiply-accumulate of convolutions and matrix products; element-wise
   ops — BatchNorm, ReLU, pooling, loss, Adam — count 0), once around forward +
-  loss, once around backward.
+  loss, once around backward; with the grouped-convolution backward rule corrected
+  (:mod:`complexity.flops`).
 * Saved activations: ``torch.autograd.graph.saved_tensors_hooks`` sees every
   tensor autograd keeps for backward; each storage is counted once, and storages
   of parameters and buffers are left out (they are counted as parameters).
@@ -111,7 +112,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch_target=None) 
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.func import functional_call
-    from torch.utils.flop_counter import FlopCounterMode
+    from .flops import flop_counter
 
     fake = FakeTensorMode()
     params = {n: fake.from_tensor(p) for n, p in model.named_parameters()}
@@ -157,10 +158,10 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch_target=None) 
             live = LiveBytes()
             live.track(list(state.values()), opt_state, x, target)
             with live:
-                with FlopCounterMode(display=False) as fwd_counter:
+                with flop_counter() as fwd_counter:
                     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                         loss, _ = step(x, target)
-                with FlopCounterMode(display=False) as bwd_counter:
+                with flop_counter() as bwd_counter:
                     loss.backward()
                 opt.step()
             grads = [p.grad for p in trainable]

@@ -71,7 +71,7 @@ def _costs() -> dict:
     import torch
 
     from .segmentation import deeplab, set_trainable
-    from .segmentation_cost import FALLBACK, fallback_measure, step_cost
+    from .segmentation_cost import step_cost
 
     costs = {}
     for arch, size in ((ARCH, SIZE), COURSE):
@@ -81,10 +81,6 @@ def _costs() -> dict:
             set_trainable(model, train)
             shape = (COST_BATCH, 3, size, size)
             cost = step_cost(model, shape)
-            if cost["source"] != FALLBACK:
-                # torch's FlopCounterMode formula for convolution_backward ignores groups
-                # (MobileNetV3's depthwise convs); give the group-aware count beside it.
-                cost["backward_flops_groups_counted"] = fallback_measure(model, shape)["backward_flops"]
             costs[f"{arch} {size}×{size} --train {train}"] = cost
     return costs
 
@@ -212,13 +208,10 @@ def render(data: dict) -> str:
     lines += [f"| {k} | " + " | ".join(_num(costs[n].get(k, "—")) for n in names) + " |"
               for k in keys]
     lines += ["", f"Source: {costs[names[0]]['source']}."]
-    if any("backward_flops_groups_counted" in c for c in costs.values()):
-        lines += ["", "`backward_flops` comes from PyTorch's FlopCounterMode formula for "
-                  "`convolution_backward`, which ignores `groups` and so counts a depthwise "
-                  "convolution's backward as if it were dense; `backward_flops_groups_counted` "
-                  "counts each requested gradient as one pass of the forward's "
-                  "multiply-accumulates (`models/segmentation_cost.py`, tested against hand "
-                  "counts). They agree for ResNet-101, which has no grouped convolutions."]
+    lines += ["", "PyTorch's own FlopCounterMode rule for `convolution_backward` ignores "
+              "`groups` and would count MobileNetV3's depthwise convolutions' weight "
+              "gradients as if they were dense; the counts here use the corrected rule of "
+              "`complexity/flops.py` (tested against hand counts)."]
     lines += ["", "![cost of last vs all](segmentation_cost.png)", "", *_findings(data)]
     return "\n".join(lines)
 

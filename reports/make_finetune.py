@@ -81,7 +81,7 @@ def main():
           "step but the first. It runs on PyTorch fake tensors (shapes, dtypes and storage "
           "identity; no data), so deeplabv3_resnet101 at 448×448 takes seconds. FLOPs: "
           "`torch.utils.flop_counter.FlopCounterMode` (2 per multiply-add of convolutions "
-          "and matrix products; element-wise ops count 0). Kept activations: "
+          "and matrix products; element-wise ops count 0; its rule for grouped-convolution backward corrected, see below). Kept activations: "
           "`torch.autograd.graph.saved_tensors_hooks`, each storage once, parameters and "
           "buffers left out. Peak: a `TorchDispatchMode` that adds each new storage and "
           "drops it when freed (parameters, buffers, Adam state, input and int64 target "
@@ -189,17 +189,22 @@ def main():
 
 
 def depthwise_counts():
-    """FlopCounterMode's forward and backward count for one depthwise conv."""
+    """Forward, PyTorch's backward and the corrected backward count of one depthwise conv."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from complexity.flops import flop_counter
+
     conv = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16)
-    x = torch.randn(2, 16, 8, 8, requires_grad=True)
-    with FlopCounterMode(display=False) as f:
-        y = conv(x)
-    with FlopCounterMode(display=False) as b:
-        y.sum().backward()
-    return f.get_total_flops(), b.get_total_flops()
+    counts = []
+    for counter in (FlopCounterMode(display=False), flop_counter()):
+        x = torch.randn(2, 16, 8, 8, requires_grad=True)
+        with FlopCounterMode(display=False) as f:
+            y = conv(x)
+        with counter:
+            y.sum().backward()
+        counts.append(counter.get_total_flops())
+    return f.get_total_flops(), counts[0], counts[1]
 
 
 def beyond(other, unruled):
@@ -218,14 +223,15 @@ def beyond(other, unruled):
         tabulate(rows, ["model", "mode", "worst quantity", "its error", "peak error"],
                  tablefmt="github", disable_numparse=True), "",
         "- Grouped and depthwise convolutions (MobileNet, ConvNeXt): the prediction counts "
-        "a weight gradient as 2·outputs·fan-in, as for the forward; PyTorch 2.14.1's "
-        "`FlopCounterMode` (`conv_backward_flop`) builds the weight-gradient shape from "
-        "transposed shapes that lose the division by `groups`, so it counts that gradient "
-        f"`groups` times over. Checked by hand on a depthwise 3×3 conv, 16 channels, "
-        f"2×16×8×8 input (this run): forward {dw[0]:,} FLOPs (= 2·2·16·64·9), backward "
-        f"counted {dw[1]:,} instead of 2 × {dw[0]:,} = {2 * dw[0]:,}. "
-        "(pytorch/pytorch PR #183405 touches exactly this line.) The full / last FLOP "
-        "ratios of those models are inflated by it.",
+        "a weight gradient as 2·outputs·fan-in, as for the forward; PyTorch 2.14.1's own "
+        "`FlopCounterMode` rule (`conv_backward_flop`) builds the weight-gradient shape "
+        "from transposed shapes that lose the division by `groups`, so it counts that "
+        "gradient `groups` times over. Checked by hand on a depthwise 3×3 conv, 16 "
+        f"channels, 2×16×8×8 input (this run): forward {dw[0]:,} FLOPs (= 2·2·16·64·9), "
+        f"backward counted {dw[1]:,} by PyTorch's rule instead of 2 × {dw[0]:,} = "
+        f"{2 * dw[0]:,} (pytorch/pytorch PR #183405 touches exactly this line). The "
+        "measurement here uses the corrected rule of `complexity/flops.py`, which counts "
+        f"{dw[2]:,}.",
         "- Calls with no rule (the prediction's warnings): "
         + ("; ".join(u.replace("finetune.predict: ", "") for u in unruled) if unruled else "none") + ". "
         "`nn.MultiheadAttention`'s fused path keeps and computes what the rules do not "

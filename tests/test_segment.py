@@ -17,7 +17,7 @@ from complexity.__main__ import main
 from models import checkpoint
 from models.segmentation import (ARCHS, HEAD, WeightsError, deeplab, load_weights,
                                  set_trainable)
-from models.segmentation_cost import fallback_measure
+from models.segmentation_cost import step_cost
 from models.segmentation_data import DataError, Flowers, Shapes, oxford_pairs
 from models.segmentation_metrics import class_iou, confusion, course_iou, mean_iou
 from models.segmentation_train import fit
@@ -128,12 +128,12 @@ def test_backward_of_last_is_only_the_head_weight_gradient():
     set_trainable(net, "last")
     shape = {}
     net.classifier[4].register_forward_hook(lambda m, i, o: shape.update({"in": i[0].shape}))
-    cost = fallback_measure(net, (2, 3, 64, 64))
-    b, c, h, w = shape["in"]  # the hook travels with the meta copy fallback_measure makes
+    cost = step_cost(net, (2, 3, 64, 64))
+    b, c, h, w = shape["in"]
     assert cost["backward_flops"] == 2 * b * h * w * c * 2
     assert cost["trainable_param_bytes"] == cost["grad_bytes"] == (256 * 2 + 2) * 4
     set_trainable(net, "all")
-    full = fallback_measure(net, (2, 3, 64, 64))
+    full = step_cost(net, (2, 3, 64, 64))
     assert full["forward_flops"] == cost["forward_flops"]   # the forward pass is paid either way
     assert full["backward_flops"] > full["forward_flops"]   # grad input + grad weight per conv
     assert full["grad_bytes"] == full["param_bytes"]
@@ -142,7 +142,7 @@ def test_backward_of_last_is_only_the_head_weight_gradient():
 def test_predicted_adam_state_bytes_match_a_real_optimizer():
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
     net[0].requires_grad_(False)
-    predicted = fallback_measure(net, (2, 3, 8, 8))["optimizer_bytes"]
+    predicted = step_cost(net, (2, 3, 8, 8))["optimizer_bytes"]
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad])
     net(torch.randn(2, 3, 8, 8)).sum().backward()
     opt.step()
@@ -346,7 +346,7 @@ def test_conv_backward_flops_are_twice_forward_even_for_grouped_convs(groups):
     """Hand count: forward MACs = N·C_out·H·W·(C_in/groups)·k²; the backward computes
     the input gradient and the weight gradient, each that many MACs again."""
     conv = nn.Conv2d(16, 16, 3, padding=1, groups=groups, bias=False)
-    cost = fallback_measure(conv, (2, 16, 8, 8))
+    cost = step_cost(conv, (2, 16, 8, 8))
     macs = 2 * 16 * 8 * 8 * (16 // groups) * 9
     assert cost["forward_flops"] == 2 * macs
     # the input does not require grad, so only the weight gradient is computed
