@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from . import cmd_train
 from .cli_common import OneLineParser, UsageError, odd_kernel, positive_int, size
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION
 
@@ -52,6 +53,10 @@ def report_run(args) -> str:
 COMMANDS = {
     "report": (report_arguments, report_run,
                "exact weights / outputs / connections of the colourization CNN and UNet"),
+    "train": (cmd_train.train_arguments, cmd_train.train_run,
+              "train the colourization CNN or UNet; curves, samples, checkpoints"),
+    "sweep-batch": (cmd_train.sweep_arguments, cmd_train.sweep_run,
+                    "train one model per batch size and compare curves and outputs"),
 }
 
 
