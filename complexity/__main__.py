@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from . import cmd_train
+from . import cmd_invariance, cmd_reproduce, cmd_train
 from .cli_common import OneLineParser, UsageError, odd_kernel, positive_int, size
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION
 
@@ -57,6 +57,10 @@ COMMANDS = {
               "train the colourization CNN or UNet; curves, samples, checkpoints"),
     "sweep-batch": (cmd_train.sweep_arguments, cmd_train.sweep_run,
                     "train one model per batch size and compare curves and outputs"),
+    "invariance": (cmd_invariance.add_arguments, cmd_invariance.run,
+                   "does scaling and shifting the input (a·x + b) change the output?"),
+    "reproduce": (cmd_reproduce.add_arguments, cmd_reproduce.run,
+                  "regenerate the reports under reports/ (--quick: minutes)"),
 }
 
 

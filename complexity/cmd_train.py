@@ -131,16 +131,27 @@ def sweep_arguments(p) -> None:
                    help="per-size runs and the sweep figures (runs/sweep-batch)")
 
 
-def sweep(args, data=None):
-    """Train one model per batch size; returns the JSON object of ``sweep-batch``."""
-    from models import plots
-    from models.train import predict, train
+def sweep(args, data=None, resume: bool = False):
+    """Train one model per batch size; returns the JSON object of ``sweep-batch``.
+    With ``resume``, a checkpoint left in a size's folder is continued, not redone."""
+    from models import checkpoint, plots
+    from models.train import CHECKPOINT, predict, train
 
     data = data or load_data(args)
     runs, preds = [], {}
     for bs in args.sizes:
-        result, model = train(data, config(args, args.model, bs),
-                              out=os.path.join(args.out, f"batch-{bs}"), progress=not args.quiet)
+        out = os.path.join(args.out, f"batch-{bs}")
+        path = os.path.join(out, CHECKPOINT)
+        result = None
+        if resume and os.path.isfile(path):
+            try:
+                result, model = train(data, config(args, args.model, bs), out=out, resume=path,
+                                      progress=not args.quiet)
+            except checkpoint.CheckpointError:
+                result = None  # other settings: train afresh below
+        if result is None:
+            result, model = train(data, config(args, args.model, bs), out=out,
+                                  progress=not args.quiet)
         result["steps_per_epoch"] = -(-len(data.train_x) // bs)
         runs.append(result)
         preds[f"batch {bs}"] = predict(model, data.val_x[:plots.SAMPLES])

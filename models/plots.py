@@ -50,6 +50,11 @@ def curves(histories: dict, path: str, title: str = "", key_val: str = "val_loss
     ax2.set(xlabel="epoch", ylabel="validation per-pixel accuracy", title="accuracy")
     ax.legend(fontsize=7)
     ax2.legend(fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+
+    for a in (ax, ax2):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.subplots_adjust(wspace=0.3)
     save(fig, path)
 
 
@@ -87,4 +92,29 @@ def against_batch_size(rows, path: str) -> None:
     for a, label in ((ax, "final validation loss"), (ax2, "final validation accuracy")):
         a.set_xscale("log")
         a.set(xlabel="batch size", ylabel=label)
+    save(fig, path)
+
+
+def invariance_grid(studies, path: str, region: str = "interior") -> None:
+    """log10 of the mean |Δ logits| over the (a, b) grid, one panel per model and BN mode."""
+    plt = _pyplot()
+    panels = [(s["model"], mode, [r for r in s["rows"] if r["bn"] == mode])
+              for s in studies for mode in ("train", "eval")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), squeeze=False)
+    for ax, (model, mode, rows) in zip(axes[0], panels):
+        a_vals = sorted({r["a"] for r in rows})
+        b_vals = sorted({r["b"] for r in rows})
+        grid = np.full((len(a_vals), len(b_vals)), np.nan)
+        for r in rows:
+            grid[a_vals.index(r["a"]), b_vals.index(r["b"])] = np.log10(
+                max(r[region]["mean"], 1e-17))
+        im = ax.imshow(grid, vmin=-17, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(b_vals)), [f"{b:g}" for b in b_vals])
+        ax.set_yticks(range(len(a_vals)), [f"{a:g}" for a in a_vals])
+        ax.set(xlabel="b", ylabel="a", title=f"{model}, BN {mode} mode")
+        for i in range(len(a_vals)):
+            for j in range(len(b_vals)):
+                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                        color="w" if grid[i, j] < -6 else "k")
+    fig.colorbar(im, ax=list(axes[0]), label=f"log10 mean |Δ logits|, {region} pixels")
     save(fig, path)

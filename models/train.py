@@ -172,3 +172,19 @@ def write_json(obj, path: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def load_model(path: str):
+    """The model and its :class:`TrainConfig` from a checkpoint written by :func:`train`;
+    :class:`models.checkpoint.CheckpointError` for anything else."""
+    ck = checkpoint.load(path, required=("format", "config", "model_state"))
+    if ck["format"] != FORMAT:
+        raise checkpoint.CheckpointError(f"{path}: not a colourization training checkpoint")
+    try:
+        cfg = TrainConfig(**ck["config"])
+        model = build(cfg.model, cfg.kernel, cfg.nf, cfg.nc, 1)
+        model.load_state_dict(ck["model_state"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        raise checkpoint.CheckpointError(f"{path}: does not fit a colourization model "
+                                         f"({str(e).splitlines()[0][:100]})") from None
+    return model, cfg
