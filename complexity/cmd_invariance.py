@@ -25,6 +25,8 @@ def add_arguments(p) -> None:
     p.add_argument("--exact", action="store_true",
                    help="float64 and BN eps 1e-300 (ε → 0): separates what theory says from "
                    "rounding and from PyTorch's ε = 1e-5")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for PyTorch (default: its own choice)")
     p.add_argument("--plot", default=None, metavar="PNG", help="also draw the grid of |Δ|")
     p.add_argument("--format", choices=("table", "json"), default="table")
 
@@ -71,6 +73,10 @@ def measure(args, data=None):
 
 
 def run(args) -> str:
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     result = measure(args)
     if args.format == "json":
         return json.dumps(result, indent=1)
@@ -83,8 +89,8 @@ def render(result, tablefmt: str = "simple") -> str:
     rows = [(r["bn"], r["a"], r["b"], r["interior"]["max"], r["interior"]["mean"],
              r["border"]["max"], r["border"]["mean"], r["delta_acc"], r["expected"])
             for r in result["rows"]]
-    table = tabulate(rows, headers=("BN", "a", "b", "interior max |Δ|", "interior mean |Δ|",
-                                    "border max |Δ|", "border mean |Δ|", "Δ acc", "theory"),
+    table = tabulate(rows, headers=("BN", "a", "b", "interior max Δ", "interior mean Δ",
+                                    "border max Δ", "border mean Δ", "Δ acc", "theory"),
                      floatfmt=("", "g", "g", ".2e", ".2e", ".2e", ".2e", "+.4f", ""),
                      tablefmt=tablefmt)
     arithmetic = ("float64, BN ε = 1e-300 (--exact)" if result["exact"]
@@ -92,5 +98,5 @@ def render(result, tablefmt: str = "simple") -> str:
     return (f"{result['model']} ({result['source']}; {arithmetic}); {result['images']} validation images, "
             f"{result['pixels']} pixels each, of which {result['interior_pixels']} interior "
             f"(border band {result['border_band']} px: the receptive field reaches the zero "
-            f"padding)\n\n{table}")
+            f"padding); Δ = |change of a logit|, worst of the classes at a pixel\n\n{table}")
 

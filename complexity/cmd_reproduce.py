@@ -10,7 +10,7 @@ import json
 import os
 
 from . import train_reports
-from .cli_common import UsageError
+from .cli_common import UsageError, positive_int
 
 REPORT_STEPS = [
     ("colourization", train_reports.colourization),
@@ -32,6 +32,9 @@ def add_arguments(p) -> None:
     p.add_argument("--runs", default=None, metavar="DIR",
                    help="checkpoints and per-run outputs (runs/reproduce[-quick])")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for PyTorch (default: its own choice; 1 is often "
+                   "faster on a machine shared with other jobs)")
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
@@ -44,6 +47,10 @@ def run(args) -> str:
         if unknown or not names:
             raise UsageError(f"--only {args.only}: unknown step(s) {', '.join(unknown) or '(none)'}"
                              f"; choose from {', '.join(steps)}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     quick = args.quick
     ctx = train_reports.Context(
         reports=args.reports or (os.path.join("runs", "quick-reports") if quick else "reports"),

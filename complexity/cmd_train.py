@@ -52,7 +52,17 @@ def add_model_arguments(p, epochs: int = 25) -> None:
     p.add_argument("--nf", type=positive_int, default=32, help="NF, filters of the first conv (32)")
     p.add_argument("--kernel", type=odd_kernel, default=3, help="k, odd kernel size (3)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for PyTorch (default: its own choice; 1 is often "
+                   "faster on a machine shared with other jobs)")
     p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def set_threads(args) -> None:
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)
 
 
 def load_data(args):
@@ -95,6 +105,11 @@ def train_run(args) -> str:
         resume = os.path.join(out, CHECKPOINT) if args.resume is True else args.resume
         if not os.path.isfile(resume):
             raise UsageError(f"--resume {resume}: no such checkpoint file")
+        try:  # fail fast, before reading the data; settings are compared in train()
+            checkpoint.load(resume, required=("format", "config", "model_state"))
+        except checkpoint.CheckpointError as e:
+            raise UsageError(str(e)) from None
+    set_threads(args)
     data = load_data(args)
     try:
         result, _ = train(data, config(args, args.model), out=out, resume=resume,
@@ -165,6 +180,7 @@ def sweep(args, data=None, resume: bool = False):
 
 
 def sweep_run(args) -> str:
+    set_threads(args)
     result = sweep(args)
     if args.format == "json":
         return json.dumps(result, indent=1)

@@ -12,7 +12,7 @@ from argparse import Namespace
 from dataclasses import dataclass, field
 
 FULL = {"colour": {"epochs": 25, "max_images": None},
-        "sweep": {"sizes": [1, 5, 10, 100, 500, 1000], "epochs": 3, "max_images": None},
+        "sweep": {"sizes": [1, 5, 10, 100, 500, 1000], "epochs": 5, "max_images": None},
         "invariance_batch": 100}
 QUICK = {"colour": {"epochs": 3, "max_images": 200},
          "sweep": {"sizes": [1, 10, 100], "epochs": 1, "max_images": 100},
@@ -233,13 +233,14 @@ def invariance(ctx: Context):
             sections.append(render(st, tablefmt="github"))
     plots.invariance_grid(studies, os.path.join(ctx.reports, "invariance_interior.png"))
     plots.invariance_grid(studies, os.path.join(ctx.reports, "invariance_border.png"), "border")
-    theory = inv.__doc__.split("The claim tested:", 1)[1].split("Border pixels", 1)[0]
+    theory = inv.__doc__.split("What holds:", 1)[1].split("Border pixels", 1)[0]
     body = "\n\n".join(sections)
     text = f"""# Input scaling y = a·x + b (SPEC §1, A4)
 
-The claim: "batch norm makes the output invariant, so no effect".{theory}
+The claim: "batch norm makes the output invariant, so no effect". What holds:
+{theory}
 Measured on {n} validation crops ({data.description}) with the CNN and UNet trained
-by the colourization report; |Δ| is the largest change over the {24} logits of a
+by the colourization report; Δ is the largest absolute change over the {24} logits of a
 pixel, between input a·x + b and input x, with BN in the same mode. "Border" pixels
 are those whose receptive field reaches some conv's zero padding: a band of 15 px
 at each edge for k = 3 (checked against an independent measurement in
