@@ -106,8 +106,8 @@ def crops_from_photos(photos, scales=SCALES, crop=CROP):
 
     >>> t, v = crops_from_photos([np.random.default_rng(0).integers(0, 256, (64, 320, 3),
     ...                           dtype=np.uint8)], scales=(64,))
-    >>> t.shape, v.shape
-    ((16, 32, 32, 3), (4, 32, 32, 3))
+    >>> t.shape, v.shape  # 2 rows × (7 columns left of x = 240, 2 right; 1 straddles)
+    ((14, 32, 32, 3), (4, 32, 32, 3))
     """
     from skimage.transform import resize
 
