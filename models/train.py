@@ -111,6 +111,9 @@ def _start(cfg: TrainConfig, data, resume_path):
             raise checkpoint.CheckpointError(f"{resume_path}: does not fit this model "
                                              f"({str(e).splitlines()[0][:100]})") from None
         history, seconds = list(ck["history"]), float(ck.get("seconds", 0.0))
+        if len(history) > cfg.epochs:
+            raise checkpoint.CheckpointError(f"{resume_path}: already holds {len(history)} "
+                                             f"epochs, more than the {cfg.epochs} asked for")
     return model, optimizer, generator, history, seconds
 
 

@@ -202,6 +202,33 @@ def test_train_cli_json_and_resume(tmp_path, cifar_dir, cache, capsys):
     assert len(second["history"]) == 2
 
 
+def test_sweep_and_invariance_cli_json(tmp_path, cifar_dir, cache, capsys):
+    path = cifar_dir[0]
+    code, stdout, _ = run_cli(["sweep-batch", "--sizes", "3,12", "--epochs", "1", "--data", path,
+                               "--nf", "4", "--nc", "5", "--out", str(tmp_path / "sw"),
+                               "--quiet", "--format", "json"], capsys)
+    assert code == 0
+    sweep = json.loads(stdout)
+    assert [r["batch_size"] for r in sweep["runs"]] == [3, 12]
+    assert [r["steps_per_epoch"] for r in sweep["runs"]] == [4, 1]  # 12 horses: ⌈12/3⌉, ⌈12/12⌉
+    for png in ("curves.png", "final.png", "samples.png"):
+        assert (tmp_path / "sw" / png).is_file()
+    ck = str(tmp_path / "sw" / "batch-3" / "checkpoint.pt")
+    code, stdout, _ = run_cli(["invariance", "--model", "unet", "--checkpoint", ck, "--data", path,
+                               "--exact", "--format", "json"], capsys)
+    assert code == 0
+    inv = json.loads(stdout)
+    assert inv["border_band"] == 15 and inv["interior_pixels"] == 4
+    assert len(inv["rows"]) == 2 * len(invariance.A_GRID) * len(invariance.B_GRID)
+    identity = [r for r in inv["rows"] if r["a"] == 1 and r["b"] == 0]
+    assert all(r["border"]["max"] == 0 and r["interior"]["max"] == 0 for r in identity)
+    code, _, err = run_cli(["invariance", "--model", "cnn", "--checkpoint", ck, "--data", path],
+                           capsys)
+    assert code == 2 and "holds a unet" in err
+    code, _, err = run_cli(["reproduce", "--only", "nonsense"], capsys)
+    assert code == 2 and "colourization" in err
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--max-images", "0"], ">= 1"),
     (["--data", "/no/such/path"], "no such file"),
