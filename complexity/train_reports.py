@@ -177,6 +177,11 @@ def batch_size(ctx: Context):
             for r in result["runs"]]
     best = min(result["runs"], key=lambda r: r["final"]["val_loss"])
     cap = f" --max-images {s['max_images']}" if s["max_images"] else ""
+    slow = [r for r in result["runs"] if r["steps_per_epoch"] * s["epochs"] <= 20]
+    few_steps = ("Batch " + ", ".join(str(r["batch_size"]) for r in slow) + " made only "
+                 + ", ".join(str(r["steps_per_epoch"] * s["epochs"]) for r in slow)
+                 + f" optimizer steps in {s['epochs']} epochs: their validation loss is still "
+                 "near its starting value." if slow else "")
     text = f"""# Batch size (SPEC §1, B4)
 
 The UNet, {s['epochs']} epochs at each batch size, Adam lr 0.001, NF 32, NC 24, seed 0.
@@ -189,6 +194,7 @@ Regenerate: `python -m complexity reproduce{' --quick' if ctx.quick else ''} --o
             "seconds (wall, measured)"), rows)}
 
 Lowest validation loss: batch {best['batch_size']} ({best['final']['val_loss']:.4f}).
+{few_steps}
 At a fixed number of epochs a batch of B takes ⌈N/B⌉ optimizer steps per epoch, so
 large batches take far fewer steps (and BN statistics over many images are smooth),
 while batch 1 takes N noisy steps whose BN statistics come from a single image —
@@ -258,6 +264,9 @@ Regenerate: `python -m complexity reproduce{' --quick' if ctx.quick else ''} --o
 * Everything else changes the output: a ≤ 0, any b ≠ 0 (interior pixels too, since
   BN's mean includes the border), BN in eval mode (what a trained model uses at
   test time), and the UNet always.
+
+In the figures, each cell is log10 of the mean Δ over pixels and images; −17 marks
+exactly 0 (only a = 1, b = 0). Float32, ε = 1e-5, as trained:
 
 ![mean |Δ| interior](invariance_interior.png)
 
