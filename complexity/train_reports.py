@@ -259,7 +259,7 @@ Regenerate: `python -m complexity reproduce{' --quick' if ctx.quick else ''} --o
 ## When the claim holds
 
 * **CNN, BN in train mode, a > 0, b = 0**: no effect at every pixel, up to BN's ε —
-  the float64 ε → 0 rows below show |Δ| at rounding level (~1e-14), the float32
+  the float64 ε → 0 rows below show Δ at rounding level (below 1e-12), the float32
   ε = 1e-5 rows the small remainder ε causes.
 * Everything else changes the output: a ≤ 0, any b ≠ 0 (interior pixels too, since
   BN's mean includes the border), BN in eval mode (what a trained model uses at

@@ -283,8 +283,8 @@ def test_border_band_matches_receptive_field_measured_by_embedding(name, kernel)
 
 
 # Tolerance: in real arithmetic |Δ| is 0; in float64 each logit is a sum of a few
-# thousand rounded terms through six layers, so rounding leaves ~1e-14 (measured); the
-# bound 1e-9 is 10^5 above that and 10^6 below the smallest violation we check for.
+# thousand rounded terms through six layers, so rounding leaves 1e-14..1e-13 (measured); the
+# bound 1e-9 is 10^4 above that and 10^6 below the smallest violation we check for.
 EXACT_TOL = 1e-9
 
 
