@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cmd_finetune, cmd_profile, cmd_segment
+from . import cmd_finetune, cmd_invariance, cmd_profile, cmd_reproduce, cmd_segment, cmd_train
 from .cli_common import OneLineParser, UsageError, odd_kernel, positive_int, size
 from .conventions import CONVENTIONS, DEFAULT_CONVENTION
 
@@ -66,6 +66,14 @@ COMMANDS = {
                "exact formulas for params, outputs, MACs of any model in chosen symbols, verified"),
     "segment": (cmd_segment.add_arguments, cmd_segment.run,
                 "fine-tune DeepLabV3 (last layer or all) for foreground/background, with its cost"),
+    "train": (cmd_train.train_arguments, cmd_train.train_run,
+              "train the colourization CNN or UNet; curves, samples, checkpoints"),
+    "sweep-batch": (cmd_train.sweep_arguments, cmd_train.sweep_run,
+                    "train one model per batch size and compare curves and outputs"),
+    "invariance": (cmd_invariance.add_arguments, cmd_invariance.run,
+                   "does scaling and shifting the input (a·x + b) change the output?"),
+    "reproduce": (cmd_reproduce.add_arguments, cmd_reproduce.run,
+                  "regenerate the reports under reports/ (--quick: minutes)"),
 }
 
 

@@ -1,0 +1,64 @@
+"""``reproduce``: regenerate every report under reports/ with one command.
+
+A report step is a function ``step(ctx) -> [written paths]`` taking a
+:class:`complexity.train_reports.Context`; :data:`REPORT_STEPS` is the one list of
+them. Adding a report (segmentation, say) is one line there.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from . import train_reports
+from .cli_common import UsageError, positive_int
+
+REPORT_STEPS = [
+    ("colourization", train_reports.colourization),
+    ("batch_size", train_reports.batch_size),
+    ("invariance", train_reports.invariance),
+]
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--quick", action="store_true",
+                   help="tiny settings (minutes): checks the pipeline, not the figures; "
+                   "writes to runs/quick-reports unless --reports is given")
+    p.add_argument("--only", default=None, metavar="NAME[,NAME]",
+                   help="run these steps only: " + ", ".join(n for n, _ in REPORT_STEPS))
+    p.add_argument("--fresh", action="store_true",
+                   help="retrain from scratch instead of continuing checkpoints in the runs folder")
+    p.add_argument("--reports", default=None, metavar="DIR",
+                   help="where the markdown and PNGs go (reports, or runs/quick-reports)")
+    p.add_argument("--runs", default=None, metavar="DIR",
+                   help="checkpoints and per-run outputs (runs/reproduce[-quick])")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for PyTorch (default: its own choice; 1 is often "
+                   "faster on a machine shared with other jobs)")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+
+
+def run(args) -> str:
+    steps = dict(REPORT_STEPS)
+    names = list(steps)
+    if args.only:
+        names = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = [n for n in names if n not in steps]
+        if unknown or not names:
+            raise UsageError(f"--only {args.only}: unknown step(s) {', '.join(unknown) or '(none)'}"
+                             f"; choose from {', '.join(steps)}")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    quick = args.quick
+    ctx = train_reports.Context(
+        reports=args.reports or (os.path.join("runs", "quick-reports") if quick else "reports"),
+        runs=args.runs or os.path.join("runs", "reproduce-quick" if quick else "reproduce"),
+        quick=quick, fresh=args.fresh, progress=not args.quiet)
+    written = {}
+    for name in names:
+        written[name] = steps[name](ctx)
+    if args.format == "json":
+        return json.dumps({"quick": quick, "reports": written}, indent=1)
+    return "\n".join(f"{name}: {', '.join(paths)}" for name, paths in written.items())

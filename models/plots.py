@@ -1,0 +1,120 @@
+"""Figures for the training reports, drawn with matplotlib's Agg backend (no display)
+and written atomically (temporary file + rename), so a failed run leaves no half PNG."""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import numpy as np
+
+SAMPLES = 8  # columns of a sample grid
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save(fig, path: str) -> None:
+    plt = _pyplot()
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    finally:
+        plt.close(fig)
+
+
+def curves(histories: dict, path: str, title: str = "", key_val: str = "val_loss") -> None:
+    """Train (dashed) and validation (solid) loss per epoch, one colour per run."""
+    plt = _pyplot()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for i, (name, hist) in enumerate(histories.items()):
+        ep = [h["epoch"] for h in hist]
+        colour = f"C{i % 10}"
+        ax.plot(ep, [h["train_loss"] for h in hist], "--", color=colour, label=f"{name} train")
+        ax.plot(ep, [h[key_val] for h in hist], "-", color=colour, label=f"{name} validation")
+        ax2.plot(ep, [h["val_acc"] for h in hist], "-", color=colour, label=name)
+    ax.set(xlabel="epoch", ylabel="per-pixel cross-entropy", title=title or "loss")
+    ax2.set(xlabel="epoch", ylabel="validation per-pixel accuracy", title="accuracy")
+    ax.legend(fontsize=7)
+    ax2.legend(fontsize=7)
+    from matplotlib.ticker import MaxNLocator
+
+    for a in (ax, ax2):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.subplots_adjust(wspace=0.3)
+    save(fig, path)
+
+
+def colourise(indices, centres) -> np.ndarray:
+    """Class indices (N, H, W) → RGB (N, H, W, 3) using the colour centres."""
+    return np.asarray(centres)[np.asarray(indices)]
+
+
+def sample_grid(grey, target, predictions: dict, centres, path: str) -> None:
+    """Rows: grey input / target (nearest of NC colours) / one row per prediction."""
+    plt = _pyplot()
+    rows = [("grey input", np.repeat(np.asarray(grey)[:, 0, :, :, None], 3, axis=-1)),
+            (f"target ({len(centres)} colours)", colourise(target, centres))]
+    rows += [(f"{name} prediction", colourise(p, centres)) for name, p in predictions.items()]
+    n = len(rows[0][1])
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.2 * n + 1.4, 1.25 * len(rows)),
+                             squeeze=False)
+    for r, (label, imgs) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r][c]
+            ax.imshow(np.clip(imgs[c], 0, 1), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    save(fig, path)
+
+
+def against_batch_size(rows, path: str) -> None:
+    """Final validation loss and accuracy against batch size (log axis)."""
+    plt = _pyplot()
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    sizes = [r["batch_size"] for r in rows]
+    ax.plot(sizes, [r["final"]["val_loss"] for r in rows], "o-")
+    ax2.plot(sizes, [r["final"]["val_acc"] for r in rows], "o-")
+    for a, label in ((ax, "final validation loss"), (ax2, "final validation accuracy")):
+        a.set_xscale("log")
+        a.set(xlabel="batch size", ylabel=label)
+    save(fig, path)
+
+
+def invariance_grid(studies, path: str, region: str = "interior") -> None:
+    """log10 of the mean |Δ logits| over the (a, b) grid, one panel per model and BN mode."""
+    plt = _pyplot()
+    panels = [(s["model"], mode, [r for r in s["rows"] if r["bn"] == mode])
+              for s in studies for mode in ("train", "eval")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), squeeze=False)
+    for ax, (model, mode, rows) in zip(axes[0], panels):
+        a_vals = sorted({r["a"] for r in rows})
+        b_vals = sorted({r["b"] for r in rows})
+        grid = np.full((len(a_vals), len(b_vals)), np.nan)
+        for r in rows:
+            grid[a_vals.index(r["a"]), b_vals.index(r["b"])] = np.log10(
+                max(r[region]["mean"], 1e-17))
+        im = ax.imshow(grid, vmin=-17, vmax=1, cmap="viridis", aspect="auto")
+        ax.set_xticks(range(len(b_vals)), [f"{b:g}" for b in b_vals])
+        ax.set_yticks(range(len(a_vals)), [f"{a:g}" for a in a_vals])
+        ax.set(xlabel="b", ylabel="a", title=f"{model}, BN {mode} mode")
+        for i in range(len(a_vals)):
+            for j in range(len(b_vals)):
+                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                        color="w" if grid[i, j] < -6 else "k")
+    fig.colorbar(im, ax=list(axes[0]), label=f"log10 mean |Δ logits|, {region} pixels")
+    save(fig, path)
