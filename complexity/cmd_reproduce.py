@@ -12,10 +12,31 @@ import os
 from . import train_reports
 from .cli_common import UsageError, positive_int
 
+def _counts(ctx):
+    from . import report_counts
+
+    return [report_counts.write(ctx.reports)]
+
+
+def _finetune(ctx):
+    from . import finetune_answers
+
+    return finetune_answers.main(ctx.reports)
+
+
+def _segmentation(ctx):
+    from models import segmentation_report
+
+    return [segmentation_report.write_report(ctx.reports, quick=True, smoke=ctx.quick)]
+
+
 REPORT_STEPS = [
+    ("counts", _counts),
+    ("finetune", _finetune),
     ("colourization", train_reports.colourization),
     ("batch_size", train_reports.batch_size),
     ("invariance", train_reports.invariance),
+    ("segmentation", _segmentation),
 ]
 
 

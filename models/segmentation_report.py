@@ -22,6 +22,9 @@ SIZE = 96
 # for one 1×1 layer. quick = a few minutes on this 2-core machine; full = the whole
 # generated set and more epochs.
 SETTINGS = {
+    # reproduce --quick: checks the pipeline in a minute or two, not the figures
+    "smoke": {"max_images": 32, "epochs": {"last": 1, "all": 1, "last_on_all": 1},
+              "batch_size": 16, "val_batch_size": 16},
     True: {"max_images": 160, "epochs": {"last": 2, "all": 3, "last_on_all": 2},
            "batch_size": 16, "val_batch_size": 80},
     False: {"max_images": None, "epochs": {"last": 8, "all": 8, "last_on_all": 8},
@@ -85,14 +88,14 @@ def _costs() -> dict:
     return costs
 
 
-def write_report(out_dir: str = "reports", quick: bool = True) -> str:
+def write_report(out_dir: str = "reports", quick: bool = True, smoke: bool = False) -> str:
     """Train ``--train last`` and ``--train all`` offline, measure costs, write
     ``segmentation.md``, ``segmentation.json`` and PNGs to ``out_dir``; return the
     markdown path."""
     from .segmentation_plots import cost_bars, curves
 
     os.makedirs(out_dir, exist_ok=True)
-    s = SETTINGS[quick]
+    s = SETTINGS["smoke" if smoke else quick]
     start = time.perf_counter()
     runs = {}
     runs["last"], _ = _train("last", s, out_dir)
@@ -154,8 +157,9 @@ def render(data: dict) -> str:
     lines = [
         "# Segmentation fine-tuning: last layer vs everything",
         "",
-        "Regenerate: `python -m models.segmentation_report reports"
-        + ("" if data["quick"] else " --full") + "` "
+        "Regenerate: "
+        + ("`python -m complexity reproduce --only segmentation`" if data["quick"] is True
+           else "`python -m models.segmentation_report reports --full`") + " "
         f"({data['seconds_total']:.0f} s of wall time for this file on {data['machine']}, "
         "shared with other jobs).",
         "",

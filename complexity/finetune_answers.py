@@ -1,4 +1,5 @@
-"""Regenerate reports/finetune.md and its plots: ``python reports/make_finetune.py``.
+"""reports/finetune.md and its plots (the assignment's C4 and C5, measured):
+``python -m complexity reproduce --only finetune``.
 
 Every figure in the report is computed in this run (prediction and fake-tensor
 measurement, complexity.finetune); the prose only names what the numbers show.
@@ -11,15 +12,12 @@ import sys
 import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+from tabulate import tabulate
 
-from tabulate import tabulate  # noqa: E402
-
-from complexity import finetune as ft  # noqa: E402
-from complexity import finetune_report as fr  # noqa: E402
-from complexity import finetune_symbolic as fs  # noqa: E402
-from complexity import symbolic as sym  # noqa: E402
+from . import finetune as ft
+from . import finetune_report as fr
+from . import finetune_symbolic as fs
+from . import symbolic as sym
 
 LAYERS = [1, 2, 4, 8, 16, 32]
 
@@ -50,7 +48,9 @@ def worst_error(results):
             for q in ft.KEYS}
 
 
-def main():
+def main(out_dir: str = "reports"):
+    """Run the sweeps and write finetune.md and its two PNGs into ``out_dir``."""
+    os.makedirs(out_dir, exist_ok=True)
     t0 = time.time()
     log = lambda r: sys.stderr.write(f"  {r['model']} n={r['layers']} {r['size']} {r['mode']}\n")  # noqa
     stack = ft.sweep(["stack"], LAYERS, [(64, 64)], [8], ["full", "last"], width=16, progress=log)
@@ -65,13 +65,13 @@ def main():
         other = ft.sweep(["resnet18", "mobilenet_v3_small", "convnext_tiny", "vit_b_16"], [1],
                          [(224, 224)], [2], ["full", "last"], progress=log)
     unruled = sorted({str(w.message) for w in caught})
-    fr.plot(stack, os.path.join(HERE, "finetune_layers.png"))
-    fr.plot(res, os.path.join(HERE, "finetune_resolution.png"))
+    fr.plot(stack, os.path.join(out_dir, "finetune_layers.png"))
+    fr.plot(res, os.path.join(out_dir, "finetune_resolution.png"))
     elapsed = time.time() - t0
 
     md = ["# Fine-tuning cost: all layers vs the last layer (assignment C4, C5)", "",
           "Regenerate everything here (text, tables, both PNGs) with one command, from the "
-          "repository root:", "", "```bash", "python reports/make_finetune.py", "```", "",
+          "repository root:", "", "```bash", "python -m complexity reproduce --only finetune", "```", "",
           f"(this run: {elapsed:.0f} s on the CPU; no GPU, no download). The same tables come "
           "from the CLI, e.g. `python -m complexity finetune --model stack --layers "
           "1,2,4,8,16,32 --mode full,last --size 64 --batch 8 --format markdown --plot "
@@ -184,8 +184,9 @@ def main():
                     tablefmt="github", disable_numparse=True), ""]
     md += answers(stack, wide, res, deep)
     md += beyond(other, unruled)
-    write(os.path.join(HERE, "finetune.md"), "\n".join(md))
-    return stack, res, deep
+    write(os.path.join(out_dir, "finetune.md"), "\n".join(md))
+    return [os.path.join(out_dir, f) for f in
+            ("finetune.md", "finetune_layers.png", "finetune_resolution.png")]
 
 
 def depthwise_counts():
@@ -327,6 +328,3 @@ def answers(stack, wide, res, deep):
         "Not measured here: `torch.cuda.max_memory_allocated` (this machine has no GPU; "
         "`python -m complexity finetune --cuda` adds it where one is present; expect "
         "cuDNN workspaces and allocator rounding on top of the peak above).", ""]
-
-if __name__ == "__main__":
-    main()
