@@ -54,8 +54,6 @@ def model_for(args, data=None):
 
 def measure(args, data=None):
     """The JSON object of ``invariance``."""
-    import torch
-
     from models import invariance
 
     model, cfg, data, source = model_for(args, data)

@@ -138,10 +138,9 @@ def run(args) -> str:
 
 
 def _write_json(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    from .atomic import write_json
+
+    write_json(obj, path)
 
 
 def _fmt(v) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 
 from tabulate import tabulate
+
+from .atomic import write_text
 
 from . import finetune as ft
 from . import finetune_report as fr
@@ -20,16 +21,6 @@ from . import finetune_symbolic as fs
 from . import symbolic as sym
 
 LAYERS = [1, 2, 4, 8, 16, 32]
-
-
-def write(path, text):
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
 
 
 def by(results, **kw):
@@ -184,7 +175,7 @@ def main(out_dir: str = "reports"):
                     tablefmt="github", disable_numparse=True), ""]
     md += answers(stack, wide, res, deep)
     md += beyond(other, unruled)
-    write(os.path.join(out_dir, "finetune.md"), "\n".join(md))
+    write_text(os.path.join(out_dir, "finetune.md"), "\n".join(md))
     return [os.path.join(out_dir, f) for f in
             ("finetune.md", "finetune_layers.png", "finetune_resolution.png")]
 
@@ -245,7 +236,7 @@ def answers(stack, wide, res, deep):
     sl = {(s["mode"], tuple(s["range"])): s for t in (False, True)
           for s in ft.slopes(stack, "layers", tail=t)}
     whole_f, whole_l = sl["full", (1, 32)], sl["last", (1, 32)]
-    tail_f, tail_l = sl["full", (16, 32)], sl["last", (16, 32)]
+    tail_f = sl["full", (16, 32)]
     w_l = ft.slopes(wide, "layers")[0]
     s32f = one(stack, layers=32, mode="full")["measured"]
     s32l = one(stack, layers=32, mode="last")["measured"]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import List, Sequence
 
 from tabulate import tabulate
 
 from .finetune import KEYS, slopes
+from .atomic import atomic_path
 
 MEMORY = ("param_bytes", "grad_bytes", "optimizer_bytes", "saved_activation_bytes", "peak_bytes")
 FLOPS = ("forward_flops", "backward_flops")
@@ -161,17 +161,8 @@ def plot(results: Sequence[dict], path: str) -> None:
     fig.suptitle("One Adam training step: full (solid) vs last layer / pattern (dashed); "
                  + ("measured" if results[0]["measured"] else "predicted"))
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(path)[1] or ".png", dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a plot is not
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1][1:] or "png")
     finally:
         plt.close(fig)

@@ -7,9 +7,9 @@ each formula verified against hooks on a real network in the same run.
 from __future__ import annotations
 
 import os
-import tempfile
 
 from . import report, symbolic
+from .atomic import write_text
 from .conventions import CONVENTIONS, QUANTITIES
 
 COMMAND = "python -m complexity reproduce --only counts"
@@ -66,9 +66,5 @@ def write(out_dir: str = "reports") -> str:
     """Write ``counts.md`` into ``out_dir`` atomically; returns its path."""
     results = report.build(["cnn", "unet"], ["lecture", "course"], PARAMS)
     path = os.path.join(out_dir, "counts.md")
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".tmp-", suffix=".md")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(markdown(results))
-    os.replace(tmp, path)
+    write_text(path, markdown(results))
     return path

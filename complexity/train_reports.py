@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 from argparse import Namespace
 from dataclasses import dataclass, field
+from . import atomic
 
 FULL = {"colour": {"epochs": 25, "max_images": None},
         "sweep": {"sizes": [1, 5, 10, 100, 500, 1000], "epochs": 5, "max_images": None},
@@ -47,17 +47,7 @@ class Context:
 
 def write_text(text: str, path: str) -> None:
     """Write a text file atomically (temporary file + rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".md", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic.write_text(path, text)
 
 
 def trained(ctx: Context, cfg, max_images, out):

@@ -14,9 +14,9 @@ and dicts only, no unpickling of arbitrary objects.
 from __future__ import annotations
 
 import os
-import tempfile
 
 import torch
+from complexity.atomic import atomic_path
 
 
 class CheckpointError(ValueError):
@@ -25,17 +25,9 @@ class CheckpointError(ValueError):
 
 def save(obj, path: str) -> None:
     """Write ``obj`` to ``path`` atomically (temporary file + rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load(path: str, required=()):

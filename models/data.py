@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
+from complexity.atomic import atomic_path
 
 CROP = 32
 RECORD = 1 + 3 * CROP * CROP  # CIFAR-10 binary record: label byte + 3072 pixel bytes
@@ -262,16 +262,9 @@ def colour_centres(train: np.ndarray, nc: int, cache: str | None = None,
     if len(np.unique(pixels, axis=0)) < nc:
         raise DataError(f"--nc {nc}: the training images hold fewer than {nc} distinct colours")
     centres = KMeans(n_clusters=nc, n_init=3, random_state=0).fit(pixels).cluster_centers_
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             np.save(f, centres, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return centres
 
 

@@ -2,10 +2,9 @@
 and written atomically (temporary file + rename), so a failed run leaves no half PNG."""
 from __future__ import annotations
 
-import os
-import tempfile
 
 import numpy as np
+from complexity.atomic import atomic_path
 
 SAMPLES = 8  # columns of a sample grid
 
@@ -21,17 +20,9 @@ def _pyplot():
 
 def save(fig, path: str) -> None:
     plt = _pyplot()
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=folder)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
     finally:
         plt.close(fig)
 

@@ -36,7 +36,6 @@ True
 from __future__ import annotations
 
 import os
-import re
 
 import numpy as np
 import torch

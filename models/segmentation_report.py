@@ -134,10 +134,9 @@ def rerender(out_dir: str = "reports") -> str:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from complexity.atomic import write_text
+
+    write_text(path, text)
 
 
 def _epoch_rows(run: dict) -> list:

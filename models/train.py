@@ -7,10 +7,8 @@ batch; ``benchmarks/train_epoch_overhead.py`` measures what that costs.
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 
@@ -19,6 +17,7 @@ import torch.nn.functional as F
 
 from . import checkpoint
 from .colourization import build
+from complexity import atomic
 
 FORMAT = "complexity-colourization-train/1"
 CHECKPOINT = "checkpoint.pt"
@@ -164,17 +163,7 @@ def train(data, cfg: TrainConfig, out: str | None = None, resume: str | None = N
 
 def write_json(obj, path: str) -> None:
     """Write JSON atomically (temporary file + rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic.write_json(obj, path)
 
 
 def load_model(path: str):

@@ -256,6 +256,7 @@ def test_oxford_reader_on_a_fake_tree(tmp_path, split):
     expected[2:7, 3:9] = 1
     assert np.array_equal(m.numpy(), expected)
     assert int(m.sum()) == 30
+    assert np.array_equal(m.numpy(), (truths["image_0005"] == (128, 0, 0)).all(-1))
     # ImageNet normalisation of a flat grey image: (v/255 - mean) / std per channel
     v = 40 * 5 % 255 / 255
     assert x[:, 0, 0].tolist() == pytest.approx(
