@@ -38,6 +38,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (need a number > 0)")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is out of range (need a finite number > 0)")
+    return value
+
+
 def odd_kernel(text: str) -> int:
     """A positive odd kernel size (padding k//2 keeps H and W only for odd k)."""
     value = positive_int(text)

@@ -10,22 +10,11 @@ import json
 import os
 import sys
 
-from .cli_common import UsageError, positive_int
+from .cli_common import UsageError, positive_float, positive_int
 
 ARCHS = ("deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
 MIN_SIZE = 16  # below this the backbones' stride-8/16 feature maps have under 2×2 cells
 COST_BATCH = 2  # BatchNorm in training mode needs at least two values per channel
-
-
-def positive_float(text: str) -> float:
-    """A finite number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (need a number > 0)")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is out of range (need a finite number > 0)")
-    return value
 
 
 def image_size(text: str) -> int:

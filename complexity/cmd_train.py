@@ -8,17 +8,7 @@ import argparse
 import json
 import os
 
-from .cli_common import UsageError, int_list, odd_kernel, positive_int
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number (need a number > 0)")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} is out of range (need a finite number > 0)")
-    return value
+from .cli_common import UsageError, int_list, odd_kernel, positive_float, positive_int
 
 
 def category(text: str) -> int:
