@@ -94,7 +94,8 @@ def trace(module: nn.Module, input_shape: Sequence[int]) -> List[dict]:
     return records
 
 
-def _quantities(rec: dict, cv) -> Dict[str, int]:
+def quantities(rec: dict, cv) -> Dict[str, int]:
+    """Weights, outputs and connections of one :func:`trace` record under convention ``cv``."""
     weights = sum(n for p, n in rec["params"].items() if cv.counts_weight(rec["kind"], p))
     outputs = rec["out_units"] if cv.counts_output(rec["kind"]) else 0
     connections = 0
@@ -113,7 +114,7 @@ def count_layers(module: nn.Module, input_shape: Sequence[int],
     ('finalconv', [6, 8, 8], 384)
     """
     cv = conv_mod.get(convention)
-    return [{"name": r["name"], "kind": r["kind"], "shape": r["shape"], **_quantities(r, cv)}
+    return [{"name": r["name"], "kind": r["kind"], "shape": r["shape"], **quantities(r, cv)}
             for r in trace(module, input_shape)]
 
 

@@ -40,17 +40,25 @@ def _layer_rows(model: str, convention: str, params: Dict[str, int]) -> List[dic
     return rows
 
 
-def _measure(model: str, convention: str, params: Dict[str, int]) -> List[dict]:
-    """Per-layer counts from forward hooks on the real network (meta device)."""
+def _trace(model: str, params: Dict[str, int]) -> List[dict]:
+    """What forward hooks see on the real network (meta device), once per size."""
     import torch
 
     from models.colourization import build as build_model
 
-    from .hooks import count_layers
+    from .hooks import trace
 
     with torch.device("meta"):
         net = build_model(model, params["k"], params["NF"], params["NC"], params["NIC"])
-    return count_layers(net, (1, params["NIC"], params["H"], params["W"]), convention)
+    return trace(net, (1, params["NIC"], params["H"], params["W"]))
+
+
+def _measured_rows(records: List[dict], convention: str) -> List[dict]:
+    from .hooks import quantities
+
+    cv = CONVENTIONS[convention]
+    return [{"name": r["name"], "kind": r["kind"], "shape": r["shape"], **quantities(r, cv)}
+            for r in records]
 
 
 def _agrees(predicted: List[dict], measured: List[dict], quantity: str) -> bool:
@@ -66,11 +74,11 @@ def build(models: Sequence[str], conventions: Sequence[str], params: Dict[str, i
     big = doubled(params)
     results = []
     for model in models:
-        measured = {}
+        traces = (_trace(model, params), _trace(model, big)) if verify else None
         for convention in conventions:
             rows, rows2 = _layer_rows(model, convention, params), _layer_rows(model, convention, big)
             if verify:
-                measured = (_measure(model, convention, params), _measure(model, convention, big))
+                measured = [_measured_rows(t, convention) for t in traces]
             quantities = {}
             for q, expr in symbolic.formulas(model, convention).items():
                 value, value2 = symbolic.evaluate(expr, params), symbolic.evaluate(expr, big)
@@ -134,8 +142,7 @@ def _tabulate(rows, headers, fmt: str) -> str:
     from tabulate import tabulate
 
     tablefmt = {"table": "simple", "markdown": "github", "latex": "latex_raw"}[fmt]
-    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True,
-                    colalign=None)
+    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
 def _title(params: Dict[str, int], fmt: str, extra: str = "") -> str:
