@@ -102,6 +102,15 @@ def main(argv=None) -> int:
     except UsageError as e:
         sys.stderr.write(f"python -m complexity {args.command}: error: {e}\n")
         return 2
+    except OSError as e:
+        # a path the user gave that cannot be read or written: their input, one line
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        sys.stderr.write(f"python -m complexity {args.command}: error: "
+                         f"{e.strerror or e}{where}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"python -m complexity {args.command}: interrupted\n")
+        return 130
     if out:
         sys.stdout.write(out if out.endswith("\n") else out + "\n")
     return 0

@@ -147,3 +147,17 @@ def test_counts_report_is_fully_verified(tmp_path):
     # the doubled lecture formula of the CNN's outputs: 4 × (1728·NF + 1280·NC)
     assert "6912·NF + 5120·NC" in text
     assert [p.name for p in tmp_path.iterdir()] == ["counts.md"]  # no temp file left
+
+
+def test_unwritable_path_is_one_line_exit_2(monkeypatch, capsys):
+    """An OSError from a command (a path that cannot be written) is the user's input:
+    one line, exit 2, no traceback."""
+    from complexity import __main__ as cli
+
+    def run(_args):
+        raise FileExistsError(17, "File exists", "/tmp/somewhere")
+
+    monkeypatch.setitem(cli.COMMANDS, "report", (cli.report_arguments, run, "x"))
+    code = cli.main(["report"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "python -m complexity report: error: File exists: /tmp/somewhere\n"
