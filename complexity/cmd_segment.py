@@ -24,6 +24,18 @@ def image_size(text: str) -> int:
     return value
 
 
+def training_batch(text: str) -> int:
+    """A training batch of at least two images: DeepLab's ASPP pooling branch ends in
+    BatchNorm on a 1×1 map, which training mode cannot normalise from one value per
+    channel, so a batch of one would train nothing."""
+    value = positive_int(text)
+    if value < COST_BATCH:
+        raise argparse.ArgumentTypeError(
+            f"{value} is too small (need an integer >= {COST_BATCH}: BatchNorm in training "
+            "mode needs two images per batch)")
+    return value
+
+
 def add_arguments(p) -> None:
     p.add_argument("--arch", choices=ARCHS, default="deeplabv3_resnet101",
                    help="torchvision DeepLabV3 variant (default deeplabv3_resnet101, the course's)")
@@ -37,7 +49,8 @@ def add_arguments(p) -> None:
                    "val.txt); default: the generated offline shapes")
     p.add_argument("--epochs", type=positive_int, default=10, help="epochs (10)")
     p.add_argument("--lr", type=positive_float, default=0.05, help="Adam learning rate (0.05, the course's)")
-    p.add_argument("--batch-size", type=positive_int, default=128, help="training batch (128)")
+    p.add_argument("--batch-size", type=training_batch, default=128,
+                   help=f"training batch, >= {COST_BATCH} (128)")
     p.add_argument("--val-batch-size", type=positive_int, default=256, help="validation batch (256)")
     p.add_argument("--size", type=image_size, default=224, help=f"image side, >= {MIN_SIZE} (224)")
     p.add_argument("--max-images", type=positive_int, help="use at most this many images per split")

@@ -371,3 +371,38 @@ def test_recalibrated_bn_statistics_are_the_data_statistics():
     assert net[1].running_mean.numpy() == pytest.approx(mean, rel=1e-5)
     assert net[1].running_var.numpy() == pytest.approx(var, rel=1e-5)
     assert net[1].momentum == 0.01 and net[2].training and net.training  # restored
+
+
+def test_recalibration_that_sees_no_usable_batch_keeps_the_statistics():
+    """Batches of one image are unusable in train mode; a loader of only those used to
+    reset every BN to mean 0, variance 1 and then leave it so."""
+    from models.segmentation_train import recalibrate_bn
+
+    net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2))
+    net[1].running_mean.fill_(3.0)
+    net[1].running_var.fill_(7.0)
+    net[1].num_batches_tracked.fill_(5)
+    used = recalibrate_bn(net, [(torch.randn(1, 3, 4, 4), None)] * 3, max_images=8)
+    assert used == 0
+    assert net[1].running_mean.tolist() == [3.0, 3.0]
+    assert net[1].running_var.tolist() == [7.0, 7.0]
+    assert int(net[1].num_batches_tracked) == 5
+
+
+@pytest.mark.parametrize("n, batch", [(3, 2), (5, 2), (7, 3), (4, 2), (2, 128)])
+def test_training_batches_never_hold_a_single_image(n, batch):
+    from models.segmentation_train import training_loader
+
+    sizes = [len(x) for x, _ in training_loader(Shapes("train", 16, n), batch)]
+    assert sizes and min(sizes) >= 2
+    assert sum(sizes) >= n - 1  # at most the one odd image is left out
+
+
+@pytest.mark.parametrize("option", ["--batch-size", "--batch-size=1"])
+def test_cli_refuses_a_training_batch_of_one(tmp_path, capsys, option):
+    argv = [option, "1"] if "=" not in option else [option]
+    with pytest.raises(SystemExit) as e:
+        main(["segment", "--arch", ARCH, "--out", str(tmp_path / "run"), *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and ">= 2" in err
+    assert not (tmp_path / "run").exists()
