@@ -28,6 +28,7 @@ class Context:
     fresh: bool = False
     progress: bool = True
     _data: dict = field(default_factory=dict)
+    _cleared: set = field(default_factory=set)
 
     @property
     def settings(self):
@@ -40,6 +41,16 @@ class Context:
             self._data[max_images] = data.prepare(data.load_images(None, 7, max_images), 24)
         return self._data[max_images]
 
+    def clear_once(self, out: str) -> None:
+        """With ``fresh``, delete the run folder ``out`` — the first time it is asked for
+        in this Context only: a later step reusing the run (invariance reuses the
+        colourization checkpoints) must continue it, not train it again."""
+        key = os.path.abspath(out)
+        if self.fresh and key not in self._cleared:
+            self._cleared.add(key)
+            if os.path.isdir(out):
+                shutil.rmtree(out)
+
     def log(self, text: str) -> None:
         if self.progress:
             sys.stderr.write(text + "\n")
@@ -51,14 +62,14 @@ def write_text(text: str, path: str) -> None:
 
 
 def trained(ctx: Context, cfg, max_images, out):
-    """Train ``cfg`` into ``out``, continuing the checkpoint there unless ``ctx.fresh``."""
+    """Train ``cfg`` into ``out``, continuing the checkpoint there (with ``ctx.fresh``,
+    the folder is cleared the first time this Context uses it)."""
     from models import checkpoint
     from models.train import CHECKPOINT, train
 
     data = ctx.data(max_images)
     path = os.path.join(out, CHECKPOINT)
-    if ctx.fresh and os.path.isdir(out):
-        shutil.rmtree(out)
+    ctx.clear_once(out)
     if os.path.isfile(path):
         try:
             return train(data, cfg, out=out, resume=path, progress=ctx.progress)
@@ -154,8 +165,7 @@ def batch_size(ctx: Context):
 
     s = ctx.settings["sweep"]
     out = os.path.join(ctx.runs, "batch_size")
-    if ctx.fresh and os.path.isdir(out):
-        shutil.rmtree(out)
+    ctx.clear_once(out)
     args = Namespace(model="unet", sizes=s["sizes"], epochs=s["epochs"], batch_size=100,
                      lr=0.001, seed=0, nf=32, kernel=3, nc=24, out=out, quiet=not ctx.progress)
     ctx.log(f"batch_size: training the UNet at batch sizes {s['sizes']}")

@@ -329,3 +329,31 @@ def test_pytorch_eps_leaves_a_small_nonzero_remainder():
     assert r["border"]["max"] > 1e3 * EXACT_TOL
     r0 = invariance.measure(invariance.exact(m), x, y, 2.0, 0.0, "train", 15)
     assert r0["border"]["max"] <= EXACT_TOL  # the same net with ε → 0: the remainder was ε's
+
+
+# ------------------------------------------------------------------ reproduce
+def test_reproduce_fresh_trains_each_run_once_per_context(tmp_path, monkeypatch):
+    """colourization and invariance both ask for the same run folder; with --fresh the
+    second request used to delete the checkpoint the first had just written."""
+    from complexity import train_reports
+    import models.train
+
+    ctx = train_reports.Context(reports=str(tmp_path / "r"), runs=str(tmp_path / "runs"),
+                                fresh=True, progress=False)
+    ctx._data[5] = tiny_data(cache=str(tmp_path))
+    (tmp_path / "runs" / "cnn").mkdir(parents=True)
+    (tmp_path / "runs" / "cnn" / "stale").write_text("from an earlier run")
+    calls = []
+    real = models.train.train
+
+    def spy(data, cfg, out=None, resume=None, progress=False):
+        calls.append(resume)
+        return real(data, cfg, out=out, resume=resume, progress=progress)
+
+    monkeypatch.setattr(models.train, "train", spy)
+    cfg = TrainConfig(model="cnn", epochs=1, batch_size=10, nf=4, nc=6)
+    out = str(tmp_path / "runs" / "cnn")
+    train_reports.trained(ctx, cfg, 5, out)
+    assert not os.path.exists(os.path.join(out, "stale"))  # --fresh did clear it once
+    train_reports.trained(ctx, cfg, 5, out)
+    assert calls == [None, os.path.join(out, "checkpoint.pt")]  # the second one resumed
