@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 
-from .cli_common import UsageError, positive_int
-from .cmd_train import add_data_arguments, load_data
+import os
+
+from .cli_common import UsageError, output_folder, positive_int
+from .cmd_train import add_data_arguments, check_cache, load_data
 
 
 def add_arguments(p) -> None:
@@ -71,6 +73,11 @@ def measure(args, data=None):
 
 
 def run(args) -> str:
+    if args.plot:
+        if os.path.isdir(args.plot):
+            raise UsageError(f"--plot {args.plot}: is a folder (need a .png file name)")
+        output_folder(os.path.dirname(args.plot) or ".", "--plot")
+    check_cache(args)
     if args.threads:
         import torch
 

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from .cli_common import UsageError, positive_float, positive_int
+from .cli_common import UsageError, output_folder, positive_float, positive_int
 
 ARCHS = ("deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
 MIN_SIZE = 16  # below this the backbones' stride-8/16 feature maps have under 2×2 cells
@@ -102,6 +102,7 @@ def _model(args):
 def run(args) -> str:
     if args.bn_images < 0:
         raise UsageError(f"--bn-images {args.bn_images}: need an integer >= 0")
+    output_folder(args.out, "--out")
     from models import segmentation_plots as plots
     from models.segmentation_cost import step_cost
     from models.segmentation_data import DataError

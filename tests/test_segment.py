@@ -322,10 +322,13 @@ def test_cli_on_fake_oxford_with_voc_weights(tmp_path, capsys, voc_file):
     (["--data", "{tmp}/nothing"], "no such folder"),
     (["--data", "{tmp}/orphan"], "do not match"),
     (["--weights", "{tmp}/w.pt"], "not a state dict"),
+    (["--out", "{tmp}/file"], "is a file, not a folder"),
+    (["--out", "{tmp}/file/run"], "is a file, not a folder"),
 ])
 def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, argv, words):
     _fake_oxford(tmp_path / "orphan", orphan=True)
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "w.pt")
+    (tmp_path / "file").write_text("a regular file")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     try:
         code = main(["segment", "--arch", ARCH, "--out", str(tmp_path / "run"), *argv])

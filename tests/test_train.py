@@ -235,14 +235,20 @@ def test_sweep_and_invariance_cli_json(tmp_path, cifar_dir, cache, capsys):
     (["--resume", "MISSING"], "no such checkpoint"),
     (["--resume", "CORRUPT"], "not a readable checkpoint"),
     (["--resume", "FOREIGN"], "not a checkpoint of this tool"),
+    (["--out", "FILE"], "is a file, not a folder"),
+    (["--out", "FILE/run"], "is a file, not a folder"),
+    (["--cache", "FILE"], "is a file, not a folder"),
 ])
 def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tmp_path, cache, capsys, extra, message):
     (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "file").write_text("a regular file")
     torch.save({"weights": torch.ones(2)}, tmp_path / "foreign.pt")
-    names = {"MISSING": "missing.pt", "CORRUPT": "corrupt.pt", "FOREIGN": "foreign.pt"}
+    names = {"MISSING": "missing.pt", "CORRUPT": "corrupt.pt", "FOREIGN": "foreign.pt",
+             "FILE": "file", "FILE/run": "file/run"}
     extra = [str(tmp_path / names[e]) if e in names else e for e in extra]
     out = tmp_path / "out"
     code, stdout, err = run_cli(["train", "--out", str(out), "--quiet"] + extra, capsys)
+    assert (tmp_path / "file").read_text() == "a regular file"
     assert code == 2 and stdout == ""
     assert len(err.strip().splitlines()) == 1 and message in err
     assert not out.exists()
@@ -357,3 +363,16 @@ def test_reproduce_fresh_trains_each_run_once_per_context(tmp_path, monkeypatch)
     assert not os.path.exists(os.path.join(out, "stale"))  # --fresh did clear it once
     train_reports.trained(ctx, cfg, 5, out)
     assert calls == [None, os.path.join(out, "checkpoint.pt")]  # the second one resumed
+
+
+@pytest.mark.parametrize("argv", [
+    ["sweep-batch", "--out", "FILE"],
+    ["invariance", "--plot", "FILE/x.png"],
+    ["invariance", "--plot", "DIR"],
+])
+def test_other_commands_refuse_unusable_outputs_before_work(tmp_path, cache, capsys, argv):
+    (tmp_path / "file").write_text("a regular file")
+    argv = [a.replace("FILE", str(tmp_path / "file")).replace("DIR", str(tmp_path)) for a in argv]
+    code, stdout, err = run_cli(argv + ["--quiet"] * (argv[0] == "sweep-batch"), capsys)
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "file").read_text() == "a regular file"
