@@ -140,11 +140,14 @@ def _stems(folder: str, ext: str) -> dict:
 
 
 def _split_names(root: str, split: str) -> list:
-    txt = os.path.join(root, f"{split}.txt")
-    if os.path.isfile(txt):
-        with open(txt) as f:
-            return [line.strip() for line in f if line.strip()]
+    """The image names of ``split``, both splits always from one source: train.txt and
+    val.txt when both exist, else datasplits.mat (mixing them would pair splits that
+    were never drawn together)."""
+    txts = [os.path.join(root, f"{s}.txt") for s in ("train", "val")]
     mat = os.path.join(root, "datasplits.mat")
+    if all(os.path.isfile(t) for t in txts):
+        with open(os.path.join(root, f"{split}.txt")) as f:
+            return [line.strip() for line in f if line.strip()]
     if os.path.isfile(mat):
         from scipy.io import loadmat  # reads MATLAB arrays; no pickle involved
 
@@ -154,6 +157,10 @@ def _split_names(root: str, split: str) -> list:
         except Exception as e:
             raise DataError(f"{mat}: cannot read split {key} ({str(e)[:80]})") from None
         return [f"image_{int(n):04d}" for n in np.asarray(numbers).ravel()]
+    present = [os.path.basename(t) for t in txts if os.path.isfile(t)]
+    if present:
+        raise DataError(f"{root}: {present[0]} without its partner (need datasplits.mat, or "
+                        "train.txt and val.txt)")
     raise DataError(f"{root}: no split file (need datasplits.mat, or train.txt and val.txt)")
 
 
@@ -172,6 +179,11 @@ def oxford_pairs(root: str, split: str) -> list:
     if orphans:
         raise DataError(f"{root}: image and trimap sets do not match: {len(orphans)} trimaps "
                         f"without an image in jpg/ (e.g. {orphans[0]}.png)")
+    other = {"train": "val", "val": "train"}[split]
+    shared = sorted(set(_split_names(root, split)) & set(_split_names(root, other)))
+    if shared:
+        raise DataError(f"{root}: the train and val splits share {len(shared)} image(s) "
+                        f"(e.g. {shared[0]}): validation would measure memorisation")
     names = [n for n in _split_names(root, split) if n in trimaps]
     if not names:
         raise DataError(f"{root}: the {split} split has no image with a trimap")

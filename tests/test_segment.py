@@ -409,3 +409,22 @@ def test_cli_refuses_a_training_batch_of_one(tmp_path, capsys, option):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and ">= 2" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_oxford_splits_must_not_overlap_and_come_from_one_source(tmp_path):
+    _fake_oxford(tmp_path / "a", split="txt")
+    (tmp_path / "a" / "val.txt").write_text("image_0003\nimage_0004\n")  # 3 is in train too
+    for split in ("train", "val"):
+        with pytest.raises(DataError, match="share 1 image"):
+            oxford_pairs(str(tmp_path / "a"), split)
+    # train.txt alone beside datasplits.mat: used to be train from .txt, val from .mat
+    _fake_oxford(tmp_path / "b", split="mat")
+    (tmp_path / "b" / "train.txt").write_text("image_0004\nimage_0005\n")
+    val = [os.path.basename(p) for p, _ in oxford_pairs(str(tmp_path / "b"), "val")]
+    train = [os.path.basename(p) for p, _ in oxford_pairs(str(tmp_path / "b"), "train")]
+    assert val == ["image_0004.jpg", "image_0005.jpg"]
+    assert train == ["image_0001.jpg", "image_0002.jpg", "image_0003.jpg"]  # the .mat's
+    _fake_oxford(tmp_path / "c", split="txt")
+    os.unlink(tmp_path / "c" / "val.txt")
+    with pytest.raises(DataError, match="without its partner"):
+        oxford_pairs(str(tmp_path / "c"), "train")
