@@ -97,7 +97,7 @@ def render(result, tablefmt: str = "simple") -> str:
     table = tabulate(rows, headers=("BN", "a", "b", "interior max Δ", "interior mean Δ",
                                     "border max Δ", "border mean Δ", "Δ acc", "theory"),
                      floatfmt=("", "g", "g", ".2e", ".2e", ".2e", ".2e", "+.4f", ""),
-                     tablefmt=tablefmt)
+                     tablefmt=tablefmt, missingval="—")  # — : the region has no pixel
     arithmetic = ("float64, BN ε = 1e-300 (--exact)" if result["exact"]
                   else "float32, BN ε = 1e-5 as trained")
     return (f"{result['model']} ({result['source']}; {arithmetic}); {result['images']} validation images, "

@@ -376,3 +376,27 @@ def test_other_commands_refuse_unusable_outputs_before_work(tmp_path, cache, cap
     code, stdout, err = run_cli(argv + ["--quiet"] * (argv[0] == "sweep-batch"), capsys)
     assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1
     assert (tmp_path / "file").read_text() == "a regular file"
+
+
+def test_empty_interior_is_no_measurement_not_zero(tmp_path):
+    """k = 5 leaves no interior pixel on 32×32: the interior columns used to read 0."""
+    from complexity.cmd_invariance import render
+    from models import plots
+
+    torch.manual_seed(0)
+    m = _random_model("cnn", kernel=5)
+    x = torch.rand(2, 1, 32, 32)
+    st = invariance.study(m, "cnn", x, torch.randint(0, 5, (2, 32, 32)), kernel=5,
+                          a_grid=(1.0, 2.0), b_grid=(0.0,))
+    assert st["interior_pixels"] == 0
+    for r in st["rows"]:
+        assert r["interior"] == {"max": None, "mean": None, "pixels": 0}
+        assert r["border"]["pixels"] == 32 * 32 and r["border"]["max"] is not None
+    st.update(exact=False, source="test")
+    text = render(st)
+    assert "—" in text
+    json.dumps(st)  # None becomes null
+    _, _, grid = plots.invariance_cells([r for r in st["rows"] if r["bn"] == "train"])
+    assert np.isnan(grid).all()
+    plots.invariance_grid([st], str(tmp_path / "g.png"))
+    assert (tmp_path / "g.png").is_file()
