@@ -36,7 +36,7 @@ def add_arguments(p) -> None:
 def model_for(args, data=None):
     """(model, description) from --checkpoint, or trained here for --epochs."""
     from models import checkpoint
-    from models.train import TrainConfig, load_model, train
+    from models.train import TrainConfig, data_key, load_model, train
 
     if args.checkpoint is not None:
         try:
@@ -47,7 +47,14 @@ def model_for(args, data=None):
             raise UsageError(f"--checkpoint {args.checkpoint} holds a {cfg.model}, "
                              f"not a {args.model}")
         args.nc = cfg.nc
-        return model, cfg, data or load_data(args), f"checkpoint {args.checkpoint}"
+        data = data or load_data(args)
+        # as --resume does: a model measured on other data than it was trained on
+        # answers a different question
+        trained_on = checkpoint.load(args.checkpoint).get("data")
+        if trained_on != data_key(data):
+            raise UsageError(f"--checkpoint {args.checkpoint}: trained on other data or "
+                             "colours than the data given here")
+        return model, cfg, data, f"checkpoint {args.checkpoint}"
     data = data or load_data(args)
     cfg = TrainConfig(model=args.model, epochs=args.epochs, nc=args.nc)
     _, model = train(data, cfg)

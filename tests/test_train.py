@@ -196,10 +196,45 @@ def test_train_cli_json_and_resume(tmp_path, cifar_dir, cache, capsys):
     first = json.loads(stdout)
     assert set(first) >= {"model", "epochs", "batch_size", "lr", "history", "final", "seconds"}
     assert set(first["final"]) == {"train_loss", "val_loss", "val_acc"}
+    for other, words in ((["--nf", "8"], "other settings"), (["--lr", "0.01"], "other settings"),
+                         (["--max-images", "6"], "other data")):
+        code, stdout, err = run_cli(base + ["--epochs", "2", "--resume"] + other, capsys)
+        assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
+        assert words in err
     code, stdout, _ = run_cli(base + ["--epochs", "2", "--resume"], capsys)
     second = json.loads(stdout)
     assert code == 0 and second["history"][0] == first["history"][0]
     assert len(second["history"]) == 2
+
+    # invariance on this CNN, float64 ε → 0: train-mode BN with a > 0, b = 0 leaves the
+    # logits unchanged up to rounding at every pixel, while b ≠ 0 changes the interior
+    ck = os.path.join(out, "checkpoint.pt")
+    code, stdout, err = run_cli(["invariance", "--model", "cnn", "--checkpoint", ck,
+                                 "--data", path, "--exact", "--format", "json"], capsys)
+    assert code == 0, err
+    rows = [r for r in json.loads(stdout)["rows"] if r["bn"] == "train" and r["a"] > 0]
+    for r in rows:
+        if r["b"] == 0:
+            assert r["interior"]["max"] <= EXACT_TOL and r["border"]["max"] <= EXACT_TOL, r
+        else:
+            assert r["interior"]["max"] > 1e3 * EXACT_TOL, r
+    code, stdout, err = run_cli(["invariance", "--model", "cnn", "--checkpoint", ck,
+                                 "--data", path, "--max-images", "6"], capsys)
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1
+    assert "other data" in err
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: (d / "bad.bin").write_bytes(b"\x07" * 3074), "3073"),
+    (lambda d: (d / "empty").mkdir(), "no readable images"),
+])
+def test_train_cli_refuses_bad_data_with_one_line(tmp_path, cache, capsys, make, words):
+    make(tmp_path)
+    target = tmp_path / ("bad.bin" if words == "3073" else "empty")
+    code, stdout, err = run_cli(["train", "--data", str(target), "--out", str(tmp_path / "out"),
+                                 "--quiet"], capsys)
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1 and words in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_sweep_and_invariance_cli_json(tmp_path, cifar_dir, cache, capsys):
@@ -220,8 +255,9 @@ def test_sweep_and_invariance_cli_json(tmp_path, cifar_dir, cache, capsys):
     inv = json.loads(stdout)
     assert inv["border_band"] == 15 and inv["interior_pixels"] == 4
     assert len(inv["rows"]) == 2 * len(invariance.A_GRID) * len(invariance.B_GRID)
-    identity = [r for r in inv["rows"] if r["a"] == 1 and r["b"] == 0]
-    assert all(r["border"]["max"] == 0 and r["interior"]["max"] == 0 for r in identity)
+    # the UNet feeds the raw input to its last conv: every (a, b) ≠ (1, 0) must show
+    changed = [r for r in inv["rows"] if (r["a"], r["b"]) != (1, 0)]
+    assert all(r["interior"]["max"] > 1e3 * EXACT_TOL for r in changed)
     code, _, err = run_cli(["invariance", "--model", "cnn", "--checkpoint", ck, "--data", path],
                            capsys)
     assert code == 2 and "holds a unet" in err
