@@ -74,7 +74,7 @@ def _datasets(args):
     try:
         train_ds, val_ds = datasets(args.data, args.size, args.max_images)
         for ds in (train_ds, val_ds):
-            ds[0]  # read one image now: an unreadable file fails before training starts
+            ds.verify()  # every file now: a damaged one fails before anything is written
     except DataError as e:
         raise UsageError(str(e)) from None
     if len(train_ds) < 2:

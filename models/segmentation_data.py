@@ -124,6 +124,9 @@ class Shapes(Dataset):
     def __len__(self):
         return self.count
 
+    def verify(self) -> None:
+        """Generated in memory: nothing on disk to check."""
+
     def __getitem__(self, i):
         if not 0 <= i < self.count:
             raise IndexError(i)
@@ -209,6 +212,21 @@ class Flowers(Dataset):
 
     def __len__(self):
         return len(self.pairs)
+
+    def verify(self) -> None:
+        """Open every image and trimap and check its structure (PIL ``verify``: header
+        and, for PNG, the chunk checksums) so that a damaged file is named before any
+        training or writing starts; :class:`DataError` for the first bad one."""
+        from PIL import Image
+
+        for pair in self.pairs:
+            for path in pair:
+                try:
+                    with Image.open(path) as im:
+                        im.verify()
+                except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ...
+                    raise DataError(f"cannot read {path}: "
+                                    f"{(str(e) or type(e).__name__)[:80]}") from None
 
     def __getitem__(self, i):
         from PIL import Image

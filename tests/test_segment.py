@@ -428,3 +428,15 @@ def test_oxford_splits_must_not_overlap_and_come_from_one_source(tmp_path):
     os.unlink(tmp_path / "c" / "val.txt")
     with pytest.raises(DataError, match="without its partner"):
         oxford_pairs(str(tmp_path / "c"), "train")
+
+
+@pytest.mark.parametrize("victim", ["jpg/image_0003.jpg", "trimaps/image_0005.png"])
+def test_cli_names_a_damaged_later_image_before_any_work(tmp_path, capsys, victim):
+    """Only the first image of each split used to be read up front; a damaged later
+    one surfaced after the model was built and the run had started logging."""
+    _fake_oxford(tmp_path / "data", split="txt")
+    (tmp_path / "data" / victim).write_bytes(b"\xff\xd8 damaged")
+    code, out, err = _cli(capsys, "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and os.path.basename(victim) in err, err
+    assert not (tmp_path / "run").exists()
