@@ -436,3 +436,36 @@ def test_empty_interior_is_no_measurement_not_zero(tmp_path):
     assert np.isnan(grid).all()
     plots.invariance_grid([st], str(tmp_path / "g.png"))
     assert (tmp_path / "g.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def one_epoch_cnn(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cnn")
+    d = tiny_data(cache=str(tmp))
+    train(d, TrainConfig(model="cnn", epochs=1, batch_size=10, nf=4, nc=6), out=str(tmp / "run"))
+    return d, str(tmp / "run" / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("config", "cnn"), ("config", {"model": "cnn"}), ("config", "NF"), ("config", "LR"),
+    ("history", "1,2"), ("history", [{"epoch": "1"}]), ("history", [3]),
+    ("seconds", "12"), ("optimizer_state", "x"), ("model_state", [1]), ("rng", "x"),
+])
+def test_resume_refuses_our_format_with_wrong_field_types(tmp_path, one_epoch_cnn, field, value):
+    """Our format string with other contents used to crash with AttributeError or
+    TypeError instead of a CheckpointError (one line at the CLI)."""
+    d, good = one_epoch_cnn
+    path = str(tmp_path / "checkpoint.pt")
+    ck = checkpoint.load(good)
+    if value == "NF":
+        value = dict(ck["config"], nf="4")
+    elif value == "LR":
+        value = dict(ck["config"], lr=None)
+    ck[field] = value
+    torch.save(ck, path)
+    with pytest.raises(checkpoint.CheckpointError) as e:
+        train(d, TrainConfig(model="cnn", epochs=2, batch_size=10, nf=4, nc=6), resume=path)
+    assert "\n" not in str(e.value)
+    if field in ("config", "model_state"):
+        with pytest.raises(checkpoint.CheckpointError):
+            load_model(path)
