@@ -171,7 +171,7 @@ def batch_size(ctx: Context):
     ctx.log(f"batch_size: training the UNet at batch sizes {s['sizes']}")
     result = cmd_train.sweep(args, ctx.data(s["max_images"]), resume=True)
     for png in ("curves.png", "final.png", "samples.png"):
-        shutil.copyfile(os.path.join(out, png), os.path.join(ctx.reports, f"batch_size_{png}"))
+        atomic.copy_file(os.path.join(out, png), os.path.join(ctx.reports, f"batch_size_{png}"))
     rows = [(r["batch_size"], r["steps_per_epoch"], r["final"]["train_loss"],
              r["final"]["val_loss"], r["final"]["val_acc"], f"{r['seconds']:.0f}")
             for r in result["runs"]]

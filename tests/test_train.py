@@ -469,3 +469,30 @@ def test_resume_refuses_our_format_with_wrong_field_types(tmp_path, one_epoch_cn
     if field in ("config", "model_state"):
         with pytest.raises(checkpoint.CheckpointError):
             load_model(path)
+
+
+def test_report_figures_are_copied_atomically(tmp_path, monkeypatch):
+    """The batch-size report copied its PNGs with shutil.copyfile straight onto the
+    target: a failure midway left a truncated figure under the real name."""
+    import shutil
+    from complexity import atomic, train_reports
+
+    src, dst = tmp_path / "new.png", tmp_path / "reports" / "old.png"
+    src.write_bytes(b"new figure" * 100)
+    dst.parent.mkdir()
+    dst.write_bytes(b"old figure")
+
+    def half_copy(a, b):
+        with open(a, "rb") as f, open(b, "wb") as g:
+            g.write(f.read(5))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shutil, "copyfile", half_copy)
+    with pytest.raises(OSError):
+        atomic.copy_file(str(src), str(dst))
+    assert dst.read_bytes() == b"old figure" and os.listdir(dst.parent) == ["old.png"]
+    monkeypatch.undo()
+    atomic.copy_file(str(src), str(dst))
+    assert dst.read_bytes() == src.read_bytes()
+    source = open(train_reports.__file__, encoding="utf-8").read()
+    assert "shutil.copyfile" not in source  # every report figure goes through atomic
