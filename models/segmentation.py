@@ -107,6 +107,10 @@ def load_weights(model: nn.Module, path: str, arch: str = "this architecture") -
 
     if not os.path.isfile(path):
         raise WeightsError(f"--weights {path}: no such file")
+    from .checkpoint import is_torch_file
+
+    if not is_torch_file(path):
+        raise WeightsError(f"--weights {path}: not a PyTorch checkpoint file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for files that are not its own

@@ -210,6 +210,22 @@ def test_bad_weights_files(tmp_path, voc_file):
         assert torch.equal(v, before[k]), k  # a refused file changes nothing
 
 
+def test_files_that_are_not_torch_files_say_so(tmp_path, voc_file):
+    """torch's own message for such files is a truncated unpickling error."""
+    good = open(voc_file[0], "rb").read()
+    files = {"text": b"not a torch file", "empty": b"", "truncated zip": good[:len(good) // 2]}
+    for name, content in files.items():
+        path = tmp_path / f"{name}.pt"
+        path.write_bytes(content)
+        with pytest.raises(WeightsError, match="not a PyTorch checkpoint file"):
+            load_weights(deeplab(ARCH), str(path), ARCH)
+        with pytest.raises(checkpoint.CheckpointError, match="not a PyTorch checkpoint file"):
+            checkpoint.load(str(path))
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"epoch": 1}, legacy, _use_new_zipfile_serialization=False)
+    assert checkpoint.load(str(legacy))["epoch"] == 1
+
+
 # ------------------------------------------------------------------ Oxford reader
 
 def _fake_oxford(root, n=6, size=20, split="mat", orphan=False):

@@ -269,7 +269,7 @@ def test_sweep_and_invariance_cli_json(tmp_path, cifar_dir, cache, capsys):
     (["--max-images", "0"], ">= 1"),
     (["--data", "/no/such/path"], "no such file"),
     (["--resume", "MISSING"], "no such checkpoint"),
-    (["--resume", "CORRUPT"], "not a readable checkpoint"),
+    (["--resume", "CORRUPT"], "not a PyTorch checkpoint file"),
     (["--resume", "FOREIGN"], "not a checkpoint of this tool"),
     (["--out", "FILE"], "is a file, not a folder"),
     (["--out", "FILE/run"], "is a file, not a folder"),
