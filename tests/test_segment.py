@@ -456,3 +456,20 @@ def test_cli_names_a_damaged_later_image_before_any_work(tmp_path, capsys, victi
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and os.path.basename(victim) in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_state_dict_without_num_batches_tracked_loads(tmp_path, voc_file):
+    """Older state dicts have no BatchNorm num_batches_tracked; torch accepts them."""
+    old = {k: v for k, v in voc_file[1].items() if not k.endswith(".num_batches_tracked")}
+    assert len(old) < len(voc_file[1])
+    torch.save(old, tmp_path / "old.pth")
+    net = deeplab(ARCH)
+    text = load_weights(net, str(tmp_path / "old.pth"), ARCH)
+    assert text.startswith("loaded ") and "ignored" in text  # aux head, 21-class head skipped
+    k = "backbone.0.0.weight"
+    assert torch.equal(net.state_dict()[k], voc_file[1][k])
+    partial = dict(old)
+    del partial[k]  # a real tensor missing is still refused
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(WeightsError, match="1 tensors missing"):
+        load_weights(deeplab(ARCH), str(tmp_path / "partial.pth"), ARCH)
