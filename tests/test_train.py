@@ -496,3 +496,20 @@ def test_report_figures_are_copied_atomically(tmp_path, monkeypatch):
     assert dst.read_bytes() == src.read_bytes()
     source = open(train_reports.__file__, encoding="utf-8").read()
     assert "shutil.copyfile" not in source  # every report figure goes through atomic
+
+
+def test_invariance_report_claim_is_computed_from_the_rows():
+    """The report used to state "below 1e-12" whatever the rows held."""
+    from complexity.train_reports import scaling_claim
+
+    def study(worst, other=5.0):
+        row = lambda a, b, bn, v: {"a": a, "b": b, "bn": bn,  # noqa: E731
+                                   "interior": {"max": v}, "border": {"max": v / 2}}
+        return {"rows": [row(2.0, 0.0, "train", worst), row(0.5, 0.0, "train", worst / 3),
+                         row(2.0, 0.5, "train", other), row(-1.0, 0.0, "train", other),
+                         row(2.0, 0.0, "eval", other)]}
+
+    met = scaling_claim(study(2e-13), study(1e-2))
+    assert "2.0e-13" in met and "**met**" in met and "1.0e-02" in met
+    missed = scaling_claim(study(3e-9), study(1e-2))
+    assert "3.0e-09" in missed and "**not met**" in missed
