@@ -50,3 +50,11 @@ def write_json(obj, path: str, indent: int = 1) -> None:
     import json
 
     write_text(path, json.dumps(obj, indent=indent))
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Copy ``src`` to ``dst`` atomically: a failed copy leaves ``dst`` as it was."""
+    import shutil
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)

@@ -7,6 +7,7 @@ with the accepted range, and :class:`UsageError` carries problems found later.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -84,3 +85,31 @@ def int_list(text: str):
 
 def _empty(text):
     raise argparse.ArgumentTypeError(f"{text!r} holds no value")
+
+
+def output_folder(path: str, option: str) -> str:
+    """Check, before any work, that ``path`` is or can become a folder: it and its
+    nearest existing ancestor must be folders. :class:`UsageError` otherwise.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> output_folder(os.path.join(d, "new", "run"), "--out") == os.path.join(d, "new", "run")
+    True
+    >>> f = os.path.join(d, "file")
+    >>> _ = open(f, "w").close()
+    >>> try:
+    ...     output_folder(os.path.join(f, "run"), "--out")
+    ... except UsageError as e:
+    ...     print(str(e).replace(d, "D"))
+    --out D/file/run: D/file is a file, not a folder
+    """
+    probe = os.path.abspath(path)
+    while not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        where = path if probe == os.path.abspath(path) else probe
+        raise UsageError(f"{option} {path}: {where} is a file, not a folder")
+    return path

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 
-from .cli_common import UsageError, positive_int
-from .cmd_train import add_data_arguments, load_data
+import os
+
+from .cli_common import UsageError, output_folder, positive_int
+from .cmd_train import add_data_arguments, check_cache, load_data
 
 
 def add_arguments(p) -> None:
@@ -34,7 +36,7 @@ def add_arguments(p) -> None:
 def model_for(args, data=None):
     """(model, description) from --checkpoint, or trained here for --epochs."""
     from models import checkpoint
-    from models.train import TrainConfig, load_model, train
+    from models.train import TrainConfig, data_key, load_model, train
 
     if args.checkpoint is not None:
         try:
@@ -45,7 +47,14 @@ def model_for(args, data=None):
             raise UsageError(f"--checkpoint {args.checkpoint} holds a {cfg.model}, "
                              f"not a {args.model}")
         args.nc = cfg.nc
-        return model, cfg, data or load_data(args), f"checkpoint {args.checkpoint}"
+        data = data or load_data(args)
+        # as --resume does: a model measured on other data than it was trained on
+        # answers a different question
+        trained_on = checkpoint.load(args.checkpoint).get("data")
+        if trained_on != data_key(data):
+            raise UsageError(f"--checkpoint {args.checkpoint}: trained on other data or "
+                             "colours than the data given here")
+        return model, cfg, data, f"checkpoint {args.checkpoint}"
     data = data or load_data(args)
     cfg = TrainConfig(model=args.model, epochs=args.epochs, nc=args.nc)
     _, model = train(data, cfg)
@@ -71,6 +80,11 @@ def measure(args, data=None):
 
 
 def run(args) -> str:
+    if args.plot:
+        if os.path.isdir(args.plot):
+            raise UsageError(f"--plot {args.plot}: is a folder (need a .png file name)")
+        output_folder(os.path.dirname(args.plot) or ".", "--plot")
+    check_cache(args)
     if args.threads:
         import torch
 
@@ -90,7 +104,7 @@ def render(result, tablefmt: str = "simple") -> str:
     table = tabulate(rows, headers=("BN", "a", "b", "interior max Δ", "interior mean Δ",
                                     "border max Δ", "border mean Δ", "Δ acc", "theory"),
                      floatfmt=("", "g", "g", ".2e", ".2e", ".2e", ".2e", "+.4f", ""),
-                     tablefmt=tablefmt)
+                     tablefmt=tablefmt, missingval="—")  # — : the region has no pixel
     arithmetic = ("float64, BN ε = 1e-300 (--exact)" if result["exact"]
                   else "float32, BN ε = 1e-5 as trained")
     return (f"{result['model']} ({result['source']}; {arithmetic}); {result['images']} validation images, "

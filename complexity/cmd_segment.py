@@ -10,7 +10,7 @@ import json
 import os
 import sys
 
-from .cli_common import UsageError, positive_float, positive_int
+from .cli_common import UsageError, output_folder, positive_float, positive_int
 
 ARCHS = ("deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
 MIN_SIZE = 16  # below this the backbones' stride-8/16 feature maps have under 2×2 cells
@@ -21,6 +21,18 @@ def image_size(text: str) -> int:
     value = positive_int(text)
     if value < MIN_SIZE:
         raise argparse.ArgumentTypeError(f"{value} is too small (need an integer >= {MIN_SIZE})")
+    return value
+
+
+def training_batch(text: str) -> int:
+    """A training batch of at least two images: DeepLab's ASPP pooling branch ends in
+    BatchNorm on a 1×1 map, which training mode cannot normalise from one value per
+    channel, so a batch of one would train nothing."""
+    value = positive_int(text)
+    if value < COST_BATCH:
+        raise argparse.ArgumentTypeError(
+            f"{value} is too small (need an integer >= {COST_BATCH}: BatchNorm in training "
+            "mode needs two images per batch)")
     return value
 
 
@@ -37,7 +49,8 @@ def add_arguments(p) -> None:
                    "val.txt); default: the generated offline shapes")
     p.add_argument("--epochs", type=positive_int, default=10, help="epochs (10)")
     p.add_argument("--lr", type=positive_float, default=0.05, help="Adam learning rate (0.05, the course's)")
-    p.add_argument("--batch-size", type=positive_int, default=128, help="training batch (128)")
+    p.add_argument("--batch-size", type=training_batch, default=128,
+                   help=f"training batch, >= {COST_BATCH} (128)")
     p.add_argument("--val-batch-size", type=positive_int, default=256, help="validation batch (256)")
     p.add_argument("--size", type=image_size, default=224, help=f"image side, >= {MIN_SIZE} (224)")
     p.add_argument("--max-images", type=positive_int, help="use at most this many images per split")
@@ -61,7 +74,7 @@ def _datasets(args):
     try:
         train_ds, val_ds = datasets(args.data, args.size, args.max_images)
         for ds in (train_ds, val_ds):
-            ds[0]  # read one image now: an unreadable file fails before training starts
+            ds.verify()  # every file now: a damaged one fails before anything is written
     except DataError as e:
         raise UsageError(str(e)) from None
     if len(train_ds) < 2:
@@ -89,6 +102,7 @@ def _model(args):
 def run(args) -> str:
     if args.bn_images < 0:
         raise UsageError(f"--bn-images {args.bn_images}: need an integer >= 0")
+    output_folder(args.out, "--out")
     from models import segmentation_plots as plots
     from models.segmentation_cost import step_cost
     from models.segmentation_data import DataError

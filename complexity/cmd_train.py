@@ -8,7 +8,8 @@ import argparse
 import json
 import os
 
-from .cli_common import UsageError, int_list, odd_kernel, positive_float, positive_int
+from .cli_common import (UsageError, int_list, odd_kernel, output_folder, positive_float,
+                         positive_int)
 
 
 def category(text: str) -> int:
@@ -55,6 +56,16 @@ def set_threads(args) -> None:
         torch.set_num_threads(args.threads)
 
 
+def check_cache(args) -> None:
+    """The k-means cache folder must be usable before any data is read."""
+    from models import data
+
+    if args.cache is not None:
+        output_folder(args.cache, "--cache")
+    else:
+        output_folder(data.cache_dir(), "cache folder (COMPLEXITY_CACHE or ~/.cache/complexity)")
+
+
 def load_data(args):
     """Read and prepare the data named by the data options; bad data → UsageError."""
     from models import data
@@ -89,7 +100,8 @@ def train_run(args) -> str:
     from models import checkpoint
     from models.train import CHECKPOINT, train
 
-    out = args.out or os.path.join("runs", f"train-{args.model}")
+    out = output_folder(args.out or os.path.join("runs", f"train-{args.model}"), "--out")
+    check_cache(args)
     resume = None
     if args.resume is not None:
         resume = os.path.join(out, CHECKPOINT) if args.resume is True else args.resume
@@ -170,6 +182,8 @@ def sweep(args, data=None, resume: bool = False):
 
 
 def sweep_run(args) -> str:
+    output_folder(args.out, "--out")
+    check_cache(args)
     set_threads(args)
     result = sweep(args)
     if args.format == "json":

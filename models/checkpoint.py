@@ -30,11 +30,25 @@ def save(obj, path: str) -> None:
             torch.save(obj, f)
 
 
+def is_torch_file(path: str) -> bool:
+    """Whether ``path`` starts like a file of ``torch.save``: a zip archive (the format
+    since PyTorch 1.6) or a pickle stream (the legacy format; protocol 2+ opens with
+    byte 0x80). Anything else would only give torch's unpickling error, cut short."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"
+
+
 def load(path: str, required=()):
     """Read a checkpoint with ``weights_only=True``; :class:`CheckpointError` with a
     one-line reason if it is missing, unreadable, or lacks the ``required`` keys."""
     if not os.path.isfile(path):
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not is_torch_file(path):
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for corrupt files

@@ -95,7 +95,12 @@ def logits(model, x, bn_mode: str):
 
 
 def _stats(delta, mask):
-    d = delta[..., mask] if mask.any() else delta.new_zeros(1)
+    """Max and mean of ``delta`` over the pixels of ``mask``; None for both when the
+    region is empty (k = 5 on 32×32 has no interior pixel): no measurement is not a
+    measured 0."""
+    if not mask.any():
+        return {"max": None, "mean": None, "pixels": 0}
+    d = delta[..., mask]
     return {"max": d.max().item(), "mean": d.mean().item(), "pixels": int(mask.sum())}
 
 

@@ -86,6 +86,19 @@ def against_batch_size(rows, path: str) -> None:
     save(fig, path)
 
 
+def invariance_cells(rows, region: str = "interior"):
+    """(a values, b values, grid of log10 mean |Δ|) of one panel; exactly 0 is drawn as
+    −17, and a region without pixels (mean None) stays NaN: drawn blank and "—"."""
+    a_vals = sorted({r["a"] for r in rows})
+    b_vals = sorted({r["b"] for r in rows})
+    grid = np.full((len(a_vals), len(b_vals)), np.nan)
+    for r in rows:
+        if r[region]["mean"] is not None:
+            grid[a_vals.index(r["a"]), b_vals.index(r["b"])] = np.log10(
+                max(r[region]["mean"], 1e-17))
+    return a_vals, b_vals, grid
+
+
 def invariance_grid(studies, path: str, region: str = "interior") -> None:
     """log10 of the mean |Δ logits| over the (a, b) grid, one panel per model and BN mode."""
     plt = _pyplot()
@@ -93,19 +106,15 @@ def invariance_grid(studies, path: str, region: str = "interior") -> None:
               for s in studies for mode in ("train", "eval")]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), squeeze=False)
     for ax, (model, mode, rows) in zip(axes[0], panels):
-        a_vals = sorted({r["a"] for r in rows})
-        b_vals = sorted({r["b"] for r in rows})
-        grid = np.full((len(a_vals), len(b_vals)), np.nan)
-        for r in rows:
-            grid[a_vals.index(r["a"]), b_vals.index(r["b"])] = np.log10(
-                max(r[region]["mean"], 1e-17))
+        a_vals, b_vals, grid = invariance_cells(rows, region)
         im = ax.imshow(grid, vmin=-17, vmax=1, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(b_vals)), [f"{b:g}" for b in b_vals])
         ax.set_yticks(range(len(a_vals)), [f"{a:g}" for a in a_vals])
         ax.set(xlabel="b", ylabel="a", title=f"{model}, BN {mode} mode")
         for i in range(len(a_vals)):
             for j in range(len(b_vals)):
-                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                ax.text(j, i, "—" if np.isnan(grid[i, j]) else f"{grid[i, j]:.0f}",
+                        ha="center", va="center", fontsize=7,
                         color="w" if grid[i, j] < -6 else "k")
     fig.colorbar(im, ax=list(axes[0]), label=f"log10 mean |Δ logits|, {region} pixels")
     save(fig, path)

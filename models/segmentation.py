@@ -95,7 +95,8 @@ def load_weights(model: nn.Module, path: str, arch: str = "this architecture") -
     """Load a local state dict into ``model`` (``torch.load(weights_only=True)``) and
     return one line saying what was loaded.
 
-    Every tensor of the model must be in the file with the same shape, except the
+    Every tensor of the model must be in the file with the same shape, except
+    BatchNorm's ``num_batches_tracked`` counters (older files lack them) and the
     replaced head ``classifier.4``: a file whose head has another number of
     classes (the 21-class VOC head of torchvision's files) leaves the new head at
     its random initialisation. ``aux_classifier`` tensors in the file are ignored
@@ -107,6 +108,10 @@ def load_weights(model: nn.Module, path: str, arch: str = "this architecture") -
 
     if not os.path.isfile(path):
         raise WeightsError(f"--weights {path}: no such file")
+    from .checkpoint import is_torch_file
+
+    if not is_torch_file(path):
+        raise WeightsError(f"--weights {path}: not a PyTorch checkpoint file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for files that are not its own
@@ -125,7 +130,10 @@ def load_weights(model: nn.Module, path: str, arch: str = "this architecture") -
             (head_skipped if k.startswith(head) else mismatched).append(k)
         else:
             load[k] = v
-    missing = [k for k in own if k not in load and not k.startswith(head)]
+    # BatchNorm's num_batches_tracked came later than the other buffers: older state
+    # dicts lack it, and torch's load_state_dict accepts that (the counter stays as is)
+    missing = [k for k in own if k not in load and not k.startswith(head)
+               and not k.endswith(".num_batches_tracked")]
     if missing or mismatched or unexpected:
         parts = []
         if missing:

@@ -124,6 +124,9 @@ class Shapes(Dataset):
     def __len__(self):
         return self.count
 
+    def verify(self) -> None:
+        """Generated in memory: nothing on disk to check."""
+
     def __getitem__(self, i):
         if not 0 <= i < self.count:
             raise IndexError(i)
@@ -140,11 +143,14 @@ def _stems(folder: str, ext: str) -> dict:
 
 
 def _split_names(root: str, split: str) -> list:
-    txt = os.path.join(root, f"{split}.txt")
-    if os.path.isfile(txt):
-        with open(txt) as f:
-            return [line.strip() for line in f if line.strip()]
+    """The image names of ``split``, both splits always from one source: train.txt and
+    val.txt when both exist, else datasplits.mat (mixing them would pair splits that
+    were never drawn together)."""
+    txts = [os.path.join(root, f"{s}.txt") for s in ("train", "val")]
     mat = os.path.join(root, "datasplits.mat")
+    if all(os.path.isfile(t) for t in txts):
+        with open(os.path.join(root, f"{split}.txt")) as f:
+            return [line.strip() for line in f if line.strip()]
     if os.path.isfile(mat):
         from scipy.io import loadmat  # reads MATLAB arrays; no pickle involved
 
@@ -154,6 +160,10 @@ def _split_names(root: str, split: str) -> list:
         except Exception as e:
             raise DataError(f"{mat}: cannot read split {key} ({str(e)[:80]})") from None
         return [f"image_{int(n):04d}" for n in np.asarray(numbers).ravel()]
+    present = [os.path.basename(t) for t in txts if os.path.isfile(t)]
+    if present:
+        raise DataError(f"{root}: {present[0]} without its partner (need datasplits.mat, or "
+                        "train.txt and val.txt)")
     raise DataError(f"{root}: no split file (need datasplits.mat, or train.txt and val.txt)")
 
 
@@ -172,6 +182,11 @@ def oxford_pairs(root: str, split: str) -> list:
     if orphans:
         raise DataError(f"{root}: image and trimap sets do not match: {len(orphans)} trimaps "
                         f"without an image in jpg/ (e.g. {orphans[0]}.png)")
+    other = {"train": "val", "val": "train"}[split]
+    shared = sorted(set(_split_names(root, split)) & set(_split_names(root, other)))
+    if shared:
+        raise DataError(f"{root}: the train and val splits share {len(shared)} image(s) "
+                        f"(e.g. {shared[0]}): validation would measure memorisation")
     names = [n for n in _split_names(root, split) if n in trimaps]
     if not names:
         raise DataError(f"{root}: the {split} split has no image with a trimap")
@@ -197,6 +212,21 @@ class Flowers(Dataset):
 
     def __len__(self):
         return len(self.pairs)
+
+    def verify(self) -> None:
+        """Open every image and trimap and check its structure (PIL ``verify``: header
+        and, for PNG, the chunk checksums) so that a damaged file is named before any
+        training or writing starts; :class:`DataError` for the first bad one."""
+        from PIL import Image
+
+        for pair in self.pairs:
+            for path in pair:
+                try:
+                    with Image.open(path) as im:
+                        im.verify()
+                except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, ...
+                    raise DataError(f"cannot read {path}: "
+                                    f"{(str(e) or type(e).__name__)[:80]}") from None
 
     def __getitem__(self, i):
         from PIL import Image

@@ -78,6 +78,11 @@ def recalibrate_bn(model: nn.Module, loader, max_images: int) -> int:
     for m in model.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):
             m.eval()
+    # Kept to put back if no batch of two or more images comes: resetting and then
+    # seeing nothing would leave every BN at mean 0, variance 1.
+    saved = [(m.running_mean.clone(), m.running_var.clone(),
+              None if m.num_batches_tracked is None else m.num_batches_tracked.clone())
+             for m in bns]
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average = mean over the batches seen
@@ -90,11 +95,25 @@ def recalibrate_bn(model: nn.Module, loader, max_images: int) -> int:
                 continue
             model(x)
             seen += x.shape[0]
-    for m, momentum in zip(bns, momenta):
+    for m, momentum, (mean, var, tracked) in zip(bns, momenta, saved):
         m.momentum = momentum
+        if seen == 0:
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
     for m, training in modes.items():
         m.train(training)
     return seen
+
+
+def training_loader(dataset, batch_size: int) -> DataLoader:
+    """Shuffled training batches, none of a single image: when the last batch would
+    hold one, it is dropped (a different image each epoch, as the order is shuffled),
+    since train-mode BatchNorm cannot use it."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                      drop_last=len(dataset) % batch_size == 1,
+                      generator=torch.Generator().manual_seed(0))
 
 
 def train_epoch(model: nn.Module, loader, optimizer, progress: bool, desc: str) -> float:
@@ -107,8 +126,8 @@ def train_epoch(model: nn.Module, loader, optimizer, progress: bool, desc: str) 
     for x, y in bar:
         if x.shape[0] < 2:
             # DeepLab's ASPP pooling branch ends in BatchNorm on a 1×1 map: training
-            # mode cannot normalise one value per channel, so a trailing batch of one
-            # image is skipped.
+            # mode cannot normalise one value per channel. training_loader never makes
+            # such a batch; a loader from elsewhere might.
             continue
         optimizer.zero_grad(set_to_none=True)
         loss = nn.functional.cross_entropy(model(x)["out"], y)
@@ -135,8 +154,9 @@ def fit(model: nn.Module, train_ds, val_ds, *, train: str = "last", epochs: int 
     """
     params = set_trainable(model, train)
     optimizer = torch.optim.Adam(params, lr=lr)
-    train_loader = DataLoader(train_ds, batch_size=batch_size, shuffle=True,
-                              generator=torch.Generator().manual_seed(0))
+    if batch_size < 2:
+        raise ValueError(f"batch_size {batch_size}: train-mode BatchNorm needs at least 2 images")
+    train_loader = training_loader(train_ds, batch_size)
     val_loader = DataLoader(val_ds, batch_size=val_batch_size)
     calib_loader = DataLoader(train_ds, batch_size=min(batch_size, 64))
     start = time.perf_counter()

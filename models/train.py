@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +33,44 @@ class TrainConfig:
     nf: int = 32
     nc: int = 24
     kernel: int = 3
+
+
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_acc")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def checked_config(ck: dict, path: str) -> dict:
+    """``ck["config"]`` if it is a dict of exactly the :class:`TrainConfig` fields with
+    values of their types; :class:`~models.checkpoint.CheckpointError` otherwise (a file
+    with our format string but other contents must not crash with AttributeError)."""
+    cfg = ck["config"]
+    names = [f.name for f in fields(TrainConfig)]
+    if not isinstance(cfg, dict) or sorted(cfg) != sorted(names):
+        raise checkpoint.CheckpointError(f"{path}: malformed config (need the fields "
+                                         f"{', '.join(names)})")
+    for f in fields(TrainConfig):
+        v = cfg[f.name]
+        ok = (isinstance(v, str) if f.type in (str, "str") else
+              _number(v) if f.type in (float, "float") else
+              isinstance(v, int) and not isinstance(v, bool))
+        if not ok:
+            raise checkpoint.CheckpointError(f"{path}: malformed config ({f.name} = {v!r:.40})")
+    return cfg
+
+
+def _checked_history(ck: dict, path: str) -> tuple:
+    history, seconds = ck["history"], ck.get("seconds", 0.0)
+    if not (isinstance(history, list) and all(
+            isinstance(h, dict) and all(_number(h.get(k)) for k in HISTORY_KEYS)
+            for h in history)):
+        raise checkpoint.CheckpointError(f"{path}: malformed history (need a list of "
+                                         f"{{{', '.join(HISTORY_KEYS)}}} numbers)")
+    if not _number(seconds):
+        raise checkpoint.CheckpointError(f"{path}: malformed seconds ({seconds!r:.40})")
+    return [dict(h) for h in history], float(seconds)
 
 
 def run_epoch(model, optimizer, x, y, batch_size, generator, progress=False, desc="train"):
@@ -94,7 +132,8 @@ def _start(cfg: TrainConfig, data, resume_path):
             raise checkpoint.CheckpointError(f"{resume_path}: not a colourization training "
                                              f"checkpoint (format {ck['format']!r})")
         mine = {k: v for k, v in asdict(cfg).items() if k != "epochs"}
-        theirs = {k: v for k, v in ck["config"].items() if k != "epochs"}
+        theirs = {k: v for k, v in checked_config(ck, resume_path).items() if k != "epochs"}
+        history, seconds = _checked_history(ck, resume_path)
         if mine != theirs:
             diff = ", ".join(f"{k}={theirs.get(k)!r} vs {v!r}" for k, v in mine.items()
                              if theirs.get(k) != v)
@@ -106,10 +145,10 @@ def _start(cfg: TrainConfig, data, resume_path):
             model.load_state_dict(ck["model_state"])
             optimizer.load_state_dict(ck["optimizer_state"])
             generator.set_state(ck["rng"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+            reason = (str(e).splitlines() or [type(e).__name__])[0][:100]
             raise checkpoint.CheckpointError(f"{resume_path}: does not fit this model "
-                                             f"({str(e).splitlines()[0][:100]})") from None
-        history, seconds = list(ck["history"]), float(ck.get("seconds", 0.0))
+                                             f"({reason})") from None
         if len(history) > cfg.epochs:
             raise checkpoint.CheckpointError(f"{resume_path}: already holds {len(history)} "
                                              f"epochs, more than the {cfg.epochs} asked for")
@@ -173,10 +212,13 @@ def load_model(path: str):
     if ck["format"] != FORMAT:
         raise checkpoint.CheckpointError(f"{path}: not a colourization training checkpoint")
     try:
-        cfg = TrainConfig(**ck["config"])
+        cfg = TrainConfig(**checked_config(ck, path))
         model = build(cfg.model, cfg.kernel, cfg.nf, cfg.nc, 1)
         model.load_state_dict(ck["model_state"])
-    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        if isinstance(e, checkpoint.CheckpointError):
+            raise
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:100]
         raise checkpoint.CheckpointError(f"{path}: does not fit a colourization model "
-                                         f"({str(e).splitlines()[0][:100]})") from None
+                                         f"({reason})") from None
     return model, cfg

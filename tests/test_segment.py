@@ -210,6 +210,22 @@ def test_bad_weights_files(tmp_path, voc_file):
         assert torch.equal(v, before[k]), k  # a refused file changes nothing
 
 
+def test_files_that_are_not_torch_files_say_so(tmp_path, voc_file):
+    """torch's own message for such files is a truncated unpickling error."""
+    good = open(voc_file[0], "rb").read()
+    files = {"text": b"not a torch file", "empty": b"", "truncated zip": good[:len(good) // 2]}
+    for name, content in files.items():
+        path = tmp_path / f"{name}.pt"
+        path.write_bytes(content)
+        with pytest.raises(WeightsError, match="not a PyTorch checkpoint file"):
+            load_weights(deeplab(ARCH), str(path), ARCH)
+        with pytest.raises(checkpoint.CheckpointError, match="not a PyTorch checkpoint file"):
+            checkpoint.load(str(path))
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"epoch": 1}, legacy, _use_new_zipfile_serialization=False)
+    assert checkpoint.load(str(legacy))["epoch"] == 1
+
+
 # ------------------------------------------------------------------ Oxford reader
 
 def _fake_oxford(root, n=6, size=20, split="mat", orphan=False):
@@ -322,10 +338,13 @@ def test_cli_on_fake_oxford_with_voc_weights(tmp_path, capsys, voc_file):
     (["--data", "{tmp}/nothing"], "no such folder"),
     (["--data", "{tmp}/orphan"], "do not match"),
     (["--weights", "{tmp}/w.pt"], "not a state dict"),
+    (["--out", "{tmp}/file"], "is a file, not a folder"),
+    (["--out", "{tmp}/file/run"], "is a file, not a folder"),
 ])
 def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys, argv, words):
     _fake_oxford(tmp_path / "orphan", orphan=True)
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "w.pt")
+    (tmp_path / "file").write_text("a regular file")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     try:
         code = main(["segment", "--arch", ARCH, "--out", str(tmp_path / "run"), *argv])
@@ -371,3 +390,86 @@ def test_recalibrated_bn_statistics_are_the_data_statistics():
     assert net[1].running_mean.numpy() == pytest.approx(mean, rel=1e-5)
     assert net[1].running_var.numpy() == pytest.approx(var, rel=1e-5)
     assert net[1].momentum == 0.01 and net[2].training and net.training  # restored
+
+
+def test_recalibration_that_sees_no_usable_batch_keeps_the_statistics():
+    """Batches of one image are unusable in train mode; a loader of only those used to
+    reset every BN to mean 0, variance 1 and then leave it so."""
+    from models.segmentation_train import recalibrate_bn
+
+    net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2))
+    net[1].running_mean.fill_(3.0)
+    net[1].running_var.fill_(7.0)
+    net[1].num_batches_tracked.fill_(5)
+    used = recalibrate_bn(net, [(torch.randn(1, 3, 4, 4), None)] * 3, max_images=8)
+    assert used == 0
+    assert net[1].running_mean.tolist() == [3.0, 3.0]
+    assert net[1].running_var.tolist() == [7.0, 7.0]
+    assert int(net[1].num_batches_tracked) == 5
+
+
+@pytest.mark.parametrize("n, batch", [(3, 2), (5, 2), (7, 3), (4, 2), (2, 128)])
+def test_training_batches_never_hold_a_single_image(n, batch):
+    from models.segmentation_train import training_loader
+
+    sizes = [len(x) for x, _ in training_loader(Shapes("train", 16, n), batch)]
+    assert sizes and min(sizes) >= 2
+    assert sum(sizes) >= n - 1  # at most the one odd image is left out
+
+
+@pytest.mark.parametrize("option", ["--batch-size", "--batch-size=1"])
+def test_cli_refuses_a_training_batch_of_one(tmp_path, capsys, option):
+    argv = [option, "1"] if "=" not in option else [option]
+    with pytest.raises(SystemExit) as e:
+        main(["segment", "--arch", ARCH, "--out", str(tmp_path / "run"), *argv])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and ">= 2" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_oxford_splits_must_not_overlap_and_come_from_one_source(tmp_path):
+    _fake_oxford(tmp_path / "a", split="txt")
+    (tmp_path / "a" / "val.txt").write_text("image_0003\nimage_0004\n")  # 3 is in train too
+    for split in ("train", "val"):
+        with pytest.raises(DataError, match="share 1 image"):
+            oxford_pairs(str(tmp_path / "a"), split)
+    # train.txt alone beside datasplits.mat: used to be train from .txt, val from .mat
+    _fake_oxford(tmp_path / "b", split="mat")
+    (tmp_path / "b" / "train.txt").write_text("image_0004\nimage_0005\n")
+    val = [os.path.basename(p) for p, _ in oxford_pairs(str(tmp_path / "b"), "val")]
+    train = [os.path.basename(p) for p, _ in oxford_pairs(str(tmp_path / "b"), "train")]
+    assert val == ["image_0004.jpg", "image_0005.jpg"]
+    assert train == ["image_0001.jpg", "image_0002.jpg", "image_0003.jpg"]  # the .mat's
+    _fake_oxford(tmp_path / "c", split="txt")
+    os.unlink(tmp_path / "c" / "val.txt")
+    with pytest.raises(DataError, match="without its partner"):
+        oxford_pairs(str(tmp_path / "c"), "train")
+
+
+@pytest.mark.parametrize("victim", ["jpg/image_0003.jpg", "trimaps/image_0005.png"])
+def test_cli_names_a_damaged_later_image_before_any_work(tmp_path, capsys, victim):
+    """Only the first image of each split used to be read up front; a damaged later
+    one surfaced after the model was built and the run had started logging."""
+    _fake_oxford(tmp_path / "data", split="txt")
+    (tmp_path / "data" / victim).write_bytes(b"\xff\xd8 damaged")
+    code, out, err = _cli(capsys, "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and os.path.basename(victim) in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_state_dict_without_num_batches_tracked_loads(tmp_path, voc_file):
+    """Older state dicts have no BatchNorm num_batches_tracked; torch accepts them."""
+    old = {k: v for k, v in voc_file[1].items() if not k.endswith(".num_batches_tracked")}
+    assert len(old) < len(voc_file[1])
+    torch.save(old, tmp_path / "old.pth")
+    net = deeplab(ARCH)
+    text = load_weights(net, str(tmp_path / "old.pth"), ARCH)
+    assert text.startswith("loaded ") and "ignored" in text  # aux head, 21-class head skipped
+    k = "backbone.0.0.weight"
+    assert torch.equal(net.state_dict()[k], voc_file[1][k])
+    partial = dict(old)
+    del partial[k]  # a real tensor missing is still refused
+    torch.save(partial, tmp_path / "partial.pth")
+    with pytest.raises(WeightsError, match="1 tensors missing"):
+        load_weights(deeplab(ARCH), str(tmp_path / "partial.pth"), ARCH)

@@ -196,10 +196,45 @@ def test_train_cli_json_and_resume(tmp_path, cifar_dir, cache, capsys):
     first = json.loads(stdout)
     assert set(first) >= {"model", "epochs", "batch_size", "lr", "history", "final", "seconds"}
     assert set(first["final"]) == {"train_loss", "val_loss", "val_acc"}
+    for other, words in ((["--nf", "8"], "other settings"), (["--lr", "0.01"], "other settings"),
+                         (["--max-images", "6"], "other data")):
+        code, stdout, err = run_cli(base + ["--epochs", "2", "--resume"] + other, capsys)
+        assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
+        assert words in err
     code, stdout, _ = run_cli(base + ["--epochs", "2", "--resume"], capsys)
     second = json.loads(stdout)
     assert code == 0 and second["history"][0] == first["history"][0]
     assert len(second["history"]) == 2
+
+    # invariance on this CNN, float64 ε → 0: train-mode BN with a > 0, b = 0 leaves the
+    # logits unchanged up to rounding at every pixel, while b ≠ 0 changes the interior
+    ck = os.path.join(out, "checkpoint.pt")
+    code, stdout, err = run_cli(["invariance", "--model", "cnn", "--checkpoint", ck,
+                                 "--data", path, "--exact", "--format", "json"], capsys)
+    assert code == 0, err
+    rows = [r for r in json.loads(stdout)["rows"] if r["bn"] == "train" and r["a"] > 0]
+    for r in rows:
+        if r["b"] == 0:
+            assert r["interior"]["max"] <= EXACT_TOL and r["border"]["max"] <= EXACT_TOL, r
+        else:
+            assert r["interior"]["max"] > 1e3 * EXACT_TOL, r
+    code, stdout, err = run_cli(["invariance", "--model", "cnn", "--checkpoint", ck,
+                                 "--data", path, "--max-images", "6"], capsys)
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1
+    assert "other data" in err
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda d: (d / "bad.bin").write_bytes(b"\x07" * 3074), "3073"),
+    (lambda d: (d / "empty").mkdir(), "no readable images"),
+])
+def test_train_cli_refuses_bad_data_with_one_line(tmp_path, cache, capsys, make, words):
+    make(tmp_path)
+    target = tmp_path / ("bad.bin" if words == "3073" else "empty")
+    code, stdout, err = run_cli(["train", "--data", str(target), "--out", str(tmp_path / "out"),
+                                 "--quiet"], capsys)
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1 and words in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_sweep_and_invariance_cli_json(tmp_path, cifar_dir, cache, capsys):
@@ -220,8 +255,9 @@ def test_sweep_and_invariance_cli_json(tmp_path, cifar_dir, cache, capsys):
     inv = json.loads(stdout)
     assert inv["border_band"] == 15 and inv["interior_pixels"] == 4
     assert len(inv["rows"]) == 2 * len(invariance.A_GRID) * len(invariance.B_GRID)
-    identity = [r for r in inv["rows"] if r["a"] == 1 and r["b"] == 0]
-    assert all(r["border"]["max"] == 0 and r["interior"]["max"] == 0 for r in identity)
+    # the UNet feeds the raw input to its last conv: every (a, b) ≠ (1, 0) must show
+    changed = [r for r in inv["rows"] if (r["a"], r["b"]) != (1, 0)]
+    assert all(r["interior"]["max"] > 1e3 * EXACT_TOL for r in changed)
     code, _, err = run_cli(["invariance", "--model", "cnn", "--checkpoint", ck, "--data", path],
                            capsys)
     assert code == 2 and "holds a unet" in err
@@ -233,16 +269,22 @@ def test_sweep_and_invariance_cli_json(tmp_path, cifar_dir, cache, capsys):
     (["--max-images", "0"], ">= 1"),
     (["--data", "/no/such/path"], "no such file"),
     (["--resume", "MISSING"], "no such checkpoint"),
-    (["--resume", "CORRUPT"], "not a readable checkpoint"),
+    (["--resume", "CORRUPT"], "not a PyTorch checkpoint file"),
     (["--resume", "FOREIGN"], "not a checkpoint of this tool"),
+    (["--out", "FILE"], "is a file, not a folder"),
+    (["--out", "FILE/run"], "is a file, not a folder"),
+    (["--cache", "FILE"], "is a file, not a folder"),
 ])
 def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tmp_path, cache, capsys, extra, message):
     (tmp_path / "corrupt.pt").write_bytes(b"not a checkpoint")
+    (tmp_path / "file").write_text("a regular file")
     torch.save({"weights": torch.ones(2)}, tmp_path / "foreign.pt")
-    names = {"MISSING": "missing.pt", "CORRUPT": "corrupt.pt", "FOREIGN": "foreign.pt"}
+    names = {"MISSING": "missing.pt", "CORRUPT": "corrupt.pt", "FOREIGN": "foreign.pt",
+             "FILE": "file", "FILE/run": "file/run"}
     extra = [str(tmp_path / names[e]) if e in names else e for e in extra]
     out = tmp_path / "out"
     code, stdout, err = run_cli(["train", "--out", str(out), "--quiet"] + extra, capsys)
+    assert (tmp_path / "file").read_text() == "a regular file"
     assert code == 2 and stdout == ""
     assert len(err.strip().splitlines()) == 1 and message in err
     assert not out.exists()
@@ -329,3 +371,145 @@ def test_pytorch_eps_leaves_a_small_nonzero_remainder():
     assert r["border"]["max"] > 1e3 * EXACT_TOL
     r0 = invariance.measure(invariance.exact(m), x, y, 2.0, 0.0, "train", 15)
     assert r0["border"]["max"] <= EXACT_TOL  # the same net with ε → 0: the remainder was ε's
+
+
+# ------------------------------------------------------------------ reproduce
+def test_reproduce_fresh_trains_each_run_once_per_context(tmp_path, monkeypatch):
+    """colourization and invariance both ask for the same run folder; with --fresh the
+    second request used to delete the checkpoint the first had just written."""
+    from complexity import train_reports
+    import models.train
+
+    ctx = train_reports.Context(reports=str(tmp_path / "r"), runs=str(tmp_path / "runs"),
+                                fresh=True, progress=False)
+    ctx._data[5] = tiny_data(cache=str(tmp_path))
+    (tmp_path / "runs" / "cnn").mkdir(parents=True)
+    (tmp_path / "runs" / "cnn" / "stale").write_text("from an earlier run")
+    calls = []
+    real = models.train.train
+
+    def spy(data, cfg, out=None, resume=None, progress=False):
+        calls.append(resume)
+        return real(data, cfg, out=out, resume=resume, progress=progress)
+
+    monkeypatch.setattr(models.train, "train", spy)
+    cfg = TrainConfig(model="cnn", epochs=1, batch_size=10, nf=4, nc=6)
+    out = str(tmp_path / "runs" / "cnn")
+    train_reports.trained(ctx, cfg, 5, out)
+    assert not os.path.exists(os.path.join(out, "stale"))  # --fresh did clear it once
+    train_reports.trained(ctx, cfg, 5, out)
+    assert calls == [None, os.path.join(out, "checkpoint.pt")]  # the second one resumed
+
+
+@pytest.mark.parametrize("argv", [
+    ["sweep-batch", "--out", "FILE"],
+    ["invariance", "--plot", "FILE/x.png"],
+    ["invariance", "--plot", "DIR"],
+])
+def test_other_commands_refuse_unusable_outputs_before_work(tmp_path, cache, capsys, argv):
+    (tmp_path / "file").write_text("a regular file")
+    argv = [a.replace("FILE", str(tmp_path / "file")).replace("DIR", str(tmp_path)) for a in argv]
+    code, stdout, err = run_cli(argv + ["--quiet"] * (argv[0] == "sweep-batch"), capsys)
+    assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "file").read_text() == "a regular file"
+
+
+def test_empty_interior_is_no_measurement_not_zero(tmp_path):
+    """k = 5 leaves no interior pixel on 32×32: the interior columns used to read 0."""
+    from complexity.cmd_invariance import render
+    from models import plots
+
+    torch.manual_seed(0)
+    m = _random_model("cnn", kernel=5)
+    x = torch.rand(2, 1, 32, 32)
+    st = invariance.study(m, "cnn", x, torch.randint(0, 5, (2, 32, 32)), kernel=5,
+                          a_grid=(1.0, 2.0), b_grid=(0.0,))
+    assert st["interior_pixels"] == 0
+    for r in st["rows"]:
+        assert r["interior"] == {"max": None, "mean": None, "pixels": 0}
+        assert r["border"]["pixels"] == 32 * 32 and r["border"]["max"] is not None
+    st.update(exact=False, source="test")
+    text = render(st)
+    assert "—" in text
+    json.dumps(st)  # None becomes null
+    _, _, grid = plots.invariance_cells([r for r in st["rows"] if r["bn"] == "train"])
+    assert np.isnan(grid).all()
+    plots.invariance_grid([st], str(tmp_path / "g.png"))
+    assert (tmp_path / "g.png").is_file()
+
+
+@pytest.fixture(scope="module")
+def one_epoch_cnn(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cnn")
+    d = tiny_data(cache=str(tmp))
+    train(d, TrainConfig(model="cnn", epochs=1, batch_size=10, nf=4, nc=6), out=str(tmp / "run"))
+    return d, str(tmp / "run" / "checkpoint.pt")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("config", "cnn"), ("config", {"model": "cnn"}), ("config", "NF"), ("config", "LR"),
+    ("history", "1,2"), ("history", [{"epoch": "1"}]), ("history", [3]),
+    ("seconds", "12"), ("optimizer_state", "x"), ("model_state", [1]), ("rng", "x"),
+])
+def test_resume_refuses_our_format_with_wrong_field_types(tmp_path, one_epoch_cnn, field, value):
+    """Our format string with other contents used to crash with AttributeError or
+    TypeError instead of a CheckpointError (one line at the CLI)."""
+    d, good = one_epoch_cnn
+    path = str(tmp_path / "checkpoint.pt")
+    ck = checkpoint.load(good)
+    if value == "NF":
+        value = dict(ck["config"], nf="4")
+    elif value == "LR":
+        value = dict(ck["config"], lr=None)
+    ck[field] = value
+    torch.save(ck, path)
+    with pytest.raises(checkpoint.CheckpointError) as e:
+        train(d, TrainConfig(model="cnn", epochs=2, batch_size=10, nf=4, nc=6), resume=path)
+    assert "\n" not in str(e.value)
+    if field in ("config", "model_state"):
+        with pytest.raises(checkpoint.CheckpointError):
+            load_model(path)
+
+
+def test_report_figures_are_copied_atomically(tmp_path, monkeypatch):
+    """The batch-size report copied its PNGs with shutil.copyfile straight onto the
+    target: a failure midway left a truncated figure under the real name."""
+    import shutil
+    from complexity import atomic, train_reports
+
+    src, dst = tmp_path / "new.png", tmp_path / "reports" / "old.png"
+    src.write_bytes(b"new figure" * 100)
+    dst.parent.mkdir()
+    dst.write_bytes(b"old figure")
+
+    def half_copy(a, b):
+        with open(a, "rb") as f, open(b, "wb") as g:
+            g.write(f.read(5))
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shutil, "copyfile", half_copy)
+    with pytest.raises(OSError):
+        atomic.copy_file(str(src), str(dst))
+    assert dst.read_bytes() == b"old figure" and os.listdir(dst.parent) == ["old.png"]
+    monkeypatch.undo()
+    atomic.copy_file(str(src), str(dst))
+    assert dst.read_bytes() == src.read_bytes()
+    source = open(train_reports.__file__, encoding="utf-8").read()
+    assert "shutil.copyfile" not in source  # every report figure goes through atomic
+
+
+def test_invariance_report_claim_is_computed_from_the_rows():
+    """The report used to state "below 1e-12" whatever the rows held."""
+    from complexity.train_reports import scaling_claim
+
+    def study(worst, other=5.0):
+        row = lambda a, b, bn, v: {"a": a, "b": b, "bn": bn,  # noqa: E731
+                                   "interior": {"max": v}, "border": {"max": v / 2}}
+        return {"rows": [row(2.0, 0.0, "train", worst), row(0.5, 0.0, "train", worst / 3),
+                         row(2.0, 0.5, "train", other), row(-1.0, 0.0, "train", other),
+                         row(2.0, 0.0, "eval", other)]}
+
+    met = scaling_claim(study(2e-13), study(1e-2))
+    assert "2.0e-13" in met and "**met**" in met and "1.0e-02" in met
+    missed = scaling_claim(study(3e-9), study(1e-2))
+    assert "3.0e-09" in missed and "**not met**" in missed
