@@ -208,3 +208,60 @@ def test_stack_any_trainable_subset(n, data):
     for name, p in net.named_parameters():
         p.requires_grad_(name in chosen)
     _agree(predict(net, (2, 3, 6, 6)), measure(net, (2, 3, 6, 6)))
+
+
+def _step_flops(module, x_shape, counter):
+    """Forward and backward FLOPs of ``module(x).sum().backward()`` on real tensors
+    with ``x`` requiring grad, under ``counter`` (a FlopCounterMode factory)."""
+    torch.manual_seed(0)
+    x = torch.randn(*x_shape, requires_grad=True)
+    with counter() as f:
+        y = module(x)
+    with counter() as b:
+        y.sum().backward()
+    return f.get_total_flops(), b.get_total_flops(), tuple(y.shape)
+
+
+def test_transposed_conv_flops_hand_count():
+    from complexity.flops import flop_counter
+    # ConvTranspose2d(4, 6, 3, stride=2): weight (4, 6, 3, 3); each of the 2·4·5·5 input
+    # elements multiplies 6·3·3 weights -> 200 · 54 MACs; backward = input grad + weight grad.
+    conv = nn.ConvTranspose2d(4, 6, 3, stride=2, bias=False)
+    fwd, bwd, _ = _step_flops(conv, (2, 4, 5, 5), flop_counter)
+    macs = (2 * 4 * 5 * 5) * (6 * 3 * 3)
+    assert fwd == 2 * macs and bwd == 2 * 2 * macs
+    # groups=1: PyTorch's own FlopCounterMode rule is right there and is the oracle.
+    from torch.utils.flop_counter import FlopCounterMode
+    assert (fwd, bwd) == _step_flops(conv, (2, 4, 5, 5), FlopCounterMode)[:2]
+    # Grouped transposed conv (groups=2): weight (4, 3, 3, 3), each input element
+    # meets 3·3·3 weights.
+    gconv = nn.ConvTranspose2d(4, 6, 3, stride=2, groups=2, bias=False)
+    fwd, bwd, _ = _step_flops(gconv, (2, 4, 5, 5), flop_counter)
+    assert fwd == 2 * (200 * 27) and bwd == 4 * (200 * 27)
+
+
+def test_transposed_conv_on_gradient_path_measures():
+    # Used to raise TypeError (PyTorch's rule called with shapes).
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ConvTranspose2d(4, 2, 2, stride=2))
+    m = measure(net, (2, 3, 8, 8))
+    conv, convt = 2 * 64 * 4 * 27, (2 * 4 * 8 * 8) * (2 * 2 * 2)  # MACs, by hand
+    assert m["forward_flops"] == 2 * (conv + convt)
+    # conv1's input needs no grad: its weight grad only; convT: input + weight grads.
+    assert m["backward_flops"] == 2 * (conv + 2 * convt)
+
+
+def test_grouped_strided_dilated_conv_flops_hand_count():
+    from complexity.flops import flop_counter
+    from torch.utils.flop_counter import FlopCounterMode
+    # Conv2d(8, 12, 3, stride=2, dilation=2, groups=4) on 2×8×11×11:
+    # output side = floor((11 - 2·(3-1) - 1) / 2) + 1 = 4; each output element sums
+    # (8/4)·3·3 = 18 products.
+    conv = nn.Conv2d(8, 12, 3, stride=2, dilation=2, groups=4, bias=False)
+    fwd, bwd, out = _step_flops(conv, (2, 8, 11, 11), flop_counter)
+    assert out == (2, 12, 4, 4)
+    macs = (2 * 12 * 4 * 4) * (2 * 3 * 3)
+    assert fwd == 2 * macs and bwd == 2 * 2 * macs
+    # The same layout with groups=1: PyTorch's rule is exact there.
+    conv1 = nn.Conv2d(8, 12, 3, stride=2, dilation=2, bias=False)
+    assert _step_flops(conv1, (2, 8, 11, 11), flop_counter)[:2] == \
+        _step_flops(conv1, (2, 8, 11, 11), FlopCounterMode)[:2]
