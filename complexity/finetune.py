@@ -30,9 +30,10 @@ import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .finetune_measure import KEYS, measure, measure_cuda_peak
-from .finetune_predict import predict
+from .finetune_predict import predict, predict_with_unmodelled
 
-__all__ = ["KEYS", "measure", "measure_cuda_peak", "predict", "build_model", "set_trainable", "sweep", "slopes",
+__all__ = ["KEYS", "measure", "measure_cuda_peak", "predict", "predict_with_unmodelled",
+           "build_model", "set_trainable", "sweep", "slopes",
            "MODELS"]
 
 #: Models with a name of their own; any torchvision classification or
@@ -146,8 +147,6 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
     Every configuration is predicted (a meta-device forward) before any is
     measured or reported to ``progress``, so a model that cannot take an input
     fails first. Any failure is a :class:`ConfigurationError` naming the configuration."""
-    from .finetune_predict import predict_with_unmodelled
-
     configs = []
     for name in models:
         for n in (layers if name == "stack" else [None]):
