@@ -56,6 +56,50 @@ def add_arguments(p):
                    help="prediction only (skip the fake-tensor training step)")
 
 
+def _check_plot(path: str) -> None:
+    """A writable image path of a format matplotlib can write, checked before the sweep."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    if os.path.isdir(path):
+        raise UsageError(f"--plot {path}: is a folder; give a file name such as sweep.png")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise UsageError(f"--plot {path}: its folder does not exist")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if ext not in formats:
+        raise UsageError(f"--plot {path}: {('.' + ext) if ext else 'no extension'} is not an "
+                         f"image format matplotlib writes (use one of {', '.join(sorted(formats))})")
+
+
+def _check_trainable(name: str, pattern: str, layers, width: int) -> None:
+    """The --trainable pattern must match at every depth n of --layers (stack) or on
+    the model itself."""
+    from . import finetune
+
+    depths = layers if name == "stack" else [1]
+    misses = []
+    for n in depths:
+        try:
+            net, _ = finetune.build_model(name, n, width)
+        except Exception as e:
+            raise UsageError(f"model {name}: {finetune._reason(e)}")
+        try:
+            names = [p for p, _ in net.named_parameters()]
+            finetune.set_trainable(net, pattern)
+        except ValueError as e:
+            if name != "stack":
+                raise UsageError(f"model {name}: {e}")
+            misses.append(n)
+    if misses and len(misses) == len(depths):
+        raise UsageError(f"--trainable {pattern!r} matches no parameter name of stack at any "
+                         f"--layers value (e.g. {names[0]!r} … {names[-1]!r})")
+    if misses:
+        hits = [n for n in depths if n not in misses]
+        raise UsageError(f"--trainable {pattern!r} matches parameters of stack at n="
+                         f"{','.join(map(str, hits))} but none at n={','.join(map(str, misses))}; "
+                         "drop those --layers values or widen the pattern")
+
+
 def run(args) -> str:
     from . import finetune, finetune_report
 
@@ -66,18 +110,16 @@ def run(args) -> str:
     if len(args.width) != 1:
         raise UsageError("--width takes one value (>= 1)")
     modes = list(args.mode) + ([args.trainable] if args.trainable else [])
-    if args.plot and not os.path.isdir(os.path.dirname(os.path.abspath(args.plot))):
-        raise UsageError(f"--plot {args.plot}: its folder does not exist")
+    if args.plot:
+        _check_plot(args.plot)
     for name in args.model:
         try:
-            net, _ = finetune.build_model(name, 1, args.width[0])
-        except ValueError as e:
-            raise UsageError(str(e))
+            finetune.build_model(name, 1, args.width[0])
+        except Exception as e:
+            raise UsageError(f"model {name}: {finetune._reason(e)}"
+                             if not isinstance(e, ValueError) else str(e))
         if args.trainable:
-            try:
-                finetune.set_trainable(net, args.trainable)
-            except ValueError as e:
-                raise UsageError(f"model {name}: {e}")
+            _check_trainable(name, args.trainable, args.layers, args.width[0])
 
     def progress(r):
         if args.format != "json":
@@ -89,9 +131,8 @@ def run(args) -> str:
                                  width=args.width[0], measured=not args.no_measure,
                                  cuda=args.cuda,
                                  progress=progress)
-    except (RuntimeError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"the model cannot take this input (size/batch): {first[:200]}")
+    except finetune.ConfigurationError as e:
+        raise UsageError(f"the model cannot take this configuration: {e}")
     if args.plot:
         finetune_report.plot(results, args.plot)
     return finetune_report.render(results, args.format)

@@ -103,7 +103,9 @@ def _load(args):
             try:
                 module = spec.build()
             except ModelSpecError as e:
-                hint = "; try --device cpu" if args.device == "meta" and "failed" in str(e) else ""
+                text = str(e)
+                hint = ("; try --device cpu" if args.device == "meta" and "failed" in text
+                        and ("NotImplementedError" in text or "meta" in text.lower()) else "")
                 raise ModelSpecError(f"{e}{hint}") from None
     except ModelSpecError as e:
         raise UsageError(str(e)) from None
@@ -135,7 +137,8 @@ def profile_run(args) -> str:
     shown = [r for r in result["layers"] if args.depth is None or r["depth"] <= args.depth]
     if args.format == "json":
         out = {k: result[k] for k in ("model", "input", "convention", "device", "params",
-                                      "trainable_params", "outputs", "macs", "ops")}
+                                      "trainable_params", "outputs", "macs", "ops",
+                                      "uncovered_kinds")}
         out["layers"] = [{k: r[k] for k in ("name", "kind", "depth", "shape", "params",
                                             "trainable_params", "outputs", "macs", "calls")}
                          for r in shown]
@@ -153,6 +156,11 @@ def profile_run(args) -> str:
     head = (f"{spec.name}, input {'×'.join(map(str, shape))}, convention {args.convention}, "
             f"{args.device} device — exact counts for this input (batch included); a row "
             f"counts its whole subtree; MACs = FlopCounterMode FLOPs / 2\n")
+    if result["uncovered_kinds"]:
+        head += (f"note: convention {args.convention} defines weights and outputs for "
+                 f"Conv2d, MaxPool2d, Upsample, BatchNorm2d and ReLU only; "
+                 f"{', '.join(result['uncovered_kinds'])} count 0 weights and 0 outputs here "
+                 f"(use --convention torch to count them)\n")
     table = tabulate(
         rows, headers=["layer", "kind", "output shape", "params", "frozen", "outputs", "MACs"],
         tablefmt=fmt, disable_numparse=True,

@@ -31,6 +31,8 @@ True
 """
 from __future__ import annotations
 
+import keyword
+
 import random
 from fractions import Fraction
 from itertools import product
@@ -294,6 +296,9 @@ def bind_symbols(text: str, spec, input_shape: Sequence[int], module=None):
     for item in (t.strip() for t in text.split(",")):
         name, _, target = (s.strip() for s in item.partition("="))
         target = target or name
+        if keyword.iskeyword(name) or keyword.iskeyword(target):
+            raise ValueError(f"--symbols: {name if keyword.iskeyword(name) else target!r} is a "
+                             "Python keyword, not usable as a symbol name")
         if not name.isidentifier() or not isinstance(sp.sympify(name), sp.Symbol):
             raise ValueError(f"--symbols: {name!r} is not usable as a symbol name "
                              "(need an identifier that is not a sympy name like E, I, N, S)")
@@ -312,6 +317,12 @@ def bind_symbols(text: str, spec, input_shape: Sequence[int], module=None):
                 raise ValueError(f"--symbols {name}: argument {argument} of {spec.name} is "
                                  f"{value!r}, not a positive integer")
             bindings[name], base[name] = ("arg", argument), value
+        for other in names:
+            if bindings[other] == bindings[name]:
+                what = (f"argument {bindings[name][1]}" if bindings[name][0] == "arg"
+                        else f"input dimension {name}")
+                raise ValueError(f"--symbols: {other} and {name} both bind {what}; "
+                                 "give each argument one symbol")
         names.append(name)
     return names, bindings, base
 

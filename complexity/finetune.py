@@ -30,9 +30,10 @@ import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .finetune_measure import KEYS, measure, measure_cuda_peak
-from .finetune_predict import predict
+from .finetune_predict import predict, predict_with_unmodelled
 
-__all__ = ["KEYS", "measure", "measure_cuda_peak", "predict", "build_model", "set_trainable", "sweep", "slopes",
+__all__ = ["KEYS", "measure", "measure_cuda_peak", "predict", "predict_with_unmodelled",
+           "build_model", "set_trainable", "sweep", "slopes",
            "MODELS"]
 
 #: Models with a name of their own; any torchvision classification or
@@ -62,31 +63,55 @@ def build_model(name: str, layers: int = 4, width: int = 16):
             return segmentation.deeplab(name), 3
         import torchvision.models as tvm
         try:
-            # weights_backbone=None too: segmentation builders would download one.
-            try:
-                return tvm.get_model(name, weights=None, weights_backbone=None), 3
-            except TypeError:  # classification builders take no weights_backbone
-                return tvm.get_model(name, weights=None), 3
+            builder = tvm.get_model_builder(name)
         except ValueError:
             raise ValueError(f"unknown model {name!r}; choose stack, cnn, unet, "
                              "deeplabv3_resnet101 or a torchvision model name") from None
+        from .loading import multi_input_reason
+        reason = multi_input_reason(builder) or (
+            "takes N,C,T,H,W video clips" if ".video" in builder.__module__ else None)
+        if reason:
+            raise ValueError(f"model {name!r} {reason}; finetune supports models that "
+                             "take one N,C,H,W image batch")
+        import warnings
+        with warnings.catch_warnings():  # GoogLeNet/Inception warn about their init
+            warnings.simplefilter("ignore", FutureWarning)
+            # weights_backbone=None too: segmentation builders would download one.
+            try:
+                return builder(weights=None, weights_backbone=None), 3
+            except TypeError:  # classification builders take no weights_backbone
+                return builder(weights=None), 3
 
 
 def last_layer(model) -> str:
-    """The name of the module that owns the model's last parameter."""
-    name = [n for n, _ in model.named_parameters()][-1]
-    return name.rsplit(".", 1)[0]
+    """The name of the module that owns the model's last parameter ('' when that
+    parameter belongs to the model itself); ``ValueError`` for a model without
+    parameters.
+
+    >>> from torch import nn
+    >>> last_layer(nn.Sequential(nn.Conv2d(1, 1, 1), nn.ReLU(), nn.Linear(2, 2)))
+    '2'
+    """
+    names = [n for n, _ in model.named_parameters()]
+    if not names:
+        raise ValueError("the model has no parameters: nothing to train")
+    return names[-1].rpartition(".")[0]
 
 
 def set_trainable(model, mode: str) -> int:
     """Set ``requires_grad``: ``'full'``, ``'last'`` or a parameter-name glob.
     Returns the number of trainable parameters; ``ValueError`` if none match."""
     names = [n for n, _ in model.named_parameters()]
+    if not names:
+        raise ValueError("the model has no parameters: nothing to train")
     if mode == "full":
         chosen = set(names)
     elif mode == "last":
-        head = last_layer(model) + "."
-        chosen = {n for n in names if n.startswith(head)}
+        owner = last_layer(model)
+        if owner:
+            chosen = {n for n in names if n.startswith(owner + ".")}
+        else:  # a parameter of the model itself: the top-level (dot-free) parameters
+            chosen = {n for n in names if "." not in n}
     else:
         chosen = {n for n in names if fnmatch.fnmatchcase(n, mode)}
         if not chosen:
@@ -99,35 +124,68 @@ def set_trainable(model, mode: str) -> int:
     return count
 
 
+class ConfigurationError(ValueError):
+    """One configuration of a sweep failed; the message names it and the cause."""
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
+
+
 def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[int, int]],
           batches: Sequence[int], modes: Sequence[str], width: int = 16,
           measured: bool = True, cuda: bool = False, progress=None) -> List[dict]:
     """One result per (model, layers, size, batch, mode): the JSON objects of the
     issue, ``{"model", "layers", "size", "batch", "mode", "trainable_params",
-    "predicted": {KEYS}, "measured": {KEYS} or None}``. ``layers`` applies to
-    ``stack``; other models report their number of conv/linear layers. With
-    ``cuda``, each result also holds ``"cuda_peak_bytes"``: one real step's
-    ``torch.cuda.max_memory_allocated`` (:func:`measure_cuda_peak`)."""
-    results = []
+    "predicted": {KEYS}, "unmodelled": [call names], "measured": {KEYS} or None}``.
+    ``layers`` applies to ``stack``; other models report their number of conv/linear
+    layers. With ``cuda``, each result also holds ``"cuda_peak_bytes"``: one real
+    step's ``torch.cuda.max_memory_allocated`` (:func:`measure_cuda_peak`) and
+    ``"cuda_predicted_peak_bytes"``, the peak predicted for a CUDA step.
+
+    Every configuration is predicted (a meta-device forward) before any is
+    measured or reported to ``progress``, so a model that cannot take an input
+    fails first. Any failure is a :class:`ConfigurationError` naming the configuration."""
+    configs = []
     for name in models:
         for n in (layers if name == "stack" else [None]):
-            model, channels = build_model(name, n or 1, width)
+            try:
+                model, channels = build_model(name, n or 1, width)
+            except Exception as e:
+                raise ConfigurationError(f"model {name}: {_reason(e)}") from e
             if n is None:
                 n = _weight_layers(model)
             for (h, w) in sizes:
                 for b in batches:
                     for mode in modes:
-                        trainable = set_trainable(model, mode)
+                        label = f"model {name} n={n} size {h}x{w} batch {b} mode {mode}"
                         shape = (b, channels, h, w)
-                        result = {"model": name, "layers": n, "size": [h, w], "batch": b,
-                                  "mode": mode, "trainable_params": trainable,
-                                  "predicted": predict(model, shape),
-                                  "measured": measure(model, shape) if measured else None}
-                        if cuda:
-                            result["cuda_peak_bytes"] = measure_cuda_peak(model, shape)
-                        results.append(result)
-                        if progress:
-                            progress(result)
+                        try:
+                            trainable = set_trainable(model, mode)
+                            pred, unmodelled = predict_with_unmodelled(model, shape)
+                        except Exception as e:
+                            raise ConfigurationError(f"{label}: {_reason(e)}") from e
+                        configs.append((label, model, mode, shape, {
+                            "model": name, "layers": n, "size": [h, w], "batch": b,
+                            "mode": mode, "trainable_params": trainable,
+                            "predicted": pred, "unmodelled": unmodelled, "measured": None}))
+    results = []
+    for label, model, mode, shape, result in configs:
+        try:
+            set_trainable(model, mode)
+            if measured:
+                result["measured"] = measure(model, shape)
+            if cuda:
+                # On CUDA dropout keeps a bool mask (a float one elsewhere).
+                result["cuda_predicted_peak_bytes"] = predict_with_unmodelled(
+                    model, shape, device_type="cuda")[0]["peak_bytes"]
+                result["cuda_peak_bytes"] = measure_cuda_peak(model, shape)
+        except Exception as e:
+            raise ConfigurationError(f"{label}: {_reason(e)}") from e
+        results.append(result)
+        if progress:
+            progress(result)
     return results
 
 

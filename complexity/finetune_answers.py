@@ -50,12 +50,9 @@ def main(out_dir: str = "reports"):
     wide = ft.sweep(["stack"], LAYERS, [(8, 8)], [1], ["last"], width=128, progress=log)
     deep = ft.sweep(["deeplabv3_resnet101"], [1], [(224, 224), (448, 448)], [8],
                     ["full", "last"], progress=log)
-    import warnings
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        other = ft.sweep(["resnet18", "mobilenet_v3_small", "convnext_tiny", "vit_b_16"], [1],
-                         [(224, 224)], [2], ["full", "last"], progress=log)
-    unruled = sorted({str(w.message) for w in caught})
+    other = ft.sweep(["resnet18", "mobilenet_v3_small", "convnext_tiny", "vit_b_16"], [1],
+                     [(224, 224)], [2], ["full", "last"], progress=log)
+    unruled = sorted({c for r in other for c in r["unmodelled"]})
     fr.plot(stack, os.path.join(out_dir, "finetune_layers.png"))
     fr.plot(res, os.path.join(out_dir, "finetune_resolution.png"))
     elapsed = time.time() - t0
@@ -224,8 +221,10 @@ def beyond(other, unruled):
         f"{2 * dw[0]:,} (pytorch/pytorch PR #183405 touches exactly this line). The "
         "measurement here uses the corrected rule of `complexity/flops.py`, which counts "
         f"{dw[2]:,}.",
-        "- Calls with no rule (the prediction's warnings): "
-        + ("; ".join(u.replace("finetune.predict: ", "") for u in unruled) if unruled else "none") + ". "
+        "- Calls with no rule (each result's `unmodelled` list; the CLI marks those "
+        "predictions with ≥, lower bounds): "
+        + (", ".join(unruled) + " (counted as keeping nothing and costing no FLOPs)"
+           if unruled else "none") + ". "
         "`nn.MultiheadAttention`'s fused path keeps and computes what the rules do not "
         "see (ViT: saved activations and FLOPs under-predicted); its peak is still close "
         "because the resident weights and Adam state dominate.", ""]

@@ -89,10 +89,13 @@ class LiveBytes(TorchDispatchMode):
 
 
 def _logits(output):
-    """The tensor the loss is taken on: the output, or ``output["out"]``
-    (torchvision segmentation models return a dict)."""
+    """The tensor the loss is taken on: the output, ``output["out"]``
+    (torchvision segmentation models return a dict), or a tuple's ``.logits`` or
+    first element (GoogLeNet and Inception v3 add auxiliary logits in train mode)."""
     if isinstance(output, dict):
         return output["out"]
+    if isinstance(output, tuple):  # GoogLeNet/Inception in train mode: a namedtuple
+        return output.logits if hasattr(output, "logits") else output[0]
     return output
 
 

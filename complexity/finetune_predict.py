@@ -11,8 +11,12 @@ costs; they restate PyTorch's derivative definitions
 =================  ====================================  =============================
 call               kept for backward (if a grad flows)   FLOPs (forward; backward)
 =================  ====================================  =============================
-conv2d, linear     input (weight is a parameter)         2·out·fan-in; same again for
-                                                         input grad, for weight grad
+conv1d/2d/3d,      input (weight is a parameter)         2·out·fan-in (transposed:
+conv_transpose*d,                                        2·in·numel(w[0])); same
+linear                                                   again for input grad, for
+                                                         weight grad
+matmul, bmm, mm    each operand, for the other's grad    2·out·K; same again per
+(both ≥ 2-D)                                             operand grad
 batch_norm, train  input, save_mean, save_invstd (2C)    0
 relu               output                                0
 max_pool2d         input, int64 indices (output size)    0
@@ -47,7 +51,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
@@ -74,6 +78,7 @@ class Call:
     grad_inputs: List[int] = field(default_factory=list)  # values that receive a gradient
     forward_flops: int = 0
     backward_flops: int = 0
+    transient: int = 0                # bytes alive only while the call runs
 
 
 class Graph:
@@ -158,11 +163,31 @@ class _Tracer(TorchFunctionMode):
             self.g.calls.append(call)
             return out
         x = ins[0]
-        if name in ("conv2d", "linear"):
+        if name in ("conv1d", "conv2d", "conv3d", "linear", "conv_transpose1d",
+                    "conv_transpose2d", "conv_transpose3d"):
             w = _arg(args, kwargs, 1, "weight")
-            call.forward_flops = _fan_in_flops(outs[0], w)
+            if name.startswith("conv_transpose"):
+                # weight (C_in, C_out/groups, k…): each input element meets w[0].numel()
+                call.forward_flops = 2 * x.numel() * w[0].numel()
+            else:
+                call.forward_flops = _fan_in_flops(outs[0], w)
             call.backward_flops = call.forward_flops * (int(x.requires_grad) + int(w.requires_grad))
-            call.kept = [self.g.value_storage[in_vals[0]]]
+            if name != "linear":  # convolution_backward reads input and weight
+                call.kept = [self.g.value_storage[in_vals[0]]]
+            elif w.requires_grad:  # addmm/mm keep their input for the weight's grad only
+                call.kept = [self._folded(x, in_vals[0])]
+        elif name in ("matmul", "__matmul__", "bmm", "mm") and len(ins) == 2 \
+                and min(ins[0].dim(), ins[1].dim()) >= 2:
+            # 2 FLOPs per multiply-add: out elements × the contracted size; each
+            # operand's gradient is one more product of the same size, and each
+            # operand is kept for the other's gradient (derivatives.yaml mm/bmm).
+            a, b = ins
+            call.forward_flops = 2 * outs[0].numel() * a.shape[-1]
+            call.backward_flops = call.forward_flops * (int(a.requires_grad) + int(b.requires_grad))
+            first = self._folded(a, in_vals[0]) if b.dim() == 2 \
+                else self.g.value_storage[in_vals[0]]
+            call.kept = [s for s, other in ((first, b), (self.g.value_storage[in_vals[1]], a))
+                         if other.requires_grad]
         elif name == "batch_norm":
             if _arg(args, kwargs, 5, "training", False):
                 c = x.shape[1]
@@ -197,20 +222,38 @@ class _Tracer(TorchFunctionMode):
                 # devices (aten/native/Dropout.cpp, _dropout_impl) multiply by a
                 # float noise tensor and keep that.
                 per = 1 if self.g.device_type == "cuda" else outs[0].element_size()
-                call.kept = [self.g.new_storage(per * outs[0].numel())]
+                if grad:
+                    call.kept = [self.g.new_storage(per * outs[0].numel())]
+                else:  # the mask is made, used and dropped inside the call
+                    call.transient = per * outs[0].numel()
         elif name == "layer_norm":
             # native_layer_norm keeps its input and one mean and one rstd per row.
             shape = _arg(args, kwargs, 1, "normalized_shape")
             rows = x.numel() // max(1, int(torch.Size(shape).numel()))
             call.kept = [self.g.value_storage[in_vals[0]], self.g.new_storage(4 * rows),
                          self.g.new_storage(4 * rows)]
-        elif name not in _KEEP_NOTHING and name not in _ALIASING and grad:
-            self.g.unmodelled.add(name)  # a node we have no rule for: keeps nothing here
+        elif not grad and name in _POINTWISE:
+            pass  # element-wise, off the gradient path: no FLOPs, nothing kept
+        elif name not in _KEEP_NOTHING and name not in _ALIASING:
+            # No rule: keeps nothing and costs no FLOPs here. Even off the gradient
+            # path its forward FLOPs (attention, matmul of other ranks) may be missing.
+            self.g.unmodelled.add(name)
         if not call.node:
             call.kept, call.backward_flops = [], 0
         call.grad_inputs = [v for t, v in zip(ins, in_vals) if t.requires_grad]
         self.g.calls.append(call)
         return out
+
+    def _folded(self, x: torch.Tensor, v: int) -> int:
+        """The storage kept for an N-D × 2-D product's first operand: matmul folds
+        it to 2-D with ``reshape``, a copy (a storage of its own) when no view can."""
+        if x.dim() <= 2:
+            return self.g.value_storage[v]
+        try:
+            x.view(-1, x.shape[-1])
+        except RuntimeError:
+            return self.g.new_storage(self.g.value_bytes[v])
+        return self.g.value_storage[v]
 
     def _cross_entropy(self, args, kwargs, loss):
         """cross_entropy = log_softmax then nll_loss: two autograd nodes."""
@@ -228,7 +271,8 @@ class _Tracer(TorchFunctionMode):
                             kept=kept, grad_inputs=[pv] if grad else []))
 
 
-def trace(model: nn.Module, input_shape: Sequence[int], target=None) -> Graph:
+def trace(model: nn.Module, input_shape: Sequence[int], target=None,
+          device_type: Optional[str] = None) -> Graph:
     """Run ``model`` (train mode) and cross-entropy on meta tensors, recording calls.
 
     Parameters are replaced by meta stand-ins with the same ``requires_grad``; the
@@ -238,7 +282,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None) -> Graph:
     from .finetune_measure import _logits
 
     g = Graph()
-    g.device_type = next(model.parameters()).device.type
+    g.device_type = device_type or next(model.parameters()).device.type
     state = {}
     for n, p in model.named_parameters():
         state[n] = torch.empty_like(p, device="meta").requires_grad_(p.requires_grad)
@@ -284,31 +328,61 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None) -> Graph:
     return g
 
 
+#: Element-wise calls (0 FLOPs in FlopCounterMode): costless when no gradient flows
+#: through them (e.g. stochastic depth's noise: ``empty().bernoulli_().div_()``).
+_POINTWISE = {"bernoulli_", "div", "div_", "__truediv__", "__itruediv__", "sub", "sub_",
+              "__sub__", "__rsub__", "fill_", "zero_", "normal_", "uniform_", "clamp",
+              "clamp_", "softmax", "log_softmax", "exp", "log", "neg", "abs", "pow",
+              "__pow__", "sqrt", "rsqrt", "where", "masked_fill", "to", "float", "type_as"}
+
 #: Element-wise activations whose backward reads their input (derivatives.yaml).
 _KEEP_INPUT = {"hardswish", "hardsigmoid", "silu", "gelu", "elu", "leaky_relu", "hardtanh",
                "relu6", "hardswish_", "hardsigmoid_", "silu_", "hardtanh_"}
 
-def predict(model: nn.Module, input_shape: Sequence[int], target=None) -> Dict[str, int]:
+def predict(model: nn.Module, input_shape: Sequence[int], target=None,
+            device_type: Optional[str] = None) -> Dict[str, int]:
     """Predict one Adam training step of ``model`` on a batch of ``input_shape``:
     the same keys as :func:`complexity.finetune_measure.measure`. Trainable =
-    parameters with ``requires_grad``; ``model`` is not modified."""
+    parameters with ``requires_grad``; ``model`` is not modified. A call with no
+    rule (see :func:`predict_with_unmodelled`) gives a ``UserWarning``: the values
+    are then lower bounds. ``device_type``: where the real step runs (default: the
+    device of the model's parameters), e.g. ``'cuda'`` for bool dropout masks."""
+    values, unmodelled = predict_with_unmodelled(model, input_shape, target, device_type)
+    if unmodelled:
+        import warnings
+        warnings.warn("finetune.predict: no rule for " + ", ".join(unmodelled)
+                      + " (counted as keeping nothing and costing no FLOPs)", stacklevel=2)
+    return values
+
+
+def predict_with_unmodelled(model: nn.Module, input_shape: Sequence[int], target=None,
+                            device_type: Optional[str] = None):
+    """``(values, unmodelled)``: :func:`predict`'s values and the sorted names of
+    the calls on the gradient path that no rule covers. Those calls are counted as
+    keeping nothing and costing no FLOPs, so with a non-empty list the saved,
+    peak and FLOP values are lower bounds."""
     from .finetune_schedule import peak
 
-    g = trace(model, input_shape, target)
-    if g.unmodelled:
-        import warnings
-        warnings.warn("finetune.predict: no rule for " + ", ".join(sorted(g.unmodelled))
-                      + " (counted as keeping nothing and costing no FLOPs)", stacklevel=2)
+    g = trace(model, input_shape, target, device_type)
     params = list(model.parameters())
     trainable = [p.numel() * p.element_size() for p in params if p.requires_grad]
     if not trainable:
         raise ValueError("no parameter of the model requires grad: nothing to train")
+    # Only what the loss reaches gets a gradient (GoogLeNet's auxiliary heads in
+    # train mode, an unused parameter: no .grad, no Adam state, no backward).
+    needed = {g.calls[-1].outputs[0]}
+    for c in reversed(g.calls):
+        if c.node and any(v in needed for v in c.outputs):
+            needed.update(c.grad_inputs)
+        else:
+            c.backward_flops = 0
+    trainable = [b for v, b in g.params.items() if v in needed]
     # Adam keeps exp_avg and exp_avg_sq (one parameter's size each) and a float32
     # step counter per trainable tensor (torch.optim.Adam, PyTorch >= 1.12).
     optimizer = 2 * sum(trainable) + 4 * len(trainable)
     resident = sum(g.storage_bytes[s] for s in g.resident) + optimizer
     kept = {s for c in g.calls for s in c.kept if s not in g.params_storages()}
-    return {
+    return ({
         "param_bytes": sum(p.numel() * p.element_size() for p in params),
         "grad_bytes": sum(trainable),
         "optimizer_bytes": optimizer,
@@ -316,4 +390,4 @@ def predict(model: nn.Module, input_shape: Sequence[int], target=None) -> Dict[s
         "peak_bytes": peak(g, trainable, resident),
         "forward_flops": sum(c.forward_flops for c in g.calls),
         "backward_flops": sum(c.backward_flops for c in g.calls),
-    }
+    }, sorted(g.unmodelled))

@@ -69,7 +69,9 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int) -> int:
                 sch.alloc(g.storage_bytes[s])
                 if s not in keep_count and i < len(g.calls) - 1:  # the loss stays held
                     dies_at.setdefault(max(i, last_read.get(s, i)), []).append(s)
+        sch.alloc(c.transient)
         sch.mark()
+        sch.free(c.transient)
         for s in dies_at.pop(i, []):
             sch.free(g.storage_bytes[s])
     # Backward: nodes in reverse order of creation (the engine's order for a

@@ -32,12 +32,15 @@ def conv_backward_flop(grad_out_shape, x_shape, w_shape, bias, stride, padding, 
     """FLOPs of ``aten.convolution_backward`` from its argument shapes (the
     signature FlopCounterMode's custom_mapping calls). Forward MACs = output elements
     × (C_in / groups) × kernel area = numel(grad_out) × numel(w[0])."""
-    if transposed:  # grouped transposed convs are rare; keep PyTorch's formula there
-        from torch.utils.flop_counter import conv_backward_flop as torch_rule
-
-        return torch_rule(grad_out_shape, x_shape, w_shape, bias, stride, padding, dilation,
-                          transposed, output_padding, groups, output_mask, out_shape)
-    macs = math.prod(grad_out_shape) * math.prod(w_shape[1:])
+    if transposed:
+        # A transposed conv's weight is (C_in, C_out/groups, k…): every input element
+        # multiplies C_out/groups · k… weights, so forward MACs = numel(x) × numel(w[0]);
+        # its input gradient (a plain conv of grad_out) and weight gradient touch the
+        # same (input, weight) pairs once each. (PyTorch's own rule is already wrapped
+        # by shape_wrapper and cannot be called with shapes.)
+        macs = math.prod(x_shape) * math.prod(w_shape[1:])
+    else:
+        macs = math.prod(grad_out_shape) * math.prod(w_shape[1:])
     return 2 * macs * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
 
 

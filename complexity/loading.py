@@ -168,12 +168,20 @@ def _torchvision(name: str, model_args: Dict[str, Any]) -> ModelSpec:
     args.update(model_args)
     # Video models take N,C,T,H,W; detection and optical-flow models take lists or
     # pairs of images, which a single --input cannot describe.
+    reason = multi_input_reason(builder)
+    if reason:
+        raise ModelSpecError(f"torchvision:{name} {reason}; profile supports single-tensor models")
+    rank = 5 if ".video" in builder.__module__ else 4
+    return ModelSpec(f"torchvision:{name}", builder, args, rank=rank)
+
+
+def multi_input_reason(builder) -> Optional[str]:
+    """Why a torchvision builder's model cannot take one N,C,H,W tensor, or None:
+    detection and optical-flow models take lists or pairs of images."""
     module = builder.__module__
     if ".detection" in module or ".optical_flow" in module:
-        raise ModelSpecError(f"torchvision:{name} takes a list of images or a pair, not one "
-                             "input tensor; profile supports single-tensor models")
-    rank = 5 if ".video" in module else 4
-    return ModelSpec(f"torchvision:{name}", builder, args, rank=rank)
+        return "takes a list of images or a pair, not one input tensor"
+    return None
 
 
 def _importable(text: str, model_args: Dict[str, Any]) -> ModelSpec:

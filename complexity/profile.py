@@ -114,6 +114,13 @@ def _shortcut_batchnorm(module: nn.Module) -> List[nn.Module]:
     return patched
 
 
+def from_meta(e: BaseException) -> bool:
+    """Whether an error looks like the meta device's doing (an op without a meta
+    kernel, or one that needs values: "Cannot copy out of meta tensor", ``.item()``)
+    rather than a bad input, so that "try --device cpu" can help."""
+    return isinstance(e, NotImplementedError) or "meta" in str(e).lower()
+
+
 def _macs(flops: int):
     value = Fraction(flops, 2)
     return int(value) if value.denominator == 1 else float(value)
@@ -125,7 +132,9 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
     """Totals and per-module rows of ``module`` on an input of ``input_shape``.
 
     Returns ``{"model", "input", "convention", "device", "params",
-    "trainable_params", "outputs", "macs", "ops", "layers"}``; each layer row is
+    "trainable_params", "outputs", "macs", "ops", "uncovered_kinds", "layers"}``
+    (``uncovered_kinds``: leaf module classes outside the colourization layer kinds,
+    whose weights and outputs a ``lecture``/``course`` count leaves out; [] for ``torch``); each layer row is
     ``{"name", "kind", "depth", "shape", "params", "trainable_params", "outputs",
     "macs", "calls"}`` with the counts of its whole subtree, in first-call order.
     ``ops`` gives the MACs per aten op. The module is not modified.
@@ -194,7 +203,8 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
     except Exception as e:
         lines = str(e).strip().splitlines()
         reason = f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
-        hint = "; if the forward needs real values, try --device cpu" if device == "meta" else ""
+        hint = ("; if the forward needs real values, try --device cpu"
+                if device == "meta" and from_meta(e) else "")
         raise ProfileError(f"forward on the {device} device failed with input "
                            f"{','.join(map(str, input_shape))} ({reason}){hint}") from None
     finally:
@@ -206,6 +216,9 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
             m.train(mode)
 
     owners = _param_owners(module, counts_weight)
+    # lecture/course only know the colourization kinds: anything else counts 0.
+    uncovered = [] if convention == "torch" else sorted(
+        {type(m).__name__ for m in rows if m in leaves and kind_of(m) not in conv_mod.LAYER_KINDS})
     layers = []
     for mod, row in rows.items():
         prefix = row["name"]
@@ -231,6 +244,7 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
         "outputs": state["outputs"],
         "macs": _macs(counter.get_total_flops()),
         "ops": ops,
+        "uncovered_kinds": uncovered,
         # The root row duplicates the totals; the rows below it are the tree.
         "layers": [r for r in layers if r["name"]],
     }

@@ -149,3 +149,17 @@ def test_never_returns_an_unverified_formula():
     g = lambda p: {"params": 2 ** p["n"], "outputs": 0, "macs": 0}  # noqa: E731
     with pytest.raises(DeriveError, match="not polynomial"):
         derive(g, ["n"], {"n": 3})
+
+
+@pytest.mark.parametrize("symbols,fragment", [
+    ("NF,num_filters", "both bind argument num_filters"),   # NF is num_filters' alias
+    ("A=num_filters,B=num_filters", "both bind argument num_filters"),
+    ("lambda", "Python keyword"),
+    ("X=lambda", "Python keyword"),
+])
+def test_symbols_bound_twice_or_keywords_are_rejected(symbols, fragment, capsys):
+    # Used to overwrite NF silently (two symbols, one argument) or raise SyntaxError.
+    code = main(["derive", "cnn", "--symbols", symbols])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err and fragment in err, err

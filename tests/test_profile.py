@@ -198,6 +198,7 @@ BAD = [
     (["profile", "unet", "--kernel", "4"], "even"),
     (["profile", "unet", "--depth", "-1"], "not a depth"),
     (["profile", "tests.profile_models:needs_values", "--input", "1,3,8,8"], "--device cpu"),
+    (["profile", "torchvision:resnet18", "--input", "1,4,32,32"], "Invalid channel"),
     (["profile", "unet", "--input", "1,1,30,30"], "divisible by 4"),
     (["derive", "unet", "--symbols", "FOO"], "names no argument"),
     (["derive", "unet", "--symbols", "E"], "sympy name"),
@@ -241,3 +242,30 @@ def test_random_conv_stacks_match_real_flops_and_numel(layers, size, batch):
             x = m(x)
             units += x.numel()
     assert p["outputs"] == units
+
+
+@pytest.mark.parametrize("argv", [
+    ["profile", "torchvision:resnet18", "--input", "1,4,32,32"],   # wrong channels
+    ["profile", "tests.profile_models:broken"],                    # factory raises
+])
+def test_cpu_hint_only_for_meta_device_errors(argv, capsys):
+    # "try --device cpu" would not help: the input or the factory is at fault.
+    code, out, err = run_cli(argv, capsys)
+    assert code == 2 and "--device cpu" not in err, err
+
+
+def test_lecture_course_note_layers_they_do_not_define(capsys):
+    for convention in ("lecture", "course"):
+        code, out, err = run_cli(["profile", "torchvision:resnet18", "--input", "1,3,32,32",
+                                  "--convention", convention, "--format", "json"], capsys)
+        assert code == 0, err
+        assert json.loads(out)["uncovered_kinds"] == ["AdaptiveAvgPool2d", "Linear"]
+        code, out, err = run_cli(["profile", "torchvision:resnet18", "--input", "1,3,32,32",
+                                  "--convention", convention, "--depth", "1"], capsys)
+        assert "note:" in out and "AdaptiveAvgPool2d, Linear count 0" in out
+    # The colourization nets hold only the kinds the conventions define: no note.
+    code, out, err = run_cli(["profile", "unet", "--convention", "lecture", "--depth", "1"], capsys)
+    assert code == 0 and "note:" not in out
+    code, out, err = run_cli(["profile", "torchvision:resnet18", "--input", "1,3,32,32",
+                              "--format", "json"], capsys)
+    assert json.loads(out)["uncovered_kinds"] == []   # torch counts every module
