@@ -13,9 +13,9 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from complexity.__main__ import main
 from complexity.profile import profile
 from tests import profile_models as pm
+from cli_helpers import run_cli
 
 TORCHVISION = [
     ("resnet18", {}, (1, 3, 32, 32)),
@@ -143,15 +143,6 @@ def test_convention_course_matches_report_hooks():
         p = profile(net, (1, 1, 16, 16), convention=convention)
         expected = count(net, (1, 1, 16, 16), convention)
         assert (p["params"], p["outputs"]) == (expected["weights"], expected["outputs"])
-
-
-def run_cli(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_profile_json_resnet50_anchor(capsys):

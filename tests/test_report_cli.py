@@ -9,6 +9,7 @@ import sys
 import pytest
 import sympy as sp
 
+from cli_helpers import run_cli
 from complexity.__main__ import main
 from complexity.symbolic import SYMBOLS
 
@@ -17,12 +18,10 @@ GOLDEN = os.path.join(ROOT, "tests", "golden")
 
 
 def run_main(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(argv, capsys)
 
 
-def run_cli(*argv):
+def run_shell(*argv):
     return subprocess.run([sys.executable, "-m", "complexity", *argv], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
@@ -133,7 +132,7 @@ def test_bad_input_one_line_exit_2(capsys, argv, needle):
 
 
 def test_bad_input_from_the_shell():
-    proc = run_cli("report", "--size", "30", "--model", "unet")
+    proc = run_shell("report", "--size", "30", "--model", "unet")
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "divisible by 4" in proc.stderr
 

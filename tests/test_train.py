@@ -15,10 +15,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from complexity.__main__ import main
 from models import checkpoint, data, invariance
 from models.colourization import build
 from models.train import TrainConfig, load_model, train
+from cli_helpers import run_cli
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -175,15 +175,6 @@ def test_resume_continues_the_same_history(tmp_path):
     loaded, cfg2 = load_model(ck)
     assert cfg2.epochs == 4 and cfg2.model == "unet"
     assert sorted(os.listdir(out)) == ["checkpoint.pt", "curves.png", "history.json", "samples.png"]
-
-
-def run_cli(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_train_cli_json_and_resume(tmp_path, cifar_dir, cache, capsys):
