@@ -42,18 +42,24 @@ def is_torch_file(path: str) -> bool:
         return f.read(1) == b"\x80"
 
 
-def load(path: str, required=()):
-    """Read a checkpoint with ``weights_only=True``; :class:`CheckpointError` with a
-    one-line reason if it is missing, unreadable, or lacks the ``required`` keys."""
+def read(path: str, what: str = "checkpoint"):
+    """``torch.load(path, weights_only=True)`` on the CPU, or :class:`CheckpointError`
+    with a one-line reason (missing, not a torch file, unreadable)."""
     if not os.path.isfile(path):
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        raise CheckpointError(f"{path}: no such {what} file")
     if not is_torch_file(path):
         raise CheckpointError(f"{path}: not a PyTorch checkpoint file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for corrupt files
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:120]})") from None
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise CheckpointError(f"{path}: not a readable {what} ({reason})") from None
+
+
+def load(path: str, required=()):
+    """Read a checkpoint with ``weights_only=True``; :class:`CheckpointError` with a
+    one-line reason if it is missing, unreadable, or lacks the ``required`` keys."""
+    obj = read(path)
     missing = [k for k in required if not isinstance(obj, dict) or k not in obj]
     if missing:
         raise CheckpointError(f"{path}: not a checkpoint of this tool (missing {', '.join(missing)})")

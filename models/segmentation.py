@@ -17,8 +17,6 @@ replaced head stays random when the file's head has a different number of classe
 """
 from __future__ import annotations
 
-import os
-
 from torch import nn
 
 ARCHS = ("deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
@@ -104,19 +102,12 @@ def load_weights(model: nn.Module, path: str, arch: str = "this architecture") -
     shape that differs, a tensor the model does not have — raises
     :class:`WeightsError`, and the model is left unchanged.
     """
-    import torch
+    from .checkpoint import CheckpointError, read
 
-    if not os.path.isfile(path):
-        raise WeightsError(f"--weights {path}: no such file")
-    from .checkpoint import is_torch_file
-
-    if not is_torch_file(path):
-        raise WeightsError(f"--weights {path}: not a PyTorch checkpoint file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds for files that are not its own
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
-        raise WeightsError(f"--weights {path}: not a readable weights file ({reason})") from None
+        obj = read(path, "weights")
+    except CheckpointError as e:
+        raise WeightsError(f"--weights {e}") from None
     state = _state_dict_of(obj)
     if state is None:
         raise WeightsError(f"--weights {path}: not a state dict (need a mapping of names to tensors)")
