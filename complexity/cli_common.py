@@ -113,3 +113,18 @@ def output_folder(path: str, option: str) -> str:
         where = path if probe == os.path.abspath(path) else probe
         raise UsageError(f"{option} {path}: {where} is a file, not a folder")
     return path
+
+
+def add_threads_argument(p) -> None:
+    """``--threads``: PyTorch's CPU threads for commands that train or run models."""
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for PyTorch (default: its own choice; 1 is often "
+                   "faster on a machine shared with other jobs)")
+
+
+def set_threads(args) -> None:
+    """Apply ``--threads`` (imports torch only when it is given)."""
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(args.threads)

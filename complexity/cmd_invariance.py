@@ -9,7 +9,7 @@ import json
 
 import os
 
-from .cli_common import UsageError, output_folder, positive_int
+from .cli_common import UsageError, add_threads_argument, output_folder, positive_int, set_threads
 from .cmd_train import add_data_arguments, check_cache, load_data
 
 
@@ -27,8 +27,7 @@ def add_arguments(p) -> None:
     p.add_argument("--exact", action="store_true",
                    help="float64 and BN eps 1e-300 (ε → 0): separates what theory says from "
                    "rounding and from PyTorch's ε = 1e-5")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for PyTorch (default: its own choice)")
+    add_threads_argument(p)
     p.add_argument("--plot", default=None, metavar="PNG", help="also draw the grid of |Δ|")
     p.add_argument("--format", choices=("table", "json"), default="table")
 
@@ -85,10 +84,7 @@ def run(args) -> str:
             raise UsageError(f"--plot {args.plot}: is a folder (need a .png file name)")
         output_folder(os.path.dirname(args.plot) or ".", "--plot")
     check_cache(args)
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     result = measure(args)
     if args.format == "json":
         return json.dumps(result, indent=1)

@@ -10,7 +10,7 @@ import json
 import os
 
 from . import train_reports
-from .cli_common import UsageError, positive_int
+from .cli_common import UsageError, add_threads_argument, set_threads
 
 def _counts(ctx):
     from . import report_counts
@@ -53,9 +53,7 @@ def add_arguments(p) -> None:
     p.add_argument("--runs", default=None, metavar="DIR",
                    help="checkpoints and per-run outputs (runs/reproduce[-quick])")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for PyTorch (default: its own choice; 1 is often "
-                   "faster on a machine shared with other jobs)")
+    add_threads_argument(p)
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
@@ -68,10 +66,7 @@ def run(args) -> str:
         if unknown or not names:
             raise UsageError(f"--only {args.only}: unknown step(s) {', '.join(unknown) or '(none)'}"
                              f"; choose from {', '.join(steps)}")
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    set_threads(args)
     quick = args.quick
     ctx = train_reports.Context(
         reports=args.reports or (os.path.join("runs", "quick-reports") if quick else "reports"),

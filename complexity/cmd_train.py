@@ -8,8 +8,8 @@ import argparse
 import json
 import os
 
-from .cli_common import (UsageError, int_list, odd_kernel, output_folder, positive_float,
-                         positive_int)
+from .cli_common import (UsageError, add_threads_argument, int_list, odd_kernel, output_folder,
+                         positive_float, positive_int, set_threads)
 
 
 def category(text: str) -> int:
@@ -43,17 +43,8 @@ def add_model_arguments(p, epochs: int = 25) -> None:
     p.add_argument("--nf", type=positive_int, default=32, help="NF, filters of the first conv (32)")
     p.add_argument("--kernel", type=odd_kernel, default=3, help="k, odd kernel size (3)")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for PyTorch (default: its own choice; 1 is often "
-                   "faster on a machine shared with other jobs)")
+    add_threads_argument(p)
     p.add_argument("--format", choices=("table", "json"), default="table")
-
-
-def set_threads(args) -> None:
-    if getattr(args, "threads", None):
-        import torch
-
-        torch.set_num_threads(args.threads)
 
 
 def check_cache(args) -> None:

@@ -115,7 +115,9 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch_target=None) 
     """
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.func import functional_call
+
     from .flops import flop_counter
+    from .hooks import mode
 
     fake = FakeTensorMode()
     params = {n: fake.from_tensor(p) for n, p in model.named_parameters()}
@@ -124,7 +126,6 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch_target=None) 
     if not trainable:
         raise ValueError("no parameter of the model requires grad: nothing to train")
     state = {**params, **buffers}
-    modes = {m: m.training for m in model.modules()}
     param_storages = {id(t.untyped_storage()) for t in state.values()}
 
     def step(x, target):
@@ -135,42 +136,37 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch_target=None) 
         target = target.to(out.device, torch.long)  # class indices
         return F.cross_entropy(out, target), target
 
-    try:
-        model.train()
-        with fake:
-            # on the device of the model's parameters ('meta' for a meta model)
-            x = torch.randn(*input_shape, device=trainable[0].device)
-            opt = torch.optim.Adam(trainable, lr=1e-3, foreach=False)
-            target = fake.from_tensor(batch_target) if batch_target is not None else None
-            loss, target = step(x, target)  # warm-up step: Adam state exists afterwards
-            loss.backward()
+    with mode(model, True), fake:
+        # on the device of the model's parameters ('meta' for a meta model)
+        x = torch.randn(*input_shape, device=trainable[0].device)
+        opt = torch.optim.Adam(trainable, lr=1e-3, foreach=False)
+        target = fake.from_tensor(batch_target) if batch_target is not None else None
+        loss, target = step(x, target)  # warm-up step: Adam state exists afterwards
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        del loss
+
+        saved: Dict[int, int] = {}
+
+        def pack(t):
+            st = t.untyped_storage()
+            if id(st) not in param_storages:
+                saved[id(st)] = st.nbytes()
+            return t
+
+        opt_state = [t for s in opt.state.values() for t in s.values()
+                     if isinstance(t, torch.Tensor)]
+        live = LiveBytes()
+        live.track(list(state.values()), opt_state, x, target)
+        with live:
+            with flop_counter() as fwd_counter:
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    loss, _ = step(x, target)
+            with flop_counter() as bwd_counter:
+                loss.backward()
             opt.step()
-            opt.zero_grad(set_to_none=True)
-            del loss
-
-            saved: Dict[int, int] = {}
-
-            def pack(t):
-                st = t.untyped_storage()
-                if id(st) not in param_storages:
-                    saved[id(st)] = st.nbytes()
-                return t
-
-            opt_state = [t for s in opt.state.values() for t in s.values()
-                         if isinstance(t, torch.Tensor)]
-            live = LiveBytes()
-            live.track(list(state.values()), opt_state, x, target)
-            with live:
-                with flop_counter() as fwd_counter:
-                    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                        loss, _ = step(x, target)
-                with flop_counter() as bwd_counter:
-                    loss.backward()
-                opt.step()
-            grads = [p.grad for p in trainable]
-    finally:
-        for m, mode in modes.items():
-            m.train(mode)
+        grads = [p.grad for p in trainable]
     return {
         "param_bytes": _nbytes(params.values()),
         "grad_bytes": _nbytes(g for g in grads if g is not None),

@@ -58,6 +58,8 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from .hooks import mode
+
 #: Calls whose result is a view or the argument itself: no new storage, nothing kept.
 _ALIASING = {"view", "reshape", "flatten", "__getitem__", "contiguous", "squeeze", "expand",
              "unsqueeze", "permute", "transpose", "narrow", "detach"}
@@ -296,7 +298,6 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
     g._state_storages = set(g.resident)
     x = torch.empty(*input_shape, device="meta")
     g.resident.add(g.value_storage[g.value(x)])
-    modes = {m: m.training for m in model.modules()}
     # A module's caller holds the module's arguments until it returns, whatever
     # the module does with them: record that as a read at the module's last call.
     held: list = []
@@ -311,8 +312,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
     hooks = [nn.modules.module.register_module_forward_pre_hook(pre),
              nn.modules.module.register_module_forward_hook(post)]
     try:
-        model.train()
-        with torch.enable_grad(), _Tracer(g):
+        with mode(model, True), torch.enable_grad(), _Tracer(g):
             out = _logits(functional_call(model, state, (x,)))
         if target is None:
             target = torch.empty(out.shape[0], *out.shape[2:], dtype=torch.long, device="meta")
@@ -323,8 +323,6 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
     finally:
         for h in hooks:
             h.remove()
-        for m, mode in modes.items():
-            m.train(mode)
     return g
 
 

@@ -16,6 +16,7 @@ and nothing is computed, so a 1024×1024 input costs what a 32×32 one does.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Dict, List, Sequence
 
 import torch
@@ -40,6 +41,29 @@ def kind_of(module: nn.Module) -> str:
         if isinstance(module, cls):
             return kind
     return type(module).__name__.lower()
+
+
+@contextmanager
+def mode(module: nn.Module, train: bool):
+    """Run a block with ``module`` in train (or eval) mode, then put every submodule's
+    own ``training`` flag back as it was (a caller's model is left as found).
+
+    >>> net = nn.Sequential(nn.BatchNorm2d(2), nn.Dropout()).train()
+    >>> net[1].eval()
+    Dropout(p=0.5, inplace=False)
+    >>> with mode(net, False):
+    ...     [m.training for m in net.modules()]
+    [False, False, False]
+    >>> [m.training for m in net.modules()]
+    [True, True, False]
+    """
+    modes = {m: m.training for m in module.modules()}
+    module.train(train)
+    try:
+        yield module
+    finally:
+        for m, flag in modes.items():  # parents first, so children keep their own flag
+            m.train(flag)
 
 
 def _leaves(module: nn.Module):
@@ -81,16 +105,12 @@ def trace(module: nn.Module, input_shape: Sequence[int]) -> List[dict]:
     handles = [m.register_forward_hook(hook_for(n, m)) for n, m in _leaves(module)]
     meta = {n: torch.empty_like(t, device="meta")
             for n, t in list(module.named_parameters()) + list(module.named_buffers())}
-    modes = {m: m.training for m in module.modules()}
     try:
-        module.eval()
-        with torch.no_grad():
+        with mode(module, False), torch.no_grad():
             functional_call(module, meta, (torch.empty(*input_shape, device="meta"),))
     finally:
         for h in handles:
             h.remove()
-        for m, mode in modes.items():
-            m.train(mode)
     return records
 
 

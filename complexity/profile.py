@@ -45,7 +45,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from . import conventions as conv_mod
-from .hooks import kind_of
+from .hooks import kind_of, mode
 
 DEVICES = ("meta", "cpu")
 
@@ -180,12 +180,10 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
             handles.append(m.register_forward_hook(post_hook))
         elif m in leaves:
             handles.append(m.register_forward_hook(leaf_hook))
-    modes = {m: m.training for m in names}
     try:
         # Eval mode: shapes and counts do not depend on it, and train-mode
         # BatchNorm rejects a single value per channel (1×1 maps at batch 1).
-        module.eval()
-        with torch.no_grad():
+        with mode(module, False), torch.no_grad():
             if device == "meta":
                 tensors = list(module.named_parameters()) + list(module.named_buffers())
                 # Default device meta: tensors the forward creates itself land there too.
@@ -212,8 +210,6 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
             h.remove()
         for m in patched:
             del m.forward
-        for m, mode in modes.items():
-            m.train(mode)
 
     owners = _param_owners(module, counts_weight)
     # lecture/course only know the colourization kinds: anything else counts 0.

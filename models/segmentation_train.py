@@ -39,6 +39,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from complexity.hooks import mode
+
 from . import checkpoint
 from .segmentation import set_trainable
 from .segmentation_metrics import confusion, course_iou, mean_iou
@@ -73,11 +75,6 @@ def recalibrate_bn(model: nn.Module, loader, max_images: int) -> int:
     if not bns or max_images <= 0:
         return 0
     momenta = [m.momentum for m in bns]
-    modes = {m: m.training for m in model.modules()}
-    model.train()
-    for m in model.modules():
-        if isinstance(m, nn.modules.dropout._DropoutNd):
-            m.eval()
     # Kept to put back if no batch of two or more images comes: resetting and then
     # seeing nothing would leave every BN at mean 0, variance 1.
     saved = [(m.running_mean.clone(), m.running_var.clone(),
@@ -87,7 +84,10 @@ def recalibrate_bn(model: nn.Module, loader, max_images: int) -> int:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average = mean over the batches seen
     seen = 0
-    with torch.no_grad():
+    with mode(model, True), torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.dropout._DropoutNd):
+                m.eval()
         for x, _ in loader:
             if seen >= max_images:
                 break
@@ -102,8 +102,6 @@ def recalibrate_bn(model: nn.Module, loader, max_images: int) -> int:
             m.running_var.copy_(var)
             if tracked is not None:
                 m.num_batches_tracked.copy_(tracked)
-    for m, training in modes.items():
-        m.train(training)
     return seen
 
 
