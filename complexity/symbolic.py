@@ -184,11 +184,6 @@ def layer_formulas(model: str, convention: str = conv_mod.DEFAULT_CONVENTION):
     ]
 
 
-def params_subs(nf, nc, kernel, nic, h, w) -> Dict[sp.Symbol, int]:
-    """A substitution dict for the six symbols."""
-    return {NF: nf, NC: nc, k: kernel, NIC: nic, H: h, W: w}
-
-
 def evaluate(expr: sp.Expr, values: Dict) -> int:
     """Exact integer value of ``expr`` at ``values`` (keyed by symbol or name).
 

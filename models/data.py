@@ -271,12 +271,11 @@ def colour_centres(train: np.ndarray, nc: int, cache: str | None = None,
 @dataclass
 class ColourData:
     """Tensors ready for training: grey inputs (N, 1, H, W) float32 in [0, 1), targets
-    (N, H, W) int64 colour indices, the validation RGB for sample grids, the centres."""
+    (N, H, W) int64 colour indices, the centres."""
     train_x: "object"
     train_y: "object"
     val_x: "object"
     val_y: "object"
-    val_rgb: np.ndarray
     centres: np.ndarray
     description: str
 
@@ -291,5 +290,4 @@ def prepare(images: Images, nc: int = 24, cache: str | None = None) -> ColourDat
         rgb = part.astype(np.float64) / 256  # SPEC §1: pixel values divided by 256
         tensors.append(torch.from_numpy(grey(rgb).astype(np.float32)))
         tensors.append(torch.from_numpy(quantise(rgb, centres)))
-    return ColourData(*tensors, images.val.astype(np.float64) / 256, centres,
-                      images.description)
+    return ColourData(*tensors, centres, images.description)
