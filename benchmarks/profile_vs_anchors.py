@@ -62,8 +62,8 @@ def worker(tool: str, name: str, size: int) -> dict:
     sys.path.insert(0, ROOT)
     shape = (1, 3, size, size)
     if tool == "complexity":
-        from complexity.loading import parse_spec
-        from complexity.profile import profile
+        from complexity.zoo import parse_spec
+        from complexity.counting.profile import profile
     elif tool == "flopcounter":
         from torch.utils.flop_counter import FlopCounterMode
     elif tool in ("torchinfo", "torchinfo-default"):

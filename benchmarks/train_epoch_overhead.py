@@ -2,7 +2,7 @@
 
 Both run one epoch over the same tensors (the offline default data), in the same
 shuffled order, from the same weights, with Adam: the tool through
-``models.train.run_epoch`` (progress bar on, as the CLI has it), the plain loop as
+``complexity.experiments.colourization.train.run_epoch`` (progress bar on, as the CLI has it), the plain loop as
 written in the PyTorch tutorials. Runs alternate, and the ratio is of the medians.
 
     python benchmarks/train_epoch_overhead.py [--model unet] [--max-images 500]
@@ -24,9 +24,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from models import data  # noqa: E402
+from complexity.experiments.colourization import data  # noqa: E402
 from models.colourization import build  # noqa: E402
-from models.train import run_epoch  # noqa: E402
+from complexity.experiments.colourization.train import run_epoch  # noqa: E402
 
 
 def plain_epoch(model, optimizer, x, y, batch_size, generator):

@@ -12,7 +12,7 @@ NC**2*k**2 + NC*NF*k**2 + 8*NF**2*k**2 + NF*NIC*k**2
 """
 from __future__ import annotations
 
-from .conventions import CONVENTIONS, DEFAULT_CONVENTION, QUANTITIES
+from complexity.counting.conventions import CONVENTIONS, DEFAULT_CONVENTION, QUANTITIES
 
 __all__ = ["CONVENTIONS", "QUANTITIES", "formulas", "layer_formulas", "evaluate",
            "count", "count_layers"]
@@ -23,7 +23,7 @@ def __getattr__(name):
     # sympy is imported on first use of a formula, so that commands which need no
     # formula (profile, finetune) start without it.
     if name in ("formulas", "layer_formulas", "evaluate"):
-        from . import symbolic
+        from complexity.counting import symbolic
 
         return getattr(symbolic, name)
     raise AttributeError(f"module 'complexity' has no attribute {name!r}")
@@ -31,14 +31,14 @@ def __getattr__(name):
 
 def count(module, input_shape, convention: str = DEFAULT_CONVENTION):
     """Weights, outputs and connections of a real module, measured with hooks on
-    the meta device. See :func:`complexity.hooks.count`."""
-    from .hooks import count as _count
+    the meta device. See :func:`complexity.counting.hooks.count`."""
+    from complexity.counting.hooks import count as _count
 
     return _count(module, input_shape, convention)
 
 
 def count_layers(module, input_shape, convention: str = DEFAULT_CONVENTION):
-    """Per-layer counts of a real module. See :func:`complexity.hooks.count_layers`."""
-    from .hooks import count_layers as _count_layers
+    """Per-layer counts of a real module. See :func:`complexity.counting.hooks.count_layers`."""
+    from complexity.counting.hooks import count_layers as _count_layers
 
     return _count_layers(module, input_shape, convention)

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import cmd_finetune, cmd_invariance, cmd_profile, cmd_reproduce, cmd_segment, cmd_train
-from .cli_common import OneLineParser, UsageError, odd_kernel, positive_int, size
-from .conventions import CONVENTIONS, DEFAULT_CONVENTION
+from complexity.cli import (finetune as cmd_finetune, invariance as cmd_invariance,
+    profile as cmd_profile, reproduce as cmd_reproduce, segment as cmd_segment,
+    train as cmd_train)
+from complexity.cli.common import OneLineParser, UsageError, odd_kernel, positive_int, size
+from complexity.counting.conventions import CONVENTIONS, DEFAULT_CONVENTION
 
 FORMATS = ("table", "markdown", "latex", "csv", "json")
 
@@ -41,7 +43,7 @@ def report_arguments(p):
 
 
 def report_run(args) -> str:
-    from . import report
+    from complexity.counting import report
 
     models = ["cnn", "unet"] if args.model == "both" else [args.model]
     h, w = args.size

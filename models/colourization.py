@@ -2,7 +2,7 @@
 
 Written as the course wrote them (``nn.Sequential`` blocks, constructor
 ``(kernel, num_filters, num_colours, num_in_channels)``), independently of the
-symbolic description in :mod:`complexity.symbolic`; the cross-check tests are what
+symbolic description in :mod:`complexity.counting.symbolic`; the cross-check tests are what
 keeps the two from drifting apart.
 
 >>> import torch

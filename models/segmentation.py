@@ -102,7 +102,7 @@ def load_weights(model: nn.Module, path: str, arch: str = "this architecture") -
     shape that differs, a tensor the model does not have — raises
     :class:`WeightsError`, and the model is left unchanged.
     """
-    from .checkpoint import CheckpointError, read
+    from complexity.experiments.checkpoint import CheckpointError, read
 
     try:
         obj = read(path, "weights")

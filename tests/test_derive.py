@@ -12,10 +12,10 @@ import torchvision
 from hypothesis import given, settings, strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
-from complexity import symbolic
+from complexity.counting import symbolic
 from complexity.__main__ import main
-from complexity.derive import DeriveError, derive
-from complexity.symbolic import NC, NF, NIC, H, W, k
+from complexity.counting.derive import DeriveError, derive
+from complexity.counting.symbolic import NC, NF, NIC, H, W, k
 from tests import profile_models as pm
 
 # `report --convention torch` counts exactly what `profile` counts: every
@@ -95,8 +95,8 @@ def test_strided_model_floor_effects_against_hand_formula_and_real_flops(capsys)
 
 
 def test_resnet18_in_h_w_matches_flopcounter_off_grid():
-    from complexity.derive import bind_symbols, model_counter
-    from complexity.loading import parse_spec
+    from complexity.counting.derive import bind_symbols, model_counter
+    from complexity.zoo import parse_spec
 
     spec = parse_spec("torchvision:resnet18")
     with torch.device("meta"):

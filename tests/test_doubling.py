@@ -2,8 +2,8 @@
 1 (weights) and 4 (outputs, connections)."""
 from hypothesis import given, settings
 
-from complexity import report, symbolic
-from complexity.conventions import CONVENTIONS
+from complexity.counting import report, symbolic
+from complexity.counting.conventions import CONVENTIONS
 from strategies import params
 
 

@@ -11,9 +11,8 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from complexity import finetune_symbolic as fs
-from complexity.finetune import (KEYS, build_model, measure, predict, set_trainable, slopes,
-                                 sweep)
+from complexity.cost import closed_forms as fs
+from complexity.cost.sweep import KEYS, build_model, measure, predict, set_trainable, slopes, sweep
 from models.colourization import CNN, UNet
 from models.stack import Stack
 
@@ -245,7 +244,7 @@ def _step_flops(module, x_shape, counter):
 
 
 def test_transposed_conv_flops_hand_count():
-    from complexity.flops import flop_counter
+    from complexity.cost.flops import flop_counter
     # ConvTranspose2d(4, 6, 3, stride=2): weight (4, 6, 3, 3); each of the 2·4·5·5 input
     # elements multiplies 6·3·3 weights -> 200 · 54 MACs; backward = input grad + weight grad.
     conv = nn.ConvTranspose2d(4, 6, 3, stride=2, bias=False)
@@ -273,7 +272,7 @@ def test_transposed_conv_on_gradient_path_measures():
 
 
 def test_grouped_strided_dilated_conv_flops_hand_count():
-    from complexity.flops import flop_counter
+    from complexity.cost.flops import flop_counter
     from torch.utils.flop_counter import FlopCounterMode
     # Conv2d(8, 12, 3, stride=2, dilation=2, groups=4) on 2×8×11×11:
     # output side = floor((11 - 2·(3-1) - 1) / 2) + 1 = 4; each output element sums
@@ -347,7 +346,7 @@ def test_cli_googlenet_namedtuple_output(capsys):
 
 
 def test_last_layer_top_level_parameter_and_no_parameters():
-    from complexity.finetune import last_layer
+    from complexity.cost.sweep import last_layer
     # A bare Conv2d: its last parameter 'bias' has no dot; the owner is the model.
     net = nn.Conv2d(1, 2, 1)
     assert last_layer(net) == ""
@@ -382,7 +381,7 @@ def test_dropout_rule(mode):
 
 
 def test_dropout_mask_is_bool_when_predicting_for_cuda():
-    from complexity.finetune_predict import predict_with_unmodelled
+    from complexity.cost.predict import predict_with_unmodelled
     net = _Dropout()
     cpu, _ = predict_with_unmodelled(net, (2, 3, 6, 6))
     cuda, _ = predict_with_unmodelled(net, (2, 3, 6, 6), device_type="cuda")
@@ -425,7 +424,7 @@ class _Mixed(nn.Module):
 
 @pytest.mark.parametrize("mode", ["full", "last", "c1.*", "up.*"])
 def test_matmul_conv1d3d_transposed_rules(mode):
-    from complexity.finetune_predict import predict_with_unmodelled
+    from complexity.cost.predict import predict_with_unmodelled
     net = _Mixed()
     set_trainable(net, mode)
     p, unmodelled = predict_with_unmodelled(net, (2, 3, 4, 4))
@@ -447,11 +446,11 @@ class _Softmaxed(nn.Module):
 
 
 def test_unmodelled_calls_are_reported_and_marked_as_lower_bounds():
-    from complexity import finetune_report
+    from complexity.output import finetune as finetune_report
     rs = sweep(["stack"], [1], [(4, 4)], [2], ["full"], width=2, measured=False)
     assert rs[0]["unmodelled"] == []
     assert "≥" not in finetune_report.render(rs, "table")
-    from complexity.finetune_predict import predict_with_unmodelled
+    from complexity.cost.predict import predict_with_unmodelled
     with pytest.warns(UserWarning, match="softmax"):
         predict(_Softmaxed(), (2, 3, 4, 4))
     _, unmodelled = predict_with_unmodelled(_Softmaxed(), (2, 3, 4, 4))

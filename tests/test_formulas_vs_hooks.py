@@ -4,8 +4,8 @@ import pytest
 import torch
 from hypothesis import example, given, settings
 
-from complexity import hooks, symbolic
-from complexity.conventions import CONVENTIONS, QUANTITIES
+from complexity.counting import hooks, symbolic
+from complexity.counting.conventions import CONVENTIONS, QUANTITIES
 from models.colourization import build
 from strategies import params
 

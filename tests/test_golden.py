@@ -30,14 +30,16 @@ def test_command_rendering(capsys, golden, name, argv):
 
 
 def test_counts_report_table(golden):
-    from complexity import report, report_counts
+    from complexity.counting import report
+    from complexity.reproduce import counts as report_counts
 
     results = report.build(["cnn", "unet"], ["lecture", "course"], report_counts.PARAMS)
     golden("counts_report_markdown", report_counts.markdown(results))
 
 
 def test_finetune_report_tables(golden):
-    from complexity import finetune, finetune_report
+    from complexity.cost import sweep as finetune
+    from complexity.output import finetune as finetune_report
 
     results = finetune.sweep(["stack"], [1, 2, 4], [(8, 8), (16, 16)], [2], ["full", "last"],
                              width=4, measured=False)

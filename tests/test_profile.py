@@ -13,7 +13,7 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from complexity.profile import profile
+from complexity.counting.profile import profile
 from tests import profile_models as pm
 from cli_helpers import run_cli
 
@@ -135,7 +135,7 @@ def test_functional_ops_inside_custom_modules_are_counted():
 
 
 def test_convention_course_matches_report_hooks():
-    from complexity.hooks import count
+    from complexity.counting.hooks import count
     from models.colourization import UNet
 
     net = UNet(3, 8, 6, 1)

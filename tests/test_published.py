@@ -1,8 +1,8 @@
 """Formulas against values published or checked by hand, not produced by the code."""
 import sympy as sp
 
-from complexity import symbolic
-from complexity.symbolic import NC, NF, H, W, NIC, k
+from complexity.counting import symbolic
+from complexity.counting.symbolic import NC, NF, H, W, NIC, k
 
 AT_32 = {k: 3, NIC: 1, H: 32, W: 32}
 

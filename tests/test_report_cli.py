@@ -11,7 +11,7 @@ import sympy as sp
 
 from cli_helpers import run_cli
 from complexity.__main__ import main
-from complexity.symbolic import SYMBOLS
+from complexity.counting.symbolic import SYMBOLS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN = os.path.join(ROOT, "tests", "golden")
@@ -138,7 +138,7 @@ def test_bad_input_from_the_shell():
 
 
 def test_counts_report_is_fully_verified(tmp_path):
-    from complexity import report_counts
+    from complexity.reproduce import counts as report_counts
 
     path = report_counts.write(str(tmp_path))
     text = open(path, encoding="utf-8").read()

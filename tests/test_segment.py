@@ -14,13 +14,12 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from complexity.__main__ import main
-from models import checkpoint
-from models.segmentation import (ARCHS, HEAD, WeightsError, deeplab, load_weights,
-                                 set_trainable)
-from models.segmentation_cost import step_cost
-from models.segmentation_data import DataError, Flowers, Shapes, oxford_pairs
-from models.segmentation_metrics import class_iou, confusion, course_iou, mean_iou
-from models.segmentation_train import fit
+from complexity.experiments import checkpoint
+from models.segmentation import ARCHS, HEAD, WeightsError, deeplab, load_weights, set_trainable
+from complexity.experiments.segmentation.cost import step_cost
+from complexity.experiments.segmentation.data import DataError, Flowers, Shapes, oxford_pairs
+from complexity.experiments.segmentation.metrics import class_iou, confusion, course_iou, mean_iou
+from complexity.experiments.segmentation.train import fit
 
 ARCH = "deeplabv3_mobilenet_v3_large"
 
@@ -356,7 +355,7 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys
 
 
 def test_cli_arch_list_matches_models():
-    from complexity import cmd_segment
+    from complexity.cli import segment as cmd_segment
 
     assert cmd_segment.ARCHS == ARCHS
 
@@ -376,7 +375,7 @@ def test_conv_backward_flops_are_twice_forward_even_for_grouped_convs(groups):
 def test_recalibrated_bn_statistics_are_the_data_statistics():
     """With equal batches, the average of per-batch means is the overall mean, and the
     average of per-batch unbiased variances is checked against numpy by hand."""
-    from models.segmentation_train import recalibrate_bn
+    from complexity.experiments.segmentation.train import recalibrate_bn
 
     torch.manual_seed(0)
     net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2, momentum=0.01), nn.Dropout(0.5))
@@ -395,7 +394,7 @@ def test_recalibrated_bn_statistics_are_the_data_statistics():
 def test_recalibration_that_sees_no_usable_batch_keeps_the_statistics():
     """Batches of one image are unusable in train mode; a loader of only those used to
     reset every BN to mean 0, variance 1 and then leave it so."""
-    from models.segmentation_train import recalibrate_bn
+    from complexity.experiments.segmentation.train import recalibrate_bn
 
     net = nn.Sequential(nn.Conv2d(3, 2, 1), nn.BatchNorm2d(2))
     net[1].running_mean.fill_(3.0)
@@ -410,7 +409,7 @@ def test_recalibration_that_sees_no_usable_batch_keeps_the_statistics():
 
 @pytest.mark.parametrize("n, batch", [(3, 2), (5, 2), (7, 3), (4, 2), (2, 128)])
 def test_training_batches_never_hold_a_single_image(n, batch):
-    from models.segmentation_train import training_loader
+    from complexity.experiments.segmentation.train import training_loader
 
     sizes = [len(x) for x, _ in training_loader(Shapes("train", 16, n), batch)]
     assert sizes and min(sizes) >= 2

@@ -15,9 +15,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models import checkpoint, data, invariance
+from complexity.experiments import checkpoint
+from complexity.experiments.colourization import data, invariance
 from models.colourization import build
-from models.train import TrainConfig, load_model, train
+from complexity.experiments.colourization.train import TrainConfig, load_model, train
 from cli_helpers import run_cli
 
 
@@ -368,8 +369,8 @@ def test_pytorch_eps_leaves_a_small_nonzero_remainder():
 def test_reproduce_fresh_trains_each_run_once_per_context(tmp_path, monkeypatch):
     """colourization and invariance both ask for the same run folder; with --fresh the
     second request used to delete the checkpoint the first had just written."""
-    from complexity import train_reports
-    import models.train
+    from complexity.reproduce import experiments as train_reports
+    import complexity.experiments.colourization.train
 
     ctx = train_reports.Context(reports=str(tmp_path / "r"), runs=str(tmp_path / "runs"),
                                 fresh=True, progress=False)
@@ -377,13 +378,13 @@ def test_reproduce_fresh_trains_each_run_once_per_context(tmp_path, monkeypatch)
     (tmp_path / "runs" / "cnn").mkdir(parents=True)
     (tmp_path / "runs" / "cnn" / "stale").write_text("from an earlier run")
     calls = []
-    real = models.train.train
+    real = complexity.experiments.colourization.train.train
 
     def spy(data, cfg, out=None, resume=None, progress=False):
         calls.append(resume)
         return real(data, cfg, out=out, resume=resume, progress=progress)
 
-    monkeypatch.setattr(models.train, "train", spy)
+    monkeypatch.setattr(complexity.experiments.colourization.train, "train", spy)
     cfg = TrainConfig(model="cnn", epochs=1, batch_size=10, nf=4, nc=6)
     out = str(tmp_path / "runs" / "cnn")
     train_reports.trained(ctx, cfg, 5, out)
@@ -407,8 +408,8 @@ def test_other_commands_refuse_unusable_outputs_before_work(tmp_path, cache, cap
 
 def test_empty_interior_is_no_measurement_not_zero(tmp_path):
     """k = 5 leaves no interior pixel on 32×32: the interior columns used to read 0."""
-    from complexity.cmd_invariance import render
-    from models import plots
+    from complexity.cli.invariance import render
+    from complexity.output import colourization as plots
 
     torch.manual_seed(0)
     m = _random_model("cnn", kernel=5)
@@ -466,7 +467,8 @@ def test_report_figures_are_copied_atomically(tmp_path, monkeypatch):
     """The batch-size report copied its PNGs with shutil.copyfile straight onto the
     target: a failure midway left a truncated figure under the real name."""
     import shutil
-    from complexity import atomic, train_reports
+    from complexity import atomic
+    from complexity.reproduce import experiments as train_reports
 
     src, dst = tmp_path / "new.png", tmp_path / "reports" / "old.png"
     src.write_bytes(b"new figure" * 100)
@@ -491,7 +493,7 @@ def test_report_figures_are_copied_atomically(tmp_path, monkeypatch):
 
 def test_invariance_report_claim_is_computed_from_the_rows():
     """The report used to state "below 1e-12" whatever the rows held."""
-    from complexity.train_reports import scaling_claim
+    from complexity.reproduce.experiments import scaling_claim
 
     def study(worst, other=5.0):
         row = lambda a, b, bn, v: {"a": a, "b": b, "bn": bn,  # noqa: E731

@@ -1,0 +1,181 @@
+"""``python -m complexity segment``: fine-tune DeepLabV3 for foreground/background
+(SPEC §1, Part C) — the last layer only or everything — and say what it cost.
+
+Imports torch only inside :func:`run`, so ``--help`` and argument errors are fast.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from complexity.cli.common import UsageError, output_folder, positive_float, positive_int
+
+ARCHS = ("deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
+MIN_SIZE = 16  # below this the backbones' stride-8/16 feature maps have under 2×2 cells
+COST_BATCH = 2  # BatchNorm in training mode needs at least two values per channel
+
+
+def image_size(text: str) -> int:
+    value = positive_int(text)
+    if value < MIN_SIZE:
+        raise argparse.ArgumentTypeError(f"{value} is too small (need an integer >= {MIN_SIZE})")
+    return value
+
+
+def training_batch(text: str) -> int:
+    """A training batch of at least two images: DeepLab's ASPP pooling branch ends in
+    BatchNorm on a 1×1 map, which training mode cannot normalise from one value per
+    channel, so a batch of one would train nothing."""
+    value = positive_int(text)
+    if value < COST_BATCH:
+        raise argparse.ArgumentTypeError(
+            f"{value} is too small (need an integer >= {COST_BATCH}: BatchNorm in training "
+            "mode needs two images per batch)")
+    return value
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--arch", choices=ARCHS, default="deeplabv3_resnet101",
+                   help="torchvision DeepLabV3 variant (default deeplabv3_resnet101, the course's)")
+    p.add_argument("--train", choices=("last", "all"), default="last",
+                   help="last = only the new 1×1 head trains, everything else frozen; all = everything")
+    p.add_argument("--weights", metavar="FILE",
+                   help="local state dict (torchvision COCO/VOC file or a segment checkpoint); "
+                   "without it every weight starts random")
+    p.add_argument("--data", metavar="DIR",
+                   help="Oxford 17 Flowers folder (jpg/, trimaps/, datasplits.mat or train.txt + "
+                   "val.txt); default: the generated offline shapes")
+    p.add_argument("--epochs", type=positive_int, default=10, help="epochs (10)")
+    p.add_argument("--lr", type=positive_float, default=0.05, help="Adam learning rate (0.05, the course's)")
+    p.add_argument("--batch-size", type=training_batch, default=128,
+                   help=f"training batch, >= {COST_BATCH} (128)")
+    p.add_argument("--val-batch-size", type=positive_int, default=256, help="validation batch (256)")
+    p.add_argument("--size", type=image_size, default=224, help=f"image side, >= {MIN_SIZE} (224)")
+    p.add_argument("--max-images", type=positive_int, help="use at most this many images per split")
+    p.add_argument("--bn-images", type=int, default=64, metavar="N",
+                   help="re-estimate BatchNorm statistics from N training images before each "
+                   "validation (64; 0 = the course's behaviour: keep the running averages)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (0)")
+    p.add_argument("--out", default=os.path.join("runs", "segment"), metavar="DIR",
+                   help="folder for best.pt, last.pt, curves.png, predictions.png, result.json")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+
+def _log(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def _datasets(args):
+    from complexity.experiments.segmentation.data import DataError, datasets
+
+    try:
+        train_ds, val_ds = datasets(args.data, args.size, args.max_images)
+        for ds in (train_ds, val_ds):
+            ds.verify()  # every file now: a damaged one fails before anything is written
+    except DataError as e:
+        raise UsageError(str(e)) from None
+    if len(train_ds) < 2:
+        raise UsageError(f"{len(train_ds)} training image(s): need at least 2 (BatchNorm "
+                         "in training mode needs two values per channel)")
+    return train_ds, val_ds
+
+
+def _model(args):
+    import torch
+
+    from models.segmentation import WeightsError, deeplab, load_weights
+
+    torch.manual_seed(args.seed)
+    model = deeplab(args.arch)
+    if args.weights is None:
+        return model, ("no --weights: every weight is random (backbone included; pretrained "
+                       "weights cannot be downloaded here)")
+    try:
+        return model, load_weights(model, args.weights, args.arch)
+    except WeightsError as e:
+        raise UsageError(str(e)) from None
+
+
+def run(args) -> str:
+    if args.bn_images < 0:
+        raise UsageError(f"--bn-images {args.bn_images}: need an integer >= 0")
+    output_folder(args.out, "--out")
+    from complexity.output import segmentation as plots
+    from complexity.experiments.segmentation.cost import step_cost
+    from complexity.experiments.segmentation.data import DataError
+    from complexity.experiments.segmentation.train import fit, predict
+
+    train_ds, val_ds = _datasets(args)
+    model, weights_note = _model(args)
+    _log(weights_note)
+    data_note = args.data or "generated shapes (offline default; models/segmentation_data.py)"
+    _log(f"data: {data_note}; {len(train_ds)} training and {len(val_ds)} validation images "
+         f"at {args.size}×{args.size}")
+    meta = {"arch": args.arch, "train": args.train, "size": args.size}
+    try:
+        record = fit(model, train_ds, val_ds, train=args.train, epochs=args.epochs, lr=args.lr,
+                     batch_size=args.batch_size, val_batch_size=args.val_batch_size,
+                     out=args.out, progress=sys.stderr.isatty(), meta=meta, log=_log,
+                     bn_images=args.bn_images)
+    except DataError as e:  # an unreadable image found mid-run; finished checkpoints stay whole
+        raise UsageError(str(e)) from None
+    files = {name: os.path.join(args.out, name) for name in
+             ("best.pt", "last.pt", "curves.png", "predictions.png", "result.json")}
+    plots.curves({f"--train {args.train}": record}, files["curves.png"])
+    plots.prediction_grid(*predict(model, val_ds), files["predictions.png"],
+                          title=f"{args.arch}, --train {args.train}, after epoch {args.epochs}")
+    cost = step_cost(model, (COST_BATCH, 3, args.size, args.size))
+    result = {"arch": args.arch, "train": args.train, "epochs": args.epochs,
+              "history": record["history"], "best": record["best"],
+              "trainable_params": record["trainable_params"],
+              "total_params": record["total_params"], "seconds": record["seconds"],
+              "initial": record["initial"], "weights": weights_note, "data": data_note,
+              "size": args.size, "lr": args.lr, "batch_size": args.batch_size,
+              "cost": {"input_shape": [COST_BATCH, 3, args.size, args.size], **cost},
+              "files": files}
+    _write_json(result, files["result.json"])
+    return json.dumps(result, indent=1) if args.format == "json" else render(result)
+
+
+def _write_json(obj, path: str) -> None:
+    from complexity.atomic import write_json
+
+    write_json(obj, path)
+
+
+def _fmt(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def render(result: dict) -> str:
+    """The text report of one run."""
+    from tabulate import tabulate
+
+    rows = [[0, "", *(_fmt(result["initial"][k]) for k in ("val_loss", "miou", "course_iou"))]]
+    rows += [[h["epoch"], _fmt(h["train_loss"]), _fmt(h["val_loss"]), _fmt(h["miou"]),
+              _fmt(h["course_iou"])] for h in result["history"]]
+    cost = result["cost"]
+    cost_rows = [[k, _fmt(v)] for k, v in cost.items() if k not in ("source", "input_shape")]
+    b = result["best"]
+    return "\n".join([
+        f"{result['arch']}, --train {result['train']}: {result['trainable_params']:,} of "
+        f"{result['total_params']:,} parameters trainable. {result['weights']}.",
+        f"data: {result['data']}, {result['size']}×{result['size']}",
+        "",
+        tabulate(rows, headers=["epoch", "train loss", "val loss", "mean IoU", "course IoU"],
+                 disable_numparse=True),
+        "(epoch 0 = the untrained head)",
+        "",
+        f"best: epoch {b['epoch']}, mean IoU {b['miou']:.4f}, course IoU {b['course_iou']:.4f}; "
+        f"{result['seconds']:.0f} s of wall time (measured on this machine)",
+        "",
+        f"one training step at input {tuple(cost['input_shape'])}, --train {result['train']} "
+        f"— {cost['source']}:",
+        tabulate(cost_rows, headers=["quantity", "value"], disable_numparse=True,
+                 colalign=("left", "right")),
+        "",
+        "files: " + ", ".join(result["files"].values()),
+    ])

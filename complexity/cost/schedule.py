@@ -1,0 +1,136 @@
+"""Peak memory of one training step, from a traced graph: a liveness schedule.
+
+:func:`peak` walks the calls recorded by :func:`complexity.cost.predict.trace`
+three times — forward, backward in reverse, then the Adam update — adding each
+storage when it is made and dropping it when nothing holds it any more, and
+returns the most ever alive. What holds a storage: the caller of the module it
+was passed to (until that module returns), a later call that reads it, an
+autograd node that keeps it (until that node's backward), a parameter's
+``.grad``. Gradients follow PyTorch's engine: add, cat and views hand the output
+gradient on without a copy; a node's kept tensors go as soon as it has run; a
+second gradient for the same tensor is summed into a new one (in place only for
+a parameter's ``.grad``).
+
+>>> from models.stack import Stack
+>>> from complexity.cost.predict import predict
+>>> predict(Stack(1, 2), (2, 2, 4, 4))["peak_bytes"] > 0
+True
+"""
+from __future__ import annotations
+
+from typing import Dict, List
+
+from complexity.cost.predict import _ALIASING, Graph
+
+#: Backward of these hands the output gradient (or views of it) to the inputs:
+#: add passes it through, cat and views slice or reshape it; nothing is allocated.
+_SHARES_GRAD = _ALIASING | {"cat", "add", "add_", "__add__", "__iadd__", "__radd__"}
+
+
+class _Schedule:
+    """Live bytes, and their maximum, as storages come and go."""
+
+    def __init__(self, resident_bytes: int):
+        self.live = self.peak = resident_bytes
+
+    def alloc(self, nbytes: int) -> None:
+        self.live += nbytes
+
+    def free(self, nbytes: int) -> None:
+        self.live -= nbytes
+
+    def mark(self) -> None:
+        self.peak = max(self.peak, self.live)
+
+
+def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int) -> int:
+    """Most bytes alive at once; ``resident_bytes`` are alive throughout (weights,
+    buffers, Adam state, input, target), ``trainable_sizes`` in Adam's order."""
+    sch = _Schedule(resident_bytes)
+    keep_count: Dict[int, int] = {}
+    for c in g.calls:
+        for s in c.kept:
+            keep_count[s] = keep_count.get(s, 0) + 1
+    # Forward: a storage lives from the call that makes it to its last read,
+    # or, if a node keeps it, until that node's backward.
+    last_read: Dict[int, int] = {}
+    for i, c in enumerate(g.calls):
+        for v in c.inputs:
+            last_read[g.value_storage[v]] = i
+    for s, i in g.held_until.items():
+        last_read[s] = max(last_read.get(s, i), i)
+    born = set(g.resident)
+    dies_at: Dict[int, List[int]] = {}
+    for i, c in enumerate(g.calls):
+        fresh = [g.value_storage[v] for v in c.outputs] + [s for s in c.kept if s < 0]
+        for s in dict.fromkeys(fresh):
+            if s not in born:
+                born.add(s)
+                sch.alloc(g.storage_bytes[s])
+                if s not in keep_count and i < len(g.calls) - 1:  # the loss stays held
+                    dies_at.setdefault(max(i, last_read.get(s, i)), []).append(s)
+        sch.alloc(c.transient)
+        sch.mark()
+        sch.free(c.transient)
+        for s in dies_at.pop(i, []):
+            sch.free(g.storage_bytes[s])
+    # Backward: nodes in reverse order of creation (the engine's order for a
+    # single device: highest sequence number first).
+    refs: Dict[int, int] = {}
+    sizes: Dict[int, int] = {}
+    grad_of: Dict[int, int] = {}
+
+    def new_grad(nbytes):
+        gid = len(sizes)
+        sizes[gid], refs[gid] = nbytes, 0
+        sch.alloc(nbytes)
+        return gid
+
+    def release(gid):
+        refs[gid] -= 1
+        if refs[gid] == 0:
+            sch.free(sizes[gid])
+
+    grad_of[g.calls[-1].outputs[0]] = new_grad(4)  # d loss / d loss = 1
+    refs[grad_of[g.calls[-1].outputs[0]]] = 1
+    for c in reversed(g.calls):
+        outs = [v for v in c.outputs if v in grad_of]
+        arriving = []
+        if c.node and outs:
+            for v in c.grad_inputs:
+                gid = grad_of[outs[0]] if c.name in _SHARES_GRAD else new_grad(g.value_bytes[v])
+                refs[gid] += 1
+                arriving.append((v, gid))
+            sch.mark()  # the node ran: its kept tensors, output and input grads alive
+            for v in outs:
+                release(grad_of.pop(v))
+        # The engine releases a node's kept tensors as soon as it has run ...
+        for s in c.kept:
+            keep_count[s] -= 1
+            if keep_count[s] == 0 and s not in g.resident:
+                sch.free(g.storage_bytes[s])
+        # ... then adds its outputs into the waiting gradients.
+        for v, gid in arriving:
+            if v not in grad_of:
+                grad_of[v] = gid
+                if v in g.params:
+                    refs[gid] += 1  # .grad keeps it
+            elif v in g.params:  # AccumulateGrad: .grad += new, in place
+                release(gid)
+            else:
+                # InputBuffer::accumulate adds in place only for a plain tensor it
+                # holds the last reference to (never for fake tensors): old + new.
+                total = new_grad(g.value_bytes[v])
+                refs[total] += 1
+                sch.mark()
+                release(grad_of[v])
+                release(gid)
+                grad_of[v] = total
+    # Adam(foreach=False), per parameter: denom = exp_avg_sq.sqrt() / c holds
+    # two temporaries while the previous parameter's denom is still bound.
+    prev, worst = 0, 0
+    for n in trainable_sizes:
+        worst, prev = max(worst, prev + 2 * n), n
+    sch.alloc(worst)
+    sch.mark()
+    return sch.peak

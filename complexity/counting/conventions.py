@@ -1,0 +1,96 @@
+"""The named counting conventions of SPEC §2, as data.
+
+A convention answers three questions about every layer, in the style of NNI's
+FLOPs/params profiler (small per-module rules with explicit switches):
+
+* which parameters are *weights* (``weight_params``: ``(kind, parameter name)``
+  pairs, or ``None`` for "every parameter");
+* whose output units are *outputs* (``output_kinds``);
+* whether a convolution's bias counts as one more *connection* per output unit
+  (``connection_bias``).
+
+Both the symbolic layer algebra (:mod:`complexity.counting.symbolic`) and the hook counter
+(:mod:`complexity.counting.hooks`) read these switches; they obtain the sizes the switches
+select in independent ways (formulas versus real tensors).
+
+>>> CONVENTIONS["lecture"].counts_weight("conv", "bias")
+False
+>>> CONVENTIONS["course"].counts_output("maxpool")
+True
+>>> CONVENTIONS["torch"].counts_weight("batchnorm", "weight")
+True
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import FrozenSet, Optional, Tuple
+
+#: Layer kinds the colourization nets are built from (SPEC §1).
+LAYER_KINDS = ("conv", "maxpool", "upsample", "batchnorm", "relu")
+
+QUANTITIES = ("weights", "outputs", "connections")
+
+
+@dataclass(frozen=True)
+class Convention:
+    name: str
+    summary: str
+    weight_params: Optional[FrozenSet[Tuple[str, str]]]  # None: every parameter
+    output_kinds: FrozenSet[str]
+    connection_bias: bool
+
+    def counts_weight(self, kind: str, param: str) -> bool:
+        """Whether parameter ``param`` of a ``kind`` layer counts as weights."""
+        return self.weight_params is None or (kind, param) in self.weight_params
+
+    def counts_output(self, kind: str) -> bool:
+        """Whether the output units of a ``kind`` layer count as outputs."""
+        return kind in self.output_kinds
+
+
+CONVENTIONS = {
+    # The lecture's definition: a weight is a kernel entry, an output a conv unit,
+    # a connection one multiply of a kernel entry with an input unit.
+    "lecture": Convention(
+        name="lecture",
+        summary="conv kernels only; conv output units; conv units x k^2*Cin",
+        weight_params=frozenset({("conv", "weight")}),
+        output_kinds=frozenset({"conv"}),
+        connection_bias=False,
+    ),
+    # What the course's answer key counts (SPEC §2, the default).
+    "course": Convention(
+        name="course",
+        summary="conv kernel + bias, BN gamma/beta; conv + pool + upsample units; "
+        "conv units x (k^2*Cin + 1)",
+        weight_params=frozenset(
+            {("conv", "weight"), ("conv", "bias"), ("batchnorm", "weight"), ("batchnorm", "bias")}
+        ),
+        output_kinds=frozenset({"conv", "maxpool", "upsample"}),
+        connection_bias=True,
+    ),
+    # What PyTorch itself reports: sum of numel, every leaf output, conv MACs.
+    "torch": Convention(
+        name="torch",
+        summary="every parameter; every leaf module's output units; conv MACs",
+        weight_params=None,
+        output_kinds=frozenset(LAYER_KINDS),
+        connection_bias=False,
+    ),
+}
+
+DEFAULT_CONVENTION = "course"
+
+
+def get(name: str) -> Convention:
+    """The convention called ``name``; ``ValueError`` naming the choices otherwise.
+
+    >>> get("course").name
+    'course'
+    """
+    try:
+        return CONVENTIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown convention {name!r}; choose one of {', '.join(CONVENTIONS)}"
+        ) from None

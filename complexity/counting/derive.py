@@ -1,0 +1,356 @@
+"""Formulas for any model, inferred from exact counts and then verified.
+
+The counts of a network (params, outputs, MACs) are, on a suitable domain,
+polynomials in its input size and integer constructor arguments. This module
+finds them without knowing the architecture:
+
+1. **Degree and domain per symbol.** Vary one symbol along ``base + j·step``
+   (the others at their base values) and take finite differences: a polynomial of
+   degree d has vanishing (d+1)-th differences. Strided convolutions and pooling
+   floor (⌊(H + 2p − k)/s⌋ + 1), which is no polynomial in H on all integers, but
+   is one on ``H ≡ base (mod s)``: the step is raised through 1, 2, 4, … 64 until
+   the differences vanish (the domain is *narrowed*, and the answer says so).
+2. **Exact interpolation.** On the tensor grid of (degree + 1) points per symbol
+   the unique polynomial through the counts is built by Lagrange interpolation in
+   exact rationals (sympy), so no rounding can creep in.
+3. **Verification.** The formulas are checked against fresh counts at ≥ 20 random
+   points of the domain, none of them used to build the formulas. If any point
+   disagrees, or the model fails there, no formula is returned
+   (:class:`DeriveError`): an unverified formula is never printed.
+
+Counting stays with the caller: :func:`derive` takes any function from a point
+(``{symbol: int}``) to ``{"params", "outputs", "macs"}``; :func:`model_counter`
+makes one from a model spec with :func:`complexity.counting.profile.profile`.
+
+>>> f = lambda p: {"params": 3 * p["n"] ** 2, "outputs": (p["H"] // 4) ** 2, "macs": 0}
+>>> r = derive(f, ["n", "H"], {"n": 2, "H": 8})
+>>> r["formulas"]["params"], r["formulas"]["outputs"], r["domain"]["H"]["step"]
+(3*n**2, H**2/16, 4)
+>>> r["verified_points"] >= 20
+True
+"""
+from __future__ import annotations
+
+import keyword
+
+import random
+from fractions import Fraction
+from itertools import product
+from typing import Callable, Dict, List, Optional, Sequence
+
+import sympy as sp
+
+QUANTITIES = ("params", "outputs", "macs")
+LADDER = (1, 2, 4, 8, 16, 32, 64)
+_pos = dict(integer=True, positive=True)
+
+
+class DeriveError(ValueError):
+    """No verified formula could be found; one line saying why."""
+
+
+class _Outside(Exception):
+    """The model could not be counted at a point (outside its domain)."""
+
+
+def _first_lo(base: int, step: int) -> int:
+    """The smallest value ≥ 1 congruent to ``base`` modulo ``step``."""
+    r = base % step
+    return r if r else step
+
+
+def _degree(values: Sequence[int], max_degree: int, confirm: int):
+    """(degree, None) once all (d+1)-th differences of ``values`` vanish with at
+    least ``confirm`` of them; (None, "reject") once every d ≤ max_degree has a
+    non-zero (d+1)-th difference; (None, None) while undecided."""
+    rows, diffs = list(values), []
+    for _ in range(max_degree + 1):
+        rows = [b - a for a, b in zip(rows, rows[1:])]
+        diffs.append(rows)
+    for d, row in enumerate(diffs):
+        if len(row) >= confirm and not any(row):
+            return d, None
+    if all(any(row) for row in diffs):
+        return None, "reject"
+    return None, None
+
+
+def derive(count: Callable[[Dict[str, int]], Dict[str, int]], names: Sequence[str],
+           base: Dict[str, int], max_degree: int = 4, checks: int = 20, seed: int = 0,
+           confirm: int = 3) -> Dict:
+    """Verified polynomial formulas of ``count`` in the symbols ``names``.
+
+    Returns ``{"symbols", "domain", "formulas", "verified_points", "narrowed"}``:
+    sympy expressions in positive-integer symbols named ``names``; ``domain`` maps
+    each name to ``{"min", "step", "residue"}`` (the formulas hold for every value
+    ≥ min congruent to residue modulo step, checked at ``verified_points`` random
+    points). Raises :class:`DeriveError` when no polynomial of degree ≤
+    ``max_degree`` per symbol fits on any lattice of the ladder, or it fails a check.
+    """
+    names = list(names)
+    cache: Dict[tuple, Optional[Dict[str, int]]] = {}
+    failures: List[str] = []
+
+    def at(point: Dict[str, int]) -> Dict[str, int]:
+        key = tuple(point[n] for n in names)
+        if key not in cache:
+            try:
+                # Fraction: exact for integers and for half-integer MACs alike
+                cache[key] = {q: Fraction(v) for q, v in count(dict(point)).items()}
+            except Exception as e:  # a size or width the model rejects: outside its domain
+                lines = str(e).strip().splitlines()
+                failures.append(f"{_text(point)}: {type(e).__name__}: "
+                                f"{lines[0][:160] if lines else ''}")
+                cache[key] = None
+        if cache[key] is None:
+            raise _Outside(point)
+        return cache[key]
+
+    steps, degrees, narrowed = {}, {}, []
+    for n in names:
+        found, only_failures = _scan(at, n, base, max_degree, confirm)
+        if found is None:
+            lattices = f"{n} = {base[n]} + s*j for s in {', '.join(map(str, LADDER))}"
+            if only_failures and failures:  # the model, not the counts, ended every try
+                raise DeriveError(f"{n} cannot vary: the model fails at {failures[0]} "
+                                  f"(tried {lattices}); no formula printed")
+            raise DeriveError(f"the counts are not polynomial in {n} (degree <= {max_degree}) "
+                              f"on any lattice {lattices}; no formula printed")
+        steps[n], degrees[n] = found
+        if steps[n] > 1:
+            narrowed.append(n)
+
+    symbols = {n: sp.Symbol(n, **_pos) for n in names}
+    axes = {n: [base[n] + j * steps[n] for j in range(degrees[n] + 1)] for n in names}
+    try:
+        formulas = _interpolate(at, names, axes, symbols)
+    except _Outside as e:
+        raise DeriveError(f"the model cannot be counted at grid point {_text(e.args[0])}; "
+                          "no formula printed") from None
+
+    # Prefer the widest domain (from the smallest admissible value); fall back to
+    # values >= base when small inputs break the pattern (or the model).
+    failure = ""
+    for lows in ({n: _first_lo(base[n], steps[n]) for n in names}, dict(base)):
+        ok, failure = _verify(at, formulas, symbols, names, base, steps, lows, checks, seed,
+                              set(cache))
+        if ok:
+            domain = {n: {"min": lows[n], "step": steps[n], "residue": base[n] % steps[n]}
+                      for n in names}
+            return {"symbols": names, "domain": domain, "formulas": formulas,
+                    "verified_points": ok, "narrowed": narrowed}
+    raise DeriveError(f"the interpolated formulas failed verification ({failure}); "
+                      "no formula printed")
+
+
+def _scan(at, n, base, max_degree, confirm):
+    """((step, degree), _) for symbol ``n``: the first step of the ladder on which
+    every quantity's finite differences vanish; (None, whether every step ended
+    in the model failing) if there is none."""
+    only_failures = True
+    for step in LADDER:
+        series = {q: [] for q in QUANTITIES}
+        for j in range(max_degree + confirm + 1):
+            try:
+                counts = at({**base, n: base[n] + j * step})
+            except _Outside:
+                break
+            if j == max_degree + confirm:
+                only_failures = False
+            for q in QUANTITIES:
+                series[q].append(counts[q])
+            results = [_degree(series[q], max_degree, confirm) for q in QUANTITIES]
+            if any(r[1] == "reject" for r in results):
+                only_failures = False
+                break
+            if all(r[0] is not None for r in results):
+                degree = max(r[0] for r in results)
+                if _holds_further(at, n, base, step, series, degree, j + 1):
+                    return (step, degree), False
+                only_failures = False
+                break
+    return None, only_failures
+
+
+def _holds_further(at, n, base, step, series, degree, seen, extra=4, seed=0):
+    """Whether the 1-D interpolant through the first points also fits ``extra``
+    points further out (up to 64 lattice steps): a floor of period p repeats values
+    p times, which a few neighbouring points cannot tell from a polynomial."""
+    rng = random.Random(seed)
+    xs = list(range(degree + 1))
+    for j in rng.sample(range(seen, seen + 2 * max(LADDER) // step + 8), extra):
+        try:
+            counts = at({**base, n: base[n] + j * step})
+        except _Outside:
+            return False
+        for q in QUANTITIES:
+            if _lagrange_1d(xs, series[q][:degree + 1], j) != counts[q]:
+                return False
+    return True
+
+
+def _lagrange_1d(xs, ys, x):
+    total = Fraction(0)
+    for i, (xi, yi) in enumerate(zip(xs, ys)):
+        term = Fraction(yi)
+        for m, xm in enumerate(xs):
+            if m != i:
+                term *= Fraction(x - xm, xi - xm)
+        total += term
+    return total
+
+
+def _interpolate(at, names, axes, symbols) -> Dict[str, sp.Expr]:
+    """Tensor-product Lagrange interpolation in exact rationals."""
+    gens = [symbols[n] for n in names]
+    basis = {}
+    for i, n in enumerate(names):
+        x, pts = symbols[n], axes[n]
+        for j, pj in enumerate(pts):
+            poly = sp.Poly(1, *gens)
+            for m, pm in enumerate(pts):
+                if m != j:
+                    poly *= sp.Poly((x - pm) / sp.Integer(pj - pm), *gens)
+            basis[(i, j)] = poly
+    total = {q: sp.Poly(0, *gens) for q in QUANTITIES}
+    for idx in product(*(range(len(axes[n])) for n in names)):
+        point = {n: axes[n][j] for n, j in zip(names, idx)}
+        counts = at(point)
+        weight = sp.Poly(1, *gens)
+        for i, j in enumerate(idx):
+            weight *= basis[(i, j)]
+        for q in QUANTITIES:
+            if counts[q]:
+                total[q] += weight * sp.Rational(counts[q].numerator, counts[q].denominator)
+    return {q: sp.expand(total[q].as_expr()) for q in QUANTITIES}
+
+
+def _verify(at, formulas, symbols, names, base, steps, lows, checks, seed, used):
+    """(number of points checked, "") if all agree; (0, reason) otherwise."""
+    rng = random.Random(seed)
+    # Enough lattice points in the box for `checks` fresh ones (one symbol alone
+    # needs a longer range than a product of several).
+    span = 16 if len(names) > 1 else 2 * (checks + len(used))
+    highs = {n: max(2 * base[n], base[n] + span * steps[n]) for n in names}
+    points, tries = [], 0
+    while len(points) < checks and tries < 50 * checks:
+        tries += 1
+        point = {n: lows[n] + steps[n] * rng.randint(0, (highs[n] - lows[n]) // steps[n])
+                 for n in names}
+        key = tuple(point[n] for n in names)
+        if key not in used:
+            used.add(key)
+            points.append(point)
+    if len(points) < checks:
+        return 0, f"fewer than {checks} fresh points in the domain"
+    for point in points:
+        try:
+            counts = at(point)
+        except _Outside:
+            return 0, f"the model cannot be counted at {_text(point)}"
+        subs = {symbols[n]: v for n, v in point.items()}
+        for q in QUANTITIES:
+            predicted = formulas[q].subs(subs)
+            if predicted != sp.Rational(counts[q].numerator, counts[q].denominator):
+                return 0, f"{q} at {_text(point)}: formula {predicted}, counted {counts[q]}"
+    return len(points), ""
+
+
+def _text(point: Dict[str, int]) -> str:
+    return ", ".join(f"{n}={v}" for n, v in point.items())
+
+
+def domain_text(result: Dict) -> str:
+    """The domain in words, e.g. ``H >= 32, H ≡ 0 (mod 32)``.
+
+    >>> domain_text({"symbols": ["H", "n"], "domain": {"H": {"min": 32, "step": 32, "residue": 0},
+    ...              "n": {"min": 1, "step": 1, "residue": 0}}})
+    'H >= 32, H ≡ 0 (mod 32); n >= 1'
+    """
+    parts = []
+    for n in result["symbols"]:
+        d = result["domain"][n]
+        text = f"{n} >= {d['min']}"
+        if d["step"] > 1:
+            text += f", {n} ≡ {d['residue']} (mod {d['step']})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+# ------------------------------------------------------------- models as counters
+#: Symbols that name input dimensions (counted from the end: N,C,H,W or N,C,T,H,W).
+INPUT_SYMBOLS = {"H": -2, "W": -1}
+
+
+def bind_symbols(text: str, spec, input_shape: Sequence[int], module=None):
+    """``"NF=num_filters,H,W"`` → ``([names], {name: ("arg", argument) or ("input",
+    dim)}, {name: base value})``. A bare name is an input dimension (H, W), an alias
+    of the spec (NF for cnn/unet) or a constructor argument; ``NAME=argument``
+    binds a name of one's own choosing. Raises ``ValueError`` with one line.
+
+    >>> from complexity.zoo import parse_spec
+    >>> bind_symbols("NF,C=num_colours,H", parse_spec("unet"), (1, 1, 32, 48))
+    (['NF', 'C', 'H'], {'NF': ('arg', 'num_filters'), 'C': ('arg', 'num_colours'), 'H': ('input', -2)}, {'NF': 32, 'C': 24, 'H': 32})
+    """
+    names, bindings, base = [], {}, {}
+    for item in (t.strip() for t in text.split(",")):
+        name, _, target = (s.strip() for s in item.partition("="))
+        target = target or name
+        if keyword.iskeyword(name) or keyword.iskeyword(target):
+            raise ValueError(f"--symbols: {name if keyword.iskeyword(name) else target!r} is a "
+                             "Python keyword, not usable as a symbol name")
+        if not name.isidentifier() or not isinstance(sp.sympify(name), sp.Symbol):
+            raise ValueError(f"--symbols: {name!r} is not usable as a symbol name "
+                             "(need an identifier that is not a sympy name like E, I, N, S)")
+        if name in bindings:
+            raise ValueError(f"--symbols: {name} appears twice")
+        if target in INPUT_SYMBOLS and target == name:
+            dim = INPUT_SYMBOLS[target]
+            if len(input_shape) < 3:
+                raise ValueError(f"--symbols {name}: the input has no spatial dimensions "
+                                 f"(rank {len(input_shape)})")
+            bindings[name], base[name] = ("input", dim), input_shape[dim]
+        else:
+            argument = spec.aliases.get(target, target)
+            value = spec.argument_default(argument, module)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--symbols {name}: argument {argument} of {spec.name} is "
+                                 f"{value!r}, not a positive integer")
+            bindings[name], base[name] = ("arg", argument), value
+        for other in names:
+            if bindings[other] == bindings[name]:
+                what = (f"argument {bindings[name][1]}" if bindings[name][0] == "arg"
+                        else f"input dimension {name}")
+                raise ValueError(f"--symbols: {other} and {name} both bind {what}; "
+                                 "give each argument one symbol")
+        names.append(name)
+    return names, bindings, base
+
+
+def model_counter(spec, input_shape: Sequence[int], bindings: Dict[str, tuple],
+                  convention: str = "torch", device: str = "meta"):
+    """A function point → ``{"params", "outputs", "macs"}`` that builds ``spec`` with
+    the point's constructor arguments (on ``device``) and profiles it on an input
+    with the point's dimensions. Models are cached per set of arguments."""
+    import torch
+
+    from complexity.counting.profile import profile, totals
+
+    models = {}
+
+    def count(point: Dict[str, int]) -> Dict[str, int]:
+        args = {bindings[n][1]: v for n, v in point.items() if bindings[n][0] == "arg"}
+        shape = list(input_shape)
+        for n, v in point.items():
+            if bindings[n][0] == "input":
+                shape[bindings[n][1]] = v
+        for argument, dim in spec.input_links.items():
+            if argument in args:
+                shape[dim] = args[argument]
+        key = tuple(sorted(args.items()))
+        if key not in models:
+            with torch.device(device):
+                models[key] = spec.build(**args)
+        return totals(profile(models[key], shape, convention, device, layers=False))
+
+    return count

@@ -1,0 +1,224 @@
+"""Training the colourization nets (SPEC §1): per-pixel cross-entropy over NC colour
+classes, Adam, per-epoch train loss / validation loss / validation per-pixel accuracy,
+an atomic checkpoint each epoch that ``resume`` continues exactly.
+
+The epoch loop is the plain PyTorch loop plus a progress bar and one ``.item()`` per
+batch; ``benchmarks/train_epoch_overhead.py`` measures what that costs.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+from complexity.experiments import checkpoint
+from models.colourization import build
+from complexity import atomic
+
+FORMAT = "complexity-colourization-train/1"
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class TrainConfig:
+    model: str = "cnn"
+    epochs: int = 25
+    batch_size: int = 100
+    lr: float = 0.001
+    seed: int = 0
+    nf: int = 32
+    nc: int = 24
+    kernel: int = 3
+
+
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_acc")
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def checked_config(ck: dict, path: str) -> dict:
+    """``ck["config"]`` if it is a dict of exactly the :class:`TrainConfig` fields with
+    values of their types; :class:`~complexity.experiments.checkpoint.CheckpointError` otherwise (a file
+    with our format string but other contents must not crash with AttributeError)."""
+    cfg = ck["config"]
+    names = [f.name for f in fields(TrainConfig)]
+    if not isinstance(cfg, dict) or sorted(cfg) != sorted(names):
+        raise checkpoint.CheckpointError(f"{path}: malformed config (need the fields "
+                                         f"{', '.join(names)})")
+    for f in fields(TrainConfig):
+        v = cfg[f.name]
+        ok = (isinstance(v, str) if f.type in (str, "str") else
+              _number(v) if f.type in (float, "float") else
+              isinstance(v, int) and not isinstance(v, bool))
+        if not ok:
+            raise checkpoint.CheckpointError(f"{path}: malformed config ({f.name} = {v!r:.40})")
+    return cfg
+
+
+def _checked_history(ck: dict, path: str) -> tuple:
+    history, seconds = ck["history"], ck.get("seconds", 0.0)
+    if not (isinstance(history, list) and all(
+            isinstance(h, dict) and all(_number(h.get(k)) for k in HISTORY_KEYS)
+            for h in history)):
+        raise checkpoint.CheckpointError(f"{path}: malformed history (need a list of "
+                                         f"{{{', '.join(HISTORY_KEYS)}}} numbers)")
+    if not _number(seconds):
+        raise checkpoint.CheckpointError(f"{path}: malformed seconds ({seconds!r:.40})")
+    return [dict(h) for h in history], float(seconds)
+
+
+def run_epoch(model, optimizer, x, y, batch_size, generator, progress=False, desc="train"):
+    """One pass over (x, y) in a shuffled order drawn from ``generator``; returns the
+    mean per-pixel cross-entropy over the epoch (weighted by batch size)."""
+    from tqdm import tqdm
+
+    model.train()
+    order = torch.randperm(len(x), generator=generator)
+    total = 0.0
+    starts = range(0, len(x), batch_size)
+    for i in tqdm(starts, desc=desc, leave=False, disable=not progress, file=sys.stderr):
+        idx = order[i:i + batch_size]
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(idx)
+    return total / len(x)
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch_size=500):
+    """(mean per-pixel cross-entropy, per-pixel accuracy) with BN in eval mode."""
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i:i + batch_size])
+        target = y[i:i + batch_size]
+        loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(1) == target).sum().item()
+    pixels = y.numel()
+    return loss_sum / pixels, correct / pixels
+
+
+@torch.no_grad()
+def predict(model, x, batch_size=500):
+    """Colour-class index per pixel (eval mode)."""
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+def data_key(data) -> str:
+    """What the checkpoint must agree with on resume: shapes and the colour centres."""
+    return f"{tuple(data.train_x.shape)}/{tuple(data.val_x.shape)}/" + ",".join(
+        f"{v:.6f}" for v in data.centres.ravel())
+
+
+def _start(cfg: TrainConfig, data, resume_path):
+    torch.manual_seed(cfg.seed)
+    model = build(cfg.model, cfg.kernel, cfg.nf, cfg.nc, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    history, seconds = [], 0.0
+    if resume_path is not None:
+        ck = checkpoint.load(resume_path, required=("format", "config", "data", "model_state",
+                                                    "optimizer_state", "history", "rng"))
+        if ck["format"] != FORMAT:
+            raise checkpoint.CheckpointError(f"{resume_path}: not a colourization training "
+                                             f"checkpoint (format {ck['format']!r})")
+        mine = {k: v for k, v in asdict(cfg).items() if k != "epochs"}
+        theirs = {k: v for k, v in checked_config(ck, resume_path).items() if k != "epochs"}
+        history, seconds = _checked_history(ck, resume_path)
+        if mine != theirs:
+            diff = ", ".join(f"{k}={theirs.get(k)!r} vs {v!r}" for k, v in mine.items()
+                             if theirs.get(k) != v)
+            raise checkpoint.CheckpointError(f"{resume_path}: trained with other settings "
+                                             f"({diff})")
+        if ck["data"] != data_key(data):
+            raise checkpoint.CheckpointError(f"{resume_path}: trained on other data or colours")
+        try:
+            model.load_state_dict(ck["model_state"])
+            optimizer.load_state_dict(ck["optimizer_state"])
+            generator.set_state(ck["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+            reason = (str(e).splitlines() or [type(e).__name__])[0][:100]
+            raise checkpoint.CheckpointError(f"{resume_path}: does not fit this model "
+                                             f"({reason})") from None
+        if len(history) > cfg.epochs:
+            raise checkpoint.CheckpointError(f"{resume_path}: already holds {len(history)} "
+                                             f"epochs, more than the {cfg.epochs} asked for")
+    return model, optimizer, generator, history, seconds
+
+
+def train(data, cfg: TrainConfig, out: str | None = None, resume: str | None = None,
+          progress: bool = False):
+    """Train ``cfg.model`` on ``data`` (a :class:`complexity.experiments.colourization.data.ColourData`) up to
+    ``cfg.epochs`` epochs in all, continuing the checkpoint ``resume`` when given.
+
+    Writes ``out``/checkpoint.pt after every epoch (atomically) and, at the end,
+    history.json, curves.png and samples.png. Returns ``(result, model)`` where
+    ``result`` is the JSON object of the ``train`` command.
+    """
+    model, optimizer, generator, history, seconds = _start(cfg, data, resume)
+    for epoch in range(len(history) + 1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        train_loss = run_epoch(model, optimizer, data.train_x, data.train_y, cfg.batch_size,
+                               generator, progress, desc=f"{cfg.model} epoch {epoch}/{cfg.epochs}")
+        val_loss, val_acc = evaluate(model, data.val_x, data.val_y)
+        seconds += time.perf_counter() - t0
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                        "val_acc": val_acc})
+        if progress:
+            sys.stderr.write(f"{cfg.model} epoch {epoch}/{cfg.epochs}: train loss "
+                             f"{train_loss:.4f}, val loss {val_loss:.4f}, val acc {val_acc:.4f}\n")
+        if out is not None:
+            checkpoint.save({"format": FORMAT, "config": asdict(cfg), "data": data_key(data),
+                             "model_state": model.state_dict(),
+                             "optimizer_state": optimizer.state_dict(),
+                             "history": history, "rng": generator.get_state(),
+                             "seconds": seconds}, os.path.join(out, CHECKPOINT))
+    result = {"model": cfg.model, "epochs": cfg.epochs, "batch_size": cfg.batch_size,
+              "lr": cfg.lr, "seed": cfg.seed, "nf": cfg.nf, "nc": cfg.nc, "kernel": cfg.kernel,
+              "data": data.description, "history": history,
+              "final": {k: history[-1][k] for k in ("train_loss", "val_loss", "val_acc")}
+              if history else None,
+              "seconds": seconds}
+    if out is not None:
+        from complexity.output import colourization as plots
+
+        write_json(result, os.path.join(out, "history.json"))
+        plots.curves({cfg.model: history}, os.path.join(out, "curves.png"),
+                     title=f"{cfg.model}: per-pixel cross-entropy")
+        pred = predict(model, data.val_x[:plots.SAMPLES])
+        plots.sample_grid(data.val_x[:plots.SAMPLES], data.val_y[:plots.SAMPLES],
+                          {cfg.model: pred}, data.centres, os.path.join(out, "samples.png"))
+    return result, model
+
+
+def write_json(obj, path: str) -> None:
+    """Write JSON atomically (temporary file + rename)."""
+    atomic.write_json(obj, path)
+
+
+def load_model(path: str):
+    """The model and its :class:`TrainConfig` from a checkpoint written by :func:`train`;
+    :class:`complexity.experiments.checkpoint.CheckpointError` for anything else."""
+    ck = checkpoint.load(path, required=("format", "config", "model_state"))
+    if ck["format"] != FORMAT:
+        raise checkpoint.CheckpointError(f"{path}: not a colourization training checkpoint")
+    try:
+        cfg = TrainConfig(**checked_config(ck, path))
+        model = build(cfg.model, cfg.kernel, cfg.nf, cfg.nc, 1)
+        model.load_state_dict(ck["model_state"])
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as e:
+        if isinstance(e, checkpoint.CheckpointError):
+            raise
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:100]
+        raise checkpoint.CheckpointError(f"{path}: does not fit a colourization model "
+                                         f"({reason})") from None
+    return model, cfg
