@@ -19,6 +19,8 @@ problem; the CLI turns them into exit code 2.
 """
 from __future__ import annotations
 
+from complexity.errors import reason
+
 import importlib
 import inspect
 import re
@@ -59,7 +61,7 @@ class ModelSpec:
         except ModelSpecError:
             raise
         except Exception as e:
-            raise ModelSpecError(f"{self.name}({_kwargs_text(kwargs)}) failed: {_reason(e)}") from None
+            raise ModelSpecError(f"{self.name}({_kwargs_text(kwargs)}) failed: {reason(e)}") from None
         if not isinstance(module, nn.Module):
             raise ModelSpecError(f"{self.name} returned {type(module).__name__}, not a "
                                  "torch.nn.Module (the factory must return the model)")
@@ -99,10 +101,6 @@ class ModelSpec:
                       and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         return list(dict.fromkeys(names))
 
-
-def _reason(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
 
 
 def _kwargs_text(kwargs: Dict[str, Any]) -> str:
@@ -168,9 +166,9 @@ def _torchvision(name: str, model_args: Dict[str, Any]) -> ModelSpec:
     args.update(model_args)
     # Video models take N,C,T,H,W; detection and optical-flow models take lists or
     # pairs of images, which a single --input cannot describe.
-    reason = multi_input_reason(builder)
-    if reason:
-        raise ModelSpecError(f"torchvision:{name} {reason}; profile supports single-tensor models")
+    why = multi_input_reason(builder)
+    if why:
+        raise ModelSpecError(f"torchvision:{name} {why}; profile supports single-tensor models")
     rank = 5 if ".video" in builder.__module__ else 4
     return ModelSpec(f"torchvision:{name}", builder, args, rank=rank)
 
@@ -189,7 +187,7 @@ def _importable(text: str, model_args: Dict[str, Any]) -> ModelSpec:
     try:
         obj = importlib.import_module(module_name)
     except Exception as e:  # ImportError, or anything the module raises on import
-        raise ModelSpecError(f"cannot import {module_name!r}: {_reason(e)}") from None
+        raise ModelSpecError(f"cannot import {module_name!r}: {reason(e)}") from None
     for part in attr.split("."):
         if not hasattr(obj, part):
             raise ModelSpecError(f"{module_name!r} has no attribute {attr!r}")

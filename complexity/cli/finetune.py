@@ -2,6 +2,8 @@
 predicted and measured (issue 3). Imports torch only inside :func:`run`."""
 from __future__ import annotations
 
+from complexity.errors import reason
+
 import argparse
 import os
 import sys
@@ -82,7 +84,7 @@ def _check_trainable(name: str, pattern: str, layers, width: int) -> None:
         try:
             net, _ = finetune.build_model(name, n, width)
         except Exception as e:
-            raise UsageError(f"model {name}: {finetune._reason(e)}")
+            raise UsageError(f"model {name}: {reason(e)}")
         try:
             names = [p for p, _ in net.named_parameters()]
             finetune.set_trainable(net, pattern)
@@ -117,7 +119,7 @@ def run(args) -> str:
         try:
             finetune.build_model(name, 1, args.width[0])
         except Exception as e:
-            raise UsageError(f"model {name}: {finetune._reason(e)}"
+            raise UsageError(f"model {name}: {reason(e)}"
                              if not isinstance(e, ValueError) else str(e))
         if args.trainable:
             _check_trainable(name, args.trainable, args.layers, args.width[0])

@@ -25,6 +25,8 @@ True
 """
 from __future__ import annotations
 
+from complexity.errors import reason
+
 import fnmatch
 import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -68,10 +70,10 @@ def build_model(name: str, layers: int = 4, width: int = 16):
             raise ValueError(f"unknown model {name!r}; choose stack, cnn, unet, "
                              "deeplabv3_resnet101 or a torchvision model name") from None
         from complexity.zoo import multi_input_reason
-        reason = multi_input_reason(builder) or (
+        why = multi_input_reason(builder) or (
             "takes N,C,T,H,W video clips" if ".video" in builder.__module__ else None)
-        if reason:
-            raise ValueError(f"model {name!r} {reason}; finetune supports models that "
+        if why:
+            raise ValueError(f"model {name!r} {why}; finetune supports models that "
                              "take one N,C,H,W image batch")
         import warnings
         with warnings.catch_warnings():  # GoogLeNet/Inception warn about their init
@@ -128,10 +130,6 @@ class ConfigurationError(ValueError):
     """One configuration of a sweep failed; the message names it and the cause."""
 
 
-def _reason(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:200]}" if text else type(e).__name__
-
 
 def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[int, int]],
           batches: Sequence[int], modes: Sequence[str], width: int = 16,
@@ -153,7 +151,7 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
             try:
                 model, channels = build_model(name, n or 1, width)
             except Exception as e:
-                raise ConfigurationError(f"model {name}: {_reason(e)}") from e
+                raise ConfigurationError(f"model {name}: {reason(e)}") from e
             if n is None:
                 n = _weight_layers(model)
             for (h, w) in sizes:
@@ -165,7 +163,7 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
                             trainable = set_trainable(model, mode)
                             pred, unmodelled = predict_with_unmodelled(model, shape)
                         except Exception as e:
-                            raise ConfigurationError(f"{label}: {_reason(e)}") from e
+                            raise ConfigurationError(f"{label}: {reason(e)}") from e
                         configs.append((label, model, mode, shape, {
                             "model": name, "layers": n, "size": [h, w], "batch": b,
                             "mode": mode, "trainable_params": trainable,
@@ -182,7 +180,7 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
                     model, shape, device_type="cuda")[0]["peak_bytes"]
                 result["cuda_peak_bytes"] = measure_cuda_peak(model, shape)
         except Exception as e:
-            raise ConfigurationError(f"{label}: {_reason(e)}") from e
+            raise ConfigurationError(f"{label}: {reason(e)}") from e
         results.append(result)
         if progress:
             progress(result)
