@@ -1,7 +1,18 @@
 """complexity — what a convolutional network costs, exactly, and proof.
 
-The Python API. Formulas need only sympy; counting a real module imports torch
-when first called.
+The Python API, named like the commands:
+
+* :func:`formulas`, :func:`layer_formulas`, :func:`evaluate` — the exact weights,
+  outputs and connections of the course's colourization CNN and UNet (``report``);
+* :func:`count`, :func:`count_layers` — the same three quantities counted with
+  forward hooks on any real module;
+* :func:`profile`, :func:`derive` — per-layer params, outputs and MACs of any
+  PyTorch model, and verified formulas for them (``profile``, ``derive``);
+* :func:`step_cost` — memory and FLOPs of one Adam training step, predicted and
+  measured (``finetune``).
+
+``import complexity`` is light: formulas import sympy on first use, counting and
+costing import torch when first called.
 
 >>> import complexity
 >>> complexity.formulas("cnn", convention="lecture")["weights"]
@@ -9,24 +20,40 @@ NC**2*k**2 + NC*NF*k**2 + 8*NF**2*k**2 + NF*NIC*k**2
 >>> from models.colourization import UNet
 >>> complexity.count(UNet(3, 32, 24, 1), (1, 1, 32, 32), convention="course")
 {'weights': 112344, 'outputs': 131072, 'connections': 18886656}
+>>> complexity.profile("unet").totals()["params"] == complexity.count(
+...     UNet(3, 32, 24, 1), (1, 1, 32, 32), convention="torch")["weights"]
+True
 """
 from __future__ import annotations
 
 from complexity.counting.conventions import CONVENTIONS, DEFAULT_CONVENTION, QUANTITIES
 
 __all__ = ["CONVENTIONS", "QUANTITIES", "formulas", "layer_formulas", "evaluate",
-           "count", "count_layers"]
+           "count", "count_layers", "profile", "derive", "step_cost",
+           "Profile", "ProfileLayer", "Derivation", "StepCost"]
 __version__ = "0.1.0"
+
+_SYMBOLIC = ("formulas", "layer_formulas", "evaluate")
+_API = ("profile", "derive", "step_cost", "Profile", "ProfileLayer", "Derivation", "StepCost")
 
 
 def __getattr__(name):
     # sympy is imported on first use of a formula, so that commands which need no
-    # formula (profile, finetune) start without it.
-    if name in ("formulas", "layer_formulas", "evaluate"):
+    # formula (profile, finetune) start without it; complexity.api imports torch
+    # inside its functions only.
+    if name in _SYMBOLIC:
         from complexity.counting import symbolic
 
         return getattr(symbolic, name)
+    if name in _API:
+        from complexity import api
+
+        return getattr(api, name)
     raise AttributeError(f"module 'complexity' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 def count(module, input_shape, convention: str = DEFAULT_CONVENTION):

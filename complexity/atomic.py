@@ -8,10 +8,11 @@ atomic on one file system).
 >>> import os, tempfile
 >>> d = tempfile.mkdtemp()
 >>> write_text(os.path.join(d, "a.md"), "# hi\\n")
+>>> write_json(os.path.join(d, "a.json"), {"x": 1})
 >>> with atomic_path(os.path.join(d, "b.bin")) as tmp:
 ...     _ = open(tmp, "wb").write(b"x")
 >>> sorted(os.listdir(d))
-['a.md', 'b.bin']
+['a.json', 'a.md', 'b.bin']
 """
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ def write_text(path: str, text: str) -> None:
             f.write(text)
 
 
-def write_json(obj, path: str, indent: int = 1) -> None:
-    """Write ``obj`` as JSON to ``path`` atomically."""
+def write_json(path: str, obj, indent: int = 1) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (argument order as :func:`write_text`)."""
     import json
 
     write_text(path, json.dumps(obj, indent=indent))

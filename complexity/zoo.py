@@ -1,8 +1,9 @@
 """Model specs: turn ``torchvision:NAME``, ``package.module:factory``, ``cnn`` or
-``unet`` into something that builds an ``nn.Module``, plus ``--input`` parsing.
+``unet`` into something that builds an ``nn.Module``, plus ``--input`` parsing;
+and :func:`build_model`, the models of ``finetune`` by name.
 
-Shared by ``profile`` and ``derive`` (and any later command that takes "any
-model"). Building happens on whatever device is the default when
+:func:`parse_spec` is shared by ``profile`` and ``derive`` (and any later command
+that takes "any model"). Building happens on whatever device is the default when
 :meth:`ModelSpec.build` is called; ``profile`` calls it under
 ``torch.device("meta")`` so that no weights are allocated or initialised.
 Nothing here downloads weights: torchvision builders get ``weights=None`` (and
@@ -27,7 +28,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
-#: The report's names for the colourization nets' constructor arguments (SPEC §1).
+#: The report's names for the colourization nets' constructor arguments (the
+#: course assignment's NF filters, NC colours, kernel k and NIC input channels).
 COLOURIZATION_ALIASES = {"NF": "num_filters", "NC": "num_colours", "k": "kernel",
                          "NIC": "num_in_channels"}
 COLOURIZATION_DEFAULTS = {"kernel": 3, "num_filters": 32, "num_colours": 24, "num_in_channels": 1}
@@ -222,6 +224,53 @@ def parse_spec(text: str, model_args: Optional[Dict[str, Any]] = None) -> ModelS
         return _importable(text, model_args)
     raise ModelSpecError(f"MODEL {text!r} is not cnn, unet, torchvision:NAME or "
                          "package.module:factory")
+
+
+#: Models of :func:`build_model` with a name of their own; any torchvision
+#: classification or segmentation model name is accepted too.
+MODELS = ("stack", "cnn", "unet", "deeplabv3_resnet101")
+
+
+def build_model(name: str, layers: int = 4, width: int = 16):
+    """``(model, input_channels)`` for ``name``, on the meta device (no memory, no
+    download). ``layers`` and ``width`` shape ``stack`` only (n blocks of C channels).
+
+    >>> net, c = build_model("unet")
+    >>> type(net).__name__, c
+    ('UNet', 1)
+    """
+    import torch
+
+    with torch.device("meta"):
+        if name == "stack":
+            from models.stack import Stack
+            return Stack(layers, width), width
+        if name in ("cnn", "unet"):
+            from models.colourization import build
+            # the assignment's defaults: kernel 3, NF 32, NC 24, NIC 1
+            return build(name), 1
+        from models import segmentation
+        if name in segmentation.ARCHS:
+            return segmentation.deeplab(name), 3
+        import torchvision.models as tvm
+        try:
+            builder = tvm.get_model_builder(name)
+        except ValueError:
+            raise ValueError(f"unknown model {name!r}; choose stack, cnn, unet, "
+                             "deeplabv3_resnet101 or a torchvision model name") from None
+        why = multi_input_reason(builder) or (
+            "takes N,C,T,H,W video clips" if ".video" in builder.__module__ else None)
+        if why:
+            raise ValueError(f"model {name!r} {why}; finetune supports models that "
+                             "take one N,C,H,W image batch")
+        import warnings
+        with warnings.catch_warnings():  # GoogLeNet/Inception warn about their init
+            warnings.simplefilter("ignore", FutureWarning)
+            # weights_backbone=None too: segmentation builders would download one.
+            try:
+                return builder(weights=None, weights_backbone=None), 3
+            except TypeError:  # classification builders take no weights_backbone
+                return builder(weights=None), 3
 
 
 def parse_model_args(text: Optional[str]) -> Dict[str, Any]:

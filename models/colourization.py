@@ -1,4 +1,5 @@
-"""The colourization networks of the course assignment (SPEC §1, Parts A and B).
+"""The colourization networks of the course assignment: the plain CNN and the UNet
+with skip connections.
 
 Written as the course wrote them (``nn.Sequential`` blocks, constructor
 ``(kernel, num_filters, num_colours, num_in_channels)``), independently of the
@@ -36,7 +37,7 @@ def _block(cin: int, cout: int, kernel: int, resize: nn.Module | None) -> nn.Seq
 
 
 class CNN(nn.Module):
-    """Part A: six convolutions, no skip connections."""
+    """The plain colourization CNN: six convolutions, no skip connections."""
 
     def __init__(self, kernel: int, num_filters: int, num_colours: int, num_in_channels: int):
         super().__init__()
@@ -56,7 +57,7 @@ class CNN(nn.Module):
 
 
 class UNet(nn.Module):
-    """Part B: the CNN with skip connections (channel concatenation).
+    """The CNN with skip connections (channel concatenation).
 
     Takes H and W divisible by 4 only: the skip concatenations need the pooled and
     upsampled sizes to agree.

@@ -1,4 +1,5 @@
-"""``stack``: the "n similar layers" of the fine-tuning question (SPEC §1, C4).
+"""``stack``: the "n similar layers" of the course question on the cost of
+fine-tuning all n layers of a network against only the last one.
 
 n identical blocks Conv k×k C→C (padding k//2) → BatchNorm2d → ReLU, then a 1×1
 convolution C → ``classes`` as the last layer (the one that trains in ``last``

@@ -12,7 +12,12 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from complexity.cost import closed_forms as fs
-from complexity.cost.sweep import KEYS, build_model, measure, predict, set_trainable, slopes, sweep
+from complexity.cost.measure import KEYS, measure
+from complexity.cost.predict import predict, predict_with_unmodelled
+from complexity.cost.sweep import slopes, sweep
+from complexity.cost.trainable import last_layer, set_trainable
+from complexity.counting.symbolic import evaluate
+from complexity.zoo import build_model
 from models.colourization import CNN, UNet
 from models.stack import Stack
 
@@ -47,7 +52,7 @@ def test_stack_closed_form_prediction_and_measurement_agree(n, width, size, batc
     # The hand-derived closed forms match the measurement exactly.
     values = dict(n=n, C=width, k=3, K=2, B=batch, H=size, W=size)
     for q, expr in fs.stack_formulas(mode).items():
-        assert fs.evaluate(expr, values) == m[q], q
+        assert evaluate(expr, values) == m[q], q
 
 
 @settings(max_examples=6, deadline=None)
@@ -63,7 +68,7 @@ def test_colourization_closed_forms_match_measurement(model, nf, nc, h, w, batch
     m = measure(net, (batch, 1, h, w))
     values = dict(NF=nf, NC=nc, k=3, NIC=1, H=h, W=w, B=batch)
     for q, expr in fs.colourization_formulas(model, mode).items():
-        assert fs.evaluate(expr, values) == m[q], q
+        assert evaluate(expr, values) == m[q], q
 
 
 @pytest.mark.parametrize("cls", [CNN, UNet])
@@ -101,10 +106,10 @@ def test_measure_leaves_the_model_alone():
 
 
 def test_deeplab_head_swap_meta_small():
-    from models.segmentation import deeplab, freeze_all_but_head
+    from models.segmentation import deeplab
     with torch.device("meta"):
         net = deeplab("deeplabv3_resnet101")
-    freeze_all_but_head(net)
+    assert set_trainable(net, "last") == 256 * 2 + 2   # the swapped head, classifier.4
     shape = (2, 3, 32, 32)
     m, p = measure(net, shape), predict(net, shape)
     _agree(p, m)
@@ -346,7 +351,6 @@ def test_cli_googlenet_namedtuple_output(capsys):
 
 
 def test_last_layer_top_level_parameter_and_no_parameters():
-    from complexity.cost.sweep import last_layer
     # A bare Conv2d: its last parameter 'bias' has no dot; the owner is the model.
     net = nn.Conv2d(1, 2, 1)
     assert last_layer(net) == ""
@@ -381,7 +385,6 @@ def test_dropout_rule(mode):
 
 
 def test_dropout_mask_is_bool_when_predicting_for_cuda():
-    from complexity.cost.predict import predict_with_unmodelled
     net = _Dropout()
     cpu, _ = predict_with_unmodelled(net, (2, 3, 6, 6))
     cuda, _ = predict_with_unmodelled(net, (2, 3, 6, 6), device_type="cuda")
@@ -424,7 +427,6 @@ class _Mixed(nn.Module):
 
 @pytest.mark.parametrize("mode", ["full", "last", "c1.*", "up.*"])
 def test_matmul_conv1d3d_transposed_rules(mode):
-    from complexity.cost.predict import predict_with_unmodelled
     net = _Mixed()
     set_trainable(net, mode)
     p, unmodelled = predict_with_unmodelled(net, (2, 3, 4, 4))
@@ -450,7 +452,6 @@ def test_unmodelled_calls_are_reported_and_marked_as_lower_bounds():
     rs = sweep(["stack"], [1], [(4, 4)], [2], ["full"], width=2, measured=False)
     assert rs[0]["unmodelled"] == []
     assert "≥" not in finetune_report.render(rs, "table")
-    from complexity.cost.predict import predict_with_unmodelled
     with pytest.warns(UserWarning, match="softmax"):
         predict(_Softmaxed(), (2, 3, 4, 4))
     _, unmodelled = predict_with_unmodelled(_Softmaxed(), (2, 3, 4, 4))

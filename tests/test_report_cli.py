@@ -138,9 +138,9 @@ def test_bad_input_from_the_shell():
 
 
 def test_counts_report_is_fully_verified(tmp_path):
-    from complexity.reproduce import counts as report_counts
+    from complexity.reproduce import Context, counts as report_counts
 
-    path = report_counts.write(str(tmp_path))
+    [path] = report_counts.write(Context(reports=str(tmp_path)))
     text = open(path, encoding="utf-8").read()
     assert text.count("| ✓ |") == 2 * 2 * 3 and "✗" not in text
     # the doubled lecture formula of the CNN's outputs: 4 × (1728·NF + 1280·NC)
@@ -151,12 +151,12 @@ def test_counts_report_is_fully_verified(tmp_path):
 def test_unwritable_path_is_one_line_exit_2(monkeypatch, capsys):
     """An OSError from a command (a path that cannot be written) is the user's input:
     one line, exit 2, no traceback."""
-    from complexity import __main__ as cli
+    from complexity.cli import main as cli, report
 
     def run(_args):
         raise FileExistsError(17, "File exists", "/tmp/somewhere")
 
-    monkeypatch.setitem(cli.COMMANDS, "report", (cli.report_arguments, run, "x"))
+    monkeypatch.setattr(report, "run", run)
     code = cli.main(["report"])
     err = capsys.readouterr().err
     assert code == 2 and err == "python -m complexity report: error: File exists: /tmp/somewhere\n"

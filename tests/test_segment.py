@@ -14,12 +14,14 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from complexity.__main__ import main
+from complexity.cost.trainable import last_layer, set_trainable
 from complexity.experiments import checkpoint
-from models.segmentation import ARCHS, HEAD, WeightsError, deeplab, load_weights, set_trainable
 from complexity.experiments.segmentation.cost import step_cost
 from complexity.experiments.segmentation.data import DataError, Flowers, Shapes, oxford_pairs
 from complexity.experiments.segmentation.metrics import class_iou, confusion, course_iou, mean_iou
-from complexity.experiments.segmentation.train import fit
+from complexity.experiments.segmentation.train import TRAIN_MODES, fit, trainable_mode
+from complexity.experiments.segmentation.weights import WeightsError, load_weights
+from models.segmentation import ARCHS, HEAD, deeplab
 
 ARCH = "deeplabv3_mobilenet_v3_large"
 
@@ -109,10 +111,29 @@ def test_train_last_optimizer_holds_only_the_head_and_frozen_get_no_grad(monkeyp
             assert torch.equal(p, before[name]), name
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_last_layer_of_deeplab_is_the_new_head(arch):
+    """``--train last`` is set_trainable's 'last' (the module owning the last
+    parameter): without the auxiliary head that is exactly the swapped head."""
+    with torch.device("meta"):
+        net = deeplab(arch)
+    assert last_layer(net) == HEAD
+    count = set_trainable(net, trainable_mode("last"))
+    trainable = [n for n, p in net.named_parameters() if p.requires_grad]
+    assert trainable == [HEAD + ".weight", HEAD + ".bias"]
+    assert count == 256 * 2 + 2 == sum(p.numel() for p in net.classifier[4].parameters())
+    assert set_trainable(net, trainable_mode("all")) == sum(p.numel() for p in net.parameters())
+    assert all(p.requires_grad for p in net.parameters())
+    assert TRAIN_MODES == {"last": "last", "all": "full"}
+    with pytest.raises(ValueError, match="unknown train mode"):
+        trainable_mode("full")
+
+
 def test_train_all_gives_every_parameter_a_gradient():
     net = deeplab(ARCH)
-    params = set_trainable(net, "all")
-    assert len(params) == len(list(net.parameters()))
+    count = set_trainable(net, trainable_mode("all"))
+    assert count == sum(p.numel() for p in net.parameters())
+    assert all(p.requires_grad for p in net.parameters())
     out = net(torch.randn(2, 3, 32, 32))["out"]
     nn.functional.cross_entropy(out, torch.zeros(2, 32, 32, dtype=torch.long)).backward()
     assert all(p.grad is not None for p in net.parameters())
@@ -124,14 +145,14 @@ def test_backward_of_last_is_only_the_head_weight_gradient():
     hook on the head's input. Any frozen layer's backward would add to it."""
     with torch.device("meta"):
         net = deeplab(ARCH)
-    set_trainable(net, "last")
+    set_trainable(net, trainable_mode("last"))
     shape = {}
     net.classifier[4].register_forward_hook(lambda m, i, o: shape.update({"in": i[0].shape}))
     cost = step_cost(net, (2, 3, 64, 64))
     b, c, h, w = shape["in"]
     assert cost["backward_flops"] == 2 * b * h * w * c * 2
     assert cost["trainable_param_bytes"] == cost["grad_bytes"] == (256 * 2 + 2) * 4
-    set_trainable(net, "all")
+    set_trainable(net, trainable_mode("all"))
     full = step_cost(net, (2, 3, 64, 64))
     assert full["forward_flops"] == cost["forward_flops"]   # the forward pass is paid either way
     assert full["backward_flops"] > full["forward_flops"]   # grad input + grad weight per conv

@@ -1,4 +1,5 @@
-"""Training, data and the input-scaling study (issue 4).
+"""Training the colourization nets, their data, the batch-size sweep and the
+input-scaling study (does y = a·x + b on the input change the output?).
 
 Oracles: CIFAR records the test encodes itself, a brute-force nearest centre, an
 uninterrupted run for ``--resume``, the receptive field measured by embedding an
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -18,7 +20,8 @@ from hypothesis import strategies as st
 from complexity.experiments import checkpoint
 from complexity.experiments.colourization import data, invariance
 from models.colourization import build
-from complexity.experiments.colourization.train import TrainConfig, load_model, train
+from complexity.experiments.colourization.train import (TrainConfig, load_model, train,
+    train_or_resume)
 from cli_helpers import run_cli
 
 
@@ -175,7 +178,42 @@ def test_resume_continues_the_same_history(tmp_path):
         assert torch.allclose(p1.float(), p2.float(), atol=1e-6), k
     loaded, cfg2 = load_model(ck)
     assert cfg2.epochs == 4 and cfg2.model == "unet"
-    assert sorted(os.listdir(out)) == ["checkpoint.pt", "curves.png", "history.json", "samples.png"]
+    # figures are the caller's (experiments never draw): the CLI test checks them
+    assert sorted(os.listdir(out)) == ["checkpoint.pt", "history.json"]
+    assert json.load(open(os.path.join(out, "history.json")))["history"] == resumed["history"]
+
+
+def test_train_or_resume_continues_a_fitting_checkpoint_and_replaces_one_that_does_not(tmp_path):
+    d = tiny_data(cache=str(tmp_path))
+    out = str(tmp_path / "run")
+    cfg = TrainConfig(model="cnn", epochs=1, batch_size=10, nf=4, nc=6)
+    first, _ = train_or_resume(d, cfg, out)
+    again, _ = train_or_resume(d, replace(cfg, epochs=2), out)
+    assert again["history"][0] == first["history"][0] and len(again["history"]) == 2
+    said = []
+    other, _ = train_or_resume(d, replace(cfg, nf=8), out, log=said.append)
+    assert len(other["history"]) == 1 and other["nf"] == 8
+    assert len(said) == 1 and "other settings" in said[0] and "from scratch" in said[0]
+    assert load_model(os.path.join(out, "checkpoint.pt"))[1].nf == 8
+
+
+def test_batch_sweep_trains_one_run_per_size_and_resumes(tmp_path):
+    from complexity.experiments.colourization.batch_sweep import batch_sweep, run_folder
+
+    d = tiny_data(cache=str(tmp_path))
+    out = str(tmp_path / "sweep")
+    base = TrainConfig(model="cnn", epochs=1, batch_size=999, nf=4, nc=6)
+    result, models = batch_sweep(d, base, [5, 20], out, progress=False)
+    assert [r["batch_size"] for r in result["runs"]] == [5, 20]
+    assert [r["steps_per_epoch"] for r in result["runs"]] == [4, 1]  # 20 images
+    assert sorted(models) == [5, 20] and result["train_images"] == 20 and result["out"] == out
+    for bs in (5, 20):
+        assert sorted(os.listdir(run_folder(out, bs))) == ["checkpoint.pt", "history.json"]
+    json.dumps(result)
+    more, _ = batch_sweep(d, replace(base, epochs=2), [5], out,
+                          resume=True, progress=False)
+    assert more["runs"][0]["history"][0] == result["runs"][0]["history"][0]
+    assert len(more["runs"][0]["history"]) == 2
 
 
 def test_train_cli_json_and_resume(tmp_path, cifar_dir, cache, capsys):
@@ -185,6 +223,7 @@ def test_train_cli_json_and_resume(tmp_path, cifar_dir, cache, capsys):
             "--batch-size", "5", "--out", out, "--quiet", "--format", "json"]
     code, stdout, _ = run_cli(base + ["--epochs", "1"], capsys)
     assert code == 0
+    assert sorted(os.listdir(out)) == ["checkpoint.pt", "curves.png", "history.json", "samples.png"]
     first = json.loads(stdout)
     assert set(first) >= {"model", "epochs", "batch_size", "lr", "history", "final", "seconds"}
     assert set(first["final"]) == {"train_loss", "val_loss", "val_acc"}
@@ -240,6 +279,9 @@ def test_sweep_and_invariance_cli_json(tmp_path, cifar_dir, cache, capsys):
     assert [r["steps_per_epoch"] for r in sweep["runs"]] == [4, 1]  # 12 horses: ⌈12/3⌉, ⌈12/12⌉
     for png in ("curves.png", "final.png", "samples.png"):
         assert (tmp_path / "sw" / png).is_file()
+    for bs in (3, 12):
+        assert sorted(os.listdir(tmp_path / "sw" / f"batch-{bs}")) == [
+            "checkpoint.pt", "curves.png", "history.json", "samples.png"]
     ck = str(tmp_path / "sw" / "batch-3" / "checkpoint.pt")
     code, stdout, _ = run_cli(["invariance", "--model", "unet", "--checkpoint", ck, "--data", path,
                                "--exact", "--format", "json"], capsys)
@@ -369,12 +411,12 @@ def test_pytorch_eps_leaves_a_small_nonzero_remainder():
 def test_reproduce_fresh_trains_each_run_once_per_context(tmp_path, monkeypatch):
     """colourization and invariance both ask for the same run folder; with --fresh the
     second request used to delete the checkpoint the first had just written."""
-    from complexity.reproduce import experiments as train_reports
+    from complexity.reproduce.context import Context
     import complexity.experiments.colourization.train
 
-    ctx = train_reports.Context(reports=str(tmp_path / "r"), runs=str(tmp_path / "runs"),
-                                fresh=True, progress=False)
-    ctx._data[5] = tiny_data(cache=str(tmp_path))
+    ctx = Context(reports=str(tmp_path / "r"), runs=str(tmp_path / "runs"), fresh=True,
+                  progress=False)
+    ctx.datasets[5] = tiny_data(cache=str(tmp_path))
     (tmp_path / "runs" / "cnn").mkdir(parents=True)
     (tmp_path / "runs" / "cnn" / "stale").write_text("from an earlier run")
     calls = []
@@ -387,10 +429,11 @@ def test_reproduce_fresh_trains_each_run_once_per_context(tmp_path, monkeypatch)
     monkeypatch.setattr(complexity.experiments.colourization.train, "train", spy)
     cfg = TrainConfig(model="cnn", epochs=1, batch_size=10, nf=4, nc=6)
     out = str(tmp_path / "runs" / "cnn")
-    train_reports.trained(ctx, cfg, 5, out)
+    ctx.trained(cfg, 5, out)
     assert not os.path.exists(os.path.join(out, "stale"))  # --fresh did clear it once
-    train_reports.trained(ctx, cfg, 5, out)
+    ctx.trained(cfg, 5, out)
     assert calls == [None, os.path.join(out, "checkpoint.pt")]  # the second one resumed
+    assert sorted(os.listdir(out)) == ["checkpoint.pt", "curves.png", "history.json", "samples.png"]
 
 
 @pytest.mark.parametrize("argv", [
@@ -406,10 +449,25 @@ def test_other_commands_refuse_unusable_outputs_before_work(tmp_path, cache, cap
     assert (tmp_path / "file").read_text() == "a regular file"
 
 
+def test_invariance_model_for_and_run_study(tmp_path, one_epoch_cnn):
+    d, ck = one_epoch_cnn
+    model, cfg, source = invariance.model_for(d, "cnn", ck)
+    assert cfg.nf == 4 and source == f"checkpoint {ck}"
+    result = invariance.run_study(model, cfg, d, source, images=3, exact_arithmetic=True)
+    assert result["images"] == 3 and result["exact"] is True and result["nc"] == 6
+    assert len(result["rows"]) == 2 * len(invariance.A_GRID) * len(invariance.B_GRID)
+    with pytest.raises(checkpoint.CheckpointError, match="holds a cnn, not a unet"):
+        invariance.model_for(d, "unet", ck)
+    with pytest.raises(checkpoint.CheckpointError, match="other data"):
+        invariance.model_for(tiny_data(12, 4, cache=str(tmp_path)), "cnn", ck)
+    brief, cfg, source = invariance.model_for(d, "unet", epochs=1)
+    assert cfg.model == "unet" and cfg.nc == 6 and "trained here for 1 epochs" in source
+
+
 def test_empty_interior_is_no_measurement_not_zero(tmp_path):
     """k = 5 leaves no interior pixel on 32×32: the interior columns used to read 0."""
-    from complexity.cli.invariance import render
     from complexity.output import colourization as plots
+    from complexity.output.experiments import render_invariance
 
     torch.manual_seed(0)
     m = _random_model("cnn", kernel=5)
@@ -421,7 +479,7 @@ def test_empty_interior_is_no_measurement_not_zero(tmp_path):
         assert r["interior"] == {"max": None, "mean": None, "pixels": 0}
         assert r["border"]["pixels"] == 32 * 32 and r["border"]["max"] is not None
     st.update(exact=False, source="test")
-    text = render(st)
+    text = render_invariance(st)
     assert "—" in text
     json.dumps(st)  # None becomes null
     _, _, grid = plots.invariance_cells([r for r in st["rows"] if r["bn"] == "train"])
@@ -468,7 +526,7 @@ def test_report_figures_are_copied_atomically(tmp_path, monkeypatch):
     target: a failure midway left a truncated figure under the real name."""
     import shutil
     from complexity import atomic
-    from complexity.reproduce import experiments as train_reports
+    from complexity.reproduce import batch_size
 
     src, dst = tmp_path / "new.png", tmp_path / "reports" / "old.png"
     src.write_bytes(b"new figure" * 100)
@@ -487,13 +545,13 @@ def test_report_figures_are_copied_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     atomic.copy_file(str(src), str(dst))
     assert dst.read_bytes() == src.read_bytes()
-    source = open(train_reports.__file__, encoding="utf-8").read()
+    source = open(batch_size.__file__, encoding="utf-8").read()
     assert "shutil.copyfile" not in source  # every report figure goes through atomic
 
 
 def test_invariance_report_claim_is_computed_from_the_rows():
     """The report used to state "below 1e-12" whatever the rows held."""
-    from complexity.reproduce.experiments import scaling_claim
+    from complexity.reproduce.invariance import scaling_claim
 
     def study(worst, other=5.0):
         row = lambda a, b, bn, v: {"a": a, "b": b, "bn": bn,  # noqa: E731

@@ -1,1 +1,1 @@
-"""complexity/cli."""
+"""The command line: one module per command (see :mod:`complexity.cli.main`)."""

@@ -1,7 +1,7 @@
 """Argument types and error handling shared by every subcommand.
 
-Bad input must end in exit code 2 and one line on stderr naming the problem
-(SPEC §3), never a traceback: argument types raise ``argparse.ArgumentTypeError``
+Bad input must end in exit code 2 and one line on stderr naming the problem,
+never a traceback: argument types raise ``argparse.ArgumentTypeError``
 with the accepted range, and :class:`UsageError` carries problems found later.
 """
 from __future__ import annotations
@@ -128,3 +128,10 @@ def set_threads(args) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+def emit(text: str) -> int:
+    """Print a command's output (one trailing newline) and return exit code 0."""
+    if text:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return 0

@@ -1,14 +1,16 @@
-"""``python -m complexity finetune``: cost of one training step, full vs last layer,
-predicted and measured (issue 3). Imports torch only inside :func:`run`."""
+"""``python -m complexity finetune``: the memory and FLOPs of one training step,
+every layer trained versus only the last, predicted from the model's structure and
+measured on a fake-tensor step. Imports torch only inside :func:`run`."""
 from __future__ import annotations
-
-from complexity.errors import reason
 
 import argparse
 import os
 import sys
 
-from complexity.cli.common import UsageError, int_list, size
+from complexity.cli.common import UsageError, emit, int_list, size
+from complexity.errors import reason
+
+HELP = "memory and FLOPs of one training step, full vs last layer: predicted and measured"
 
 FORMATS = ("table", "markdown", "json")
 
@@ -76,18 +78,19 @@ def _check_plot(path: str) -> None:
 def _check_trainable(name: str, pattern: str, layers, width: int) -> None:
     """The --trainable pattern must match at every depth n of --layers (stack) or on
     the model itself."""
-    from complexity.cost import sweep as finetune
+    from complexity.cost.trainable import set_trainable
+    from complexity.zoo import build_model
 
     depths = layers if name == "stack" else [1]
     misses = []
     for n in depths:
         try:
-            net, _ = finetune.build_model(name, n, width)
+            net, _ = build_model(name, n, width)
         except Exception as e:
             raise UsageError(f"model {name}: {reason(e)}")
         try:
             names = [p for p, _ in net.named_parameters()]
-            finetune.set_trainable(net, pattern)
+            set_trainable(net, pattern)
         except ValueError as e:
             if name != "stack":
                 raise UsageError(f"model {name}: {e}")
@@ -102,9 +105,10 @@ def _check_trainable(name: str, pattern: str, layers, width: int) -> None:
                          "drop those --layers values or widen the pattern")
 
 
-def run(args) -> str:
+def run(args) -> int:
     from complexity.cost import sweep as finetune
     from complexity.output import finetune as finetune_report
+    from complexity.zoo import build_model
 
     if args.cuda:
         import torch
@@ -117,7 +121,7 @@ def run(args) -> str:
         _check_plot(args.plot)
     for name in args.model:
         try:
-            finetune.build_model(name, 1, args.width[0])
+            build_model(name, 1, args.width[0])
         except Exception as e:
             raise UsageError(f"model {name}: {reason(e)}"
                              if not isinstance(e, ValueError) else str(e))
@@ -138,4 +142,4 @@ def run(args) -> str:
         raise UsageError(f"the model cannot take this configuration: {e}")
     if args.plot:
         finetune_report.plot(results, args.plot)
-    return finetune_report.render(results, args.format)
+    return emit(finetune_report.render(results, args.format))

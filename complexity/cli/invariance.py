@@ -1,17 +1,20 @@
-"""``invariance``: do inputs y = a·x + b change the colourization output? (SPEC §1, A4)
+"""``python -m complexity invariance``: the course question on whether scaling and
+shifting the input (y = a·x + b) changes the colourization nets' output.
 
-The argument and the exact conditions are in :mod:`complexity.experiments.colourization.invariance`; this command
-measures them on a trained model (``--checkpoint``) or on one it trains briefly.
+The argument and the exact conditions are in
+:mod:`complexity.experiments.colourization.invariance`; this command measures them on
+a trained model (``--checkpoint``) or on one it trains briefly.
 """
 from __future__ import annotations
 
 import json
-
 import os
 
-from complexity.cli.common import (UsageError, add_threads_argument, output_folder,
+from complexity.cli.colour_args import add_data_arguments, check_cache, load_data
+from complexity.cli.common import (UsageError, add_threads_argument, emit, output_folder,
     positive_int, set_threads)
-from complexity.cli.train import add_data_arguments, check_cache, load_data
+
+HELP = "does scaling and shifting the input (a·x + b) change the output?"
 
 
 def add_arguments(p) -> None:
@@ -33,79 +36,29 @@ def add_arguments(p) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
-def model_for(args, data=None):
-    """(model, description) from --checkpoint, or trained here for --epochs."""
+def run(args) -> int:
     from complexity.experiments import checkpoint
-    from complexity.experiments.colourization.train import TrainConfig, data_key, load_model, train
-
-    if args.checkpoint is not None:
-        try:
-            model, cfg = load_model(args.checkpoint)
-        except checkpoint.CheckpointError as e:
-            raise UsageError(str(e)) from None
-        if cfg.model != args.model:
-            raise UsageError(f"--checkpoint {args.checkpoint} holds a {cfg.model}, "
-                             f"not a {args.model}")
-        args.nc = cfg.nc
-        data = data or load_data(args)
-        # as --resume does: a model measured on other data than it was trained on
-        # answers a different question
-        trained_on = checkpoint.load(args.checkpoint).get("data")
-        if trained_on != data_key(data):
-            raise UsageError(f"--checkpoint {args.checkpoint}: trained on other data or "
-                             "colours than the data given here")
-        return model, cfg, data, f"checkpoint {args.checkpoint}"
-    data = data or load_data(args)
-    cfg = TrainConfig(model=args.model, epochs=args.epochs, nc=args.nc)
-    _, model = train(data, cfg)
-    return model, cfg, data, f"trained here for {args.epochs} epochs (defaults otherwise)"
-
-
-def measure(args, data=None):
-    """The JSON object of ``invariance``."""
     from complexity.experiments.colourization import invariance
+    from complexity.output.experiments import render_invariance
 
-    model, cfg, data, source = model_for(args, data)
-    x, y = data.val_x[:args.batch_size], data.val_y[:args.batch_size]
-    if args.exact:
-        model, x = invariance.exact(model), x.double()
-    result = invariance.study(model, cfg.model, x, y, cfg.kernel)
-    result.update(exact=bool(args.exact), source=source, data=data.description, kernel=cfg.kernel, nf=cfg.nf,
-                  nc=cfg.nc)
-    if args.plot:
-        from complexity.output import colourization as plots
-
-        plots.invariance_grid([result], args.plot)
-    return result
-
-
-def run(args) -> str:
     if args.plot:
         if os.path.isdir(args.plot):
             raise UsageError(f"--plot {args.plot}: is a folder (need a .png file name)")
         output_folder(os.path.dirname(args.plot) or ".", "--plot")
     check_cache(args)
     set_threads(args)
-    result = measure(args)
-    if args.format == "json":
-        return json.dumps(result, indent=1)
-    return render(result)
+    nc = args.nc
+    try:
+        if args.checkpoint is not None:  # before the data: its NC is the data's
+            nc = invariance.load_trained(args.checkpoint, args.model)[1].nc
+        data = load_data(args, nc)
+        model, cfg, source = invariance.model_for(data, args.model, args.checkpoint, args.epochs)
+    except checkpoint.CheckpointError as e:
+        raise UsageError(str(e)) from None
+    result = invariance.run_study(model, cfg, data, source, args.batch_size, args.exact)
+    if args.plot:
+        from complexity.output import colourization as plots
 
-
-def render(result, tablefmt: str = "simple") -> str:
-    from tabulate import tabulate
-
-    rows = [(r["bn"], r["a"], r["b"], r["interior"]["max"], r["interior"]["mean"],
-             r["border"]["max"], r["border"]["mean"], r["delta_acc"], r["expected"])
-            for r in result["rows"]]
-    table = tabulate(rows, headers=("BN", "a", "b", "interior max Δ", "interior mean Δ",
-                                    "border max Δ", "border mean Δ", "Δ acc", "theory"),
-                     floatfmt=("", "g", "g", ".2e", ".2e", ".2e", ".2e", "+.4f", ""),
-                     tablefmt=tablefmt, missingval="—")  # — : the region has no pixel
-    arithmetic = ("float64, BN ε = 1e-300 (--exact)" if result["exact"]
-                  else "float32, BN ε = 1e-5 as trained")
-    return (f"{result['model']} ({result['source']}; {arithmetic}); {result['images']} validation images, "
-            f"{result['pixels']} pixels each, of which {result['interior_pixels']} interior "
-            f"(border band {result['border_band']} px: the receptive field reaches the zero "
-            f"padding); Δ = |change of a logit|, worst of the classes at a pixel\n\n{table}")
-
+        plots.invariance_grid([result], args.plot)
+    return emit(json.dumps(result, indent=1) if args.format == "json"
+                else render_invariance(result))

@@ -1,43 +1,15 @@
-"""``reproduce``: regenerate every report under reports/ with one command.
-
-A report step is a function ``step(ctx) -> [written paths]`` taking a
-:class:`complexity.reproduce.experiments.Context`; :data:`REPORT_STEPS` is the one list of
-them. Adding a report (segmentation, say) is one line there.
+"""``python -m complexity reproduce``: regenerate every report under reports/ with
+one command, running the writers of :data:`complexity.reproduce.REPORT_STEPS`.
 """
 from __future__ import annotations
 
 import json
 import os
 
-from complexity.reproduce import experiments as train_reports
-from complexity.cli.common import UsageError, add_threads_argument, set_threads
+from complexity.cli.common import UsageError, add_threads_argument, emit, set_threads
+from complexity.reproduce import REPORT_STEPS, Context
 
-def _counts(ctx):
-    from complexity.reproduce import counts as report_counts
-
-    return [report_counts.write(ctx.reports)]
-
-
-def _finetune(ctx):
-    from complexity.reproduce import finetune as finetune_answers
-
-    return finetune_answers.main(ctx.reports)
-
-
-def _segmentation(ctx):
-    from complexity.reproduce import segmentation as segmentation_report
-
-    return [segmentation_report.write_report(ctx.reports, quick=True, smoke=ctx.quick)]
-
-
-REPORT_STEPS = [
-    ("counts", _counts),
-    ("finetune", _finetune),
-    ("colourization", train_reports.colourization),
-    ("batch_size", train_reports.batch_size),
-    ("invariance", train_reports.invariance),
-    ("segmentation", _segmentation),
-]
+HELP = "regenerate the reports under reports/ (--quick: minutes)"
 
 
 def add_arguments(p) -> None:
@@ -57,7 +29,7 @@ def add_arguments(p) -> None:
     p.add_argument("--format", choices=("table", "json"), default="table")
 
 
-def run(args) -> str:
+def run(args) -> int:
     steps = dict(REPORT_STEPS)
     names = list(steps)
     if args.only:
@@ -68,13 +40,11 @@ def run(args) -> str:
                              f"; choose from {', '.join(steps)}")
     set_threads(args)
     quick = args.quick
-    ctx = train_reports.Context(
+    ctx = Context(
         reports=args.reports or (os.path.join("runs", "quick-reports") if quick else "reports"),
         runs=args.runs or os.path.join("runs", "reproduce-quick" if quick else "reproduce"),
         quick=quick, fresh=args.fresh, progress=not args.quiet)
-    written = {}
-    for name in names:
-        written[name] = steps[name](ctx)
+    written = {name: steps[name](ctx) for name in names}
     if args.format == "json":
-        return json.dumps({"quick": quick, "reports": written}, indent=1)
-    return "\n".join(f"{name}: {', '.join(paths)}" for name, paths in written.items())
+        return emit(json.dumps({"quick": quick, "reports": written}, indent=1))
+    return emit("\n".join(f"{name}: {', '.join(paths)}" for name, paths in written.items()))

@@ -1,5 +1,6 @@
 """``python -m complexity segment``: fine-tune DeepLabV3 for foreground/background
-(SPEC §1, Part C) — the last layer only or everything — and say what it cost.
+(the course's segmentation exercise) — the last layer only or everything — and say
+what it cost.
 
 Imports torch only inside :func:`run`, so ``--help`` and argument errors are fast.
 """
@@ -10,8 +11,9 @@ import json
 import os
 import sys
 
-from complexity.cli.common import UsageError, output_folder, positive_float, positive_int
+from complexity.cli.common import UsageError, emit, output_folder, positive_float, positive_int
 
+HELP = "fine-tune DeepLabV3 (last layer or all) for foreground/background, with its cost"
 ARCHS = ("deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
 MIN_SIZE = 16  # below this the backbones' stride-8/16 feature maps have under 2×2 cells
 COST_BATCH = 2  # BatchNorm in training mode needs at least two values per channel
@@ -86,7 +88,8 @@ def _datasets(args):
 def _model(args):
     import torch
 
-    from models.segmentation import WeightsError, deeplab, load_weights
+    from complexity.experiments.segmentation.weights import WeightsError, load_weights
+    from models.segmentation import deeplab
 
     torch.manual_seed(args.seed)
     model = deeplab(args.arch)
@@ -99,14 +102,16 @@ def _model(args):
         raise UsageError(str(e)) from None
 
 
-def run(args) -> str:
+def run(args) -> int:
     if args.bn_images < 0:
         raise UsageError(f"--bn-images {args.bn_images}: need an integer >= 0")
     output_folder(args.out, "--out")
-    from complexity.output import segmentation as plots
+    from complexity.atomic import write_json
     from complexity.experiments.segmentation.cost import step_cost
     from complexity.experiments.segmentation.data import DataError
     from complexity.experiments.segmentation.train import fit, predict
+    from complexity.output import segmentation as plots
+    from complexity.output.experiments import render_segment
 
     train_ds, val_ds = _datasets(args)
     model, weights_note = _model(args)
@@ -136,46 +141,5 @@ def run(args) -> str:
               "size": args.size, "lr": args.lr, "batch_size": args.batch_size,
               "cost": {"input_shape": [COST_BATCH, 3, args.size, args.size], **cost},
               "files": files}
-    _write_json(result, files["result.json"])
-    return json.dumps(result, indent=1) if args.format == "json" else render(result)
-
-
-def _write_json(obj, path: str) -> None:
-    from complexity.atomic import write_json
-
-    write_json(obj, path)
-
-
-def _fmt(v) -> str:
-    return f"{v:,}" if isinstance(v, int) else f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
-def render(result: dict) -> str:
-    """The text report of one run."""
-    from tabulate import tabulate
-
-    rows = [[0, "", *(_fmt(result["initial"][k]) for k in ("val_loss", "miou", "course_iou"))]]
-    rows += [[h["epoch"], _fmt(h["train_loss"]), _fmt(h["val_loss"]), _fmt(h["miou"]),
-              _fmt(h["course_iou"])] for h in result["history"]]
-    cost = result["cost"]
-    cost_rows = [[k, _fmt(v)] for k, v in cost.items() if k not in ("source", "input_shape")]
-    b = result["best"]
-    return "\n".join([
-        f"{result['arch']}, --train {result['train']}: {result['trainable_params']:,} of "
-        f"{result['total_params']:,} parameters trainable. {result['weights']}.",
-        f"data: {result['data']}, {result['size']}×{result['size']}",
-        "",
-        tabulate(rows, headers=["epoch", "train loss", "val loss", "mean IoU", "course IoU"],
-                 disable_numparse=True),
-        "(epoch 0 = the untrained head)",
-        "",
-        f"best: epoch {b['epoch']}, mean IoU {b['miou']:.4f}, course IoU {b['course_iou']:.4f}; "
-        f"{result['seconds']:.0f} s of wall time (measured on this machine)",
-        "",
-        f"one training step at input {tuple(cost['input_shape'])}, --train {result['train']} "
-        f"— {cost['source']}:",
-        tabulate(cost_rows, headers=["quantity", "value"], disable_numparse=True,
-                 colalign=("left", "right")),
-        "",
-        "files: " + ", ".join(result["files"].values()),
-    ])
+    write_json(files["result.json"], result)
+    return emit(json.dumps(result, indent=1) if args.format == "json" else render_segment(result))

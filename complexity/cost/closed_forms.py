@@ -6,10 +6,11 @@
   :mod:`complexity.counting.symbolic` (:func:`colourization_formulas`), in NF, NC, k,
   NIC, H, W and B.
 
-Both follow the same derivative rules as :mod:`complexity.cost.predict`,
+Both follow the same derivative rules as :mod:`complexity.cost.rules`,
 restated here rather than imported, for float32 tensors (4 bytes) and int64
 targets (8 bytes). Peak memory has no closed form here (it is a maximum over a
-schedule); the other six quantities do.
+schedule); the other six quantities do. :func:`evaluate` (that of
+:mod:`complexity.counting.symbolic`) gives a formula's exact value.
 
 Sources: saved tensors — ``tools/autograd/derivatives.yaml`` (convolution keeps
 its input, native_batch_norm its input and two C-vectors save_mean/save_invstd,
@@ -23,12 +24,19 @@ the forward again; the bias gradient is not counted).
 2*B*C*H*K*W
 >>> stack_formulas("full")["grad_bytes"]
 4*C**2*k**2*n + 4*C*K + 12*C*n + 4*K
+>>> evaluate(f["backward_flops"], dict(B=2, C=16, H=8, K=2, W=8))
+8192
 """
 from __future__ import annotations
 
 from typing import Dict
 
 import sympy as sp
+
+from complexity.counting import symbolic as sym
+from complexity.counting.symbolic import evaluate
+
+__all__ = ["SYMBOLS", "stack_formulas", "colourization_formulas", "evaluate"]
 
 _pos = dict(integer=True, positive=True)
 n, C, k, K, B, H, W = (sp.Symbol(s, **_pos) for s in ("n", "C", "k", "K", "B", "H", "W"))
@@ -65,15 +73,14 @@ def stack_formulas(mode: str) -> Dict[str, sp.Expr]:
 
 
 def colourization_formulas(model: str, mode: str) -> Dict[str, sp.Expr]:
-    """The six additive quantities of the CNN or UNet (SPEC §1) for ``mode``
+    """The six additive quantities of the course assignment's colourization CNN or
+    UNet (:func:`complexity.counting.symbolic.architecture`) for ``mode``
     ``'full'`` or ``'last'`` (only ``finalconv`` trains), in NF, NC, k, NIC, H, W, B.
 
     >>> f = colourization_formulas("unet", "last")
     >>> f["backward_flops"]
     2*B*H*NC**2*W*k**2 + 2*B*H*NC*NIC*W*k**2
     """
-    from complexity.counting import symbolic as sym
-
     layers = sym.architecture(model)
     last = layers[-1].name
     trains = (lambda l: True) if mode == "full" else (lambda l: l.name == last)
@@ -120,11 +127,3 @@ def colourization_formulas(model: str, mode: str) -> Dict[str, sp.Expr]:
         "backward_flops": sp.expand(backward),
     }
 
-
-def evaluate(expr: sp.Expr, values: Dict[str, int]) -> int:
-    """Exact integer value at ``values`` (names as keys: n, C, k, K, B, H, W of the
-    stack, or NF, NC, k, NIC, H, W, B of the colourization nets)."""
-    from complexity.counting import symbolic as sym
-
-    names = {**sym.SYMBOLS, **SYMBOLS}
-    return int(sp.sympify(expr).subs({names[s]: v for s, v in values.items()}))

@@ -88,7 +88,7 @@ class LiveBytes(TorchDispatchMode):
         return out
 
 
-def _logits(output):
+def logits(output):
     """The tensor the loss is taken on: the output, ``output["out"]``
     (torchvision segmentation models return a dict), or a tuple's ``.logits`` or
     first element (GoogLeNet and Inception v3 add auxiliary logits in train mode)."""
@@ -129,7 +129,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch_target=None) 
     param_storages = {id(t.untyped_storage()) for t in state.values()}
 
     def step(x, target):
-        out = _logits(functional_call(model, state, (x,)))
+        out = logits(functional_call(model, state, (x,)))
         if target is None:  # warm-up: learn the output's shape
             target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]),
                                    device=out.device)
@@ -205,7 +205,7 @@ def measure_cuda_peak(model: nn.Module, input_shape: Sequence[int]) -> int:
         if step == 1:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        out = _logits(net(x))
+        out = logits(net(x))
         if target is None:
             target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]), device=device)
         loss = F.cross_entropy(out, target)

@@ -1,6 +1,6 @@
 """Peak memory of one training step, from a traced graph: a liveness schedule.
 
-:func:`peak` walks the calls recorded by :func:`complexity.cost.predict.trace`
+:func:`peak` walks the calls recorded by :func:`complexity.cost.trace.trace`
 three times — forward, backward in reverse, then the Adam update — adding each
 storage when it is made and dropping it when nothing holds it any more, and
 returns the most ever alive. What holds a storage: the caller of the module it
@@ -11,20 +11,23 @@ gradient on without a copy; a node's kept tensors go as soon as it has run; a
 second gradient for the same tensor is summed into a new one (in place only for
 a parameter's ``.grad``).
 
->>> from models.stack import Stack
->>> from complexity.cost.predict import predict
->>> predict(Stack(1, 2), (2, 2, 4, 4))["peak_bytes"] > 0
-True
+A graph of one call, the loss ``sum`` of a resident 1 KiB input: the peak is the
+input, the 4-byte loss and the loss's 4-byte gradient (nothing trains).
+
+>>> import torch
+>>> from complexity.cost.graph import Call
+>>> g = Graph()
+>>> x = g.value(torch.empty(256, device="meta"))
+>>> g.resident.add(g.value_storage[x])
+>>> g.calls.append(Call("sum", [x], [g.value(torch.empty((), device="meta"), new=True)]))
+>>> peak(g, [], resident_bytes=1024)
+1032
 """
 from __future__ import annotations
 
 from typing import Dict, List
 
-from complexity.cost.predict import _ALIASING, Graph
-
-#: Backward of these hands the output gradient (or views of it) to the inputs:
-#: add passes it through, cat and views slice or reshape it; nothing is allocated.
-_SHARES_GRAD = _ALIASING | {"cat", "add", "add_", "__add__", "__iadd__", "__radd__"}
+from complexity.cost.graph import SHARES_GRAD, Graph
 
 
 class _Schedule:
@@ -98,7 +101,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int) -> int:
         arriving = []
         if c.node and outs:
             for v in c.grad_inputs:
-                gid = grad_of[outs[0]] if c.name in _SHARES_GRAD else new_grad(g.value_bytes[v])
+                gid = grad_of[outs[0]] if c.name in SHARES_GRAD else new_grad(g.value_bytes[v])
                 refs[gid] += 1
                 arriving.append((v, gid))
             sch.mark()  # the node ran: its kept tensors, output and input grads alive

@@ -1,17 +1,19 @@
-"""Training cost, full versus frozen fine-tuning: predicted and measured (issue 3).
+"""Training cost, fine-tuning every layer versus only the last: predicted and
+measured, over a grid of configurations (the question: what memory and compute
+does one training step cost when all n layers train, and when only the last does,
+and how does that grow with n and with the input's height and width?).
 
 The public API:
 
-* :func:`measure` (``finetune_measure``) — one real Adam step on a fake copy;
-* :func:`predict` (``finetune_predict``) — the same quantities from structure;
+* :func:`measure` (:mod:`complexity.cost.measure`) — one real Adam step on a fake copy;
+* :func:`predict` (:mod:`complexity.cost.predict`) — the same quantities from structure;
 * :func:`sweep` — both, over models, depths n, sizes, batches and modes;
 * :func:`slopes` — fitted log-log slopes against n and against H·W.
 
 Both functions take the model as it is: trainable = parameters with
-``requires_grad``. ``full`` trains every parameter, ``last`` only the last layer
-(the module owning the model's last parameter: ``head`` of ``stack``,
-``finalconv`` of the CNN/UNet, ``classifier.4`` of DeepLabV3, ``fc`` of a ResNet),
-a glob pattern anything in between.
+``requires_grad``, set by :func:`complexity.cost.trainable.set_trainable`
+(``full``, ``last`` or a parameter-name glob); models by name come from
+:func:`complexity.zoo.build_model`.
 
 >>> from models.stack import Stack
 >>> net = Stack(4, 8)
@@ -25,118 +27,35 @@ True
 """
 from __future__ import annotations
 
-from complexity.errors import reason
-
-import fnmatch
 import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from complexity.cost.measure import KEYS, measure, measure_cuda_peak
 from complexity.cost.predict import predict, predict_with_unmodelled
+from complexity.cost.trainable import last_layer, set_trainable
+from complexity.errors import reason
+from complexity.zoo import MODELS, build_model
 
+# Re-exported for the modules that import them from here today: KEYS, measure,
+# measure_cuda_peak (complexity.cost.measure), predict, predict_with_unmodelled
+# (complexity.cost.predict), set_trainable, last_layer (complexity.cost.trainable),
+# build_model, MODELS (complexity.zoo).
 __all__ = ["KEYS", "measure", "measure_cuda_peak", "predict", "predict_with_unmodelled",
-           "build_model", "set_trainable", "sweep", "slopes",
-           "MODELS"]
-
-#: Models with a name of their own; any torchvision classification or
-#: segmentation model name is accepted too.
-MODELS = ("stack", "cnn", "unet", "deeplabv3_resnet101")
-
-
-def build_model(name: str, layers: int = 4, width: int = 16):
-    """``(model, input_channels)`` for ``name``, on the meta device (no memory, no
-    download). ``layers`` and ``width`` shape ``stack`` only (n blocks of C channels).
-
-    >>> net, c = build_model("unet")
-    >>> type(net).__name__, c
-    ('UNet', 1)
-    """
-    import torch
-
-    with torch.device("meta"):
-        if name == "stack":
-            from models.stack import Stack
-            return Stack(layers, width), width
-        if name in ("cnn", "unet"):
-            from models.colourization import build
-            return build(name), 1  # SPEC §1 defaults: k 3, NF 32, NC 24, NIC 1
-        from models import segmentation
-        if name in segmentation.ARCHS:
-            return segmentation.deeplab(name), 3
-        import torchvision.models as tvm
-        try:
-            builder = tvm.get_model_builder(name)
-        except ValueError:
-            raise ValueError(f"unknown model {name!r}; choose stack, cnn, unet, "
-                             "deeplabv3_resnet101 or a torchvision model name") from None
-        from complexity.zoo import multi_input_reason
-        why = multi_input_reason(builder) or (
-            "takes N,C,T,H,W video clips" if ".video" in builder.__module__ else None)
-        if why:
-            raise ValueError(f"model {name!r} {why}; finetune supports models that "
-                             "take one N,C,H,W image batch")
-        import warnings
-        with warnings.catch_warnings():  # GoogLeNet/Inception warn about their init
-            warnings.simplefilter("ignore", FutureWarning)
-            # weights_backbone=None too: segmentation builders would download one.
-            try:
-                return builder(weights=None, weights_backbone=None), 3
-            except TypeError:  # classification builders take no weights_backbone
-                return builder(weights=None), 3
-
-
-def last_layer(model) -> str:
-    """The name of the module that owns the model's last parameter ('' when that
-    parameter belongs to the model itself); ``ValueError`` for a model without
-    parameters.
-
-    >>> from torch import nn
-    >>> last_layer(nn.Sequential(nn.Conv2d(1, 1, 1), nn.ReLU(), nn.Linear(2, 2)))
-    '2'
-    """
-    names = [n for n, _ in model.named_parameters()]
-    if not names:
-        raise ValueError("the model has no parameters: nothing to train")
-    return names[-1].rpartition(".")[0]
-
-
-def set_trainable(model, mode: str) -> int:
-    """Set ``requires_grad``: ``'full'``, ``'last'`` or a parameter-name glob.
-    Returns the number of trainable parameters; ``ValueError`` if none match."""
-    names = [n for n, _ in model.named_parameters()]
-    if not names:
-        raise ValueError("the model has no parameters: nothing to train")
-    if mode == "full":
-        chosen = set(names)
-    elif mode == "last":
-        owner = last_layer(model)
-        if owner:
-            chosen = {n for n in names if n.startswith(owner + ".")}
-        else:  # a parameter of the model itself: the top-level (dot-free) parameters
-            chosen = {n for n in names if "." not in n}
-    else:
-        chosen = {n for n in names if fnmatch.fnmatchcase(n, mode)}
-        if not chosen:
-            raise ValueError(f"--trainable {mode!r} matches no parameter name "
-                             f"(e.g. {names[0]!r} … {names[-1]!r})")
-    count = 0
-    for n, p in model.named_parameters():
-        p.requires_grad_(n in chosen)
-        count += p.numel() if n in chosen else 0
-    return count
+           "build_model", "set_trainable", "last_layer", "sweep", "slopes", "fit_slope",
+           "MODELS", "ConfigurationError"]
 
 
 class ConfigurationError(ValueError):
     """One configuration of a sweep failed; the message names it and the cause."""
 
 
-
 def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[int, int]],
           batches: Sequence[int], modes: Sequence[str], width: int = 16,
           measured: bool = True, cuda: bool = False, progress=None) -> List[dict]:
-    """One result per (model, layers, size, batch, mode): the JSON objects of the
-    issue, ``{"model", "layers", "size", "batch", "mode", "trainable_params",
-    "predicted": {KEYS}, "unmodelled": [call names], "measured": {KEYS} or None}``.
+    """One result per (model, layers, size, batch, mode): the JSON objects that
+    ``finetune --format json`` prints, ``{"model", "layers", "size", "batch",
+    "mode", "trainable_params", "predicted": {KEYS}, "unmodelled": [call names],
+    "measured": {KEYS} or None}``.
     ``layers`` applies to ``stack``; other models report their number of conv/linear
     layers. With ``cuda``, each result also holds ``"cuda_peak_bytes"``: one real
     step's ``torch.cuda.max_memory_allocated`` (:func:`measure_cuda_peak`) and
@@ -188,6 +107,7 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
 
 
 def _weight_layers(model) -> int:
+    """Number of Conv2d and Linear modules: the ``layers`` reported for a named model."""
     from torch import nn
     return sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules())
 

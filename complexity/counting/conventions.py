@@ -1,4 +1,4 @@
-"""The named counting conventions of SPEC §2, as data.
+"""The named counting conventions (lecture, course, torch), as data.
 
 A convention answers three questions about every layer, in the style of NNI's
 FLOPs/params profiler (small per-module rules with explicit switches):
@@ -9,9 +9,10 @@ FLOPs/params profiler (small per-module rules with explicit switches):
 * whether a convolution's bias counts as one more *connection* per output unit
   (``connection_bias``).
 
-Both the symbolic layer algebra (:mod:`complexity.counting.symbolic`) and the hook counter
-(:mod:`complexity.counting.hooks`) read these switches; they obtain the sizes the switches
-select in independent ways (formulas versus real tensors).
+Both the symbolic layer algebra (:mod:`complexity.counting.symbolic`) and the hook
+counter (:mod:`complexity.counting.hooks`) apply them through one function,
+:meth:`Convention.layer_quantities`; they obtain the sizes it combines in independent
+ways (formulas versus real tensors). docs/conventions.md states the conventions.
 
 >>> CONVENTIONS["lecture"].counts_weight("conv", "bias")
 False
@@ -25,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import FrozenSet, Optional, Tuple
 
-#: Layer kinds the colourization nets are built from (SPEC §1).
+#: Layer kinds the colourization nets are built from (conv, max-pool, upsample, BN, ReLU).
 LAYER_KINDS = ("conv", "maxpool", "upsample", "batchnorm", "relu")
 
 QUANTITIES = ("weights", "outputs", "connections")
@@ -47,6 +48,24 @@ class Convention:
         """Whether the output units of a ``kind`` layer count as outputs."""
         return kind in self.output_kinds
 
+    def layer_quantities(self, kind: str, params, out_units, fan_in=0, has_bias: bool = False,
+                         zero=0):
+        """Weights, outputs and connections of one layer, whatever the number type:
+        sympy expressions (the symbolic algebra) or integers (the hook counter).
+        ``params`` maps parameter names to sizes; ``fan_in`` and ``has_bias`` matter
+        for convolutions only (a connection is one input unit feeding one output
+        unit; the bias is one more under a convention with ``connection_bias``).
+
+        >>> CONVENTIONS["course"].layer_quantities("conv", {"weight": 36, "bias": 4}, 64, 9, True)
+        {'weights': 40, 'outputs': 64, 'connections': 640}
+        """
+        weights = sum((n for p, n in params.items() if self.counts_weight(kind, p)), zero)
+        outputs = out_units if self.counts_output(kind) else zero
+        connections = zero
+        if kind == "conv":
+            connections = out_units * (fan_in + int(self.connection_bias and has_bias))
+        return {"weights": weights, "outputs": outputs, "connections": connections}
+
 
 CONVENTIONS = {
     # The lecture's definition: a weight is a kernel entry, an output a conv unit,
@@ -58,7 +77,7 @@ CONVENTIONS = {
         output_kinds=frozenset({"conv"}),
         connection_bias=False,
     ),
-    # What the course's answer key counts (SPEC §2, the default).
+    # What the course's answer key counts (the default).
     "course": Convention(
         name="course",
         summary="conv kernel + bias, BN gamma/beta; conv + pool + upsample units; "

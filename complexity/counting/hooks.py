@@ -25,7 +25,7 @@ from torch.func import functional_call
 
 from complexity.counting import conventions as conv_mod
 
-#: Module classes and the layer kinds of SPEC §1 they are.
+#: Module classes and the layer kinds (of the colourization nets) they are.
 KINDS = {
     nn.Conv2d: "conv",
     nn.MaxPool2d: "maxpool",
@@ -116,12 +116,8 @@ def trace(module: nn.Module, input_shape: Sequence[int]) -> List[dict]:
 
 def quantities(rec: dict, cv) -> Dict[str, int]:
     """Weights, outputs and connections of one :func:`trace` record under convention ``cv``."""
-    weights = sum(n for p, n in rec["params"].items() if cv.counts_weight(rec["kind"], p))
-    outputs = rec["out_units"] if cv.counts_output(rec["kind"]) else 0
-    connections = 0
-    if rec["kind"] == "conv":
-        connections = rec["out_units"] * (rec["fan_in"] + int(cv.connection_bias and rec["has_bias"]))
-    return {"weights": weights, "outputs": outputs, "connections": connections}
+    return cv.layer_quantities(rec["kind"], rec["params"], rec["out_units"],
+                               rec.get("fan_in", 0), rec.get("has_bias", False))
 
 
 def count_layers(module: nn.Module, input_shape: Sequence[int],

@@ -11,13 +11,13 @@ How each number is obtained, and why:
   aten ops (``TorchDispatchMode``), so ``F.conv2d``, ``matmul``, ``F.linear``
   called inside a custom module's ``forward`` count as much as ``nn.Conv2d`` does;
   ops it has no formula for (``cat``, ``interpolate``, pooling, BatchNorm,
-  activations) are 0, as in torchinfo and in the ``torch`` convention (SPEC §2).
+  activations) are 0, as in torchinfo and in the ``torch`` convention (docs/conventions.md).
   A module's MACs are the counter's growth between its forward pre-hook and
   forward hook, so nested modules, repeated calls and functional ops inside the
   module are attributed without relying on the counter's private names.
 * **outputs** — output units (``numel`` of every tensor returned) of every leaf
-  module call: the ``torch`` convention of SPEC §2, applied to any leaf module.
-  Functional ops are not modules and add no outputs (as ``torch.cat`` in SPEC §2).
+  module call: the ``torch`` convention, applied to any leaf module.
+  Functional ops are not modules and add no outputs (as ``torch.cat`` in every convention).
 
 All counts are for the input as given (batch included). On the meta device
 tensors carry shapes only: nothing is allocated or computed, so the time does
@@ -73,7 +73,7 @@ def _selectors(convention: str):
     """(counts this parameter?, counts this leaf's outputs?) for ``convention``.
 
     ``torch`` means every parameter and every leaf module's output units, for any
-    module type; ``lecture`` and ``course`` keep their SPEC §2 meaning, which only
+    module type; ``lecture`` and ``course`` keep their meaning (docs/conventions.md), which only
     knows the colourization layer kinds (conv, maxpool, upsample, batchnorm, relu).
     """
     cv = conv_mod.get(convention)
@@ -102,7 +102,7 @@ def _shortcut_batchnorm(module: nn.Module) -> List[nn.Module]:
 
     Exact for every count here: BatchNorm's output has its input's shape, and
     FlopCounterMode has no formula for it (0 MACs, as torchinfo's conv-only MACs
-    and SPEC §2's ``torch`` convention). It matters for speed: meta BatchNorm runs
+    and the ``torch`` convention). It matters for speed: meta BatchNorm runs
     through Python reference decompositions, about half of deeplabv3_resnet101's
     profile time. The instance attribute is removed again after the run.
     """

@@ -1,6 +1,6 @@
 """Sympy layer algebra: shapes and weights / outputs / connections per layer.
 
-Each architecture of SPEC §1 is described here once, as a list of :class:`Layer`
+Each colourization architecture (docs/architectures.md) is described here once, as a list of :class:`Layer`
 records built by small constructors (:func:`conv`, :func:`maxpool`, ...). Every
 formula the tool prints is a sum over such a list; the hook counter in
 :mod:`complexity.counting.hooks` measures the same list on a real module, and the tests
@@ -50,16 +50,8 @@ class Layer:
     def quantities(self, convention) -> Dict[str, sp.Expr]:
         """Weights, outputs and connections of this layer under ``convention``."""
         cv = conv_mod.get(convention) if isinstance(convention, str) else convention
-        weights = sum(
-            (n for p, n in self.params.items() if cv.counts_weight(self.kind, p)),
-            sp.Integer(0),
-        )
-        outputs = self.out_units if cv.counts_output(self.kind) else sp.Integer(0)
-        connections = sp.Integer(0)
-        if self.kind == "conv":
-            per_unit = self.fan_in + (1 if cv.connection_bias and "bias" in self.params else 0)
-            connections = self.out_units * per_unit
-        return {"weights": weights, "outputs": outputs, "connections": connections}
+        return cv.layer_quantities(self.kind, self.params, self.out_units, self.fan_in,
+                                   "bias" in self.params, zero=sp.Integer(0))
 
 
 def _half(x: sp.Expr) -> sp.Expr:
@@ -104,7 +96,7 @@ def relu(name: str, x: Shape) -> Layer:
 
 
 def _block(layers: List[Layer], name: str, x: Shape, out_channels, resize=None) -> Shape:
-    """Conv → (MaxPool2d(2) | Upsample(2) | nothing) → BatchNorm2d → ReLU (SPEC §1),
+    """Conv → (MaxPool2d(2) | Upsample(2) | nothing) → BatchNorm2d → ReLU (the course's block),
     named as ``nn.Sequential`` children ``name.0`` … ``name.3``."""
     seq = [lambda n, s: conv(n, s, out_channels)]
     if resize is not None:
@@ -135,7 +127,7 @@ def architecture(model: str, nf=NF, nc=NC, kernel=k, nic=NIC, h=H, w=W) -> List[
     nf, nc, kernel, nic, h, w = map(sp.sympify, (nf, nc, kernel, nic, h, w))
     layers: List[Layer] = []
     blk = lambda name, s, c, r=None: _block(layers, name, s, c, r)  # noqa: E731
-    # The UNet only takes H, W divisible by 4 (SPEC §2), where ⌊H/2⌋ = H/2.
+    # The UNet only takes H, W divisible by 4 (its skip concatenations need it), where ⌊H/2⌋ = H/2.
     half = _half if model == "cnn" else _exact_half
     pool = lambda n, s: maxpool(n, s, half)  # noqa: E731
     x = (nic, h, w)
@@ -188,12 +180,19 @@ def evaluate(expr: sp.Expr, values: Dict) -> int:
     """Exact integer value of ``expr`` at ``values`` (keyed by symbol or name).
 
     Symbols are matched by name, so a formula parsed back from its JSON string
-    (plain symbols, no assumptions) evaluates the same as the original.
+    (plain symbols, no assumptions) evaluates the same as the original, and so do
+    formulas in other symbols (the training-cost closed forms of
+    :mod:`complexity.cost.closed_forms`: n, C, K, B …). ``ValueError`` when a
+    symbol has no value or the value is not an integer (never truncated).
 
     >>> evaluate(formulas("cnn", "lecture")["weights"], dict(NF=32, NC=24, k=3, NIC=1, H=32, W=32))
     86112
     >>> evaluate("NF*floor(H/4)", {"NF": 2, "H": 31})
     14
+    >>> evaluate("H/4", {"H": 6})
+    Traceback (most recent call last):
+    ...
+    ValueError: H/4 does not evaluate to an integer at {'H': 6}: 3/2
     """
     by_name = {getattr(s, "name", s): v for s, v in values.items()}
     expr = sp.sympify(expr, locals=SYMBOLS)

@@ -1,35 +1,21 @@
-"""Figures for the training reports, drawn with matplotlib's Agg backend (no display)
-and written atomically (temporary file + rename), so a failed run leaves no half PNG."""
+"""Figures of the colourization experiments (training curves, sample grids, the
+batch-size sweep, the input-scaling grid), drawn and saved through
+:mod:`complexity.output.figures`.
+"""
 from __future__ import annotations
 
+import os
 
 import numpy as np
-from complexity.atomic import atomic_path
+
+from complexity.output.figures import pyplot, save
 
 SAMPLES = 8  # columns of a sample grid
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save(fig, path: str) -> None:
-    plt = _pyplot()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-
-
 def curves(histories: dict, path: str, title: str = "", key_val: str = "val_loss") -> None:
     """Train (dashed) and validation (solid) loss per epoch, one colour per run."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
     for i, (name, hist) in enumerate(histories.items()):
         ep = [h["epoch"] for h in hist]
@@ -56,7 +42,7 @@ def colourise(indices, centres) -> np.ndarray:
 
 def sample_grid(grey, target, predictions: dict, centres, path: str) -> None:
     """Rows: grey input / target (nearest of NC colours) / one row per prediction."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [("grey input", np.repeat(np.asarray(grey)[:, 0, :, :, None], 3, axis=-1)),
             (f"target ({len(centres)} colours)", colourise(target, centres))]
     rows += [(f"{name} prediction", colourise(p, centres)) for name, p in predictions.items()]
@@ -75,7 +61,7 @@ def sample_grid(grey, target, predictions: dict, centres, path: str) -> None:
 
 def against_batch_size(rows, path: str) -> None:
     """Final validation loss and accuracy against batch size (log axis)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.5))
     sizes = [r["batch_size"] for r in rows]
     ax.plot(sizes, [r["final"]["val_loss"] for r in rows], "o-")
@@ -101,7 +87,7 @@ def invariance_cells(rows, region: str = "interior"):
 
 def invariance_grid(studies, path: str, region: str = "interior") -> None:
     """log10 of the mean |Δ logits| over the (a, b) grid, one panel per model and BN mode."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = [(s["model"], mode, [r for r in s["rows"] if r["bn"] == mode])
               for s in studies for mode in ("train", "eval")]
     fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), squeeze=False)
@@ -118,3 +104,39 @@ def invariance_grid(studies, path: str, region: str = "interior") -> None:
                         color="w" if grid[i, j] < -6 else "k")
     fig.colorbar(im, ax=list(axes[0]), label=f"log10 mean |Δ logits|, {region} pixels")
     save(fig, path)
+
+
+def training_figures(result: dict, model, data, out: str) -> None:
+    """``out``/curves.png and ``out``/samples.png of one training run: ``result`` is the
+    JSON object of :func:`complexity.experiments.colourization.train.train`, ``model``
+    the trained net, ``data`` its :class:`~complexity.experiments.colourization.data.ColourData`."""
+    from complexity.experiments.colourization.train import predict
+
+    name = result["model"]
+    curves({name: result["history"]}, os.path.join(out, "curves.png"),
+           title=f"{name}: per-pixel cross-entropy")
+    pred = predict(model, data.val_x[:SAMPLES])
+    sample_grid(data.val_x[:SAMPLES], data.val_y[:SAMPLES], {name: pred}, data.centres,
+                os.path.join(out, "samples.png"))
+
+
+def sweep_figures(result: dict, models: dict, data, out: str) -> None:
+    """Every figure of a batch-size sweep: each run's :func:`training_figures` in its
+    own folder, and in ``out`` curves.png (loss per epoch, one colour per batch size),
+    final.png (final loss and accuracy against batch size) and samples.png (one
+    prediction row per batch size). ``result`` is the JSON object of
+    :func:`complexity.experiments.colourization.batch_sweep.batch_sweep`, ``models``
+    maps each batch size to its trained net."""
+    from complexity.experiments.colourization.batch_sweep import run_folder
+    from complexity.experiments.colourization.train import predict
+
+    runs = result["runs"]
+    for r in runs:
+        training_figures(r, models[r["batch_size"]], data, run_folder(out, r["batch_size"]))
+    preds = {f"batch {r['batch_size']}": predict(models[r["batch_size"]], data.val_x[:SAMPLES])
+             for r in runs}
+    curves({f"batch {r['batch_size']}": r["history"] for r in runs},
+           os.path.join(out, "curves.png"), title=f"{result['model']}: loss by batch size")
+    against_batch_size(runs, os.path.join(out, "final.png"))
+    sample_grid(data.val_x[:SAMPLES], data.val_y[:SAMPLES], preds, data.centres,
+                os.path.join(out, "samples.png"))

@@ -15,7 +15,8 @@ from typing import List, Sequence
 
 from tabulate import tabulate
 
-from complexity.cost.sweep import KEYS, slopes
+from complexity.cost.measure import KEYS
+from complexity.cost.sweep import slopes
 from complexity.atomic import atomic_path
 
 MEMORY = ("param_bytes", "grad_bytes", "optimizer_bytes", "saved_activation_bytes", "peak_bytes")

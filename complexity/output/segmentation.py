@@ -1,37 +1,25 @@
 """Pictures of a segmentation run: loss and IoU curves, a prediction grid
 (image / truth / prediction), and the cost of training last vs all side by side.
 
-Every PNG is written to a temporary file and renamed, so a crash leaves no
-half-written picture under the real name.
+Drawn and saved atomically through :mod:`complexity.output.figures`.
 """
 from __future__ import annotations
 
-from complexity.atomic import atomic_path
+from complexity.output import figures
+from complexity.output.figures import pyplot
+
+DPI = 110  # these pictures have always been drawn at 110 dpi (the colourization ones at 100)
 
 
-def _save(fig, path: str) -> None:
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display here
-    import matplotlib.pyplot as plt
-
-    return plt
+def save(fig, path: str) -> None:
+    """:func:`complexity.output.figures.save` at :data:`DPI`."""
+    figures.save(fig, path, dpi=DPI)
 
 
 def curves(runs: dict, path: str) -> None:
     """Loss (left) and IoU (right) per epoch; ``runs`` maps a label to a run record
     of :func:`complexity.experiments.segmentation.train.fit`. Epoch 0 is the untrained head."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(10, 3.8))
     for label, run in runs.items():
         hist = run["history"]
@@ -50,14 +38,14 @@ def curves(runs: dict, path: str) -> None:
     for ax in (ax_loss, ax_iou):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    _save(fig, path)
+    save(fig, path)
 
 
 def prediction_grid(images, truths, preds, path: str, title: str = "") -> None:
     """Columns = examples; rows = image, ground truth, prediction."""
     from complexity.experiments.segmentation.data import denormalise
 
-    plt = _pyplot()
+    plt = pyplot()
     n = len(images)
     fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5.0), squeeze=False)
     for i in range(n):
@@ -71,13 +59,13 @@ def prediction_grid(images, truths, preds, path: str, title: str = "") -> None:
         axes[row, 0].set_ylabel(name)
     if title:
         fig.suptitle(title, fontsize=9)
-    _save(fig, path)
+    save(fig, path)
 
 
 def cost_bars(costs: dict, path: str, title: str = "") -> None:
     """Grouped bars, log scale: ``costs`` maps a label ("last", "all") to a dict of
     quantity → value (bytes or FLOPs)."""
-    plt = _pyplot()
+    plt = pyplot()
     labels = list(costs)
     keys = [k for k in costs[labels[0]] if all(isinstance(costs[l].get(k), (int, float))
                                                  for l in labels)]
@@ -94,4 +82,4 @@ def cost_bars(costs: dict, path: str, title: str = "") -> None:
     ax.legend()
     if title:
         ax.set_title(title, fontsize=9)
-    _save(fig, path)
+    save(fig, path)

@@ -1,14 +1,16 @@
-"""`reports/counts.md`: the assignment's question A3 answered, for both nets.
+"""`reports/counts.md`: the assignment's question on the number of weights, outputs
+and connections of the colourization nets, answered for both.
 
 "The number of weights, outputs and connections as a function of NF and NC, and
 again at doubled input size" — under the lecture's and the course's conventions,
 each formula verified against hooks on a real network in the same run.
+
+sympy is imported when the report is written, not with this module.
 """
 from __future__ import annotations
 
 import os
 
-from complexity.counting import report, symbolic
 from complexity.atomic import write_text
 from complexity.counting.conventions import CONVENTIONS, QUANTITIES
 
@@ -17,11 +19,14 @@ PARAMS = dict(NF=32, NC=24, k=3, NIC=1, H=32, W=32)
 
 
 def _formula(entry: dict, q: str, factor: int) -> str:
+    from complexity.counting import symbolic
+    from complexity.output.report import pretty
+
     p = {**entry["params"], "H": entry["params"]["H"] * factor, "W": entry["params"]["W"] * factor}
     expr = symbolic.polynomial_in_widths(
         symbolic.sympify_formula(entry["quantities"][q]["formula"]),
         {s: p[s] for s in ("k", "NIC", "H", "W")})
-    return report._pretty(expr)
+    return pretty(expr)
 
 
 def markdown(results) -> str:
@@ -62,9 +67,12 @@ def markdown(results) -> str:
     return "\n".join(lines)
 
 
-def write(out_dir: str = "reports") -> str:
-    """Write ``counts.md`` into ``out_dir`` atomically; returns its path."""
+def write(ctx) -> list:
+    """Write ``counts.md`` into ``ctx.reports`` atomically (a
+    :class:`~complexity.reproduce.context.Context`); returns [its path]."""
+    from complexity.counting import report
+
     results = report.build(["cnn", "unet"], ["lecture", "course"], PARAMS)
-    path = os.path.join(out_dir, "counts.md")
+    path = os.path.join(ctx.reports, "counts.md")
     write_text(path, markdown(results))
-    return path
+    return [path]

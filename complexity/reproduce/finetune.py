@@ -1,9 +1,11 @@
-"""reports/finetune.md and its plots (the assignment's C4 and C5, measured):
-``python -m complexity reproduce --only finetune``.
+"""reports/finetune.md and its plots: the assignment's questions on the cost of
+fine-tuning all n layers against only the last one, and on doubling the input's
+height and width, measured: ``python -m complexity reproduce --only finetune``.
 
 Every figure in the report is computed in this run (prediction and fake-tensor
 measurement, complexity.cost.sweep); the prose only names what the numbers show.
-Takes a minute or two on two CPU cores; needs no GPU and no download.
+Takes a minute or two on two CPU cores; needs no GPU and no download. torch is
+imported when the report is written, not with this module.
 """
 from __future__ import annotations
 
@@ -11,14 +13,7 @@ import os
 import sys
 import time
 
-from tabulate import tabulate
-
 from complexity.atomic import write_text
-
-from complexity.cost import sweep as ft
-from complexity.output import finetune as fr
-from complexity.cost import closed_forms as fs
-from complexity.counting import symbolic as sym
 
 LAYERS = [1, 2, 4, 8, 16, 32]
 
@@ -33,14 +28,35 @@ def one(results, **kw):
     return r
 
 
+def slope_text(x) -> str:
+    """A fitted slope to 3 decimals, or nothing when there is none.
+
+    >>> slope_text(0.99951), slope_text(None)
+    ('1.000', '')
+    """
+    return "" if x is None else f"{x:.3f}"
+
+
 def worst_error(results):
     """Largest |error| % per quantity over ``results``."""
+    from complexity.cost import sweep as ft
+    from complexity.output import finetune as fr
+
     return {q: max(abs(fr.error_pct(r["predicted"][q], r["measured"][q])) for r in results)
             for q in ft.KEYS}
 
 
-def main(out_dir: str = "reports"):
-    """Run the sweeps and write finetune.md and its two PNGs into ``out_dir``."""
+def write(ctx) -> list:
+    """Run the sweeps and write finetune.md and its two PNGs into ``ctx.reports`` (a
+    :class:`~complexity.reproduce.context.Context`); returns their paths."""
+    from tabulate import tabulate
+
+    from complexity.cost import closed_forms as fs
+    from complexity.cost import sweep as ft
+    from complexity.counting import symbolic as sym
+    from complexity.output import finetune as fr
+
+    out_dir = ctx.reports
     os.makedirs(out_dir, exist_ok=True)
     t0 = time.time()
     log = lambda r: sys.stderr.write(f"  {r['model']} n={r['layers']} {r['size']} {r['mode']}\n")  # noqa
@@ -83,7 +99,7 @@ def main(out_dir: str = "reports"):
           "(`complexity/finetune_symbolic.py`), which equal the measurement exactly for "
           "the six quantities other than the peak (tests/test_finetune.py).", ""]
 
-    # ---------------------------------------------------------------- C4: stack
+    # ------------------------------------- all n layers vs the last one: stack
     md += ["## C4 — n similar layers: `stack`, 64×64, batch 8, C = 16", "",
            "`stack` = n blocks Conv 3×3 16→16 → BatchNorm → ReLU, then a 1×1 conv 16 → 2 "
            "(the last layer). Measured, exact bytes and FLOPs (predicted: "
@@ -109,7 +125,7 @@ def main(out_dir: str = "reports"):
     srows = []
     for tail in (False, True):
         for s in ft.slopes(stack, "layers", tail=tail):
-            srows.append([s["mode"], "%d–%d" % tuple(s["range"])] + [fr._fmt(s[q]) for q in ft.KEYS])
+            srows.append([s["mode"], "%d–%d" % tuple(s["range"])] + [slope_text(s[q]) for q in ft.KEYS])
     md += [tabulate(srows, ["mode", "n"] + list(ft.KEYS), tablefmt="github",
                     disable_numparse=True), ""]
     ratio = {n: (lambda f, l: (f["forward_flops"] + f["backward_flops"])
@@ -120,7 +136,7 @@ def main(out_dir: str = "reports"):
            + ".", ""]
     md += ["![memory and FLOPs against n](finetune_layers.png)", ""]
 
-    # ----------------------------------------------------------- C4: deeplab
+    # ----------------------------------- all n layers vs the last one: deeplab
     md += ["## C4 in the real case: deeplabv3_resnet101, head swapped to 256 → 2, batch 8", "",
            "`last` = only `classifier.4` trains (SPEC §1). Predicted vs measured:", ""]
     drows = []
@@ -132,7 +148,7 @@ def main(out_dir: str = "reports"):
     md += [tabulate(drows, ["size", "mode", "quantity", "predicted",
                             "measured", "error"], tablefmt="github", disable_numparse=True), ""]
 
-    # ---------------------------------------------------------------- C5
+    # ------------------------------------------- doubling the input's H and W
     md += ["## C5 — doubling the input height and width", "",
            "Measured ratio (2H×2W) / (H×W), batch 8 (stack: n = 8, C = 16; CNN/UNet: "
            "NF = 32, NC = 24):", ""]
@@ -198,6 +214,11 @@ def depthwise_counts():
 
 def beyond(other, unruled):
     """Other torchvision models: where the prediction's rules, or the counter, end."""
+    from tabulate import tabulate
+
+    from complexity.cost import sweep as ft
+    from complexity.output import finetune as fr
+
     dw = depthwise_counts()
     rows = []
     for r in other:
@@ -232,6 +253,8 @@ def beyond(other, unruled):
 
 def answers(stack, wide, res, deep):
     """The prose answers, every number taken from this run."""
+    from complexity.cost import sweep as ft
+
     sl = {(s["mode"], tuple(s["range"])): s for t in (False, True)
           for s in ft.slopes(stack, "layers", tail=t)}
     whole_f, whole_l = sl["full", (1, 32)], sl["last", (1, 32)]

@@ -2,10 +2,11 @@
 offline generated shapes, with curves, predictions and the cost of one training
 step side by side.
 
-Regenerate with ``python -m complexity.reproduce.segmentation [OUT_DIR] [--full]``
-(default ``reports``; the quick settings took about 15 minutes on two shared CPU
-cores), or only the cost table with ``--costs-only`` (no training).
-:func:`write_report` is the hook for ``python -m complexity reproduce``.
+:func:`write` is the writer of ``python -m complexity reproduce --only segmentation``
+(the quick settings took about 15 minutes on two shared CPU cores; ``--quick`` runs
+the smoke settings). :func:`write_report` picks the settings itself (``quick=False``:
+the whole generated set, more epochs), and :func:`rerender` re-measures only the
+cost table of a report already written (no training).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import os
 import platform
 import sys
 import time
+
+from complexity.atomic import write_json, write_text
 
 ARCH = "deeplabv3_mobilenet_v3_large"
 SIZE = 96
@@ -44,10 +47,10 @@ def _train(run: str, s: dict, out_dir: str, model=None):
     re-initialised — a stand-in for the pretrained backbone the course started from."""
     import torch
 
-    from models.segmentation import deeplab
     from complexity.experiments.segmentation.data import datasets
-    from complexity.output.segmentation import prediction_grid
     from complexity.experiments.segmentation.train import fit, predict
+    from complexity.output.segmentation import prediction_grid
+    from models.segmentation import deeplab
 
     train = "all" if run == "all" else "last"
     torch.manual_seed(0)
@@ -73,19 +76,28 @@ def _train(run: str, s: dict, out_dir: str, model=None):
 def _costs() -> dict:
     import torch
 
-    from models.segmentation import deeplab, set_trainable
+    from complexity.cost.trainable import set_trainable
     from complexity.experiments.segmentation.cost import step_cost
+    from complexity.experiments.segmentation.train import trainable_mode
+    from models.segmentation import deeplab
 
     costs = {}
     for arch, size in ((ARCH, SIZE), COURSE):
         with torch.device("meta"):
             model = deeplab(arch)
         for train in ("last", "all"):
-            set_trainable(model, train)
+            set_trainable(model, trainable_mode(train))
             shape = (COST_BATCH, 3, size, size)
             cost = step_cost(model, shape)
             costs[f"{arch} {size}×{size} --train {train}"] = cost
     return costs
+
+
+def write(ctx) -> list:
+    """The ``reproduce`` writer (a :class:`~complexity.reproduce.context.Context`): the
+    quick settings into ``ctx.reports``, or the smoke settings with ``ctx.quick``;
+    returns [the markdown's path]."""
+    return [write_report(ctx.reports, quick=True, smoke=ctx.quick)]
 
 
 def write_report(out_dir: str = "reports", quick: bool = True, smoke: bool = False) -> str:
@@ -109,9 +121,9 @@ def write_report(out_dir: str = "reports", quick: bool = True, smoke: bool = Fal
     data = {"arch": ARCH, "size": SIZE, "quick": quick, "settings": s, "runs": runs,
             "costs": costs, "seconds_total": time.perf_counter() - start,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores visible"}
-    _atomic_write(os.path.join(out_dir, "segmentation.json"), json.dumps(data, indent=1))
+    write_json(os.path.join(out_dir, "segmentation.json"), data)
     md = os.path.join(out_dir, "segmentation.md")
-    _atomic_write(md, render(data))
+    write_text(md, render(data))
     return md
 
 
@@ -127,16 +139,10 @@ def rerender(out_dir: str = "reports") -> str:
               for t in ("last", "all")}
     cost_bars(course, os.path.join(out_dir, "segmentation_cost.png"),
               title=f"one training step of {COURSE[0]} at {COST_BATCH}×3×{COURSE[1]}×{COURSE[1]}")
-    _atomic_write(os.path.join(out_dir, "segmentation.json"), json.dumps(data, indent=1))
+    write_json(os.path.join(out_dir, "segmentation.json"), data)
     md = os.path.join(out_dir, "segmentation.md")
-    _atomic_write(md, render(data))
+    write_text(md, render(data))
     return md
-
-
-def _atomic_write(path: str, text: str) -> None:
-    from complexity.atomic import write_text
-
-    write_text(path, text)
 
 
 def _epoch_rows(run: dict) -> list:
@@ -158,7 +164,8 @@ def render(data: dict) -> str:
         "",
         "Regenerate: "
         + ("`python -m complexity reproduce --only segmentation`" if data["quick"] is True
-           else "`python -m complexity.reproduce.segmentation reports --full`") + " "
+           else "`python -c \"from complexity.reproduce.segmentation import write_report; "
+           "write_report('reports', quick=False)\"`") + " "
         f"({data['seconds_total']:.0f} s of wall time for this file on {data['machine']}, "
         "shared with other jobs).",
         "",
@@ -259,11 +266,3 @@ def _findings(data: dict) -> list:
     lines[-1] += "saves is the backward pass and what it keeps (SPEC §1, C4)."
     return lines + [""]
 
-
-if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    folder = args[0] if args else "reports"
-    if "--costs-only" in sys.argv:
-        print(rerender(folder))
-    else:
-        print(write_report(folder, quick="--full" not in sys.argv))

@@ -1,4 +1,5 @@
-"""Colourization data (SPEC §1): images as uint8 RGB crops, grey inputs, colour-class targets.
+"""Colourization data of the course assignment: images as uint8 RGB crops, grey
+inputs, colour-class targets.
 
 Three sources, chosen by :func:`load_images`:
 
@@ -215,7 +216,7 @@ def load_images(path: str | None = None, category: int = 7,
 
 # --------------------------------------------------------------- colours
 def grey(rgb: np.ndarray) -> np.ndarray:
-    """Grey input = mean of R, G, B (SPEC §1), channel axis first: (N, 1, H, W)."""
+    """Grey input = mean of R, G, B (as the course does), channel axis first: (N, 1, H, W)."""
     return rgb.mean(axis=-1)[:, None]
 
 
@@ -287,7 +288,7 @@ def prepare(images: Images, nc: int = 24, cache: str | None = None) -> ColourDat
     centres = colour_centres(images.train, nc, cache)
     tensors = []
     for part in (images.train, images.val):
-        rgb = part.astype(np.float64) / 256  # SPEC §1: pixel values divided by 256
+        rgb = part.astype(np.float64) / 256  # as the course: pixel values divided by 256
         tensors.append(torch.from_numpy(grey(rgb).astype(np.float32)))
         tensors.append(torch.from_numpy(quantise(rgb, centres)))
     return ColourData(*tensors, centres, images.description)

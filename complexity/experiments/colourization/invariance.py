@@ -1,4 +1,5 @@
-"""Does y = a·x + b on the input change the output? (SPEC §1, question A4)
+"""Does y = a·x + b on the input change the output? (The course question on
+whether scaling and shifting the input changes the colourization nets' output.)
 
 The claim tested: "batch norm makes the output invariant, so no effect". What holds:
 
@@ -23,12 +24,18 @@ The claim tested: "batch norm makes the output invariant, so no effect". What ho
 
 Border pixels are those whose receptive field reaches the zero padding of some conv
 (:func:`border_band`); they are reported apart from the interior.
+
+:func:`model_for` gives the net to study (a ``train`` checkpoint, or one trained
+briefly here) and :func:`run_study` measures it on validation images.
 """
 from __future__ import annotations
 
 import copy
 
 import torch
+
+from complexity.experiments import checkpoint
+from complexity.experiments.colourization.train import TrainConfig, data_key, load_model, train
 
 A_GRID = (-1.0, 0.0, 0.5, 1.0, 2.0, 10.0)
 B_GRID = (-0.5, 0.0, 0.5)
@@ -148,3 +155,48 @@ def study(model, model_name: str, x, y, kernel: int = 3, a_grid=A_GRID, b_grid=B
     return {"model": model_name, "border_band": band,
             "interior_pixels": int(interior_mask(x.shape[-2], x.shape[-1], band).sum()),
             "pixels": x.shape[-2] * x.shape[-1], "images": len(x), "rows": rows}
+
+
+def load_trained(path: str, model_name: str):
+    """``(model, cfg)`` of the ``train`` checkpoint ``path``;
+    :class:`~complexity.experiments.checkpoint.CheckpointError` with one line if it is
+    unreadable, not ours, or holds another net than ``model_name``. Its ``cfg.nc``
+    says how many colours the data must be prepared with."""
+    model, cfg = load_model(path)
+    if cfg.model != model_name:
+        raise checkpoint.CheckpointError(f"--checkpoint {path} holds a {cfg.model}, "
+                                         f"not a {model_name}")
+    return model, cfg
+
+
+def model_for(data, model_name: str, checkpoint_path: str | None = None, epochs: int = 3):
+    """``(model, cfg, source)``: the net of ``checkpoint_path`` (:func:`load_trained`),
+    which must have been trained on ``data`` — a model measured on other data than it
+    was trained on answers a different question — or, without a checkpoint, a
+    ``model_name`` trained here on ``data`` for ``epochs`` epochs with the default
+    settings (and ``data``'s number of colours). ``source`` says which, in words.
+    :class:`~complexity.experiments.checkpoint.CheckpointError` for a checkpoint
+    that does not fit."""
+    if checkpoint_path is not None:
+        model, cfg = load_trained(checkpoint_path, model_name)
+        if checkpoint.load(checkpoint_path).get("data") != data_key(data):
+            raise checkpoint.CheckpointError(f"--checkpoint {checkpoint_path}: trained on "
+                                             "other data or colours than the data given here")
+        return model, cfg, f"checkpoint {checkpoint_path}"
+    cfg = TrainConfig(model=model_name, epochs=epochs, nc=len(data.centres))
+    _, model = train(data, cfg)
+    return model, cfg, f"trained here for {epochs} epochs (defaults otherwise)"
+
+
+def run_study(model, cfg: TrainConfig, data, source: str, images: int = 100,
+              exact_arithmetic: bool = False) -> dict:
+    """:func:`study` of ``model`` on the first ``images`` validation images of
+    ``data`` — in float64 with BN ε → 0 (:func:`exact`) when ``exact_arithmetic`` — with
+    what was measured: the JSON object of the ``invariance`` command."""
+    x, y = data.val_x[:images], data.val_y[:images]
+    if exact_arithmetic:
+        model, x = exact(model), x.double()
+    result = study(model, cfg.model, x, y, cfg.kernel)
+    result.update(exact=bool(exact_arithmetic), source=source, data=data.description,
+                  kernel=cfg.kernel, nf=cfg.nf, nc=cfg.nc)
+    return result

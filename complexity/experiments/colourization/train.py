@@ -1,6 +1,8 @@
-"""Training the colourization nets (SPEC §1): per-pixel cross-entropy over NC colour
-classes, Adam, per-epoch train loss / validation loss / validation per-pixel accuracy,
-an atomic checkpoint each epoch that ``resume`` continues exactly.
+"""Training the colourization nets as the course assignment does: per-pixel
+cross-entropy over NC colour classes, Adam, per-epoch train loss / validation loss /
+validation per-pixel accuracy, an atomic checkpoint each epoch that ``resume``
+continues exactly. :func:`train_or_resume` continues whatever checkpoint a run
+folder holds, or trains afresh when it cannot.
 
 The epoch loop is the plain PyTorch loop plus a progress bar and one ``.item()`` per
 batch; ``benchmarks/train_epoch_overhead.py`` measures what that costs.
@@ -157,12 +159,14 @@ def _start(cfg: TrainConfig, data, resume_path):
 
 def train(data, cfg: TrainConfig, out: str | None = None, resume: str | None = None,
           progress: bool = False):
-    """Train ``cfg.model`` on ``data`` (a :class:`complexity.experiments.colourization.data.ColourData`) up to
-    ``cfg.epochs`` epochs in all, continuing the checkpoint ``resume`` when given.
+    """Train ``cfg.model`` on ``data`` (a
+    :class:`~complexity.experiments.colourization.data.ColourData`) up to ``cfg.epochs``
+    epochs in all, continuing the checkpoint ``resume`` when given.
 
     Writes ``out``/checkpoint.pt after every epoch (atomically) and, at the end,
-    history.json, curves.png and samples.png. Returns ``(result, model)`` where
-    ``result`` is the JSON object of the ``train`` command.
+    ``out``/history.json. Returns ``(result, model)`` where ``result`` is the JSON
+    object of the ``train`` command; its figures (curves.png, samples.png) are the
+    caller's to draw (:func:`complexity.output.colourization.training_figures`).
     """
     model, optimizer, generator, history, seconds = _start(cfg, data, resume)
     for epoch in range(len(history) + 1, cfg.epochs + 1):
@@ -189,20 +193,24 @@ def train(data, cfg: TrainConfig, out: str | None = None, resume: str | None = N
               if history else None,
               "seconds": seconds}
     if out is not None:
-        from complexity.output import colourization as plots
-
-        write_json(result, os.path.join(out, "history.json"))
-        plots.curves({cfg.model: history}, os.path.join(out, "curves.png"),
-                     title=f"{cfg.model}: per-pixel cross-entropy")
-        pred = predict(model, data.val_x[:plots.SAMPLES])
-        plots.sample_grid(data.val_x[:plots.SAMPLES], data.val_y[:plots.SAMPLES],
-                          {cfg.model: pred}, data.centres, os.path.join(out, "samples.png"))
+        atomic.write_json(os.path.join(out, "history.json"), result)
     return result, model
 
 
-def write_json(obj, path: str) -> None:
-    """Write JSON atomically (temporary file + rename)."""
-    atomic.write_json(obj, path)
+def train_or_resume(data, cfg: TrainConfig, out: str, progress: bool = False, log=None):
+    """:func:`train` into the run folder ``out``, continuing the checkpoint there when
+    it holds one of these settings and data; a checkpoint that does not fit (other
+    settings, other data, unreadable) is reported to ``log`` (a ``str -> None``
+    callable, optional) and the run starts afresh over it. Returns ``(result, model)``.
+    """
+    path = os.path.join(out, CHECKPOINT)
+    if os.path.isfile(path):
+        try:
+            return train(data, cfg, out=out, resume=path, progress=progress)
+        except checkpoint.CheckpointError as e:
+            if log is not None:
+                log(f"{e}; training {cfg.model} from scratch")
+    return train(data, cfg, out=out, progress=progress)
 
 
 def load_model(path: str):

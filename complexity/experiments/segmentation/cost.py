@@ -4,7 +4,8 @@ counter with the grouped-convolution backward rule corrected, saved activations,
 peak live bytes), plus the trainable parameters' bytes.
 
 >>> import torch
->>> from models.segmentation import deeplab, set_trainable
+>>> from complexity.cost.trainable import set_trainable
+>>> from models.segmentation import deeplab
 >>> with torch.device("meta"):
 ...     net = deeplab("deeplabv3_mobilenet_v3_large")
 >>> _ = set_trainable(net, "last")

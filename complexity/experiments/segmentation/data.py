@@ -5,7 +5,7 @@ Both yield ``(image, mask)``: image float32 (3, S, S) with ImageNet normalisatio
 (mean/std below, the statistics torchvision's pretrained models expect), mask int64
 (S, S) with 1 = foreground, 0 = background.
 
-**Oxford 17 Flowers** (Nilsback & Zisserman, VGG; the course's data, SPEC §1 Part C),
+**Oxford 17 Flowers** (Nilsback & Zisserman, VGG; the data of the course's segmentation exercise),
 in the layout of the two published archives::
 
     DIR/jpg/image_0001.jpg ...       (17flowers.tgz)

@@ -1,5 +1,5 @@
 """Segmentation metrics: the standard mean IoU over classes, and the course's
-thresholded per-image IoU (SPEC §1, Part C).
+thresholded per-image IoU (the course's segmentation exercise).
 
 Both take integer label maps (N, H, W) — predictions are ``argmax`` over the class
 dimension of ``model(x)["out"]`` — and are exact counts of pixels.

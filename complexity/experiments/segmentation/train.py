@@ -1,6 +1,7 @@
-"""The segmentation fine-tuning loop (SPEC §1, Part C): Adam on the trainable
-parameters only, per-pixel cross-entropy on ``model(x)["out"]``, per epoch the
-training loss, validation loss, standard mean IoU and the course's thresholded IoU;
+"""The segmentation fine-tuning loop of the course's exercise (DeepLabV3, foreground
+vs background, the last layer or everything): Adam on the trainable parameters
+only, per-pixel cross-entropy on ``model(x)["out"]``, per epoch the training loss,
+validation loss, standard mean IoU and the course's thresholded IoU;
 best and last checkpoints written atomically.
 
 Frozen parameters (``--train last``) have ``requires_grad=False``: autograd builds
@@ -41,11 +42,28 @@ from torch.utils.data import DataLoader
 
 from complexity.counting.hooks import mode
 
+from complexity.cost.trainable import set_trainable
 from complexity.experiments import checkpoint
-from models.segmentation import set_trainable
 from complexity.experiments.segmentation.metrics import confusion, course_iou, mean_iou
 
 NUM_CLASSES = 2
+#: ``segment --train`` → the mode of :func:`complexity.cost.trainable.set_trainable`:
+#: ``last`` trains the module owning the last parameter, which for DeepLabV3 without
+#: its auxiliary head is the new head ``classifier.4``.
+TRAIN_MODES = {"last": "last", "all": "full"}
+
+
+def trainable_mode(train: str) -> str:
+    """The :func:`~complexity.cost.trainable.set_trainable` mode of ``--train last|all``.
+
+    >>> trainable_mode("all")
+    'full'
+    """
+    try:
+        return TRAIN_MODES[train]
+    except KeyError:
+        raise ValueError(f"unknown train mode {train!r}; choose one of "
+                         f"{', '.join(TRAIN_MODES)}") from None
 
 
 def evaluate(model: nn.Module, loader) -> dict:
@@ -150,7 +168,8 @@ def fit(model: nn.Module, train_ds, val_ds, *, train: str = "last", epochs: int 
     (``{"model": state_dict, "epoch", "metrics", **meta}``; read with
     :func:`complexity.experiments.checkpoint.load`).
     """
-    params = set_trainable(model, train)
+    trainable = set_trainable(model, trainable_mode(train))
+    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     if batch_size < 2:
         raise ValueError(f"batch_size {batch_size}: train-mode BatchNorm needs at least 2 images")
@@ -182,7 +201,7 @@ def fit(model: nn.Module, train_ds, val_ds, *, train: str = "last", epochs: int 
                 checkpoint.save(state, os.path.join(out, "best.pt"))
     return {
         "initial": initial, "history": history, "best": best,
-        "trainable_params": sum(p.numel() for p in params),
+        "trainable_params": trainable,
         "total_params": sum(p.numel() for p in model.parameters()),
         "seconds": time.perf_counter() - start,
     }

@@ -1,0 +1,539 @@
+"""The public Python API, named like the commands: :func:`profile`, :func:`derive`,
+:func:`step_cost`. Each returns a typed result — :class:`Profile`,
+:class:`Derivation`, :class:`StepCost` — with ``to_dict()`` (JSON-ready, exact
+integers; for ``profile`` and ``derive`` the objects ``--format json`` prints) and a
+table a person can read (``print(result)``).
+
+They wire the library as the commands do, with the same defaults, so that a
+command can be a thin layer over this module: a model is an ``nn.Module``, or a
+spec string (``"cnn"``, ``"unet"``, ``"torchvision:NAME"``,
+``"package.module:factory"``) built on the chosen device, or (``derive``) a
+factory, a callable returning a module.
+
+Nothing heavy is imported here at module level: torch, sympy and tabulate are
+imported inside the functions, so ``import complexity`` stays fast.
+
+>>> import complexity
+>>> from models.stack import Stack
+>>> p = complexity.profile(Stack(2, 4), (1, 4, 8, 8))
+>>> p.params == sum(t.numel() for t in Stack(2, 4).parameters())
+True
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+__all__ = ["profile", "derive", "step_cost", "Profile", "ProfileLayer", "Derivation",
+           "StepCost"]
+
+#: The input a spec gets when none is given (as ``profile``/``derive`` on the command line).
+DEFAULT_INPUT = (1, 3, 224, 224)
+DEFAULT_VIDEO_INPUT = (1, 3, 16, 112, 112)
+
+
+def _num(v) -> str:
+    return f"{v:,}" if isinstance(v, int) else f"{v:,.1f}"
+
+
+def _shape_text(shape) -> str:
+    """``[1, 4, 8, 8]`` → ``1×4×8×8``; dicts and lists of shapes joined; ``--`` for none."""
+    if isinstance(shape, dict):
+        return "; ".join(f"{k}: {_shape_text(v)}" for k, v in shape.items())
+    if isinstance(shape, list) and shape and isinstance(shape[0], (list, dict)):
+        return ", ".join(_shape_text(s) for s in shape)
+    if isinstance(shape, (list, tuple)):
+        return "×".join(map(str, shape))
+    return "--"
+
+
+# ------------------------------------------------------------------ models
+def _input(spec, input_shape) -> Tuple[int, ...]:
+    """The input shape: given (a sequence or ``"1,3,224,224"``), or the spec's default."""
+    from complexity.zoo import ModelSpecError, parse_input
+
+    if input_shape is None:
+        if spec is None:
+            raise ModelSpecError("input_shape is needed for a module (e.g. (1, 3, 224, 224))")
+        if spec.input_links:  # cnn/unet: their own input channels, the course's 32×32
+            return (1, spec.args["num_in_channels"], 32, 32)
+        return DEFAULT_VIDEO_INPUT if spec.rank == 5 else DEFAULT_INPUT
+    if isinstance(input_shape, str):
+        return parse_input(input_shape)
+    shape = tuple(input_shape)
+    if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+        raise ModelSpecError(f"input_shape {shape!r}: need integers >= 1 (e.g. (1, 3, 224, 224))")
+    return shape
+
+
+def _spec(model, model_args: Optional[Dict[str, Any]]):
+    """A :class:`complexity.zoo.ModelSpec` for a spec string, a spec or a factory."""
+    import dataclasses
+
+    from complexity.zoo import ModelSpec, parse_spec
+
+    model_args = dict(model_args or {})
+    if isinstance(model, str):
+        return parse_spec(model, model_args)
+    if isinstance(model, ModelSpec):
+        return dataclasses.replace(model, args={**model.args, **model_args})
+    if callable(model):
+        name = getattr(model, "__qualname__", None) or type(model).__name__
+        return ModelSpec(name, model, model_args)
+    raise TypeError(f"model must be an nn.Module, a spec string or a factory, "
+                    f"not {type(model).__name__}")
+
+
+def _build(spec, shape, device: str):
+    """Build ``spec`` on ``device`` after checking ``shape`` against it (as the CLI does)."""
+    import torch
+
+    from complexity.zoo import ModelSpecError, check_input
+
+    check_input(spec, shape)
+    with torch.device(device):
+        try:
+            return spec.build()
+        except ModelSpecError as e:
+            text = str(e)
+            hint = ("; try --device cpu" if device == "meta" and "failed" in text
+                    and ("NotImplementedError" in text or "meta" in text.lower()) else "")
+            raise ModelSpecError(f"{e}{hint}") from None
+
+
+def _resolve(model, input_shape, model_args, device):
+    """``(spec or None, name, input shape, module)`` for any accepted model."""
+    from torch import nn
+
+    if isinstance(model, nn.Module):
+        if model_args:
+            raise TypeError("model_args applies to a spec or a factory, not to a built module")
+        return None, type(model).__name__, _input(None, input_shape), model
+    spec = _spec(model, model_args)
+    shape = _input(spec, input_shape)
+    return spec, spec.name, shape, _build(spec, shape, device)
+
+
+# ------------------------------------------------------------------ profile
+@dataclass
+class ProfileLayer:
+    """One row of a :class:`Profile`: a module and the counts of its whole subtree."""
+
+    name: str
+    kind: str
+    depth: int
+    shape: Any
+    params: int
+    trainable_params: int
+    outputs: int
+    macs: Union[int, float]
+    calls: int
+
+    @property
+    def frozen_params(self) -> int:
+        return self.params - self.trainable_params
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Profile:
+    """Exact per-layer and total params, output units and MACs of a model on one input.
+
+    ``macs`` = ``FlopCounterMode`` FLOPs / 2; ``ops``: MACs per aten op;
+    ``uncovered_kinds``: leaf classes a ``lecture``/``course`` count leaves at 0.
+
+    >>> from torch import nn
+    >>> p = profile(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), (1, 1, 5, 5))
+    >>> p.totals()                     # 2·1·9 + 2 params; 2·3·3 conv + 18 ReLU units
+    {'params': 20, 'outputs': 36, 'macs': 162}
+    >>> print(p.table())
+    layer    kind    output shape      params    frozen    outputs    MACs
+    -------  ------  --------------  --------  --------  ---------  ------
+    0        Conv2d  1×2×3×3               20         0         18     162
+    1        ReLU    1×2×3×3                0         0         18       0
+    total                                  20         0         36     162
+    """
+
+    model: str
+    input: List[int]
+    convention: str
+    device: str
+    params: int
+    trainable_params: int
+    outputs: int
+    macs: Union[int, float]
+    ops: Dict[str, Union[int, float]]
+    uncovered_kinds: List[str]
+    layers: List[ProfileLayer] = field(default_factory=list)
+
+    @property
+    def frozen_params(self) -> int:
+        return self.params - self.trainable_params
+
+    def totals(self) -> Dict[str, Union[int, float]]:
+        """``{"params", "outputs", "macs"}``: what :func:`derive` fits formulas to."""
+        from complexity.counting.profile import totals
+
+        return totals(self.to_dict())
+
+    def _shown(self, depth: Optional[int]) -> List[ProfileLayer]:
+        return [r for r in self.layers if depth is None or r.depth <= depth]
+
+    def to_dict(self, depth: Optional[int] = None) -> Dict[str, Any]:
+        """The JSON of ``python -m complexity profile --format json`` (rows nested at
+        most ``depth`` deep; all by default)."""
+        return {"model": self.model, "input": list(self.input), "convention": self.convention,
+                "device": self.device, "params": self.params,
+                "trainable_params": self.trainable_params, "outputs": self.outputs,
+                "macs": self.macs, "ops": dict(self.ops),
+                "uncovered_kinds": list(self.uncovered_kinds),
+                "layers": [r.to_dict() for r in self._shown(depth)]}
+
+    def table(self, depth: Optional[int] = None, tablefmt: str = "simple") -> str:
+        """Rows nested at most ``depth`` deep (all by default), indented by depth,
+        and a total row; ``tablefmt`` is tabulate's (``"github"`` for markdown)."""
+        from tabulate import tabulate
+
+        # A visible indent: tabulate strips leading spaces.
+        rows = [["· " * (r.depth - 1) + r.name, r.kind, _shape_text(r.shape), _num(r.params),
+                 _num(r.frozen_params), _num(r.outputs), _num(r.macs)]
+                for r in self._shown(depth)]
+        rows.append(["total", "", "", _num(self.params), _num(self.frozen_params),
+                     _num(self.outputs), _num(self.macs)])
+        return tabulate(rows, headers=["layer", "kind", "output shape", "params", "frozen",
+                                       "outputs", "MACs"],
+                        tablefmt=tablefmt, disable_numparse=True,
+                        colalign=("left", "left", "left", "right", "right", "right", "right"))
+
+    def heading(self) -> str:
+        """What the numbers are: model, input, convention, device (and a note on
+        leaf classes the convention leaves at 0)."""
+        head = (f"{self.model}, input {'×'.join(map(str, self.input))}, convention "
+                f"{self.convention}, {self.device} device — exact counts for this input "
+                "(batch included); a row counts its whole subtree; MACs = FlopCounterMode "
+                "FLOPs / 2\n")
+        if self.uncovered_kinds:
+            head += (f"note: convention {self.convention} defines weights and outputs for "
+                     f"Conv2d, MaxPool2d, Upsample, BatchNorm2d and ReLU only; "
+                     f"{', '.join(self.uncovered_kinds)} count 0 weights and 0 outputs here "
+                     f"(use --convention torch to count them)\n")
+        return head
+
+    def render(self, depth: Optional[int] = None, tablefmt: str = "simple") -> str:
+        """Heading and table: what ``python -m complexity profile`` prints."""
+        return self.heading() + "\n" + self.table(depth, tablefmt)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def profile(model, input_shape=None, convention: str = "torch", device: str = "meta", *,
+            model_args: Optional[Dict[str, Any]] = None) -> Profile:
+    """Per-layer params, output units and MACs of ``model`` on an input of ``input_shape``.
+
+    ``model``: an ``nn.Module`` (left untouched: on the meta device it runs on
+    stand-ins of its weights) or a spec string — ``"cnn"``, ``"unet"``,
+    ``"torchvision:NAME"``, ``"package.module:factory"`` — built on ``device`` with
+    ``model_args``; a spec's default input is ``(1, NIC, 32, 32)`` for cnn/unet,
+    ``(1, 3, 224, 224)`` otherwise. ``convention``: ``"torch"`` (every parameter,
+    every leaf module's output units), ``"course"`` or ``"lecture"``; MACs are always
+    ``FlopCounterMode``'s / 2. ``device``: ``"meta"`` (shapes only, nothing
+    allocated) or ``"cpu"`` (real zero tensors, for a forward that needs values).
+    Raises ``ValueError`` (:class:`complexity.zoo.ModelSpecError`) for a bad spec or
+    input, :class:`complexity.counting.profile.ProfileError` when the forward fails.
+
+    >>> from models.colourization import UNet
+    >>> p = profile("unet", model_args={"num_filters": 8})
+    >>> p.input, p.params == sum(t.numel() for t in UNet(3, 8, 24, 1).parameters())
+    ([1, 1, 32, 32], True)
+    >>> [(r.name, r.kind) for r in p.layers][:2]
+    [('downconv1', 'Sequential'), ('downconv1.0', 'Conv2d')]
+    """
+    from complexity.counting.profile import DEVICES, profile as _profile
+
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    _spec_, name, shape, module = _resolve(model, input_shape, model_args, device)
+    p = _profile(module, shape, convention, device, model_name=name)
+    layers = [ProfileLayer(**{k: r[k] for k in ("name", "kind", "depth", "shape", "params",
+                                                "trainable_params", "outputs", "macs",
+                                                "calls")})
+              for r in p["layers"]]
+    return Profile(model=p["model"], input=list(p["input"]), convention=p["convention"],
+                   device=p["device"], params=p["params"],
+                   trainable_params=p["trainable_params"], outputs=p["outputs"],
+                   macs=p["macs"], ops=dict(p["ops"]),
+                   uncovered_kinds=list(p["uncovered_kinds"]), layers=layers)
+
+
+# ------------------------------------------------------------------ derive
+@dataclass
+class Derivation:
+    """Verified formulas for params, outputs and MACs in chosen symbols.
+
+    ``formulas``: sympy expressions in positive-integer symbols; they hold on
+    ``domain`` (per symbol ``{"min", "step", "residue"}``: every value ≥ min
+    congruent to residue modulo step) and were checked at ``verified_points``
+    random points of it, none used to build them. ``symbols`` maps each symbol to
+    the constructor argument it binds, or ``"input[i]"`` for an input dimension.
+
+    >>> from torch import nn
+    >>> d = derive(lambda: nn.Conv2d(2, 3, 3, padding=1), "H,W", (1, 2, 8, 8))
+    >>> d.formulas["macs"], d.domain_text
+    (54*H*W, 'H >= 1; W >= 1')
+    >>> d.at(H=10, W=20)["macs"]
+    10800
+    """
+
+    model: str
+    input: List[int]
+    convention: str
+    symbols: Dict[str, str]
+    domain: Dict[str, Dict[str, int]]
+    domain_text: str
+    narrowed: List[str]
+    formulas: Dict[str, Any]
+    verified_points: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON of ``python -m complexity derive --format json`` (formulas as
+        strings ``sympy.sympify`` parses)."""
+        return {"model": self.model, "input": list(self.input), "convention": self.convention,
+                "symbols": dict(self.symbols), "domain": {n: dict(d) for n, d in self.domain.items()},
+                "domain_text": self.domain_text, "narrowed": list(self.narrowed),
+                "formulas": {q: str(f) for q, f in self.formulas.items()},
+                "verified_points": self.verified_points}
+
+    def at(self, **values: int) -> Dict[str, Union[int, Fraction]]:
+        """The formulas evaluated at a point of the domain (every symbol given):
+        exact integers (a ``Fraction`` for half-integer MACs). ``ValueError`` for a
+        point outside the verified domain."""
+        missing = [n for n in self.symbols if n not in values]
+        extra = [n for n in values if n not in self.symbols]
+        if missing or extra:
+            raise ValueError(f"give exactly the symbols {', '.join(self.symbols)} "
+                             f"(missing: {', '.join(missing) or 'none'}; "
+                             f"unknown: {', '.join(extra) or 'none'})")
+        for n, v in values.items():
+            d = self.domain[n]
+            if isinstance(v, bool) or not isinstance(v, int) or v < d["min"] or \
+                    (v - d["residue"]) % d["step"]:
+                raise ValueError(f"{n}={v!r} is outside the verified domain ({self.domain_text})")
+        out = {}
+        for q, f in self.formulas.items():
+            subs = {s: values[s.name] for s in f.free_symbols}
+            value = Fraction(str(f.subs(subs)))
+            out[q] = int(value) if value.denominator == 1 else value
+        return out
+
+    def table(self, tablefmt: str = "simple") -> str:
+        """One row per quantity: its formula."""
+        from tabulate import tabulate
+
+        return tabulate([[q, str(f)] for q, f in self.formulas.items()],
+                        headers=["quantity", "formula"], tablefmt=tablefmt,
+                        disable_numparse=True)
+
+    def __str__(self) -> str:
+        lines = [f"{self.model}, input {'×'.join(map(str, self.input))}, convention "
+                 f"{self.convention}; symbols: "
+                 + ", ".join(f"{n} = {b}" for n, b in self.symbols.items()),
+                 f"domain: {self.domain_text}"]
+        if self.narrowed:
+            lines.append(f"  (narrowed: the counts are not polynomial in "
+                         f"{', '.join(self.narrowed)} on every integer, but are on this lattice)")
+        lines += ["", self.table(), "",
+                  f"verified: exact at {self.verified_points} random points of the domain, "
+                  "none used to build the formulas"]
+        return "\n".join(lines)
+
+
+def derive(model, symbols: Union[str, Sequence[str]], input_shape=None, *,
+           model_args: Optional[Dict[str, Any]] = None, convention: str = "torch",
+           device: str = "meta", checks: int = 20, seed: int = 0,
+           max_degree: int = 4) -> Derivation:
+    """Exact formulas for params, outputs and MACs of a model in ``symbols``, verified.
+
+    ``model``: a spec string (``"cnn"``, ``"unet"``, ``"torchvision:NAME"``,
+    ``"package.module:factory"``), a factory (any callable returning an
+    ``nn.Module``; its keyword arguments can be symbols), or an ``nn.Module`` (then
+    only input dimensions can be symbols). ``symbols``: ``"H,W"`` or a list —
+    ``H``/``W`` (input size), a constructor argument (``width_per_group``),
+    ``NAME=argument`` (``NF=num_filters``), or for cnn/unet ``NF``, ``NC``, ``k``,
+    ``NIC``. Defaults as ``python -m complexity derive``: input as in
+    :func:`profile`, convention ``torch``, meta device, ``checks=20`` random
+    verification points (≥ 20), ``seed=0``, degree ≤ ``max_degree`` per symbol.
+    Raises ``ValueError`` (one line) for bad input or when no formula verifies
+    (:class:`complexity.counting.derive.DeriveError`): an unverified formula is never
+    returned.
+
+    >>> d = derive("unet", "NF,NC")
+    >>> d.formulas["params"]
+    9*NC**2 + 18*NC*NF + 13*NC + 90*NF**2 + 27*NF
+    >>> d.symbols
+    {'NF': 'num_filters', 'NC': 'num_colours'}
+    """
+    from torch import nn
+
+    from complexity.counting.derive import (DeriveError, bind_symbols, derive as _derive,
+        domain_text, model_counter)
+
+    if checks < 20:
+        raise ValueError(f"checks={checks} is too few (need >= 20 verification points)")
+    text = symbols if isinstance(symbols, str) else ",".join(symbols)
+    module_given = isinstance(model, nn.Module)
+    if module_given:
+        if model_args:
+            raise TypeError("model_args applies to a spec or a factory, not to a built module")
+        from complexity.zoo import ModelSpec
+
+        built = model
+        spec = ModelSpec(type(model).__name__, lambda: built)
+        shape = _input(None, input_shape)
+        module = model
+    else:
+        spec, _name, shape, module = _resolve(model, input_shape, model_args, device)
+    names, bindings, base = bind_symbols(text, spec, shape, module)
+    if module_given:
+        args = [n for n in names if bindings[n][0] == "arg"]
+        if args:
+            raise ValueError(f"symbol {args[0]} binds constructor argument {bindings[args[0]][1]}, "
+                             "which a built module cannot vary; pass a factory instead")
+    count = model_counter(spec, shape, bindings, convention, device)
+    # The base point must count, or every later failure would be misread as a
+    # domain effect.
+    try:
+        count(dict(base))
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DeriveError(f"{spec.name}: {first}") from None
+    try:
+        result = _derive(count, names, base, max_degree=max_degree, checks=checks, seed=seed)
+    except DeriveError as e:
+        raise DeriveError(f"{spec.name}: {e}") from None
+    binds = {n: (f"input[{len(shape) + bindings[n][1]}]" if bindings[n][0] == "input"
+                 else bindings[n][1]) for n in names}
+    return Derivation(model=spec.name, input=list(shape), convention=convention, symbols=binds,
+                      domain=result["domain"], domain_text=domain_text(result),
+                      narrowed=list(result["narrowed"]), formulas=dict(result["formulas"]),
+                      verified_points=result["verified_points"])
+
+
+# ------------------------------------------------------------------ step_cost
+#: Predicted quantities a call without a rule can only make larger: with
+#: unmodelled calls the prediction is a lower bound ("≥").
+_BOUNDED = ("saved_activation_bytes", "peak_bytes", "forward_flops", "backward_flops")
+
+
+@dataclass
+class StepCost:
+    """Memory and FLOPs of one Adam training step (forward, cross-entropy, backward,
+    ``optimizer.step()``): ``predicted`` from the model's structure and ``measured``
+    on fake tensors (None when not measured), each with the keys of
+    :data:`complexity.cost.measure.KEYS`, in bytes and FLOPs. ``unmodelled``: calls
+    on the gradient path with no rule; when non-empty, the predicted saved, peak and
+    FLOP values are lower bounds.
+
+    >>> from models.stack import Stack
+    >>> c = step_cost(Stack(2, 4), (1, 4, 8, 8), trainable="last", measure=False)
+    >>> c.trainable_params, c.predicted["grad_bytes"], c.measured
+    (10, 40, None)
+    """
+
+    model: str
+    input: List[int]
+    trainable: Optional[str]
+    trainable_params: int
+    predicted: Dict[str, int]
+    measured: Optional[Dict[str, int]]
+    unmodelled: List[str]
+
+    def errors(self) -> Optional[Dict[str, float]]:
+        """(predicted − measured) / measured per quantity, in percent (None if not measured)."""
+        if self.measured is None:
+            return None
+        out = {}
+        for q, m in self.measured.items():
+            p = self.predicted[q]
+            out[q] = (0.0 if p == 0 else float("inf")) if m == 0 else 100.0 * (p - m) / m
+        return out
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"model": self.model, "input": list(self.input), "trainable": self.trainable,
+                "trainable_params": self.trainable_params, "predicted": dict(self.predicted),
+                "unmodelled": list(self.unmodelled),
+                "measured": None if self.measured is None else dict(self.measured)}
+
+    def table(self, tablefmt: str = "simple") -> str:
+        """One row per quantity: predicted, measured, error."""
+        from tabulate import tabulate
+
+        errors = self.errors() or {}
+        rows = []
+        for q, p in self.predicted.items():
+            bound = "≥ " if self.unmodelled and q in _BOUNDED else ""
+            m = self.measured[q] if self.measured else None
+            rows.append([q, bound + f"{p:,}", "" if m is None else f"{m:,}",
+                         "" if m is None else f"{errors[q]:+.2f}%"])
+        return tabulate(rows, headers=["quantity", "predicted", "measured", "error"],
+                        tablefmt=tablefmt, disable_numparse=True,
+                        colalign=("left", "right", "right", "right"))
+
+    def __str__(self) -> str:
+        what = self.trainable if self.trainable is not None else "requires_grad as set"
+        how = ("predicted from structure, measured on fake tensors" if self.measured
+               else "predicted from structure (not measured)")
+        head = (f"{self.model}, input {'×'.join(map(str, self.input))}, trainable: {what} "
+                f"({self.trainable_params:,} parameters) — one Adam step, bytes and FLOPs; "
+                + how)
+        if self.unmodelled:
+            head += (f"\nno rule for {', '.join(self.unmodelled)}: the predicted values "
+                     "marked ≥ are lower bounds")
+        return head + "\n\n" + self.table()
+
+
+def step_cost(model, input_shape: Sequence[int], trainable: Optional[str] = "full",
+              measure: bool = True) -> StepCost:
+    """Predicted and measured cost of one Adam training step of ``model`` on a batch
+    of ``input_shape`` (``N, C, H, W``; loss = cross-entropy on the output, or on
+    ``output["out"]``, against random class indices).
+
+    ``trainable``: ``"full"`` (every parameter), ``"last"`` (the module owning the
+    last parameter), a parameter-name glob (``"backbone.layer4.*"``), or None (the
+    ``requires_grad`` flags as set). ``measure=False``: prediction only. The model is
+    left as found (weights, ``requires_grad`` flags, train/eval mode). ``ValueError``
+    when nothing would train or a glob matches no parameter.
+
+    >>> import torch
+    >>> from models.stack import Stack
+    >>> c = step_cost(Stack(2, 4), (2, 4, 8, 8))
+    >>> c.measured == c.predicted | {"peak_bytes": c.measured["peak_bytes"]}
+    True
+    >>> c.measured["param_bytes"] == 4 * sum(p.numel() for p in Stack(2, 4).parameters())
+    True
+    """
+    from torch import nn
+
+    from complexity.cost.measure import measure as _measure
+    from complexity.cost.predict import predict_with_unmodelled
+    from complexity.cost.trainable import set_trainable
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, not {type(model).__name__}")
+    shape = _input(None, input_shape)
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        if trainable is not None:
+            set_trainable(model, trainable)
+        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        predicted, unmodelled = predict_with_unmodelled(model, shape)
+        measured = _measure(model, shape) if measure else None
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+    return StepCost(model=type(model).__name__, input=list(shape), trainable=trainable,
+                    trainable_params=params, predicted=dict(predicted), measured=measured,
+                    unmodelled=list(unmodelled))

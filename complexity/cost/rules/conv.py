@@ -1,0 +1,33 @@
+"""Convolutions (1-, 2-, 3-D, plain and transposed) and ``linear``.
+
+FLOPs follow ``torch.utils.flop_counter`` (``conv_flop_count``, ``mm_flop``): 2 per
+multiply-add. A plain convolution or linear makes ``out.numel()`` outputs of
+``w[0].numel()`` products each; a transposed one multiplies each input element by
+``w[0].numel()`` weights (its weight is C_in × C_out/groups × k…). The input
+gradient and the weight gradient each cost the forward again; the bias gradient
+(a sum) costs nothing.
+
+Kept (``tools/autograd/derivatives.yaml``): ``convolution_backward`` reads the
+input (and the weight, a parameter); ``linear``'s ``addmm``/``mm`` keeps its
+input only for the weight's gradient, folded to 2-D (a copy when no view can).
+"""
+from __future__ import annotations
+
+from complexity.cost.rules.registry import Context, rule
+
+
+@rule("conv1d", "conv2d", "conv3d", "linear",
+      "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+def conv(ctx: Context) -> None:
+    """A convolution or linear layer: its input kept, 2·MACs per pass."""
+    x, w = ctx.ins[0], ctx.arg(1, "weight")
+    if ctx.name.startswith("conv_transpose"):
+        flops = 2 * x.numel() * w[0].numel()
+    else:
+        flops = 2 * ctx.outs[0].numel() * w[0].numel()
+    ctx.call.forward_flops = flops
+    ctx.call.backward_flops = flops * (int(x.requires_grad) + int(w.requires_grad))
+    if ctx.name != "linear":
+        ctx.call.kept = [ctx.input_storage(0)]
+    elif w.requires_grad:
+        ctx.call.kept = [ctx.folded(0)]
