@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 __all__ = ["profile", "derive", "step_cost", "Profile", "ProfileLayer", "Derivation",
            "StepCost"]
@@ -31,21 +31,6 @@ __all__ = ["profile", "derive", "step_cost", "Profile", "ProfileLayer", "Derivat
 #: The input a spec gets when none is given (as ``profile``/``derive`` on the command line).
 DEFAULT_INPUT = (1, 3, 224, 224)
 DEFAULT_VIDEO_INPUT = (1, 3, 16, 112, 112)
-
-
-def _num(v) -> str:
-    return f"{v:,}" if isinstance(v, int) else f"{v:,.1f}"
-
-
-def _shape_text(shape) -> str:
-    """``[1, 4, 8, 8]`` → ``1×4×8×8``; dicts and lists of shapes joined; ``--`` for none."""
-    if isinstance(shape, dict):
-        return "; ".join(f"{k}: {_shape_text(v)}" for k, v in shape.items())
-    if isinstance(shape, list) and shape and isinstance(shape[0], (list, dict)):
-        return ", ".join(_shape_text(s) for s in shape)
-    if isinstance(shape, (list, tuple)):
-        return "×".join(map(str, shape))
-    return "--"
 
 
 # ------------------------------------------------------------------ models
@@ -102,8 +87,12 @@ def _build(spec, shape, device: str):
             raise ModelSpecError(f"{e}{hint}") from None
 
 
-def _resolve(model, input_shape, model_args, device):
-    """``(spec or None, name, input shape, module)`` for any accepted model."""
+def resolve_model(model, input_shape, model_args=None, device: str = "meta"):
+    """``(spec or None, name, input shape, module)`` for any accepted model: an
+    ``nn.Module``, a spec string (:func:`complexity.zoo.parse_spec`), a
+    :class:`~complexity.zoo.ModelSpec` or a factory, built on ``device``; the input
+    shape given (a sequence or ``"1,3,224,224"``) or the spec's default. ``ValueError``
+    (one line) for a spec, argument or input that cannot be used."""
     from torch import nn
 
     if isinstance(model, nn.Module):
@@ -195,32 +184,16 @@ class Profile:
     def table(self, depth: Optional[int] = None, tablefmt: str = "simple") -> str:
         """Rows nested at most ``depth`` deep (all by default), indented by depth,
         and a total row; ``tablefmt`` is tabulate's (``"github"`` for markdown)."""
-        from tabulate import tabulate
+        from complexity.output.profile import profile_table
 
-        # A visible indent: tabulate strips leading spaces.
-        rows = [["· " * (r.depth - 1) + r.name, r.kind, _shape_text(r.shape), _num(r.params),
-                 _num(r.frozen_params), _num(r.outputs), _num(r.macs)]
-                for r in self._shown(depth)]
-        rows.append(["total", "", "", _num(self.params), _num(self.frozen_params),
-                     _num(self.outputs), _num(self.macs)])
-        return tabulate(rows, headers=["layer", "kind", "output shape", "params", "frozen",
-                                       "outputs", "MACs"],
-                        tablefmt=tablefmt, disable_numparse=True,
-                        colalign=("left", "left", "left", "right", "right", "right", "right"))
+        return profile_table(self.to_dict(), depth, tablefmt)
 
     def heading(self) -> str:
         """What the numbers are: model, input, convention, device (and a note on
         leaf classes the convention leaves at 0)."""
-        head = (f"{self.model}, input {'×'.join(map(str, self.input))}, convention "
-                f"{self.convention}, {self.device} device — exact counts for this input "
-                "(batch included); a row counts its whole subtree; MACs = FlopCounterMode "
-                "FLOPs / 2\n")
-        if self.uncovered_kinds:
-            head += (f"note: convention {self.convention} defines weights and outputs for "
-                     f"Conv2d, MaxPool2d, Upsample, BatchNorm2d and ReLU only; "
-                     f"{', '.join(self.uncovered_kinds)} count 0 weights and 0 outputs here "
-                     f"(use --convention torch to count them)\n")
-        return head
+        from complexity.output.profile import profile_heading
+
+        return profile_heading(self.to_dict(depth=0))
 
     def render(self, depth: Optional[int] = None, tablefmt: str = "simple") -> str:
         """Heading and table: what ``python -m complexity profile`` prints."""
@@ -252,12 +225,15 @@ def profile(model, input_shape=None, convention: str = "torch", device: str = "m
     >>> [(r.name, r.kind) for r in p.layers][:2]
     [('downconv1', 'Sequential'), ('downconv1.0', 'Conv2d')]
     """
-    from complexity.counting.profile import DEVICES, profile as _profile
+    from complexity.counting.profile import DEVICES, ProfileError, profile as _profile
 
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    _spec_, name, shape, module = _resolve(model, input_shape, model_args, device)
-    p = _profile(module, shape, convention, device, model_name=name)
+    _spec_, name, shape, module = resolve_model(model, input_shape, model_args, device)
+    try:
+        p = _profile(module, shape, convention, device, model_name=name)
+    except ProfileError as e:
+        raise ProfileError(f"{name}: {e}") from None
     layers = [ProfileLayer(**{k: r[k] for k in ("name", "kind", "depth", "shape", "params",
                                                 "trainable_params", "outputs", "macs",
                                                 "calls")})
@@ -338,17 +314,9 @@ class Derivation:
                         disable_numparse=True)
 
     def __str__(self) -> str:
-        lines = [f"{self.model}, input {'×'.join(map(str, self.input))}, convention "
-                 f"{self.convention}; symbols: "
-                 + ", ".join(f"{n} = {b}" for n, b in self.symbols.items()),
-                 f"domain: {self.domain_text}"]
-        if self.narrowed:
-            lines.append(f"  (narrowed: the counts are not polynomial in "
-                         f"{', '.join(self.narrowed)} on every integer, but are on this lattice)")
-        lines += ["", self.table(), "",
-                  f"verified: exact at {self.verified_points} random points of the domain, "
-                  "none used to build the formulas"]
-        return "\n".join(lines)
+        from complexity.output.profile import render_derive
+
+        return render_derive(self.to_dict())
 
 
 def derive(model, symbols: Union[str, Sequence[str]], input_shape=None, *,
@@ -395,7 +363,7 @@ def derive(model, symbols: Union[str, Sequence[str]], input_shape=None, *,
         shape = _input(None, input_shape)
         module = model
     else:
-        spec, _name, shape, module = _resolve(model, input_shape, model_args, device)
+        spec, _name, shape, module = resolve_model(model, input_shape, model_args, device)
     names, bindings, base = bind_symbols(text, spec, shape, module)
     if module_given:
         args = [n for n in names if bindings[n][0] == "arg"]

@@ -1,9 +1,16 @@
-"""Model specs: turn ``torchvision:NAME``, ``package.module:factory``, ``cnn`` or
-``unet`` into something that builds an ``nn.Module``, plus ``--input`` parsing;
-and :func:`build_model`, the models of ``finetune`` by name.
+"""The one model resolver: every command names its model the same way.
 
-:func:`parse_spec` is shared by ``profile`` and ``derive`` (and any later command
-that takes "any model"). Building happens on whatever device is the default when
+:func:`parse_spec` turns a model name into a :class:`ModelSpec` (a factory, its
+keyword arguments and what they mean):
+
+* a built-in network of :mod:`models` — ``cnn``, ``unet`` (the course's
+  colourization nets), ``stack`` (n similar conv blocks), a DeepLabV3 with the
+  foreground/background head (``deeplabv3_resnet101`` …);
+* a torchvision model, ``torchvision:NAME`` or just ``NAME``;
+* ``package.module:factory``, any callable returning an ``nn.Module``.
+
+:func:`build_model` is the same resolver for the training-step commands: the model
+built on the meta device and its input channels. Building happens on whatever device is the default when
 :meth:`ModelSpec.build` is called; ``profile`` calls it under
 ``torch.device("meta")`` so that no weights are allocated or initialised.
 Nothing here downloads weights: torchvision builders get ``weights=None`` (and
@@ -20,13 +27,13 @@ problem; the CLI turns them into exit code 2.
 """
 from __future__ import annotations
 
-from complexity.errors import reason
-
 import importlib
 import inspect
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
+
+from complexity.errors import reason
 
 #: The report's names for the colourization nets' constructor arguments (the
 #: course assignment's NF filters, NC colours, kernel k and NIC input channels).
@@ -57,9 +64,13 @@ class ModelSpec:
         """Call the factory with ``args`` updated by ``overrides``; check it is a module."""
         from torch import nn
 
+        import warnings
+
         kwargs = {**self.args, **overrides}
         try:
-            module = self.factory(**kwargs)
+            with warnings.catch_warnings():  # GoogLeNet/Inception warn about their init
+                warnings.simplefilter("ignore", FutureWarning)
+                module = self.factory(**kwargs)
         except ModelSpecError:
             raise
         except Exception as e:
@@ -68,6 +79,15 @@ class ModelSpec:
             raise ModelSpecError(f"{self.name} returned {type(module).__name__}, not a "
                                  "torch.nn.Module (the factory must return the model)")
         return module
+
+    @property
+    def input_channels(self) -> int:
+        """Channels of the input the model takes: a linked constructor argument
+        (``num_in_channels``, ``width``) or 3 (an RGB image)."""
+        for argument, dim in self.input_links.items():
+            if dim == 1:
+                return self.args[argument]
+        return 3
 
     def argument_default(self, argument: str, module=None):
         """The value ``argument`` has when not overridden: from ``args``, else the
@@ -170,7 +190,8 @@ def _torchvision(name: str, model_args: Dict[str, Any]) -> ModelSpec:
     # pairs of images, which a single --input cannot describe.
     why = multi_input_reason(builder)
     if why:
-        raise ModelSpecError(f"torchvision:{name} {why}; profile supports single-tensor models")
+        raise ModelSpecError(f"torchvision:{name} {why}; only models that take one input "
+                             "tensor are supported")
     rank = 5 if ".video" in builder.__module__ else 4
     return ModelSpec(f"torchvision:{name}", builder, args, rank=rank)
 
@@ -203,37 +224,59 @@ def _importable(text: str, model_args: Dict[str, Any]) -> ModelSpec:
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
+def _builtin(name: str, model_args: Dict[str, Any]) -> ModelSpec:
+    """``stack`` or a DeepLabV3 architecture of :mod:`models` (cnn/unet: :func:`_colourization`)."""
+    import functools
+
+    import models
+
+    if name == models.STACK:
+        return ModelSpec(name, models.Stack, {"layers": 4, "width": 16, **model_args},
+                         input_links={"width": 1}, rank=4)
+    return ModelSpec(name, functools.partial(models.build, name), {"num_classes": 2, **model_args},
+                     rank=4)
+
+
 def parse_spec(text: str, model_args: Optional[Dict[str, Any]] = None) -> ModelSpec:
-    """A :class:`ModelSpec` for ``cnn``, ``unet``, ``torchvision:NAME`` or
-    ``package.module:factory``.
+    """A :class:`ModelSpec` for a built-in name (``cnn``, ``unet``, ``stack``, a
+    DeepLabV3 architecture), ``torchvision:NAME``, a bare torchvision model name,
+    or ``package.module:factory``.
 
     >>> parse_spec("torchvision:resnet18").args
     {'weights': None}
-    >>> parse_spec("resnet18")
+    >>> parse_spec("resnet18").name, parse_spec("stack").input_channels
+    ('torchvision:resnet18', 16)
+    >>> parse_spec("resnet")
     Traceback (most recent call last):
     ...
-    complexity.zoo.ModelSpecError: MODEL 'resnet18' is not cnn, unet, torchvision:NAME or package.module:factory
+    complexity.zoo.ModelSpecError: MODEL 'resnet' is not cnn, unet, stack, a deeplabv3_* architecture, a torchvision model name (torchvision:NAME) or package.module:factory
     """
+    import models
+
     model_args = dict(model_args or {})
     text = text.strip()
-    if text in ("cnn", "unet"):
+    if text in models.COLOURIZATION:
         return _colourization(text, model_args)
+    if text in models.NAMES:
+        return _builtin(text, model_args)
     if re.fullmatch(rf"torchvision:{_IDENT}", text):
         return _torchvision(text.split(":", 1)[1], model_args)
     if re.fullmatch(rf"{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*", text):
         return _importable(text, model_args)
-    raise ModelSpecError(f"MODEL {text!r} is not cnn, unet, torchvision:NAME or "
-                         "package.module:factory")
+    if re.fullmatch(_IDENT, text):
+        import torchvision
 
-
-#: Models of :func:`build_model` with a name of their own; any torchvision
-#: classification or segmentation model name is accepted too.
-MODELS = ("stack", "cnn", "unet", "deeplabv3_resnet101")
+        if text in torchvision.models.list_models():
+            return _torchvision(text, model_args)
+    raise ModelSpecError(f"MODEL {text!r} is not cnn, unet, stack, a deeplabv3_* architecture, "
+                         "a torchvision model name (torchvision:NAME) or package.module:factory")
 
 
 def build_model(name: str, layers: int = 4, width: int = 16):
-    """``(model, input_channels)`` for ``name``, on the meta device (no memory, no
-    download). ``layers`` and ``width`` shape ``stack`` only (n blocks of C channels).
+    """``(model, input_channels)`` for ``name`` (any :func:`parse_spec` name), built
+    on the meta device (no memory, no download). ``layers`` and ``width`` shape
+    ``stack`` only (n blocks of C channels). Video models (N,C,T,H,W) are refused:
+    a training step here takes one N,C,H,W image batch.
 
     >>> net, c = build_model("unet")
     >>> type(net).__name__, c
@@ -241,36 +284,12 @@ def build_model(name: str, layers: int = 4, width: int = 16):
     """
     import torch
 
+    spec = parse_spec(name, {"layers": layers, "width": width} if name == "stack" else None)
+    if spec.rank == 5:
+        raise ModelSpecError(f"model {name!r} takes N,C,T,H,W video clips; finetune supports "
+                             "models that take one N,C,H,W image batch")
     with torch.device("meta"):
-        if name == "stack":
-            from models.stack import Stack
-            return Stack(layers, width), width
-        if name in ("cnn", "unet"):
-            from models.colourization import build
-            # the assignment's defaults: kernel 3, NF 32, NC 24, NIC 1
-            return build(name), 1
-        from models import segmentation
-        if name in segmentation.ARCHS:
-            return segmentation.deeplab(name), 3
-        import torchvision.models as tvm
-        try:
-            builder = tvm.get_model_builder(name)
-        except ValueError:
-            raise ValueError(f"unknown model {name!r}; choose stack, cnn, unet, "
-                             "deeplabv3_resnet101 or a torchvision model name") from None
-        why = multi_input_reason(builder) or (
-            "takes N,C,T,H,W video clips" if ".video" in builder.__module__ else None)
-        if why:
-            raise ValueError(f"model {name!r} {why}; finetune supports models that "
-                             "take one N,C,H,W image batch")
-        import warnings
-        with warnings.catch_warnings():  # GoogLeNet/Inception warn about their init
-            warnings.simplefilter("ignore", FutureWarning)
-            # weights_backbone=None too: segmentation builders would download one.
-            try:
-                return builder(weights=None, weights_backbone=None), 3
-            except TypeError:  # classification builders take no weights_backbone
-                return builder(weights=None), 3
+        return spec.build(), spec.input_channels
 
 
 def parse_model_args(text: Optional[str]) -> Dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Hypothesis strategies over the hyper-parameters of SPEC §1 (issue 2's ranges)."""
+"""Hypothesis strategies over the colourization nets' hyper-parameters NF, NC, k, NIC, H, W."""
 from hypothesis import strategies as st
 
 widths = st.integers(1, 64)                       # NF, NC

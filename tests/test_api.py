@@ -175,7 +175,7 @@ def test_profile_rejects_bad_input_in_one_line():
     with pytest.raises(ValueError, match="input_shape"):
         complexity.profile(Stack(1, 2))
     with pytest.raises(ValueError, match="not cnn, unet"):
-        complexity.profile("resnet18")
+        complexity.profile("resnet")
     with pytest.raises(ValueError, match="device"):
         complexity.profile(Stack(1, 2), (1, 2, 4, 4), device="cuda:7")
     with pytest.raises(ValueError, match="channels"):

@@ -1,12 +1,12 @@
 """``python -m complexity derive``: exact formulas for params, outputs and MACs of
 any model in chosen symbols, verified at held-out points. Thin: parse, call
-:mod:`complexity.counting.derive`, render with :mod:`complexity.output.profile`."""
+:func:`complexity.derive` (the Python API), render with :mod:`complexity.output.profile`."""
 from __future__ import annotations
 
 import argparse
 
 from complexity.cli.common import UsageError, emit, positive_int
-from complexity.cli.model_args import add_model_arguments, load
+from complexity.cli.model_args import add_model_arguments, model_args
 
 HELP = "exact formulas for params, outputs, MACs of any model in chosen symbols, verified"
 
@@ -32,28 +32,13 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    from complexity import api
     from complexity.output.profile import render_derive
-    from complexity.counting.derive import (DeriveError, bind_symbols, derive, domain_text,
-        model_counter)
 
-    spec, shape, module = load(args)
     try:
-        names, bindings, base = bind_symbols(args.symbols, spec, shape, module)
-    except ValueError as e:
+        result = api.derive(args.model, args.symbols, args.input, model_args=model_args(args),
+                            convention=args.convention, device=args.device, checks=args.checks,
+                            seed=args.seed, max_degree=args.max_degree)
+    except ValueError as e:  # a bad spec, symbol or input; no formula verified (DeriveError)
         raise UsageError(str(e).splitlines()[0]) from None
-    # The base point must count, or every later failure would be misread as a
-    # domain effect.
-    count = model_counter(spec, shape, bindings, args.convention, args.device)
-    try:
-        count(dict(base))
-    except Exception as e:
-        raise UsageError(f"{spec.name}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    try:
-        result = derive(count, names, base, max_degree=args.max_degree, checks=args.checks,
-                        seed=args.seed)
-    except DeriveError as e:
-        raise UsageError(f"{spec.name}: {e}") from None
-    binds = {n: (f"input[{len(shape) + bindings[n][1]}]" if bindings[n][0] == "input"
-                 else bindings[n][1]) for n in names}
-    return emit(render_derive(result, spec.name, shape, args.convention, binds,
-                              domain_text(result), args.format))
+    return emit(render_derive(result.to_dict(), args.format))

@@ -40,7 +40,8 @@ def _modes(text: str):
 
 def add_arguments(p):
     p.add_argument("--model", type=_words, default=["stack"], metavar="NAME[,NAME]",
-                   help="stack, cnn, unet, deeplabv3_resnet101 or any torchvision model name")
+                   help="stack, cnn, unet, a deeplabv3_* architecture, any torchvision model "
+                   "(NAME or torchvision:NAME) or package.module:factory")
     p.add_argument("--layers", type=int_list, default=[1, 2, 4, 8], metavar="N[,N]",
                    help="stack: number of Conv-BN-ReLU blocks, each >= 1 (1,2,4,8)")
     p.add_argument("--width", type=int_list, default=[16], metavar="C",

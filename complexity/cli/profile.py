@@ -1,12 +1,12 @@
 """``python -m complexity profile``: per-layer params, outputs and MACs of any
-PyTorch model. Thin: parse, call :func:`complexity.counting.profile.profile`,
+PyTorch model. Thin: parse, call :func:`complexity.profile` (the Python API),
 render with :mod:`complexity.output.profile`. Torch is imported inside ``run``."""
 from __future__ import annotations
 
 import argparse
 
 from complexity.cli.common import UsageError, emit
-from complexity.cli.model_args import add_model_arguments, load
+from complexity.cli.model_args import add_model_arguments, model_args
 
 HELP = "per-layer params, outputs and MACs of any PyTorch model, on the meta device"
 
@@ -31,13 +31,15 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from complexity.counting.profile import ProfileError, profile
+    from complexity import api
+    from complexity.counting.profile import ProfileError
     from complexity.output.profile import render_profile
 
-    spec, shape, module = load(args)
     try:
-        result = profile(module, shape, args.convention, args.device, model_name=spec.name)
-    except ProfileError as e:
-        raise UsageError(f"{spec.name}: {e}") from None
-    return emit(render_profile(result, spec.name, shape, args.convention, args.device,
-                               args.depth, args.format))
+        result = api.profile(args.model, args.input, args.convention, args.device,
+                             model_args=model_args(args))
+    except ValueError as e:  # a spec, argument or input that cannot be used
+        raise UsageError(str(e)) from None
+    except ProfileError as e:  # the forward failed; the message names the model
+        raise UsageError(str(e)) from None
+    return emit(render_profile(result.to_dict(), args.depth, args.format))

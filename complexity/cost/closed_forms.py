@@ -24,6 +24,7 @@ the forward again; the bias gradient is not counted).
 2*B*C*H*K*W
 >>> stack_formulas("full")["grad_bytes"]
 4*C**2*k**2*n + 4*C*K + 12*C*n + 4*K
+>>> from complexity.counting.symbolic import evaluate
 >>> evaluate(f["backward_flops"], dict(B=2, C=16, H=8, K=2, W=8))
 8192
 """
@@ -34,9 +35,8 @@ from typing import Dict
 import sympy as sp
 
 from complexity.counting import symbolic as sym
-from complexity.counting.symbolic import evaluate
 
-__all__ = ["SYMBOLS", "stack_formulas", "colourization_formulas", "evaluate"]
+__all__ = ["SYMBOLS", "stack_formulas", "colourization_formulas"]
 
 _pos = dict(integer=True, positive=True)
 n, C, k, K, B, H, W = (sp.Symbol(s, **_pos) for s in ("n", "C", "k", "K", "B", "H", "W"))

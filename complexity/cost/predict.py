@@ -26,7 +26,6 @@ from typing import Dict, Optional, Sequence
 
 from torch import nn
 
-from complexity.cost.graph import Call, Graph  # noqa: F401  (re-exported: old import site)
 from complexity.cost.schedule import peak
 from complexity.cost.trace import trace
 

@@ -16,6 +16,7 @@ Both functions take the model as it is: trainable = parameters with
 :func:`complexity.zoo.build_model`.
 
 >>> from models.stack import Stack
+>>> from complexity.cost.predict import predict
 >>> net = Stack(4, 8)
 >>> set_trainable(net, "last")
 18
@@ -31,18 +32,12 @@ import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from complexity.cost.measure import KEYS, measure, measure_cuda_peak
-from complexity.cost.predict import predict, predict_with_unmodelled
-from complexity.cost.trainable import last_layer, set_trainable
+from complexity.cost.predict import predict_with_unmodelled
+from complexity.cost.trainable import set_trainable
 from complexity.errors import reason
-from complexity.zoo import MODELS, build_model
+from complexity.zoo import build_model
 
-# Re-exported for the modules that import them from here today: KEYS, measure,
-# measure_cuda_peak (complexity.cost.measure), predict, predict_with_unmodelled
-# (complexity.cost.predict), set_trainable, last_layer (complexity.cost.trainable),
-# build_model, MODELS (complexity.zoo).
-__all__ = ["KEYS", "measure", "measure_cuda_peak", "predict", "predict_with_unmodelled",
-           "build_model", "set_trainable", "last_layer", "sweep", "slopes", "fit_slope",
-           "MODELS", "ConfigurationError"]
+__all__ = ["sweep", "slopes", "fit_slope", "ConfigurationError"]
 
 
 class ConfigurationError(ValueError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Dict, List, Sequence
 
 from complexity.counting import symbolic
-from complexity.counting.conventions import CONVENTIONS, QUANTITIES
+from complexity.counting.conventions import CONVENTIONS
 
 PARAM_ORDER = ("NF", "NC", "k", "NIC", "H", "W")
 

@@ -26,11 +26,14 @@ def pyplot():
     return plt
 
 
-def save(fig, path: str, dpi: int = 100) -> None:
-    """Write ``fig`` as a PNG to ``path`` atomically and close it (also on error)."""
+def save(fig, path: str, dpi: int = 100, image_format: str = "png", tight: bool = True) -> None:
+    """Write ``fig`` to ``path`` atomically and close it (also on error).
+    ``image_format``: what matplotlib writes (``png``, ``svg``, ``pdf`` …);
+    ``tight``: crop the figure to its drawn content."""
     plt = pyplot()
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+            fig.savefig(tmp, format=image_format, dpi=dpi,
+                        bbox_inches="tight" if tight else None)
     finally:
         plt.close(fig)

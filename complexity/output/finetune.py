@@ -17,7 +17,6 @@ from tabulate import tabulate
 
 from complexity.cost.measure import KEYS
 from complexity.cost.sweep import slopes
-from complexity.atomic import atomic_path
 
 MEMORY = ("param_bytes", "grad_bytes", "optimizer_bytes", "saved_activation_bytes", "peak_bytes")
 FLOPS = ("forward_flops", "backward_flops")
@@ -49,7 +48,12 @@ def table_rows(results: Sequence[dict]) -> List[list]:
     return rows
 
 
-def _fmt(x):
+def slope_text(x) -> str:
+    """A fitted slope to 3 decimals, or nothing when there is none.
+
+    >>> slope_text(0.99951), slope_text(None)
+    ('1.000', '')
+    """
     return "" if x is None else f"{x:.3f}"
 
 
@@ -63,7 +67,7 @@ def slope_rows(results: Sequence[dict]) -> List[list]:
                                  for r in results}) < 3:
                     continue  # two points: the tail is the whole range
                 rows.append([s["model"], s["mode"], "n" if against == "layers" else "H·W",
-                             "%d–%d" % tuple(s["range"]), s["batch"]] + [_fmt(s[q]) for q in KEYS])
+                             "%d–%d" % tuple(s["range"]), s["batch"]] + [slope_text(s[q]) for q in KEYS])
     return rows
 
 
@@ -117,9 +121,9 @@ def render(results: Sequence[dict], fmt: str) -> str:
 def plot(results: Sequence[dict], path: str) -> None:
     """Memory and FLOPs against n (both modes) and against resolution; written to
     ``path`` atomically (a temporary file, then ``os.replace``)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from complexity.output.figures import pyplot, save
+
+    plt = pyplot()
 
     def v(r):
         return r["measured"] or r["predicted"]
@@ -173,8 +177,4 @@ def plot(results: Sequence[dict], path: str) -> None:
     fig.suptitle("One Adam training step: full (solid) vs last layer / pattern (dashed); "
                  + ("measured" if results[0]["measured"] else "predicted"))
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1][1:] or "png")
-    finally:
-        plt.close(fig)
+    save(fig, path, dpi=110, image_format=os.path.splitext(path)[1][1:] or "png", tight=False)

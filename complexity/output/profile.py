@@ -29,17 +29,27 @@ def shape_text(shape) -> str:
     return "--"
 
 
-def render_profile(result: dict, name: str, shape, convention: str, device: str,
-                   depth, fmt: str) -> str:
-    """``result`` of :func:`complexity.counting.profile.profile`, rows nested at most
-    ``depth`` deep (None: all), as ``table``, ``markdown`` or ``json``."""
-    shown = [r for r in result["layers"] if depth is None or r["depth"] <= depth]
-    if fmt == "json":
-        out = {k: result[k] for k in PROFILE_JSON_KEYS}
-        out["layers"] = [{k: r[k] for k in LAYER_JSON_KEYS} for r in shown]
-        return json.dumps(out, indent=2)
+def profile_heading(result: dict) -> str:
+    """What the numbers are: model, input, convention, device (and a note on leaf
+    classes the convention leaves at 0)."""
+    convention = result["convention"]
+    head = (f"{result['model']}, input {'×'.join(map(str, result['input']))}, convention "
+            f"{convention}, {result['device']} device — exact counts for this input (batch "
+            f"included); a row counts its whole subtree; MACs = FlopCounterMode FLOPs / 2\n")
+    if result["uncovered_kinds"]:
+        head += (f"note: convention {convention} defines weights and outputs for "
+                 f"Conv2d, MaxPool2d, Upsample, BatchNorm2d and ReLU only; "
+                 f"{', '.join(result['uncovered_kinds'])} count 0 weights and 0 outputs here "
+                 f"(use --convention torch to count them)\n")
+    return head
+
+
+def profile_table(result: dict, depth=None, tablefmt: str = "simple") -> str:
+    """Rows nested at most ``depth`` deep (None: all), indented by depth, and a total
+    row; ``tablefmt`` is tabulate's (``github`` for markdown)."""
     from tabulate import tabulate
 
+    shown = [r for r in result["layers"] if depth is None or r["depth"] <= depth]
     # A visible indent: tabulate strips leading spaces (0.9 has no switch for it).
     rows = [["· " * (r["depth"] - 1) + r["name"], r["kind"], shape_text(r["shape"]),
              number(r["params"]), number(r["params"] - r["trainable_params"]),
@@ -47,36 +57,33 @@ def render_profile(result: dict, name: str, shape, convention: str, device: str,
     rows.append(["total", "", "", number(result["params"]),
                  number(result["params"] - result["trainable_params"]),
                  number(result["outputs"]), number(result["macs"])])
-    tablefmt = "github" if fmt == "markdown" else "simple"
-    head = (f"{name}, input {'×'.join(map(str, shape))}, convention {convention}, "
-            f"{device} device — exact counts for this input (batch included); a row "
-            f"counts its whole subtree; MACs = FlopCounterMode FLOPs / 2\n")
-    if result["uncovered_kinds"]:
-        head += (f"note: convention {convention} defines weights and outputs for "
-                 f"Conv2d, MaxPool2d, Upsample, BatchNorm2d and ReLU only; "
-                 f"{', '.join(result['uncovered_kinds'])} count 0 weights and 0 outputs here "
-                 f"(use --convention torch to count them)\n")
-    table = tabulate(
+    return tabulate(
         rows, headers=["layer", "kind", "output shape", "params", "frozen", "outputs", "MACs"],
         tablefmt=tablefmt, disable_numparse=True,
         colalign=("left", "left", "left", "right", "right", "right", "right"))
-    return head + "\n" + table
 
 
-def render_derive(result: dict, name: str, shape, convention: str, binds: dict,
-                  domain: str, fmt: str) -> str:
-    """``result`` of :func:`complexity.counting.derive.derive`; ``binds`` maps each
-    symbol to what it stands for (``input[2]`` or a constructor argument)."""
+def render_profile(result: dict, depth=None, fmt: str = "table") -> str:
+    """A profile (the JSON object of ``profile --format json``, all layers), rows
+    nested at most ``depth`` deep, as ``table``, ``markdown`` or ``json``."""
     if fmt == "json":
-        return json.dumps({
-            "model": name, "input": list(shape), "convention": convention,
-            "symbols": binds, "domain": result["domain"], "domain_text": domain,
-            "narrowed": result["narrowed"],
-            "formulas": {q: str(f) for q, f in result["formulas"].items()},
-            "verified_points": result["verified_points"]}, indent=2)
-    lines = [f"{name}, input {'×'.join(map(str, shape))}, convention {convention}; "
-             f"symbols: {', '.join(f'{n} = {b}' for n, b in binds.items())}",
-             f"domain: {domain}"]
+        out = {k: result[k] for k in PROFILE_JSON_KEYS}
+        out["layers"] = [{k: r[k] for k in LAYER_JSON_KEYS} for r in result["layers"]
+                         if depth is None or r["depth"] <= depth]
+        return json.dumps(out, indent=2)
+    return (profile_heading(result) + "\n"
+            + profile_table(result, depth, "github" if fmt == "markdown" else "simple"))
+
+
+def render_derive(result: dict, fmt: str = "table") -> str:
+    """A derivation (the JSON object of ``derive --format json``) as ``table`` text
+    or ``json``."""
+    if fmt == "json":
+        return json.dumps(result, indent=2)
+    lines = [f"{result['model']}, input {'×'.join(map(str, result['input']))}, convention "
+             f"{result['convention']}; symbols: "
+             f"{', '.join(f'{n} = {b}' for n, b in result['symbols'].items())}",
+             f"domain: {result['domain_text']}"]
     if result["narrowed"]:
         lines.append(f"  (narrowed: the counts are not polynomial in {', '.join(result['narrowed'])} "
                      "on every integer — floor effects of strided layers or of the model's own "

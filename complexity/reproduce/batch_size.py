@@ -37,7 +37,7 @@ def write(ctx: Context) -> list:
                  + ", ".join(str(r["steps_per_epoch"] * s["epochs"]) for r in slow)
                  + f" optimizer steps in {s['epochs']} epochs: their validation loss is still "
                  "near its starting value." if slow else "")
-    text = f"""# Batch size (SPEC §1, B4)
+    text = f"""# Batch size: how do batches of 1, 5, 10, 100, 500 and 1000 change the curves and the outputs?
 
 The UNet, {s['epochs']} epochs at each batch size, Adam lr 0.001, NF 32, NC 24, seed 0.
 Data: {result['data']}.

@@ -31,7 +31,7 @@ def _formula(entry: dict, q: str, factor: int) -> str:
 
 def markdown(results) -> str:
     lines = [
-        "# A3: weights, outputs and connections of the colourization nets",
+        "# Weights, outputs and connections of the colourization nets as functions of NF and NC, at 32×32 and at doubled input size",
         "",
         f"Regenerate with `{COMMAND}`. Kernel 3, one grey input channel (NIC = 1), "
         "input 32×32 and doubled to 64×64; values at NF = 32, NC = 24. Every row was "

@@ -28,22 +28,13 @@ def one(results, **kw):
     return r
 
 
-def slope_text(x) -> str:
-    """A fitted slope to 3 decimals, or nothing when there is none.
-
-    >>> slope_text(0.99951), slope_text(None)
-    ('1.000', '')
-    """
-    return "" if x is None else f"{x:.3f}"
-
-
 def worst_error(results):
     """Largest |error| % per quantity over ``results``."""
-    from complexity.cost import sweep as ft
+    from complexity.cost.measure import KEYS
     from complexity.output import finetune as fr
 
     return {q: max(abs(fr.error_pct(r["predicted"][q], r["measured"][q])) for r in results)
-            for q in ft.KEYS}
+            for q in KEYS}
 
 
 def write(ctx) -> list:
@@ -53,6 +44,7 @@ def write(ctx) -> list:
 
     from complexity.cost import closed_forms as fs
     from complexity.cost import sweep as ft
+    from complexity.cost.measure import KEYS
     from complexity.counting import symbolic as sym
     from complexity.output import finetune as fr
 
@@ -73,7 +65,7 @@ def write(ctx) -> list:
     fr.plot(res, os.path.join(out_dir, "finetune_resolution.png"))
     elapsed = time.time() - t0
 
-    md = ["# Fine-tuning cost: all layers vs the last layer (assignment C4, C5)", "",
+    md = ["# Fine-tuning cost: all layers vs the last layer, and doubling the input size", "",
           "Regenerate everything here (text, tables, both PNGs) with one command, from the "
           "repository root:", "", "```bash", "python -m complexity reproduce --only finetune", "```", "",
           f"(this run: {elapsed:.0f} s on the CPU; no GPU, no download). The same tables come "
@@ -97,14 +89,14 @@ def write(ctx) -> list:
           "trace of functional calls, per-call derivative rules, a liveness schedule for "
           "the peak), and for `stack`, CNN and UNet also as closed formulas "
           "(`complexity/finetune_symbolic.py`), which equal the measurement exactly for "
-          "the six quantities other than the peak (tests/test_finetune.py).", ""]
+          "the six quantities other than the peak (tests/test_cost_finetune.py).", ""]
 
     # ------------------------------------- all n layers vs the last one: stack
-    md += ["## C4 — n similar layers: `stack`, 64×64, batch 8, C = 16", "",
+    md += ["## All n layers vs the last — n similar layers: `stack`, 64×64, batch 8, C = 16", "",
            "`stack` = n blocks Conv 3×3 16→16 → BatchNorm → ReLU, then a 1×1 conv 16 → 2 "
            "(the last layer). Measured, exact bytes and FLOPs (predicted: "
            + ("the same" if all(r["predicted"][q] == r["measured"][q] for r in stack
-                                for q in ft.KEYS if q != "peak_bytes") else "NOT the same")
+                                for q in KEYS if q != "peak_bytes") else "NOT the same")
            + " for every quantity but the peak, which is within "
            + f"{max(abs(r['predicted']['peak_bytes'] - r['measured']['peak_bytes']) for r in stack):,}"
            + " bytes):", ""]
@@ -112,8 +104,8 @@ def write(ctx) -> list:
     for n in LAYERS:
         for mode in ("full", "last"):
             m = one(stack, layers=n, mode=mode)["measured"]
-            rows.append([n, mode] + [f"{m[q]:,}" for q in ft.KEYS])
-    md += [tabulate(rows, ["n", "mode"] + list(ft.KEYS), tablefmt="github",
+            rows.append([n, mode] + [f"{m[q]:,}" for q in KEYS])
+    md += [tabulate(rows, ["n", "mode"] + list(KEYS), tablefmt="github",
                     disable_numparse=True), ""]
     md += ["Closed forms (B batch, H×W input, K = 2 classes, k = 3; bytes):", ""]
     for mode in ("full", "last"):
@@ -125,8 +117,8 @@ def write(ctx) -> list:
     srows = []
     for tail in (False, True):
         for s in ft.slopes(stack, "layers", tail=tail):
-            srows.append([s["mode"], "%d–%d" % tuple(s["range"])] + [slope_text(s[q]) for q in ft.KEYS])
-    md += [tabulate(srows, ["mode", "n"] + list(ft.KEYS), tablefmt="github",
+            srows.append([s["mode"], "%d–%d" % tuple(s["range"])] + [fr.slope_text(s[q]) for q in KEYS])
+    md += [tabulate(srows, ["mode", "n"] + list(KEYS), tablefmt="github",
                     disable_numparse=True), ""]
     ratio = {n: (lambda f, l: (f["forward_flops"] + f["backward_flops"])
                  / (l["forward_flops"] + l["backward_flops"]))(
@@ -137,11 +129,11 @@ def write(ctx) -> list:
     md += ["![memory and FLOPs against n](finetune_layers.png)", ""]
 
     # ----------------------------------- all n layers vs the last one: deeplab
-    md += ["## C4 in the real case: deeplabv3_resnet101, head swapped to 256 → 2, batch 8", "",
-           "`last` = only `classifier.4` trains (SPEC §1). Predicted vs measured:", ""]
+    md += ["## All layers vs the last in the real case: deeplabv3_resnet101, head swapped to 256 → 2, batch 8", "",
+           "`last` = only `classifier.4` trains (the course's head swap). Predicted vs measured:", ""]
     drows = []
     for r in deep:
-        for q in ft.KEYS:
+        for q in KEYS:
             p, m = r["predicted"][q], r["measured"][q]
             drows.append(["%d×%d" % tuple(r["size"]), r["mode"], q, f"{p:,}", f"{m:,}",
                           f"{fr.error_pct(p, m):+.2f}%"])
@@ -149,7 +141,7 @@ def write(ctx) -> list:
                             "measured", "error"], tablefmt="github", disable_numparse=True), ""]
 
     # ------------------------------------------- doubling the input's H and W
-    md += ["## C5 — doubling the input height and width", "",
+    md += ["## Doubling the input height and width", "",
            "Measured ratio (2H×2W) / (H×W), batch 8 (stack: n = 8, C = 16; CNN/UNet: "
            "NF = 32, NC = 24):", ""]
     crow = []
@@ -163,8 +155,8 @@ def write(ctx) -> list:
                 ra = one(src, model=model, mode=mode, size=list(a))["measured"]
                 rb = one(src, model=model, mode=mode, size=list(b))["measured"]
                 crow.append([model, mode, "%d→%d" % (a[0], b[0])]
-                            + [f"{rb[q] / ra[q]:.3f}" if ra[q] else "–" for q in ft.KEYS])
-    md += [tabulate(crow, ["model", "mode", "H=W"] + list(ft.KEYS), tablefmt="github",
+                            + [f"{rb[q] / ra[q]:.3f}" if ra[q] else "–" for q in KEYS])
+    md += [tabulate(crow, ["model", "mode", "H=W"] + list(KEYS), tablefmt="github",
                     disable_numparse=True), ""]
     md += ["Closed forms of the kept activations, full mode (bytes; B batch, NF, NC, "
            "NIC = 1 input channel, H×W; from `complexity.cost.closed_forms`, equal to the "
@@ -184,7 +176,7 @@ def write(ctx) -> list:
            "above (stack n ≤ 32, CNN, UNet, deeplabv3_resnet101 at 224 and 448; full and last):", ""]
     md += [tabulate([[q, f"{werr[q]:.3f}%", "10%" if q == "peak_bytes" else "5%",
                       "met" if werr[q] <= (10 if q == "peak_bytes" else 5) else "NOT met"]
-                     for q in ft.KEYS], ["quantity", "worst error", "target", ""],
+                     for q in KEYS], ["quantity", "worst error", "target", ""],
                     tablefmt="github", disable_numparse=True), ""]
     md += answers(stack, wide, res, deep)
     md += beyond(other, unruled)
@@ -216,13 +208,13 @@ def beyond(other, unruled):
     """Other torchvision models: where the prediction's rules, or the counter, end."""
     from tabulate import tabulate
 
-    from complexity.cost import sweep as ft
+    from complexity.cost.measure import KEYS
     from complexity.output import finetune as fr
 
     dw = depthwise_counts()
     rows = []
     for r in other:
-        errs = {q: fr.error_pct(r["predicted"][q], r["measured"][q]) for q in ft.KEYS}
+        errs = {q: fr.error_pct(r["predicted"][q], r["measured"][q]) for q in KEYS}
         worst = max(errs, key=lambda q: abs(errs[q]))
         rows.append([r["model"], r["mode"], worst, f"{errs[worst]:+.2f}%",
                      f"{errs['peak_bytes']:+.2f}%"])
@@ -278,7 +270,7 @@ def answers(stack, wide, res, deep):
     ok = lambda c: "met" if c else "**NOT met**"  # noqa: E731
     return [
         "## Answers", "",
-        "**C4 (fine-tuning all n layers vs the last one).** The write-up claimed O(n) vs "
+        "**Fine-tuning all n layers vs the last one.** The write-up claimed O(n) vs "
         "O(1) for both memory and compute. Measured, the O(1) claims fail in three places:", "",
         f"1. *Weights are still held.* Parameter memory grows as n in both modes (slope "
         f"{whole_f['param_bytes']:.3f} full, {whole_l['param_bytes']:.3f} last). In the "
@@ -310,7 +302,7 @@ def answers(stack, wide, res, deep):
         f"({d[448, 'full']['peak_bytes'] / d[448, 'last']['peak_bytes']:.1f}×); training FLOPs "
         f"{train(d[448, 'full']):,} vs {train(d[448, 'last']):,} "
         f"({train(d[448, 'full']) / train(d[448, 'last']):.3f}×).", "",
-        "**C5 (doubling H and W).** Kept activations ×4 "
+        "**Doubling H and W.** Kept activations ×4 "
         f"({min(saved_ratios):.4f}–{max(saved_ratios):.4f} for stack, CNN, UNet; "
         "the few non-×4 bytes are BatchNorm's per-channel statistics and a loss scalar), "
         f"parameters ×1 ({min(param_ratios):.0f}–{max(param_ratios):.0f}), FLOPs ×4 "

@@ -9,7 +9,7 @@ import os
 from complexity.atomic import write_text
 from complexity.reproduce.context import Context, flag
 
-ROUNDING = 1e-12  # float64 rounding through six layers leaves ~1e-14 (tests/test_train.py)
+ROUNDING = 1e-12  # float64 rounding through six layers leaves ~1e-14 (tests/test_experiments_colourization.py)
 
 
 def worst_positive_scaling(study) -> float | None:
@@ -62,7 +62,7 @@ def write(ctx: Context) -> list:
     plots.invariance_grid(studies, os.path.join(ctx.reports, "invariance_border.png"), "border")
     theory = inv.__doc__.split("What holds:", 1)[1].split("Border pixels", 1)[0]
     body = "\n\n".join(sections)
-    text = f"""# Input scaling y = a·x + b (SPEC §1, A4)
+    text = f"""# Input scaling y = a·x + b: does batch norm make the output invariant?
 
 The claim: "batch norm makes the output invariant, so no effect". What holds:
 {theory}
@@ -71,7 +71,7 @@ by the colourization report; Δ is the largest absolute change over the {24} log
 pixel, between input a·x + b and input x, with BN in the same mode. "Border" pixels
 are those whose receptive field reaches some conv's zero padding: a band of 15 px
 at each edge for k = 3 (checked against an independent measurement in
-tests/test_train.py), which leaves only the 2×2 centre of a 32×32 crop as interior.
+tests/test_experiments_colourization.py), which leaves only the 2×2 centre of a 32×32 crop as interior.
 
 Regenerate: `python -m complexity reproduce{' --quick' if ctx.quick else ''} --only invariance`, or
 `python -m complexity invariance --model cnn --checkpoint runs/reproduce/colourization/cnn/checkpoint.pt`

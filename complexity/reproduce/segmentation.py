@@ -170,7 +170,7 @@ def render(data: dict) -> str:
         "shared with other jobs).",
         "",
         f"Model `{data['arch']}` at {data['size']}×{data['size']}, head `classifier[4]` replaced "
-        "by a 1×1 conv 256 → 2 (SPEC §1, Part C). **No pretrained weights** (none can be "
+        "by a 1×1 conv 256 → 2 (the course's segmentation fine-tuning set-up). **No pretrained weights** (none can be "
         "downloaded here): the backbone is random. Data: the offline generated shapes "
         "(`models/segmentation_data.py`; textured backgrounds, 1–3 objects, exact masks), "
         f"{runs['last']['images']['train']} training and {runs['last']['images']['val']} "
@@ -180,7 +180,7 @@ def render(data: dict) -> str:
         "",
         "Mean IoU = the standard mean over the two classes of TP/(TP+FP+FN) pooled over all "
         "validation pixels; course IoU = the assignment's per-image thresholded IoU "
-        "(SPEC §1), averaged over images. Epoch 0 is the untrained head.",
+        "(the course's definition), averaged over images. Epoch 0 is the untrained head.",
         "",
     ]
     for name, run in runs.items():
@@ -253,7 +253,7 @@ def _findings(data: dict) -> list:
         f"{runs['last_on_all']['seconds']:.0f} s, training "
         f"{runs['last_on_all']['trainable_params']:,} parameters. Freezing works when the "
         "features are worth keeping.",
-        f"- **Cost (C4)**, {COURSE[0]} at {COURSE[1]}×{COURSE[1]}: the forward pass is the same "
+        f"- **Cost of fine-tuning all layers vs the last**, {COURSE[0]} at {COURSE[1]}×{COURSE[1]}: the forward pass is the same "
         f"({last['forward_flops']:,} FLOPs both ways) and every weight is held either way "
         f"({last['param_bytes']:,} bytes); training all of them multiplies gradient bytes by "
         f"{ratio('grad_bytes')}, optimizer bytes by {ratio('optimizer_bytes')}, "
@@ -263,6 +263,6 @@ def _findings(data: dict) -> list:
         lines[-1] += (f", saved activations by {ratio('saved_activation_bytes')} and peak memory "
                       f"by {full['peak_bytes'] / last['peak_bytes']:.1f}×")
     lines[-1] += ". Memory is O(n) and forward compute O(n) either way; what the frozen case "
-    lines[-1] += "saves is the backward pass and what it keeps (SPEC §1, C4)."
+    lines[-1] += "saves is the backward pass and what it keeps (the course question on fine-tuning all n layers vs only the last)."
     return lines + [""]
 

@@ -25,7 +25,7 @@ SOURCE = ("complexity.cost.measure: one Adam step on fake tensors; FLOPs from "
 def step_cost(model: nn.Module, input_shape: tuple) -> dict:
     """``{"source": ..., "trainable_param_bytes": ..., **measure(...)}`` of one training
     step at ``input_shape``."""
-    from complexity.cost.sweep import measure
+    from complexity.cost.measure import measure
 
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
     return {"source": SOURCE, "trainable_param_bytes": trainable,

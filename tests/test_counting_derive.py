@@ -20,7 +20,7 @@ from tests import profile_models as pm
 
 # `report --convention torch` counts exactly what `profile` counts: every
 # parameter (weights ↔ params), every leaf module's output units (outputs ↔
-# outputs) and conv multiply-accumulates (connections ↔ macs; SPEC §2).
+# outputs) and conv multiply-accumulates (connections ↔ macs; the torch convention, docs/conventions.md).
 REPORT_NAMES = {"params": "weights", "outputs": "outputs", "macs": "connections"}
 
 

@@ -8,7 +8,7 @@ AT_32 = {k: 3, NIC: 1, H: 32, W: 32}
 
 
 def test_lecture_point_of_spec():
-    """SPEC §2: `lecture`, k = 3, NIC = 1, 32×32 (the published point)."""
+    """The published point of the `lecture` convention (docs/conventions.md): k = 3, NIC = 1, 32×32 (the published point)."""
     f = symbolic.formulas("cnn", "lecture")
     published = {
         "weights": 9 * NF + 72 * NF**2 + 9 * NF * NC + 9 * NC**2,
@@ -20,7 +20,7 @@ def test_lecture_point_of_spec():
 
 
 def test_course_weights_of_spec_example():
-    """SPEC §3's JSON example: the CNN at NF = 32, NC = 24 has 86,784 course weights.
+    """The JSON example of docs/cli.md: the CNN at NF = 32, NC = 24 has 86,784 course weights.
     By hand: 9·32 + 32 (downconv1) + 64 (BN) + 9·32·64 + 64 + 128 + 9·64·64 + 64 + 128
     + 9·64·32 + 32 + 64 + 9·32·24 + 24 + 48 + 9·24·24 + 24 = 86,784."""
     by_hand = (9 * 32 + 32 + 64 + 9 * 32 * 64 + 64 + 128 + 9 * 64 * 64 + 64 + 128

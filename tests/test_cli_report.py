@@ -1,4 +1,4 @@
-"""`python -m complexity report`: the SPEC §3 contract, every format, bad input."""
+"""`python -m complexity report`: the command-line and JSON contract of docs/cli.md, every format, bad input."""
 import csv
 import io
 import json
@@ -14,7 +14,6 @@ from complexity.__main__ import main
 from complexity.counting.symbolic import SYMBOLS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GOLDEN = os.path.join(ROOT, "tests", "golden")
 
 
 def run_main(capsys, *argv):
@@ -43,7 +42,7 @@ def test_json_matches_spec_key_for_key(capsys):
             value = expr.subs({sp.Symbol(n): v for n, v in d["params"].items()})
             assert value == q["value"]
             assert q["ratio"] == q["doubled"] / q["value"]
-    # SPEC §3's example object
+    # the JSON example of docs/cli.md
     assert data[0]["quantities"]["weights"]["value"] == 86784
 
 
@@ -96,17 +95,13 @@ def test_csv_agrees_with_json(capsys):
     ("report_latex_lecture", ["report", "--convention", "lecture", "--format", "latex"]),
     ("report_per_layer_cnn", ["report", "--model", "cnn", "--per-layer", "--nf", "8", "--nc", "6"]),
 ])
-def test_golden_renderings(capsys, name, argv):
+def test_golden_renderings(capsys, golden, name, argv):
     """Renderings diffed against reviewed golden files (torchinfo's way); the numbers in
-    them are the ones hand-checked in test_published.py. UPDATE_GOLDEN=1 rewrites them."""
+    them are the ones hand-checked in test_counting_published.py. UPDATE_GOLDEN=1
+    rewrites them."""
     code, out, _ = run_main(capsys, *argv)
     assert code == 0
-    path = os.path.join(GOLDEN, name + ".out")
-    if os.environ.get("UPDATE_GOLDEN"):
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(out)
-    with open(path, encoding="utf-8") as f:
-        assert out == f.read()
+    golden(name, out)
 
 
 BAD = [

@@ -169,7 +169,7 @@ def test_cli_profile_table_and_cpu_fallback(capsys):
 
 
 BAD = [
-    (["profile", "resnet18"], "is not cnn, unet"),
+    (["profile", "resnet"], "is not cnn, unet"),
     (["profile", "torchvision:"], "is not cnn, unet"),
     (["profile", "torchvision:no_such_net"], "no model"),
     (["profile", "no_such_package_xyz.mod:f"], "cannot import"),
