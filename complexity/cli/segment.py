@@ -116,7 +116,7 @@ def run(args) -> int:
     train_ds, val_ds = _datasets(args)
     model, weights_note = _model(args)
     _log(weights_note)
-    data_note = args.data or "generated shapes (offline default; models/segmentation_data.py)"
+    data_note = args.data or "generated shapes (offline default; complexity/experiments/segmentation/data.py)"
     _log(f"data: {data_note}; {len(train_ds)} training and {len(val_ds)} validation images "
          f"at {args.size}×{args.size}")
     meta = {"arch": args.arch, "train": args.train, "size": args.size}

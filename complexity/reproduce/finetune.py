@@ -85,10 +85,10 @@ def write(ctx) -> list:
           "of one tensor out of place (`InputBuffer::accumulate` adds in place only into a "
           "plain tensor it holds the last reference to); on real tensors it may add in "
           "place and need up to one activation less at that moment. **What is predicted.** The same quantities "
-          "from the model's structure (`complexity/finetune_predict.py`: a meta-device "
-          "trace of functional calls, per-call derivative rules, a liveness schedule for "
+          "from the model's structure (`complexity/cost/trace.py`: a meta-device "
+          "trace of functional calls, per-call derivative rules from the registry in `complexity/cost/rules/`, a liveness schedule for "
           "the peak), and for `stack`, CNN and UNet also as closed formulas "
-          "(`complexity/finetune_symbolic.py`), which equal the measurement exactly for "
+          "(`complexity/cost/closed_forms.py`), which equal the measurement exactly for "
           "the six quantities other than the peak (tests/test_cost_finetune.py).", ""]
 
     # ------------------------------------- all n layers vs the last one: stack
@@ -232,7 +232,7 @@ def beyond(other, unruled):
         f"channels, 2×16×8×8 input (this run): forward {dw[0]:,} FLOPs (= 2·2·16·64·9), "
         f"backward counted {dw[1]:,} by PyTorch's rule instead of 2 × {dw[0]:,} = "
         f"{2 * dw[0]:,} (pytorch/pytorch PR #183405 touches exactly this line). The "
-        "measurement here uses the corrected rule of `complexity/flops.py`, which counts "
+        "measurement here uses the corrected rule of `complexity/cost/flops.py`, which counts "
         f"{dw[2]:,}.",
         "- Calls with no rule (each result's `unmodelled` list; the CLI marks those "
         "predictions with ≥, lower bounds): "

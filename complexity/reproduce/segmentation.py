@@ -172,11 +172,11 @@ def render(data: dict) -> str:
         f"Model `{data['arch']}` at {data['size']}×{data['size']}, head `classifier[4]` replaced "
         "by a 1×1 conv 256 → 2 (the course's segmentation fine-tuning set-up). **No pretrained weights** (none can be "
         "downloaded here): the backbone is random. Data: the offline generated shapes "
-        "(`models/segmentation_data.py`; textured backgrounds, 1–3 objects, exact masks), "
+        "(`complexity/experiments/segmentation/data.py`; textured backgrounds, 1–3 objects, exact masks), "
         f"{runs['last']['images']['train']} training and {runs['last']['images']['val']} "
         f"validation images; batch {s['batch_size']}, Adam. BatchNorm statistics are "
         "re-estimated from 64 training images before each validation "
-        "(`models/segmentation_train.py` says why).",
+        "(`complexity/experiments/segmentation/train.py` says why).",
         "",
         "Mean IoU = the standard mean over the two classes of TP/(TP+FP+FN) pooled over all "
         "validation pixels; course IoU = the assignment's per-image thresholded IoU "
@@ -221,7 +221,7 @@ def render(data: dict) -> str:
     lines += ["", "PyTorch's own FlopCounterMode rule for `convolution_backward` ignores "
               "`groups` and would count MobileNetV3's depthwise convolutions' weight "
               "gradients as if they were dense; the counts here use the corrected rule of "
-              "`complexity/flops.py` (tested against hand counts)."]
+              "`complexity/cost/flops.py` (tested against hand counts)."]
     lines += ["", "![cost of last vs all](segmentation_cost.png)", "", *_findings(data)]
     return "\n".join(lines)
 
