@@ -482,8 +482,8 @@ def test_empty_interior_is_no_measurement_not_zero(tmp_path):
     text = render_invariance(st)
     assert "—" in text
     json.dumps(st)  # None becomes null
-    _, _, grid = plots.invariance_cells([r for r in st["rows"] if r["bn"] == "train"])
-    assert np.isnan(grid).all()
+    _, _, grid, labels = plots.invariance_cells([r for r in st["rows"] if r["bn"] == "train"])
+    assert np.isnan(grid).all() and {c for row in labels for c in row} == {"—"}
     plots.invariance_grid([st], str(tmp_path / "g.png"))
     assert (tmp_path / "g.png").is_file()
 

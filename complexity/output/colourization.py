@@ -72,37 +72,60 @@ def against_batch_size(rows, path: str) -> None:
     save(fig, path)
 
 
+def cell_label(mean) -> str:
+    """The text of one heat-map cell: the mean |Δ| itself, compact — ``0`` for an
+    exact zero, ``—`` for a region without pixels, else one significant digit.
+
+    >>> [cell_label(v) for v in (0.0, None, 3.2e-6, 0.9, 12.0)]
+    ['0', '—', '3e-6', '0.9', '1e1']
+    """
+    if mean is None:
+        return "—"
+    if mean == 0:
+        return "0"
+    if 0.1 <= mean < 1:
+        return f"{mean:.1f}"
+    mantissa, exponent = f"{mean:.0e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def invariance_cells(rows, region: str = "interior"):
-    """(a values, b values, grid of log10 mean |Δ|) of one panel; exactly 0 is drawn as
-    −17, and a region without pixels (mean None) stays NaN: drawn blank and "—"."""
+    """(a values, b values, grid of log10 mean |Δ|, grid of cell labels) of one
+    panel. An exact 0 is drawn in the lowest colour (log10 clipped at −17) but
+    labelled ``0``; a region without pixels (mean None) stays NaN: drawn blank, "—"."""
     a_vals = sorted({r["a"] for r in rows})
     b_vals = sorted({r["b"] for r in rows})
     grid = np.full((len(a_vals), len(b_vals)), np.nan)
+    labels = [["—"] * len(b_vals) for _ in a_vals]
     for r in rows:
-        if r[region]["mean"] is not None:
-            grid[a_vals.index(r["a"]), b_vals.index(r["b"])] = np.log10(
-                max(r[region]["mean"], 1e-17))
-    return a_vals, b_vals, grid
+        i, j = a_vals.index(r["a"]), b_vals.index(r["b"])
+        mean = r[region]["mean"]
+        labels[i][j] = cell_label(mean)
+        if mean is not None:
+            grid[i, j] = np.log10(max(mean, 1e-17))
+    return a_vals, b_vals, grid, labels
 
 
 def invariance_grid(studies, path: str, region: str = "interior") -> None:
-    """log10 of the mean |Δ logits| over the (a, b) grid, one panel per model and BN mode."""
+    """Mean |Δ logits| over the (a, b) grid, coloured by its log10, one panel per
+    model and BN mode; each cell shows the value itself."""
     plt = pyplot()
     panels = [(s["model"], mode, [r for r in s["rows"] if r["bn"] == mode])
               for s in studies for mode in ("train", "eval")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.3 * len(panels), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.6), squeeze=False)
     for ax, (model, mode, rows) in zip(axes[0], panels):
-        a_vals, b_vals, grid = invariance_cells(rows, region)
+        a_vals, b_vals, grid, labels = invariance_cells(rows, region)
         im = ax.imshow(grid, vmin=-17, vmax=1, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(b_vals)), [f"{b:g}" for b in b_vals])
         ax.set_yticks(range(len(a_vals)), [f"{a:g}" for a in a_vals])
-        ax.set(xlabel="b", ylabel="a", title=f"{model}, BN {mode} mode")
+        ax.set(xlabel="b (shift added to the input)", ylabel="a (input scale)",
+               title=f"{model}, BN in {mode} mode")
         for i in range(len(a_vals)):
             for j in range(len(b_vals)):
-                ax.text(j, i, "—" if np.isnan(grid[i, j]) else f"{grid[i, j]:.0f}",
-                        ha="center", va="center", fontsize=7,
-                        color="w" if grid[i, j] < -6 else "k")
-    fig.colorbar(im, ax=list(axes[0]), label=f"log10 mean |Δ logits|, {region} pixels")
+                ax.text(j, i, labels[i][j], ha="center", va="center", fontsize=8,
+                        color="w" if np.isnan(grid[i, j]) or grid[i, j] < -6 else "k")
+    fig.colorbar(im, ax=list(axes[0]),
+                 label=f"log10 mean |Δ logits|, {region} pixels (exact 0 at the bottom)")
     save(fig, path)
 
 

@@ -42,10 +42,8 @@ def write(ctx) -> list:
     :class:`~complexity.reproduce.context.Context`); returns their paths."""
     from tabulate import tabulate
 
-    from complexity.cost import closed_forms as fs
     from complexity.cost import sweep as ft
     from complexity.cost.measure import KEYS
-    from complexity.counting import symbolic as sym
     from complexity.output import finetune as fr
 
     out_dir = ctx.reports
@@ -91,7 +89,35 @@ def write(ctx) -> list:
           "(`complexity/cost/closed_forms.py`), which equal the measurement exactly for "
           "the six quantities other than the peak (tests/test_cost_finetune.py).", ""]
 
-    # ------------------------------------- all n layers vs the last one: stack
+    md += _stack_section(stack)
+    md += _deeplab_section(deep)
+    md += _doubling_section(res, deep)
+    allres = stack + wide + res + deep
+    werr = worst_error(allres)
+    md += ["## Targets", "",
+           f"Worst |predicted − measured| / measured over all {len(allres)} configurations "
+           "above (stack n ≤ 32, CNN, UNet, deeplabv3_resnet101 at 224 and 448; full and last):", ""]
+    md += [tabulate([[q, f"{werr[q]:.3f}%", "10%" if q == "peak_bytes" else "5%",
+                      "met" if werr[q] <= (10 if q == "peak_bytes" else 5) else "NOT met"]
+                     for q in KEYS], ["quantity", "worst error", "target", ""],
+                    tablefmt="github", disable_numparse=True), ""]
+    md += answers(stack, wide, res, deep)
+    md += beyond(other, unruled)
+    write_text(os.path.join(out_dir, "finetune.md"), "\n".join(md))
+    return [os.path.join(out_dir, f) for f in
+            ("finetune.md", "finetune_layers.png", "finetune_resolution.png")]
+
+
+def _stack_section(stack) -> list:
+    """The `stack` sweep: n similar layers, all trained vs the last."""
+    from tabulate import tabulate
+
+    from complexity.cost import closed_forms as fs
+    from complexity.cost import sweep as ft
+    from complexity.cost.measure import KEYS
+    from complexity.output import finetune as fr
+
+    md = []
     md += ["## All n layers vs the last — n similar layers: `stack`, 64×64, batch 8, C = 16", "",
            "`stack` = n blocks Conv 3×3 16→16 → BatchNorm → ReLU, then a 1×1 conv 16 → 2 "
            "(the last layer). Measured, exact bytes and FLOPs (predicted: "
@@ -128,7 +154,17 @@ def write(ctx) -> list:
            + ".", ""]
     md += ["![memory and FLOPs against n](finetune_layers.png)", ""]
 
-    # ----------------------------------- all n layers vs the last one: deeplab
+    return md
+
+
+def _deeplab_section(deep) -> list:
+    """deeplabv3_resnet101, all layers vs the head: predicted vs measured."""
+    from tabulate import tabulate
+
+    from complexity.cost.measure import KEYS
+    from complexity.output import finetune as fr
+
+    md = []
     md += ["## All layers vs the last in the real case: deeplabv3_resnet101, head swapped to 256 → 2, batch 8", "",
            "`last` = only `classifier.4` trains (the course's head swap). Predicted vs measured:", ""]
     drows = []
@@ -140,7 +176,18 @@ def write(ctx) -> list:
     md += [tabulate(drows, ["size", "mode", "quantity", "predicted",
                             "measured", "error"], tablefmt="github", disable_numparse=True), ""]
 
-    # ------------------------------------------- doubling the input's H and W
+    return md
+
+
+def _doubling_section(res, deep) -> list:
+    """Measured ratios when H and W double, and the closed forms of the kept activations."""
+    from tabulate import tabulate
+
+    from complexity.cost import closed_forms as fs
+    from complexity.cost.measure import KEYS
+    from complexity.counting import symbolic as sym
+
+    md = []
     md += ["## Doubling the input height and width", "",
            "Measured ratio (2H×2W) / (H×W), batch 8 (stack: n = 8, C = 16; CNN/UNet: "
            "NF = 32, NC = 24):", ""]
@@ -168,21 +215,7 @@ def write(ctx) -> list:
         md.append(f"- {model}: `{f.subs({sym.NIC: 1, sym.k: 3})}`")
     md += ["", "![memory and FLOPs against resolution](finetune_resolution.png)", ""]
 
-    # ---------------------------------------------------------------- targets
-    allres = stack + wide + res + deep
-    werr = worst_error(allres)
-    md += ["## Targets", "",
-           f"Worst |predicted − measured| / measured over all {len(allres)} configurations "
-           "above (stack n ≤ 32, CNN, UNet, deeplabv3_resnet101 at 224 and 448; full and last):", ""]
-    md += [tabulate([[q, f"{werr[q]:.3f}%", "10%" if q == "peak_bytes" else "5%",
-                      "met" if werr[q] <= (10 if q == "peak_bytes" else 5) else "NOT met"]
-                     for q in KEYS], ["quantity", "worst error", "target", ""],
-                    tablefmt="github", disable_numparse=True), ""]
-    md += answers(stack, wide, res, deep)
-    md += beyond(other, unruled)
-    write_text(os.path.join(out_dir, "finetune.md"), "\n".join(md))
-    return [os.path.join(out_dir, f) for f in
-            ("finetune.md", "finetune_layers.png", "finetune_resolution.png")]
+    return md
 
 
 def depthwise_counts():
