@@ -347,11 +347,12 @@ def derive(model, symbols: Union[str, Sequence[str]], input_shape=None, *,
     from torch import nn
 
     from complexity.counting.derive import (DeriveError, bind_symbols, derive as _derive,
-        domain_text, model_counter)
+        domain_text, model_counter, parse_symbols)
 
     if checks < 20:
         raise ValueError(f"checks={checks} is too few (need >= 20 verification points)")
     text = symbols if isinstance(symbols, str) else ",".join(symbols)
+    parse_symbols(text)  # the names as text, before any model is built
     module_given = isinstance(model, nn.Module)
     if module_given:
         if model_args:

@@ -28,15 +28,34 @@ def atomic_path(path: str):
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+    except OSError as e:
+        raise _named(e, path) from None
     os.close(fd)
     try:
         yield tmp
         os.chmod(tmp, 0o644)  # mkstemp makes 0600
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename in (tmp, None) or e.filename2 == tmp:
+            raise _named(e, path) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _named(e: OSError, path: str) -> OSError:
+    """The error ``e`` about the temporary file, naming the target ``path`` instead:
+    a message must name the file the user asked for, not an internal name.
+
+    >>> str(_named(FileNotFoundError(2, "No such file or directory", "/d/.tmp-x.png"), "/d/a.png"))
+    "[Errno 2] No such file or directory: '/d/a.png'"
+    """
+    if e.errno is None:
+        return OSError(f"{path}: {e}")
+    return type(e)(e.errno, e.strerror, path)
 
 
 def write_text(path: str, text: str) -> None:

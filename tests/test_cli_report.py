@@ -54,10 +54,17 @@ def test_per_layer_sums_equal_totals(capsys):
     assert len(data) == 6
     for d in data:
         assert d["layers"] and set(d["layers"][0]) == {"name", "kind", "shape", "weights",
-                                                       "outputs", "connections"}
+                                                       "outputs", "connections", "formulas",
+                                                       "doubled"}
+        big = {**d["params"], "H": 2 * d["params"]["H"], "W": 2 * d["params"]["W"]}
         for q, v in d["quantities"].items():
             assert sum(l[q] for l in d["layers"]) == v["value"]
+            assert sum(l["doubled"][q] for l in d["layers"]) == v["doubled"]
             assert v["verified"]
+            for l in d["layers"]:  # each layer's formula gives its values at both sizes
+                expr = sp.sympify(l["formulas"][q])
+                assert expr.subs({sp.Symbol(n): x for n, x in d["params"].items()}) == l[q]
+                assert expr.subs({sp.Symbol(n): x for n, x in big.items()}) == l["doubled"][q]
 
 
 def test_cnn_takes_sizes_the_unet_cannot(capsys):

@@ -229,7 +229,13 @@ def test_train_cli_json_and_resume(tmp_path, cifar_dir, cache, capsys):
     assert set(first["final"]) == {"train_loss", "val_loss", "val_acc"}
     for other, words in ((["--nf", "8"], "other settings"), (["--lr", "0.01"], "other settings"),
                          (["--max-images", "6"], "other data")):
-        code, stdout, err = run_cli(base + ["--epochs", "2", "--resume"] + other, capsys)
+        argv = list(base)  # an option is given once: replace its value, or add it
+        for flag, value in zip(other[::2], other[1::2]):
+            if flag in argv:
+                argv[argv.index(flag) + 1] = value
+            else:
+                argv += [flag, value]
+        code, stdout, err = run_cli(argv + ["--epochs", "2", "--resume"], capsys)
         assert code == 2 and stdout == "" and len(err.strip().splitlines()) == 1, err
         assert words in err
     code, stdout, _ = run_cli(base + ["--epochs", "2", "--resume"], capsys)
@@ -317,7 +323,8 @@ def test_bad_input_exits_2_with_one_line_and_leaves_nothing(tmp_path, cache, cap
              "FILE": "file", "FILE/run": "file/run"}
     extra = [str(tmp_path / names[e]) if e in names else e for e in extra]
     out = tmp_path / "out"
-    code, stdout, err = run_cli(["train", "--out", str(out), "--quiet"] + extra, capsys)
+    own_out = [] if "--out" in extra else ["--out", str(out)]  # an option is given once
+    code, stdout, err = run_cli(["train", "--quiet"] + own_out + extra, capsys)
     assert (tmp_path / "file").read_text() == "a regular file"
     assert code == 2 and stdout == ""
     assert len(err.strip().splitlines()) == 1 and message in err

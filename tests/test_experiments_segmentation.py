@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -246,6 +247,159 @@ def test_files_that_are_not_torch_files_say_so(tmp_path, voc_file):
     assert checkpoint.load(str(legacy))["epoch"] == 1
 
 
+# ------------------------------------------------------------------ checkpoints
+
+def _base(seed=0, arch=ARCH, weights=None):
+    """The model ``segment --seed SEED [--weights FILE]`` builds, and its description."""
+    from complexity.experiments.segmentation.checkpoints import base_reference
+
+    torch.manual_seed(seed)
+    net = deeplab(arch)
+    if weights is not None:
+        load_weights(net, weights, arch, seed)
+    return net, base_reference(arch, seed, weights)
+
+
+def _outputs(net, size=32):
+    net.eval()
+    with torch.no_grad():
+        return net(torch.stack([Shapes("val", size, 2)[i][0] for i in range(2)]))["out"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One --train last and one --train all run of one epoch, with checkpoints:
+    {train: (trained model, run folder, record)}."""
+    runs = {}
+    for train in ("last", "all"):
+        net, base = _base(seed=0)
+        out = tmp_path_factory.mktemp(f"run-{train}")
+        record = fit(net, *_tiny_data(n=2), train=train, epochs=1, lr=0.01, batch_size=2,
+                     val_batch_size=2, progress=False, out=str(out), base=base, bn_images=2)
+        runs[train] = (net, out, record)
+    return runs
+
+
+def test_train_last_checkpoint_holds_the_head_and_buffers_only(trained):
+    """The file holds the trainable parameters and the buffers (the run changes every
+    BatchNorm's statistics) — kilobytes — not the 44 MB of the frozen backbone."""
+    from complexity.experiments.segmentation.checkpoints import read_checkpoint
+
+    net, out, record = trained["last"]
+    ck = read_checkpoint(str(out / "last.pt"))
+    buffers = [n for n, _ in net.named_buffers()]
+    assert set(ck["tensors"]) == {HEAD + ".weight", HEAD + ".bias", *buffers}
+    payload = sum(t.numel() * t.element_size() for t in ck["tensors"].values())
+    assert payload == (256 * 2 + 2) * 4 + sum(b.numel() * b.element_size() for b in net.buffers())
+    full = sum(t.numel() * t.element_size() for t in net.state_dict().values())
+    size = os.path.getsize(out / "last.pt")
+    assert payload < size < payload + 400 * len(ck["tensors"]) + 16_000  # zip records, pickle
+    assert size < 200_000 and size * 200 < full
+    frozen = [p for n, p in net.named_parameters() if not n.startswith(HEAD + ".")]
+    assert ck["base"]["frozen"]["tensors"] == len(frozen) == record["checkpoint"]["base"]["frozen"]["tensors"]
+    assert ck["base"]["frozen"]["numel"] == sum(p.numel() for p in frozen)
+    # every buffer in the file is the trained model's, and it moved away from the base's
+    base, _ = _base(seed=0)
+    state, base_state = net.state_dict(), base.state_dict()
+    assert all(torch.equal(ck["tensors"][k], state[k]) for k in buffers)
+    assert not torch.equal(state["backbone.0.1.running_mean"], base_state["backbone.0.1.running_mean"])
+
+
+@pytest.mark.parametrize("train", ["last", "all"])
+def test_checkpoint_round_trip_on_a_fresh_base_gives_identical_outputs(trained, train):
+    from complexity.experiments.segmentation.checkpoints import load_checkpoint
+
+    net, out, record = trained[train]
+    for name in ("last.pt", "best.pt"):
+        fresh, base = _base(seed=0)
+        ck = load_checkpoint(str(out / name), fresh, base)
+        assert ck["epoch"] == 1 and ck["train"] == train
+        assert all(torch.equal(v, net.state_dict()[k]) for k, v in fresh.state_dict().items())
+        assert torch.equal(_outputs(fresh), _outputs(net))
+
+
+def test_checkpoint_for_another_base_is_refused_with_one_line(trained, voc_file):
+    from complexity.experiments.segmentation.checkpoints import CheckpointError, load_checkpoint
+
+    path = str(trained["last"][1] / "best.pt")
+    cases = {"seed 0 vs this model's 1": _base(seed=1),
+             "weights none vs this model's": _base(seed=0, weights=voc_file[0]),
+             f"{ARCH} vs this model's deeplabv3_resnet50": _base(arch="deeplabv3_resnet50")}
+    for words, (net, base) in cases.items():
+        before = copy.deepcopy(net.state_dict())
+        for described in (base, None):  # without a description the fingerprint still refuses
+            with pytest.raises(CheckpointError) as e:
+                load_checkpoint(path, net, described)
+            assert "\n" not in str(e.value) and path in str(e.value)
+            assert (words in str(e.value)) if described else "base" in str(e.value)
+        assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+
+
+def test_train_all_checkpoint_needs_no_base(trained):
+    """Nothing is frozen, so the file is the whole state dict and any base of the
+    architecture takes it."""
+    from complexity.experiments.segmentation.checkpoints import EMPTY_SHA256, load_checkpoint
+
+    net, out, _ = trained["all"]
+    other, base = _base(seed=5)
+    ck = load_checkpoint(str(out / "last.pt"), other, base)
+    assert ck["base"]["frozen"] == {"tensors": 0, "numel": 0, "sha256": EMPTY_SHA256}
+    assert torch.equal(_outputs(other), _outputs(net))
+
+
+def test_weights_option_applies_a_train_last_checkpoint_to_its_base(trained):
+    net, out, _ = trained["last"]
+    path = str(out / "best.pt")
+    same, _ = _base(seed=0)
+    from complexity.experiments.segmentation.checkpoints import read_checkpoint
+
+    text = load_weights(same, path, ARCH, 0)
+    n = len(read_checkpoint(path)["tensors"])
+    assert text.startswith(f"loaded {n} tensors of the segment checkpoint {path}")
+    assert "onto its base" in text and "\n" not in text
+    assert torch.equal(_outputs(same), _outputs(net))
+    other, _ = _base(seed=1)
+    with pytest.raises(WeightsError) as e:
+        load_weights(other, path, ARCH, 1)
+    assert "\n" not in str(e.value) and "seed 0 vs this model's 1" in str(e.value)
+    assert "--seed 0" in str(e.value)
+
+
+def test_weights_option_loads_the_base_file_a_checkpoint_names(tmp_path, voc_file):
+    """A --train last run on --weights FILE records FILE and its sha256; --weights
+    CHECKPOINT loads FILE first, and refuses once FILE has changed."""
+    import shutil
+
+    weights = str(tmp_path / "voc.pth")
+    shutil.copy(voc_file[0], weights)
+    net, base = _base(seed=0, weights=weights)
+    fit(net, *_tiny_data(n=2), train="last", epochs=1, lr=0.01, batch_size=2,
+        val_batch_size=2, progress=False, out=str(tmp_path / "run"), base=base, bn_images=2)
+    path = str(tmp_path / "run" / "last.pt")
+    fresh, _ = _base(seed=3)  # seed does not matter: the file supplies every frozen tensor
+    assert "base: loaded" in load_weights(fresh, path, ARCH, 3)
+    assert torch.equal(_outputs(fresh), _outputs(net))
+    with open(weights, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(WeightsError, match="has changed since"):
+        load_weights(deeplab(ARCH), path, ARCH, 0)
+    os.unlink(weights)
+    with pytest.raises(WeightsError, match="is not there"):
+        load_weights(deeplab(ARCH), path, ARCH, 0)
+
+
+def test_progress_bars_over_batches_go_to_stderr(capsys):
+    """Training, BatchNorm re-estimation and validation each show a bar per pass."""
+    torch.manual_seed(0)
+    fit(deeplab(ARCH), *_tiny_data(n=4), epochs=1, lr=0.01, batch_size=2, val_batch_size=1,
+        progress=True, bn_images=4)
+    out, err = capsys.readouterr()
+    assert out == ""
+    for desc in ("epoch 1/1", "BatchNorm statistics, epoch 1/1", "validation, epoch 1/1"):
+        assert f"{desc}: " in err, desc
+    assert re.search(r"validation, epoch 1/1: [^\r]*\| 0/2 ", err)  # counted in batches (2 of 1)
+
+
 # ------------------------------------------------------------------ Oxford reader
 
 def _fake_oxford(root, n=6, size=20, split="mat", orphan=False):
@@ -319,17 +473,28 @@ def test_oxford_reader_refuses_bad_trees(tmp_path):
 
 # ------------------------------------------------------------------ CLI
 
+CLI_DEFAULTS = {"--size": "32", "--epochs": "2", "--batch-size": "2", "--val-batch-size": "4"}
+
+
 def _cli(capsys, *argv):
-    code = main(["segment", "--arch", ARCH, "--size", "32", "--epochs", "2", "--batch-size", "2",
-                 "--val-batch-size", "4", *argv])
+    """``segment`` with small defaults; an option in ``argv`` replaces its default (the
+    parser refuses an option given twice)."""
+    defaults = [x for k, v in CLI_DEFAULTS.items() if k not in argv for x in (k, v)]
+    code = main(["segment", "--arch", ARCH, *defaults, *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
 
-def test_cli_offline_json_run(tmp_path, capsys):
-    code, out, err = _cli(capsys, "--max-images", "2", "--out", str(tmp_path / "run"),
-                          "--format", "json")
-    assert code == 0
+def test_cli_offline_json_run(tmp_path, capsys, monkeypatch):
+    from complexity.experiments.segmentation.checkpoints import load_checkpoint
+    from complexity.output.experiments import render_segment
+
+    threads = []
+    monkeypatch.setattr(torch, "set_num_threads", threads.append)  # the test's threads stay
+    code, out, err = _cli(capsys, "--max-images", "4", "--batch-size", "3", "--size", "40",
+                          "--out", str(tmp_path / "run"), "--format", "json", "--threads", "1")
+    assert code == 0, err
+    assert threads == [1]
     r = json.loads(out)
     for key in ("arch", "train", "epochs", "history", "best", "trainable_params",
                 "total_params", "seconds"):
@@ -341,8 +506,31 @@ def test_cli_offline_json_run(tmp_path, capsys):
     assert "random" in r["weights"]
     assert set(os.listdir(tmp_path / "run")) == {"best.pt", "last.pt", "curves.png",
                                                  "predictions.png", "result.json"}
-    ck = checkpoint.load(str(tmp_path / "run" / "last.pt"), required=("model", "arch"))
-    assert ck["arch"] == ARCH and ck["epoch"] == 2
+    ck = checkpoint.load(str(tmp_path / "run" / "last.pt"), required=("format", "base", "tensors"))
+    assert ck["arch"] == ARCH and ck["epoch"] == 2 and ck["train"] == "last"
+    assert ck["base"]["arch"] == ARCH and ck["base"]["seed"] == 0 and ck["base"]["weights"] is None
+    assert r["checkpoint"]["bytes"] == os.path.getsize(tmp_path / "run" / "last.pt")
+    torch.manual_seed(0)  # the base: --seed 0's random initialisation
+    assert load_checkpoint(str(tmp_path / "run" / "best.pt"), deeplab(ARCH))["epoch"] == r["best"]["epoch"]
+    # the cost table is at the run's batch and size, as an independent measurement there
+    assert r["cost"]["input_shape"] == [3, 3, 40, 40]
+    assert (r["cost"]["batch_size"], r["cost"]["size"]) == (r["batch_size"], r["size"]) == (3, 40)
+    with torch.device("meta"):
+        net = deeplab(ARCH)
+    set_trainable(net, trainable_mode("last"))
+    expected = step_cost(net, (3, 3, 40, 40))
+    assert {k: r["cost"][k] for k in expected} == expected
+    assert "one training step at batch 3, 40×40" in render_segment(r)
+
+
+def test_cli_cost_batch_is_capped_by_the_images(tmp_path, capsys):
+    """Two training images and --batch-size 3 train in batches of two: the step is
+    costed at two."""
+    code, out, err = _cli(capsys, "--max-images", "2", "--batch-size", "3", "--epochs", "1",
+                          "--out", str(tmp_path / "run"), "--format", "json")
+    assert code == 0, err
+    r = json.loads(out)
+    assert r["cost"]["input_shape"] == [2, 3, 32, 32] and r["batch_size"] == 3
 
 
 def test_cli_on_fake_oxford_with_voc_weights(tmp_path, capsys, voc_file):
@@ -367,7 +555,8 @@ def test_cli_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, capsys
     (tmp_path / "file").write_text("a regular file")
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     try:
-        code = main(["segment", "--arch", ARCH, "--out", str(tmp_path / "run"), *argv])
+        out = [] if "--out" in argv else ["--out", str(tmp_path / "run")]
+        code = main(["segment", "--arch", ARCH, *out, *argv])
     except SystemExit as e:  # argparse's own errors
         code = e.code
     err = capsys.readouterr().err

@@ -16,8 +16,36 @@ class UsageError(Exception):
     """Bad input found after parsing; printed as one line, exit code 2."""
 
 
+class StoreOnce(argparse.Action):
+    """argparse's ``store``, but an option given twice is refused (the first value
+    would be dropped silently otherwise). Options that compose use ``append``."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.given = False  # in the parse now running (reset by OneLineParser)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if self.option_strings and self.given:
+            raise argparse.ArgumentError(self, f"given twice (again as {option_string}); "
+                                         "give it once")
+        self.given = True
+        setattr(namespace, self.dest, values)
+
+
 class OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line (no usage dump), exit 2."""
+    """An ArgumentParser whose errors are one line (no usage dump), exit 2, and
+    whose value options may be given once (:class:`StoreOnce`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, StoreOnce)
+        self.register("action", "store", StoreOnce)
+
+    def parse_known_args(self, args=None, namespace=None):
+        for action in self._actions:
+            if isinstance(action, StoreOnce):
+                action.given = False
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str):  # noqa: D401 - argparse API
         sys.stderr.write(f"{self.prog}: error: {message}\n")
@@ -76,11 +104,37 @@ def size(text: str, minimum: int = 4):
 
 
 def int_list(text: str):
-    """``1,2,4`` → [1, 2, 4], each ≥ 1."""
+    """``1,2,4`` → [1, 2, 4], each ≥ 1, none twice (a repeated value would only
+    repeat the work).
+
+    >>> int_list("1,2,4")
+    [1, 2, 4]
+    """
     try:
-        return [positive_int(t) for t in text.split(",") if t.strip()] or _empty(text)
+        values = [positive_int(t) for t in text.split(",") if t.strip()] or _empty(text)
     except argparse.ArgumentTypeError as e:
         raise argparse.ArgumentTypeError(f"in {text!r}: {e}")
+    return distinct(values, text)
+
+
+def distinct(values, text: str):
+    """``values`` (parsed from ``text``) if none appears twice; else the
+    ``ArgumentTypeError`` naming the first repeated one.
+
+    >>> try:
+    ...     distinct([5, 5], "5,5")
+    ... except argparse.ArgumentTypeError as e:
+    ...     print(e)
+    in '5,5': 5 appears twice (give each value once)
+    """
+    seen = []
+    for v in values:
+        if v in seen:
+            shown = "x".join(map(str, v)) if isinstance(v, tuple) else v
+            raise argparse.ArgumentTypeError(f"in {text!r}: {shown} appears twice "
+                                             "(give each value once)")
+        seen.append(v)
+    return values
 
 
 def _empty(text):
@@ -109,9 +163,76 @@ def output_folder(path: str, option: str) -> str:
         if parent == probe:
             break
         probe = parent
+    # the folder named as the user named theirs: relative to where they are, or absolute
+    where = probe if os.path.isabs(path) else os.path.relpath(probe)
     if not os.path.isdir(probe):
-        where = path if probe == os.path.abspath(path) else probe
         raise UsageError(f"{option} {path}: {where} is a file, not a folder")
+    why = unwritable(probe)
+    if why:
+        raise UsageError(f"{option} {path}: cannot create anything in {where} ({why})")
+    return path
+
+
+def unwritable(folder: str):
+    """Why nothing can be created in the existing ``folder`` (None if something can):
+    found by trying — a folder created and removed at once — since permission bits
+    say nothing on ``/proc``, read-only mounts or to root.
+
+    >>> import tempfile
+    >>> unwritable(tempfile.mkdtemp()) is None, unwritable("/proc") is not None
+    (True, True)
+    """
+    import tempfile
+
+    try:
+        made = tempfile.mkdtemp(prefix=".complexity-probe-", dir=folder)
+    except OSError as e:
+        return e.strerror or str(e)
+    os.rmdir(made)
+    return None
+
+
+def check_plot(path: str, option: str = "--plot", formats=None) -> str:
+    """Check, before any work, that a figure can be written to ``path``: not a
+    folder, its folder exists and takes new files, and its extension is a format
+    matplotlib writes (or one of ``formats`` when the figure is only drawn in
+    those). :class:`UsageError` naming ``option`` and ``path`` otherwise.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> check_plot(os.path.join(d, "a.png")) == os.path.join(d, "a.png")
+    True
+    >>> for bad in ("a.xyz", "no/a.png", ""):
+    ...     try:
+    ...         check_plot(os.path.join(d, bad), formats=("png",))
+    ...     except UsageError as e:
+    ...         print(str(e).replace(d, "D"))
+    --plot D/a.xyz: .xyz is not an image format this figure is written in (use png)
+    --plot D/no/a.png: its folder D/no does not exist
+    --plot D/: is a folder; give a file name such as figure.png
+    """
+    if os.path.isdir(path) or path.endswith(os.sep):
+        raise UsageError(f"{option} {path}: is a folder; give a file name such as figure.png")
+    folder = os.path.dirname(os.path.abspath(path))
+    shown = os.path.dirname(path) or "."
+    if not os.path.exists(folder):
+        raise UsageError(f"{option} {path}: its folder {shown} does not exist")
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option} {path}: {shown} is a file, not a folder")
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if formats is None:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = sorted(FigureCanvasBase.get_supported_filetypes())
+        what = "an image format matplotlib writes"
+    else:
+        what = "an image format this figure is written in"
+    if ext not in formats:
+        raise UsageError(f"{option} {path}: {('.' + ext) if ext else 'no extension'} is not "
+                         f"{what} (use {', '.join(formats)})")
+    why = unwritable(folder)
+    if why:
+        raise UsageError(f"{option} {path}: cannot create a file in {shown} ({why})")
     return path
 
 

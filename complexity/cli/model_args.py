@@ -3,9 +3,11 @@ constructor arguments, the input shape, the convention and the device."""
 from __future__ import annotations
 
 from complexity.cli.common import UsageError, odd_kernel, positive_int
-
-FORMATS = ("table", "markdown", "json")
+from complexity.output.tables import FORMATS
 CONVENTIONS = ("torch", "course", "lecture")
+#: the cnn/unet options and the constructor arguments they set
+FLAGS = {"num_filters": "--nf", "num_colours": "--nc", "kernel": "--kernel",
+         "num_in_channels": "--in-channels"}
 
 
 def add_model_arguments(p) -> None:
@@ -43,10 +45,12 @@ def model_args(args) -> dict:
     try:
         given = parse_model_args(args.model_args)
         if colour and args.model.strip() not in ("cnn", "unet"):
-            flag = "--" + {"num_filters": "nf", "num_colours": "nc", "kernel": "kernel",
-                           "num_in_channels": "in-channels"}[next(iter(colour))]
+            flag = FLAGS[next(iter(colour))]
             raise ModelSpecError(f"{flag} applies to cnn and unet only; use --model-args "
                                  "for other models")
     except ModelSpecError as e:
         raise UsageError(str(e)) from None
+    both = [k for k in colour if k in given]
+    if both:
+        raise UsageError(f"{FLAGS[both[0]]} and --model-args both set {both[0]}; give it once")
     return {**given, **colour}

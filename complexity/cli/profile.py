@@ -7,6 +7,7 @@ import argparse
 
 from complexity.cli.common import UsageError, emit
 from complexity.cli.model_args import add_model_arguments, model_args
+from complexity.output.profile import SCREEN_ROWS, SCREENFUL
 
 HELP = "per-layer params, outputs and MACs of any PyTorch model, on the meta device"
 
@@ -26,8 +27,9 @@ def depth(text: str):
 
 def add_arguments(p) -> None:
     add_model_arguments(p)
-    p.add_argument("--depth", type=depth, default=3, metavar="N|all",
-                   help="show modules nested at most N deep (default 3; 'all')")
+    p.add_argument("--depth", type=depth, default=SCREENFUL, metavar="N|all",
+                   help="show modules nested at most N deep, or 'all' (default: a screenful, "
+                   f"the deepest level that fits {SCREEN_ROWS} rows)")
 
 
 def run(args) -> int:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from complexity.cli.common import UsageError, emit, odd_kernel, positive_int, size
 from complexity.counting.conventions import CONVENTIONS, DEFAULT_CONVENTION
+from complexity.output.tables import FORMATS
 
 HELP = "exact weights / outputs / connections of the colourization CNN and UNet"
-FORMATS = ("table", "markdown", "latex", "csv", "json")
 EPILOG = """examples:
   python -m complexity report --nf 32 --nc 24          the six values of each net, proved
   python -m complexity report --convention all         lecture / course / torch side by side

@@ -11,7 +11,9 @@ import json
 import os
 import sys
 
-from complexity.cli.common import UsageError, emit, output_folder, positive_float, positive_int
+from complexity.cli.common import (UsageError, add_threads_argument, emit, output_folder,
+    positive_float, positive_int, set_threads)
+from complexity.output.tables import FORMATS
 
 HELP = "fine-tune DeepLabV3 (last layer or all) for foreground/background, with its cost"
 ARCHS = ("deeplabv3_resnet101", "deeplabv3_resnet50", "deeplabv3_mobilenet_v3_large")
@@ -44,8 +46,8 @@ def add_arguments(p) -> None:
     p.add_argument("--train", choices=("last", "all"), default="last",
                    help="last = only the new 1×1 head trains, everything else frozen; all = everything")
     p.add_argument("--weights", metavar="FILE",
-                   help="local state dict (torchvision COCO/VOC file or a segment checkpoint); "
-                   "without it every weight starts random")
+                   help="local state dict (torchvision COCO/VOC file) or a segment checkpoint "
+                   "(applied to the base it names); without it every weight starts random")
     p.add_argument("--data", metavar="DIR",
                    help="Oxford 17 Flowers folder (jpg/, trimaps/, datasplits.mat or train.txt + "
                    "val.txt); default: the generated offline shapes")
@@ -61,8 +63,12 @@ def add_arguments(p) -> None:
                    "validation (64; 0 = the course's behaviour: keep the running averages)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random initialisation (0)")
     p.add_argument("--out", default=os.path.join("runs", "segment"), metavar="DIR",
-                   help="folder for best.pt, last.pt, curves.png, predictions.png, result.json")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+                   help="folder for best.pt, last.pt (the trainable tensors and buffers, and "
+                   "a reference to the frozen base), curves.png, predictions.png, result.json")
+    p.add_argument("--format", choices=("text", *FORMATS), default="table",
+                   help="table (default; 'text' is the same), markdown, latex, csv (the "
+                   "epochs' table) or json")
+    add_threads_argument(p)
 
 
 def _log(text: str) -> None:
@@ -97,24 +103,49 @@ def _model(args):
         return model, ("no --weights: every weight is random (backbone included; pretrained "
                        "weights cannot be downloaded here)")
     try:
-        return model, load_weights(model, args.weights, args.arch)
+        return model, load_weights(model, args.weights, args.arch, args.seed)
     except WeightsError as e:
         raise UsageError(str(e)) from None
 
 
-def run(args) -> int:
+def check_inputs(args) -> None:
+    """Every option and path, before any data is read or model built: the output
+    folder takes files, --data is a folder, --weights a readable PyTorch file, and
+    the numbers fit together. :class:`UsageError` with one line otherwise."""
     if args.bn_images < 0:
         raise UsageError(f"--bn-images {args.bn_images}: need an integer >= 0")
+    if args.max_images is not None and args.max_images < COST_BATCH:
+        raise UsageError(f"--max-images {args.max_images}: need at least {COST_BATCH} "
+                         "training images (BatchNorm in training mode needs two per batch)")
     output_folder(args.out, "--out")
+    if args.data is not None and not os.path.isdir(args.data):
+        raise UsageError(f"--data {args.data}: " + ("not a folder (need the Oxford 17 Flowers "
+                         "folder)" if os.path.exists(args.data) else "no such folder"))
+    if args.weights is not None:
+        from complexity.experiments.checkpoint import is_torch_file
+
+        if not os.path.isfile(args.weights):
+            raise UsageError(f"--weights {args.weights}: " + (
+                "is a folder, not a file" if os.path.isdir(args.weights) else "no such file"))
+        if not is_torch_file(args.weights):
+            raise UsageError(f"--weights {args.weights}: not a PyTorch file (a state dict "
+                             "saved with torch.save)")
+
+
+def run(args) -> int:
+    check_inputs(args)
     from complexity.atomic import write_json
+    from complexity.experiments.segmentation.checkpoints import base_reference
     from complexity.experiments.segmentation.cost import step_cost
     from complexity.experiments.segmentation.data import DataError
     from complexity.experiments.segmentation.train import fit, predict
     from complexity.output import segmentation as plots
     from complexity.output.experiments import render_segment
 
+    set_threads(args)
     train_ds, val_ds = _datasets(args)
     model, weights_note = _model(args)
+    base = base_reference(args.arch, args.seed, args.weights)
     _log(weights_note)
     data_note = args.data or "generated shapes (offline default; complexity/experiments/segmentation/data.py)"
     _log(f"data: {data_note}; {len(train_ds)} training and {len(val_ds)} validation images "
@@ -124,7 +155,7 @@ def run(args) -> int:
         record = fit(model, train_ds, val_ds, train=args.train, epochs=args.epochs, lr=args.lr,
                      batch_size=args.batch_size, val_batch_size=args.val_batch_size,
                      out=args.out, progress=sys.stderr.isatty(), meta=meta, log=_log,
-                     bn_images=args.bn_images)
+                     bn_images=args.bn_images, base=base)
     except DataError as e:  # an unreadable image found mid-run; finished checkpoints stay whole
         raise UsageError(str(e)) from None
     files = {name: os.path.join(args.out, name) for name in
@@ -132,14 +163,20 @@ def run(args) -> int:
     plots.curves({f"--train {args.train}": record}, files["curves.png"])
     plots.prediction_grid(*predict(model, val_ds), files["predictions.png"],
                           title=f"{args.arch}, --train {args.train}, after epoch {args.epochs}")
-    cost = step_cost(model, (COST_BATCH, 3, args.size, args.size))
+    # the step as this run took it: a full training batch (fewer images than
+    # --batch-size make one smaller batch) at --size
+    batch = min(args.batch_size, len(train_ds))
+    cost = step_cost(model, (batch, 3, args.size, args.size))
     result = {"arch": args.arch, "train": args.train, "epochs": args.epochs,
               "history": record["history"], "best": record["best"],
               "trainable_params": record["trainable_params"],
               "total_params": record["total_params"], "seconds": record["seconds"],
               "initial": record["initial"], "weights": weights_note, "data": data_note,
               "size": args.size, "lr": args.lr, "batch_size": args.batch_size,
-              "cost": {"input_shape": [COST_BATCH, 3, args.size, args.size], **cost},
+              "cost": {"input_shape": [batch, 3, args.size, args.size], "batch_size": batch,
+                       "size": args.size, **cost},
+              "checkpoint": {**record["checkpoint"],
+                             "bytes": os.path.getsize(files["last.pt"])},
               "files": files}
     write_json(files["result.json"], result)
-    return emit(json.dumps(result, indent=1) if args.format == "json" else render_segment(result))
+    return emit(json.dumps(result, indent=1) if args.format == "json" else render_segment(result, args.format))

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import os
 
-from complexity.cli.colour_args import (add_data_arguments, add_model_arguments, check_cache,
-    config, load_data)
+from complexity.cli.colour_args import (add_data_arguments, add_model_arguments, check_data,
+    config, data_settings, load_data)
 from complexity.cli.common import UsageError, emit, output_folder, set_threads
 
 HELP = "train the colourization CNN or UNet; curves, samples, checkpoints"
@@ -28,19 +28,20 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from complexity.experiments import checkpoint
-    from complexity.experiments.colourization.train import CHECKPOINT, train
+    from complexity.experiments.colourization.train import CHECKPOINT, check_resume, train
     from complexity.output.colourization import training_figures
     from complexity.output.experiments import render_train
 
+    # every option and path first: no data is read and no model built before this passes
     out = output_folder(args.out or os.path.join("runs", f"train-{args.model}"), "--out")
-    check_cache(args)
+    check_data(args)
     resume = None
     if args.resume is not None:
         resume = os.path.join(out, CHECKPOINT) if args.resume is True else args.resume
         if not os.path.isfile(resume):
             raise UsageError(f"--resume {resume}: no such checkpoint file")
-        try:  # fail fast, before reading the data; settings are compared in train()
-            checkpoint.load(resume, required=("format", "config", "model_state"))
+        try:  # its settings and data settings, before reading the data
+            check_resume(resume, config(args, args.model), data_settings(args))
         except checkpoint.CheckpointError as e:
             raise UsageError(str(e)) from None
     set_threads(args)
@@ -52,4 +53,4 @@ def run(args) -> int:
         raise UsageError(str(e)) from None
     training_figures(result, model, data, out)
     result["out"] = out
-    return emit(json.dumps(result, indent=1) if args.format == "json" else render_train(result))
+    return emit(json.dumps(result, indent=1) if args.format == "json" else render_train(result, args.format))

@@ -1,4 +1,4 @@
-"""Which parameters train: ``'full'``, ``'last'`` or a parameter-name glob.
+"""Which parameters train: ``'full'``, ``'last'`` or parameter-name globs.
 
 ``full`` trains every parameter, ``last`` only the last layer (the module owning
 the model's last parameter: ``head`` of ``stack``, ``finalconv`` of the
@@ -33,8 +33,15 @@ def last_layer(model) -> str:
 
 
 def set_trainable(model, mode: str) -> int:
-    """Set ``requires_grad``: ``'full'``, ``'last'`` or a parameter-name glob.
-    Returns the number of trainable parameters; ``ValueError`` if none match."""
+    """Set ``requires_grad``: ``'full'``, ``'last'`` or parameter-name globs,
+    comma-separated (a parameter trains if any glob matches it). Returns the number
+    of trainable parameters; ``ValueError`` if a glob matches none.
+
+    >>> from models.stack import Stack
+    >>> net = Stack(2, 3)
+    >>> set_trainable(net, "0.*,head.*") == set_trainable(net, "0.*") + set_trainable(net, "head.*")
+    True
+    """
     names = [n for n, _ in model.named_parameters()]
     if not names:
         raise ValueError("the model has no parameters: nothing to train")
@@ -46,11 +53,14 @@ def set_trainable(model, mode: str) -> int:
             chosen = {n for n in names if n.startswith(owner + ".")}
         else:  # a parameter of the model itself: the top-level (dot-free) parameters
             chosen = {n for n in names if "." not in n}
-    else:
-        chosen = {n for n in names if fnmatch.fnmatchcase(n, mode)}
-        if not chosen:
-            raise ValueError(f"--trainable {mode!r} matches no parameter name "
-                             f"(e.g. {names[0]!r} … {names[-1]!r})")
+    else:  # globs, comma-separated: a parameter trains if any of them matches it
+        chosen = set()
+        for pattern in (p.strip() for p in mode.split(",")):
+            matched = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
+            if not matched:
+                raise ValueError(f"--trainable {pattern!r} matches no parameter name "
+                                 f"(e.g. {names[0]!r} … {names[-1]!r})")
+            chosen |= matched
     count = 0
     for n, p in model.named_parameters():
         p.requires_grad_(n in chosen)

@@ -282,6 +282,32 @@ def domain_text(result: Dict) -> str:
 INPUT_SYMBOLS = {"H": -2, "W": -1}
 
 
+def parse_symbols(text: str):
+    """``"NF=num_filters,H"`` → ``[("NF", "num_filters"), ("H", "H")]``: the names
+    and what they bind, checked as text alone (before any model is built): each an
+    identifier, no Python keyword or sympy name, none twice. ``ValueError``, one line.
+
+    >>> parse_symbols("NF=num_filters, H")
+    [('NF', 'num_filters'), ('H', 'H')]
+    """
+    pairs = []
+    for item in (t.strip() for t in text.split(",")):
+        name, _, target = (s.strip() for s in item.partition("="))
+        target = target or name
+        if keyword.iskeyword(name) or keyword.iskeyword(target):
+            raise ValueError(f"--symbols: {name if keyword.iskeyword(name) else target!r} is a "
+                             "Python keyword, not usable as a symbol name")
+        if not name.isidentifier() or not isinstance(sp.sympify(name), sp.Symbol):
+            raise ValueError(f"--symbols: {name!r} is not usable as a symbol name "
+                             "(need an identifier that is not a sympy name like E, I, N, S)")
+        if not target.isidentifier():
+            raise ValueError(f"--symbols {item}: {target!r} is not an argument name")
+        if name in (n for n, _ in pairs):
+            raise ValueError(f"--symbols: {name} appears twice")
+        pairs.append((name, target))
+    return pairs
+
+
 def bind_symbols(text: str, spec, input_shape: Sequence[int], module=None):
     """``"NF=num_filters,H,W"`` → ``([names], {name: ("arg", argument) or ("input",
     dim)}, {name: base value})``. A bare name is an input dimension (H, W), an alias
@@ -293,17 +319,7 @@ def bind_symbols(text: str, spec, input_shape: Sequence[int], module=None):
     (['NF', 'C', 'H'], {'NF': ('arg', 'num_filters'), 'C': ('arg', 'num_colours'), 'H': ('input', -2)}, {'NF': 32, 'C': 24, 'H': 32})
     """
     names, bindings, base = [], {}, {}
-    for item in (t.strip() for t in text.split(",")):
-        name, _, target = (s.strip() for s in item.partition("="))
-        target = target or name
-        if keyword.iskeyword(name) or keyword.iskeyword(target):
-            raise ValueError(f"--symbols: {name if keyword.iskeyword(name) else target!r} is a "
-                             "Python keyword, not usable as a symbol name")
-        if not name.isidentifier() or not isinstance(sp.sympify(name), sp.Symbol):
-            raise ValueError(f"--symbols: {name!r} is not usable as a symbol name "
-                             "(need an identifier that is not a sympy name like E, I, N, S)")
-        if name in bindings:
-            raise ValueError(f"--symbols: {name} appears twice")
+    for name, target in parse_symbols(text):
         if target in INPUT_SYMBOLS and target == name:
             dim = INPUT_SYMBOLS[target]
             if len(input_shape) < 3:

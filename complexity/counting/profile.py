@@ -121,6 +121,31 @@ def from_meta(e: BaseException) -> bool:
     return isinstance(e, NotImplementedError) or "meta" in str(e).lower()
 
 
+def mismatch(module: nn.Module, shapes) -> Optional[str]:
+    """What does not fit between a module and the shapes of its inputs, in words
+    (None when nothing is seen): the channels a conv or BatchNorm expects, the
+    features a linear layer expects. The meta device's own error for these is
+    terse ("Invalid channel dimensions"); this says the same as the cpu one.
+
+    >>> mismatch(nn.Conv2d(3, 8, 3), [(1, 5, 32, 32)])
+    'Conv2d expects 3 input channels, the input has 5'
+    >>> mismatch(nn.Linear(10, 2), [(4, 12)])
+    'Linear expects 10 input features, the input has 12'
+    """
+    if not shapes or not shapes[0]:
+        return None
+    shape, kind = shapes[0], type(module).__name__
+    if isinstance(module, nn.modules.conv._ConvNd) and len(shape) >= 2:
+        if shape[1] != module.in_channels:
+            return f"{kind} expects {module.in_channels} input channels, the input has {shape[1]}"
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm) and len(shape) >= 2:
+        if shape[1] != module.num_features:
+            return f"{kind} expects {module.num_features} channels, the input has {shape[1]}"
+    elif isinstance(module, nn.Linear) and shape[-1] != module.in_features:
+        return f"{kind} expects {module.in_features} input features, the input has {shape[-1]}"
+    return None
+
+
 def _macs(flops: int):
     value = Fraction(flops, 2)
     return int(value) if value.denominator == 1 else float(value)
@@ -172,8 +197,19 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
         row["outputs"] += state["outputs"] - outputs0
         row["calls"] += 1
 
+    entered: List[tuple] = []  # (module, input shapes) of the calls now running
+
+    def enter(mod, inputs):
+        entered.append((mod, [tuple(t.shape) for t in inputs if isinstance(t, torch.Tensor)]))
+
+    def leave(mod, _inputs, _output):
+        entered.pop()
+
     handles = []
     patched = _shortcut_batchnorm(module) if device == "meta" else []
+    for m in names:
+        handles.append(m.register_forward_pre_hook(enter))
+        handles.append(m.register_forward_hook(leave))
     for m in names:
         if layers:
             handles.append(m.register_forward_pre_hook(pre_hook))
@@ -201,10 +237,12 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
     except Exception as e:
         lines = str(e).strip().splitlines()
         reason = f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
+        where = mismatch(*entered[-1]) if entered else None
         hint = ("; if the forward needs real values, try --device cpu"
-                if device == "meta" and from_meta(e) else "")
+                if device == "meta" and from_meta(e) and not where else "")
+        at = f" at {names[entered[-1][0]] or 'the model'}: {where}" if where else ""
         raise ProfileError(f"forward on the {device} device failed with input "
-                           f"{','.join(map(str, input_shape))} ({reason}){hint}") from None
+                           f"{','.join(map(str, input_shape))}{at} ({reason}){hint}") from None
     finally:
         for h in handles:
             h.remove()

@@ -65,7 +65,9 @@ def build(models: Sequence[str], conventions: Sequence[str], params: Dict[str, i
           per_layer: bool = False, verify: bool = True) -> List[dict]:
     """One object per (model, convention), as ``report --format json`` prints it:
     ``{"model", "convention", "params", "quantities": {q: {"formula", "value",
-    "doubled", "ratio", "verified"}}}`` (+ ``"layers"`` with ``per_layer``)."""
+    "doubled", "ratio", "verified"}}}`` (+ ``"layers"`` with ``per_layer``: ``{"name",
+    "kind", "shape", q: value, "formulas": {q: formula}, "doubled": {q: value at
+    2H×2W}}`` per layer)."""
     params = {p: int(params[p]) for p in PARAM_ORDER}
     big = doubled(params)
     results = []
@@ -92,6 +94,11 @@ def build(models: Sequence[str], conventions: Sequence[str], params: Dict[str, i
             entry = {"model": model, "convention": convention, "params": params,
                      "quantities": quantities}
             if per_layer:
-                entry["layers"] = rows
+                # Each layer: its values at H×W, its general formulas and its values at 2H×2W.
+                entry["layers"] = [
+                    {**row, "formulas": {q: str(v) for q, v in layer[3].items()},
+                     "doubled": {q: row2[q] for q in layer[3]}}
+                    for row, row2, layer in zip(rows, rows2,
+                                                symbolic.layer_formulas(model, convention))]
             results.append(entry)
     return results

@@ -1,4 +1,5 @@
-"""Renderings of a fine-tuning sweep: table / markdown / JSON, slopes, and plots.
+"""Renderings of a fine-tuning sweep: table / markdown / latex / csv / JSON, slopes,
+and plots.
 
 >>> r = {"model": "stack", "layers": 2, "size": [8, 8], "batch": 1, "mode": "full",
 ...      "trainable_params": 10, "predicted": dict.fromkeys(KEYS, 100),
@@ -13,7 +14,6 @@ import json
 import os
 from typing import List, Sequence
 
-from tabulate import tabulate
 
 from complexity.cost.measure import KEYS
 from complexity.cost.sweep import slopes
@@ -34,18 +34,33 @@ def error_pct(predicted: int, measured: int) -> float:
 BOUNDED = ("saved_activation_bytes", "peak_bytes", "forward_flops", "backward_flops")
 
 
-def table_rows(results: Sequence[dict]) -> List[list]:
+#: The columns of the sweep's table (and of its CSV).
+HEADERS = ("model", "n", "size", "batch", "mode", "quantity", "predicted", "measured", "error")
+
+
+def table_cells(results: Sequence[dict]) -> List[list]:
+    """The sweep's rows as :class:`~complexity.output.tables.Cell` s: a table shows
+    ``≥ 1,234`` and ``+0.50%``, CSV gets 1234 and 0.5 (error in percent)."""
+    from complexity.output.tables import Cell
+
     rows = []
     for r in results:
         for q in KEYS:
             p = r["predicted"][q]
             m = r["measured"][q] if r["measured"] else None
             bound = "≥ " if r.get("unmodelled") and q in BOUNDED else ""
-            rows.append([r["model"], r["layers"], "%d×%d" % tuple(r["size"]), r["batch"],
-                         r["mode"], q, bound + f"{p:,}",
-                         "" if m is None else f"{m:,}",
-                         "" if m is None else f"{error_pct(p, m):+.2f}%"])
+            err = None if m is None else error_pct(p, m)
+            rows.append([r["model"], r["layers"], Cell("%dx%d" % tuple(r["size"]),
+                                                       "%d×%d" % tuple(r["size"])),
+                         r["batch"], r["mode"], q, Cell(p, bound + f"{p:,}"),
+                         Cell(m, "" if m is None else f"{m:,}"),
+                         Cell(err, "" if err is None else f"{err:+.2f}%")])
     return rows
+
+
+def table_rows(results: Sequence[dict]) -> List[list]:
+    """The sweep's rows as a table shows them (strings; ints for n and batch)."""
+    return [[getattr(c, "text", c) for c in row] for row in table_cells(results)]
 
 
 def slope_text(x) -> str:
@@ -83,38 +98,44 @@ def flops_ratios(results: Sequence[dict]) -> List[list]:
 
 
 def render(results: Sequence[dict], fmt: str) -> str:
-    """The sweep as ``table``, ``markdown`` or ``json`` (JSON: the results alone)."""
+    """The sweep as ``table``, ``markdown``, ``latex``, ``csv`` or ``json`` (JSON: the
+    results alone; CSV: the main table alone, :data:`HEADERS`)."""
+    from complexity.output.tables import prose, render_table
+
     if fmt == "json":
         return json.dumps(list(results), indent=1)
-    tablefmt = "github" if fmt == "markdown" else "simple"
-    headers = ["model", "n", "size", "batch", "mode", "quantity", "predicted", "measured", "error"]
-    out = [tabulate(table_rows(results), headers, tablefmt=tablefmt, disable_numparse=True)]
+
+    def table(rows, headers, numeric):
+        return render_table(rows, headers, fmt, numeric, disable_numparse=True)
+
+    main = table(table_cells(results), HEADERS, (1, 3, 6, 7, 8))
+    if fmt == "csv":
+        return main
+    out = [main]
     unmodelled = sorted({c for r in results for c in r.get("unmodelled", [])})
     if unmodelled:
-        out.append("≥: a lower bound — no rule for " + ", ".join(unmodelled) + " (counted as "
-                   "keeping nothing and costing no FLOPs in the prediction)")
+        out.append(prose("≥: a lower bound — no rule for " + ", ".join(unmodelled) + " (counted "
+                         "as keeping nothing and costing no FLOPs in the prediction)", fmt))
     s_rows = slope_rows(results)
     if s_rows:
-        out.append("Fitted log-log slopes (%s):" % ("measured" if results[0]["measured"]
-                                                   else "predicted"))
-        out.append(tabulate(s_rows, ["model", "mode", "against", "range", "batch", *KEYS],
-                            tablefmt=tablefmt, disable_numparse=True))
+        out.append(prose("Fitted log-log slopes (%s):" % ("measured" if results[0]["measured"]
+                                                         else "predicted"), fmt))
+        out.append(table(s_rows, ["model", "mode", "against", "range", "batch", *KEYS],
+                         range(4, 5 + len(KEYS))))
     ratios = flops_ratios(results)
     if ratios:
-        out.append("Training FLOPs (forward + backward), full / last:")
-        out.append(tabulate(ratios, ["model", "n", "size", "batch", "full / last"],
-                            tablefmt=tablefmt, disable_numparse=True))
+        out.append(prose("Training FLOPs (forward + backward), full / last:", fmt))
+        out.append(table(ratios, ["model", "n", "size", "batch", "full / last"], (1, 3, 4)))
     cuda = [[r["model"], r["layers"], "%d×%d" % tuple(r["size"]), r["batch"], r["mode"],
              f"{r.get('cuda_predicted_peak_bytes', r['predicted']['peak_bytes']):,}",
              f"{r['cuda_peak_bytes']:,}",
              f"{error_pct(r.get('cuda_predicted_peak_bytes', r['predicted']['peak_bytes']), r['cuda_peak_bytes']):+.2f}%"]
             for r in results if "cuda_peak_bytes" in r]
     if cuda:
-        out.append("Peak on the GPU (torch.cuda.max_memory_allocated; allocator rounding, "
-                   "cuDNN workspaces and cuDNN's saved tensors included):")
-        out.append(tabulate(cuda, ["model", "n", "size", "batch", "mode", "predicted peak",
-                                   "cuda peak", "error"], tablefmt=tablefmt,
-                            disable_numparse=True))
+        out.append(prose("Peak on the GPU (torch.cuda.max_memory_allocated; allocator rounding, "
+                         "cuDNN workspaces and cuDNN's saved tensors included):", fmt))
+        out.append(table(cuda, ["model", "n", "size", "batch", "mode", "predicted peak",
+                                "cuda peak", "error"], (1, 3, 5, 6, 7)))
     return "\n\n".join(out)
 
 

@@ -8,8 +8,6 @@ cnn,lecture,32,24,3,1,32,32,weights,NC**2*k**2 + NC*NF*k**2 + 8*NF**2*k**2 + NF*
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 from typing import Dict, List
 
@@ -18,27 +16,56 @@ import sympy as sp
 from complexity.counting import symbolic
 from complexity.counting.conventions import CONVENTIONS, QUANTITIES
 from complexity.counting.report import PARAM_ORDER
+from complexity.output.tables import csv_text, render_table
 
+
+def ordered_terms(expr: sp.Expr):
+    """The terms of a polynomial in NF and NC, highest degree first (NF before NC):
+    ``[(coefficient, [(symbol name, exponent), ...]), ...]``; what :func:`pretty`
+    and :func:`latex_formula` print, in one order.
+
+    >>> ordered_terms(9 * symbolic.NC**2 + 72 * symbolic.NF**2 + 4)
+    [(72, [('NF', 2)]), (9, [('NC', 2)]), (4, [])]
+    """
+    poly = sp.Poly(expr, symbolic.NF, symbolic.NC)
+    return [(c, [(sym, e) for sym, e in (("NF", a), ("NC", b)) if e])
+            for (a, b), c in sorted(poly.terms(), key=lambda t: (-sum(t[0]), -t[0][0]))]
 
 
 def pretty(expr: sp.Expr) -> str:
     """``72*NF**2 + 9*NF*NC`` → ``72·NF² + 9·NF·NC``, highest degree first."""
-    poly = sp.Poly(expr, symbolic.NF, symbolic.NC)
     terms = []
-    for (a, b), c in sorted(poly.terms(), key=lambda t: (-sum(t[0]), -t[0][0])):
-        factors = [] if c == 1 and (a or b) else [str(c)]
-        for sym, e in (("NF", a), ("NC", b)):
-            if e:
-                factors.append(sym + ("²" if e == 2 else "" if e == 1 else f"^{e}"))
+    for c, powers in ordered_terms(expr):
+        factors = [] if c == 1 and powers else [str(c)]
+        factors += [sym + ("²" if e == 2 else "" if e == 1 else f"^{e}") for sym, e in powers]
         terms.append("·".join(factors))
     return " + ".join(terms) or "0"
 
 
-def _display_formula(entry: dict, quantity: str, fmt: str) -> str:
+def latex_formula(expr: sp.Expr) -> str:
+    """:func:`pretty`'s terms, in its order, as LaTeX math.
+
+    >>> print(latex_formula(72 * symbolic.NF**2 + 9 * symbolic.NF * symbolic.NC + symbolic.NC))
+    $72 \\cdot NF^{2} + 9 \\cdot NF \\cdot NC + NC$
+    """
+    terms = []
+    for c, powers in ordered_terms(expr):
+        factors = [] if c == 1 and powers else [sp.latex(c)]
+        factors += [sym + ("" if e == 1 else f"^{{{e}}}") for sym, e in powers]
+        terms.append(r" \cdot ".join(factors))
+    return "$" + (" + ".join(terms) or "0") + "$"
+
+
+def _formula_at(entry: dict, formula: str, fmt: str) -> str:
+    """A general formula at the entry's k, NIC, H, W: a polynomial in NF and NC,
+    highest degree first, as text or LaTeX."""
     values = {p: entry["params"][p] for p in ("k", "NIC", "H", "W")}
-    expr = symbolic.polynomial_in_widths(
-        symbolic.sympify_formula(entry["quantities"][quantity]["formula"]), values)
-    return f"${sp.latex(expr)}$" if fmt == "latex" else pretty(expr)
+    expr = symbolic.polynomial_in_widths(symbolic.sympify_formula(formula), values)
+    return latex_formula(expr) if fmt == "latex" else pretty(expr)
+
+
+def _display_formula(entry: dict, quantity: str, fmt: str) -> str:
+    return _formula_at(entry, entry["quantities"][quantity]["formula"], fmt)
 
 
 def _num(v: int, fmt: str) -> str:
@@ -56,11 +83,10 @@ def _size(p: Dict[str, int], factor: int = 1, fmt: str = "table") -> str:
     return f"{p['H'] * factor}{times}{p['W'] * factor}"
 
 
-def _tabulate(rows, headers, fmt: str) -> str:
-    from tabulate import tabulate
-
-    tablefmt = {"table": "simple", "markdown": "github", "latex": "latex_raw"}[fmt]
-    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+def _tabulate(rows, headers, fmt: str, numeric_columns=()) -> str:
+    # Cells are already in the format's text (LaTeX included): no escaping.
+    return render_table(rows, headers, fmt, numeric_columns, escape=False,
+                        disable_numparse=True)
 
 
 def _title(params: Dict[str, int], fmt: str, extra: str = "") -> str:
@@ -70,12 +96,16 @@ def _title(params: Dict[str, int], fmt: str, extra: str = "") -> str:
     return {"markdown": f"### {text}", "latex": f"% {text}"}.get(fmt, text)
 
 
+def _formula_header(p: Dict[str, int], fmt: str) -> str:
+    return f"formula at {_size(p, 1, fmt)} (k={p['k']}, NIC={p['NIC']})"
+
+
 def _render_one_convention(results: List[dict], fmt: str, verify: bool) -> str:
     blocks = []
     for conv in dict.fromkeys(r["convention"] for r in results):
         group = [r for r in results if r["convention"] == conv]
         p = group[0]["params"]
-        head = ["model", "quantity", f"formula at {_size(p, 1, fmt)} (k={p['k']}, NIC={p['NIC']})",
+        head = ["model", "quantity", _formula_header(p, fmt),
                 _size(p, 1, fmt), _size(p, 2, fmt), "ratio", "verified"]
         rows = []
         for r in group:
@@ -85,7 +115,7 @@ def _render_one_convention(results: List[dict], fmt: str, verify: bool) -> str:
                              _num(d["doubled"], fmt), f"{d['ratio']:.4g}",
                              _mark(d["verified"], verify, fmt)])
         title = _title(p, fmt, f" — convention {conv}: {CONVENTIONS[conv].summary}")
-        blocks.append(title + "\n\n" + _tabulate(rows, head, fmt))
+        blocks.append(title + "\n\n" + _tabulate(rows, head, fmt, (3, 4, 5)))
     return "\n\n".join(blocks)
 
 
@@ -106,41 +136,65 @@ def _render_side_by_side(results: List[dict], fmt: str, verify: bool) -> str:
                 row += [_num(d["value"], fmt), _num(d["doubled"], fmt)]
                 ok = ok and d["verified"]
             rows.append(row + [_mark(ok, verify, fmt)])
-    return _title(p, fmt, " — all conventions") + "\n\n" + _tabulate(rows, head, fmt)
+    numeric = range(2, 2 + 2 * len(convs))
+    return _title(p, fmt, " — all conventions") + "\n\n" + _tabulate(rows, head, fmt, numeric)
+
+
+def layer_headers(params: Dict[str, int], fmt: str = "table") -> List[str]:
+    """The columns of a per-layer table (one per model, convention and quantity)."""
+    return ["layer", "kind", "output", _formula_header(params, fmt), _size(params, 1, fmt),
+            _size(params, 2, fmt)]
 
 
 def _render_layers(results: List[dict], fmt: str) -> str:
+    """Per (model, convention), one table per quantity: every layer's formula at
+    the input size, its value at H×W and 2H×2W, and a total row. (One table with
+    the three quantities side by side would be over 200 characters wide.)"""
     blocks = []
+    times = r"$\times$" if fmt == "latex" else "×"
     for r in results:
-        times = r"$\times$" if fmt == "latex" else "×"
-        rows = [[l["name"], l["kind"], times.join(map(str, l["shape"]))]
-                + [_num(l[q], fmt) for q in QUANTITIES] for l in r["layers"]]
-        rows.append(["total", "", ""] + [_num(r["quantities"][q]["value"], fmt) for q in QUANTITIES])
-        title = f"{r['model']} per layer, convention {r['convention']}, {_size(r['params'])}"
-        title = {"markdown": f"#### {title}", "latex": f"% {title}"}.get(fmt, title)
-        blocks.append(title + "\n\n" + _tabulate(rows, ["layer", "kind", "output", *QUANTITIES], fmt))
+        for q in QUANTITIES:
+            rows = [[l["name"], l["kind"], times.join(map(str, l["shape"])),
+                     _formula_at(r, l["formulas"][q], fmt), _num(l[q], fmt),
+                     _num(l["doubled"][q], fmt)] for l in r["layers"]]
+            d = r["quantities"][q]
+            rows.append(["total", "", "", _display_formula(r, q, fmt), _num(d["value"], fmt),
+                         _num(d["doubled"], fmt)])
+            title = (f"{r['model']} per layer, convention {r['convention']}, {q}, "
+                     f"{_size(r['params'])} and {_size(r['params'], 2)}")
+            title = {"markdown": f"#### {title}", "latex": f"% {title}"}.get(fmt, title)
+            blocks.append(title + "\n\n" + _tabulate(rows, layer_headers(r["params"], fmt),
+                                                     fmt, (4, 5)))
     return "\n\n".join(blocks)
 
 
 def _render_csv(results: List[dict], per_layer: bool) -> str:
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
     if per_layer:
-        w.writerow(["model", "convention", "layer", "kind", "shape", *QUANTITIES])
+        rows = []
         for r in results:
-            for l in r["layers"]:
-                w.writerow([r["model"], r["convention"], l["name"], l["kind"],
-                            "x".join(map(str, l["shape"]))] + [l[q] for q in QUANTITIES])
-        return out.getvalue()
-    w.writerow(["model", "convention", *PARAM_ORDER, "quantity", "formula", "value", "doubled",
-                "ratio", "verified"])
-    for r in results:
-        for q in QUANTITIES:
-            d = r["quantities"][q]
-            w.writerow([r["model"], r["convention"], *(r["params"][p] for p in PARAM_ORDER), q,
-                        d["formula"], d["value"], d["doubled"], d["ratio"],
-                        str(d["verified"]).lower()])
-    return out.getvalue()
+            for q in QUANTITIES:
+                for l in r["layers"]:
+                    rows.append([r["model"], r["convention"], q, l["name"], l["kind"],
+                                 "x".join(map(str, l["shape"])), l["formulas"][q], l[q],
+                                 l["doubled"][q]])
+                d = r["quantities"][q]
+                rows.append([r["model"], r["convention"], q, "total", "", "", d["formula"],
+                             d["value"], d["doubled"]])
+        return csv_text(rows, PER_LAYER_CSV_COLUMNS)
+    rows = [[r["model"], r["convention"], *(r["params"][p] for p in PARAM_ORDER), q,
+             d["formula"], d["value"], d["doubled"], d["ratio"], d["verified"]]
+            for r in results for q, d in ((q, r["quantities"][q]) for q in QUANTITIES)]
+    return csv_text(rows, CSV_COLUMNS)
+
+
+#: The CSV columns: the table's (formula: the general one, as in JSON) with the
+#: model, convention and parameters each row belongs to.
+CSV_COLUMNS = ("model", "convention", *PARAM_ORDER, "quantity", "formula", "value", "doubled",
+               "ratio", "verified")
+#: The CSV columns with ``--per-layer``: a per-layer table's, with its model,
+#: convention and quantity; a ``total`` row ends each (model, convention, quantity).
+PER_LAYER_CSV_COLUMNS = ("model", "convention", "quantity", "layer", "kind", "shape", "formula",
+                         "value", "doubled")
 
 
 def render(results: List[dict], fmt: str = "table", verify: bool = True) -> str:

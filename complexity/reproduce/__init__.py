@@ -21,4 +21,7 @@ REPORT_STEPS = [
     ("segmentation", segmentation.write),
 ]
 
-__all__ = ["Context", "REPORT_STEPS"]
+#: the steps that train into the runs folder: the only ones ``--runs`` and ``--fresh`` change
+USES_RUNS = ("colourization", "batch_size", "invariance")
+
+__all__ = ["Context", "REPORT_STEPS", "USES_RUNS"]

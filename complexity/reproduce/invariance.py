@@ -57,7 +57,7 @@ def write(ctx: Context) -> list:
             by_arithmetic[name, exact] = st
             if not exact:
                 studies.append(st)
-            sections.append(render_invariance(st, tablefmt="github"))
+            sections.append(render_invariance(st, "markdown"))
     plots.invariance_grid(studies, os.path.join(ctx.reports, "invariance_interior.png"))
     plots.invariance_grid(studies, os.path.join(ctx.reports, "invariance_border.png"), "border")
     theory = inv.__doc__.split("What holds:", 1)[1].split("Border pixels", 1)[0]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from complexity.atomic import atomic_path
@@ -47,10 +47,12 @@ class DataError(ValueError):
 
 @dataclass
 class Images:
-    """uint8 RGB crops, shape (N, 32, 32, 3), split into training and validation."""
+    """uint8 RGB crops, shape (N, 32, 32, 3), split into training and validation;
+    ``settings``: what chose them (:func:`source_settings`), when known."""
     train: np.ndarray
     val: np.ndarray
     description: str
+    settings: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------- CIFAR-10 binary
@@ -192,17 +194,41 @@ def read_folder(path: str) -> Images:
                   f"{len(train)} training, {len(val)} validation crops")
 
 
+def check_source(path: str | None) -> None:
+    """:class:`DataError` if ``path`` (None: the offline default) cannot be a source:
+    missing or unreadable. Reads no image."""
+    if path is None:
+        return
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file or folder")
+    if not os.access(path, os.R_OK):
+        raise DataError(f"{path}: not readable")
+
+
+def is_cifar(path: str | None) -> bool:
+    """Whether the existing ``path`` is read as CIFAR-10: a file, or a folder holding
+    ``.bin`` files (anything else is a folder of images; None the photographs)."""
+    if path is None:
+        return False
+    return os.path.isfile(path) or any(f.endswith(".bin") for f in os.listdir(path))
+
+
+def source_settings(path: str | None, category: int = 7, max_images: int | None = None) -> dict:
+    """What chooses the images: the source (its real path, or None for the offline
+    default), the CIFAR-10 category (None for other sources) and the cap per split —
+    recorded in checkpoints so that a mismatch can say which setting differs."""
+    return {"data": None if path is None else os.path.realpath(path),
+            "category": category if is_cifar(path) else None, "max_images": max_images}
+
+
 def load_images(path: str | None = None, category: int = 7,
                 max_images: int | None = None) -> Images:
     """Pick the source from ``path`` (None → offline default) and cap each split at
     ``max_images`` (a prefix of a fixed shuffled order)."""
+    check_source(path)
     if path is None:
         images = read_offline()
-    elif not os.path.exists(path):
-        raise DataError(f"{path}: no such file or folder")
-    elif not os.access(path, os.R_OK):
-        raise DataError(f"{path}: not readable")
-    elif os.path.isfile(path) or any(f.endswith(".bin") for f in os.listdir(path)):
+    elif is_cifar(path):
         images = read_cifar(path, category)
     else:
         images = read_folder(path)
@@ -211,6 +237,7 @@ def load_images(path: str | None = None, category: int = 7,
             raise DataError(f"max_images={max_images} (need an integer >= 1)")
         images = Images(images.train[:max_images], images.val[:max_images],
                         images.description + f"; capped at {max_images} per split")
+    images.settings = source_settings(path, category, max_images)
     return images
 
 
@@ -272,13 +299,15 @@ def colour_centres(train: np.ndarray, nc: int, cache: str | None = None,
 @dataclass
 class ColourData:
     """Tensors ready for training: grey inputs (N, 1, H, W) float32 in [0, 1), targets
-    (N, H, W) int64 colour indices, the centres."""
+    (N, H, W) int64 colour indices, the centres; ``settings``: the images' settings
+    (:func:`source_settings`) and ``nc``."""
     train_x: "object"
     train_y: "object"
     val_x: "object"
     val_y: "object"
     centres: np.ndarray
     description: str
+    settings: dict = field(default_factory=dict)
 
 
 def prepare(images: Images, nc: int = 24, cache: str | None = None) -> ColourData:
@@ -291,4 +320,4 @@ def prepare(images: Images, nc: int = 24, cache: str | None = None) -> ColourDat
         rgb = part.astype(np.float64) / 256  # as the course: pixel values divided by 256
         tensors.append(torch.from_numpy(grey(rgb).astype(np.float32)))
         tensors.append(torch.from_numpy(quantise(rgb, centres)))
-    return ColourData(*tensors, centres, images.description)
+    return ColourData(*tensors, centres, images.description, {**images.settings, "nc": nc})

@@ -35,7 +35,8 @@ import copy
 import torch
 
 from complexity.experiments import checkpoint
-from complexity.experiments.colourization.train import TrainConfig, data_key, load_model, train
+from complexity.experiments.colourization.train import (TrainConfig, data_key, data_mismatch,
+    load_model, train)
 
 A_GRID = (-1.0, 0.0, 0.5, 1.0, 2.0, 10.0)
 B_GRID = (-0.5, 0.0, 0.5)
@@ -157,6 +158,15 @@ def study(model, model_name: str, x, y, kernel: int = 3, a_grid=A_GRID, b_grid=B
             "pixels": x.shape[-2] * x.shape[-1], "images": len(x), "rows": rows}
 
 
+def check_data(path: str, settings: dict) -> None:
+    """Before any data is read: :class:`~complexity.experiments.checkpoint.CheckpointError`
+    naming the setting if the checkpoint ``path`` records data settings other than
+    ``settings`` (:func:`~complexity.experiments.colourization.data.source_settings`)."""
+    error = data_mismatch(checkpoint.load(path), f"--checkpoint {path}", settings=settings)
+    if error:
+        raise error
+
+
 def load_trained(path: str, model_name: str):
     """``(model, cfg)`` of the ``train`` checkpoint ``path``;
     :class:`~complexity.experiments.checkpoint.CheckpointError` with one line if it is
@@ -179,9 +189,11 @@ def model_for(data, model_name: str, checkpoint_path: str | None = None, epochs:
     that does not fit."""
     if checkpoint_path is not None:
         model, cfg = load_trained(checkpoint_path, model_name)
-        if checkpoint.load(checkpoint_path).get("data") != data_key(data):
-            raise checkpoint.CheckpointError(f"--checkpoint {checkpoint_path}: trained on "
-                                             "other data or colours than the data given here")
+        ck = checkpoint.load(checkpoint_path)
+        if ck.get("data") != data_key(data):
+            raise data_mismatch(ck, f"--checkpoint {checkpoint_path}", data) or \
+                checkpoint.CheckpointError(f"--checkpoint {checkpoint_path}: trained on "
+                                           "other data or colours than the data given here")
         return model, cfg, f"checkpoint {checkpoint_path}"
     cfg = TrainConfig(model=model_name, epochs=epochs, nc=len(data.centres))
     _, model = train(data, cfg)

@@ -121,6 +121,95 @@ def data_key(data) -> str:
         f"{v:.6f}" for v in data.centres.ravel())
 
 
+#: the options that set each recorded data setting, for messages
+DATA_OPTIONS = {"data": "--data", "category": "--category", "max_images": "--max-images",
+                "nc": "--nc"}
+
+
+def settings_difference(recorded: dict, current: dict) -> str:
+    """Which data settings differ between a checkpoint's ``recorded`` ones and the
+    ``current`` ones (keys of :data:`DATA_OPTIONS` present in both), in words; ""
+    when none does.
+
+    >>> settings_difference({"max_images": 200, "data": None}, {"max_images": 100, "data": None})
+    '--max-images 200 there, 100 here'
+    """
+    def shown(key, value):
+        if value is None:
+            return {"data": "the offline default", "max_images": "all",
+                    "category": "none (not CIFAR-10)"}.get(key, "none")
+        return str(value)
+
+    return "; ".join(f"{DATA_OPTIONS[k]} {shown(k, recorded[k])} there, "
+                     f"{shown(k, current[k])} here"
+                     for k in DATA_OPTIONS if k in recorded and k in current
+                     and recorded[k] != current[k])
+
+
+def key_difference(recorded_key: str, current_key: str) -> str:
+    """What differs between two :func:`data_key` strings, in words (for checkpoints
+    that do not record their data settings).
+
+    >>> key_difference("(8, 1, 32, 32)/(2, 1, 32, 32)/0.1,0.2,0.3",
+    ...                "(4, 1, 32, 32)/(2, 1, 32, 32)/0.1,0.2,0.3")
+    '8 training and 2 validation images there, 4 and 2 here'
+    """
+    def parts(key):
+        train, val, centres = (str(key).split("/") + ["", "", ""])[:3]
+        count = lambda shape: shape.strip("()").split(",")[0]  # noqa: E731
+        return count(train), count(val), len(centres.split(",")) // 3
+    (t0, v0, c0), (t1, v1, c1) = parts(recorded_key), parts(current_key)
+    if (t0, v0) != (t1, v1):
+        return f"{t0} training and {v0} validation images there, {t1} and {v1} here"
+    if c0 != c1:
+        return f"{c0} colours there, {c1} here"
+    return "as many images and colours, but other images or colour centres"
+
+
+def data_mismatch(ck: dict, path: str, data=None, settings: dict | None = None):
+    """The :class:`~complexity.experiments.checkpoint.CheckpointError` saying how the
+    data of checkpoint ``ck`` (at ``path``) differs from ``data`` (prepared) or, before
+    any data is read, from the ``settings`` of :func:`~complexity.experiments.colourization.data.source_settings`;
+    None when nothing is known to differ."""
+    recorded = ck.get("data_settings") if isinstance(ck.get("data_settings"), dict) else {}
+    current = settings if settings is not None else getattr(data, "settings", {}) or {}
+    diff = settings_difference(recorded, current)
+    if not diff and data is not None and ck.get("data") != data_key(data):
+        diff = key_difference(ck.get("data"), data_key(data))
+    if not diff:
+        return None
+    return checkpoint.CheckpointError(f"{path}: trained on other data ({diff}); give the "
+                                      "data options of the run that wrote it")
+
+
+def check_resume(path: str, cfg: TrainConfig, settings: dict | None = None) -> dict:
+    """Read the checkpoint ``path`` and check, before any data is read, that
+    :func:`train` can continue it with ``cfg``: ours, well-formed, the same settings
+    (``epochs`` may grow) and, when ``settings`` are given and recorded, the same data
+    settings. Returns the checkpoint; :class:`~complexity.experiments.checkpoint.CheckpointError`
+    with one line otherwise."""
+    ck = checkpoint.load(path, required=("format", "config", "data", "model_state",
+                                         "optimizer_state", "history", "rng"))
+    if ck["format"] != FORMAT:
+        raise checkpoint.CheckpointError(f"{path}: not a colourization training "
+                                         f"checkpoint (format {ck['format']!r})")
+    mine = {k: v for k, v in asdict(cfg).items() if k != "epochs"}
+    theirs = {k: v for k, v in checked_config(ck, path).items() if k != "epochs"}
+    history, _ = _checked_history(ck, path)
+    if mine != theirs:
+        diff = ", ".join(f"{k}={theirs.get(k)!r} vs {v!r}" for k, v in mine.items()
+                         if theirs.get(k) != v)
+        raise checkpoint.CheckpointError(f"{path}: trained with other settings ({diff})")
+    if len(history) > cfg.epochs:
+        raise checkpoint.CheckpointError(f"{path}: already holds {len(history)} "
+                                         f"epochs, more than the {cfg.epochs} asked for")
+    if settings is not None:
+        error = data_mismatch(ck, path, settings={**settings, "nc": cfg.nc})
+        if error:
+            raise error
+    return ck
+
+
 def _start(cfg: TrainConfig, data, resume_path):
     torch.manual_seed(cfg.seed)
     model = build(cfg.model, cfg.kernel, cfg.nf, cfg.nc, 1)
@@ -128,21 +217,11 @@ def _start(cfg: TrainConfig, data, resume_path):
     generator = torch.Generator().manual_seed(cfg.seed)
     history, seconds = [], 0.0
     if resume_path is not None:
-        ck = checkpoint.load(resume_path, required=("format", "config", "data", "model_state",
-                                                    "optimizer_state", "history", "rng"))
-        if ck["format"] != FORMAT:
-            raise checkpoint.CheckpointError(f"{resume_path}: not a colourization training "
-                                             f"checkpoint (format {ck['format']!r})")
-        mine = {k: v for k, v in asdict(cfg).items() if k != "epochs"}
-        theirs = {k: v for k, v in checked_config(ck, resume_path).items() if k != "epochs"}
+        ck = check_resume(resume_path, cfg)
         history, seconds = _checked_history(ck, resume_path)
-        if mine != theirs:
-            diff = ", ".join(f"{k}={theirs.get(k)!r} vs {v!r}" for k, v in mine.items()
-                             if theirs.get(k) != v)
-            raise checkpoint.CheckpointError(f"{resume_path}: trained with other settings "
-                                             f"({diff})")
         if ck["data"] != data_key(data):
-            raise checkpoint.CheckpointError(f"{resume_path}: trained on other data or colours")
+            raise data_mismatch(ck, resume_path, data) or checkpoint.CheckpointError(
+                f"{resume_path}: trained on other data or colours")
         try:
             model.load_state_dict(ck["model_state"])
             optimizer.load_state_dict(ck["optimizer_state"])
@@ -151,9 +230,6 @@ def _start(cfg: TrainConfig, data, resume_path):
             reason = (str(e).splitlines() or [type(e).__name__])[0][:100]
             raise checkpoint.CheckpointError(f"{resume_path}: does not fit this model "
                                              f"({reason})") from None
-        if len(history) > cfg.epochs:
-            raise checkpoint.CheckpointError(f"{resume_path}: already holds {len(history)} "
-                                             f"epochs, more than the {cfg.epochs} asked for")
     return model, optimizer, generator, history, seconds
 
 
@@ -182,6 +258,7 @@ def train(data, cfg: TrainConfig, out: str | None = None, resume: str | None = N
                              f"{train_loss:.4f}, val loss {val_loss:.4f}, val acc {val_acc:.4f}\n")
         if out is not None:
             checkpoint.save({"format": FORMAT, "config": asdict(cfg), "data": data_key(data),
+                             "data_settings": dict(getattr(data, "settings", {}) or {}),
                              "model_state": model.state_dict(),
                              "optimizer_state": optimizer.state_dict(),
                              "history": history, "rng": generator.get_state(),

@@ -2,7 +2,11 @@
 vs background, the last layer or everything): Adam on the trainable parameters
 only, per-pixel cross-entropy on ``model(x)["out"]``, per epoch the training loss,
 validation loss, standard mean IoU and the course's thresholded IoU;
-best and last checkpoints written atomically.
+best and last checkpoints written atomically: the trainable parameters and the
+buffers, with a reference to the frozen base
+(:mod:`complexity.experiments.segmentation.checkpoints`). With ``progress``, a
+tqdm bar on stderr over the batches of each pass: training, BatchNorm
+re-estimation and validation.
 
 Frozen parameters (``--train last``) have ``requires_grad=False``: autograd builds
 no graph through them, so no gradient is computed for them, and the optimizer is
@@ -43,7 +47,7 @@ from torch.utils.data import DataLoader
 from complexity.counting.hooks import mode
 
 from complexity.cost.trainable import set_trainable
-from complexity.experiments import checkpoint
+from complexity.experiments.segmentation import checkpoints
 from complexity.experiments.segmentation.metrics import confusion, course_iou, mean_iou
 
 NUM_CLASSES = 2
@@ -66,14 +70,23 @@ def trainable_mode(train: str) -> str:
                          f"{', '.join(TRAIN_MODES)}") from None
 
 
-def evaluate(model: nn.Module, loader) -> dict:
+def bar(iterable, progress: bool, desc: str, total: int | None = None):
+    """``iterable`` wrapped in a tqdm bar on stderr that vanishes when done
+    (``progress=False``: no bar, nothing written)."""
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=False, disable=not progress,
+                file=sys.stderr)
+
+
+def evaluate(model: nn.Module, loader, progress: bool = False, desc: str = "validation") -> dict:
     """Validation loss (mean over pixels), mean IoU and course IoU, in eval mode."""
     model.eval()
     loss_sum, pixels, images = 0.0, 0, 0
     conf = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.long)
     course_sum = 0.0
     with torch.no_grad():
-        for x, y in loader:
+        for x, y in bar(loader, progress, desc):
             out = model(x)["out"]
             loss_sum += nn.functional.cross_entropy(out, y, reduction="sum").item()
             pixels += y.numel()
@@ -84,7 +97,8 @@ def evaluate(model: nn.Module, loader) -> dict:
     return {"val_loss": loss_sum / pixels, "miou": mean_iou(conf), "course_iou": course_sum / images}
 
 
-def recalibrate_bn(model: nn.Module, loader, max_images: int) -> int:
+def recalibrate_bn(model: nn.Module, loader, max_images: int, progress: bool = False,
+                   desc: str = "BatchNorm statistics") -> int:
     """Replace every BatchNorm's running statistics by the plain average over batches
     of up to ``max_images`` images (``momentum=None``), forward only, dropout off (it
     would inflate the variances, and evaluation runs without it). Returns the number
@@ -106,13 +120,15 @@ def recalibrate_bn(model: nn.Module, loader, max_images: int) -> int:
         for m in model.modules():
             if isinstance(m, nn.modules.dropout._DropoutNd):
                 m.eval()
-        for x, _ in loader:
+        batches = bar(loader, progress, desc)
+        for x, _ in batches:
             if seen >= max_images:
                 break
             if x.shape[0] < 2:
                 continue
             model(x)
             seen += x.shape[0]
+        batches.close()
     for m, momentum, (mean, var, tracked) in zip(bns, momenta, saved):
         m.momentum = momentum
         if seen == 0:
@@ -134,12 +150,10 @@ def training_loader(dataset, batch_size: int) -> DataLoader:
 
 def train_epoch(model: nn.Module, loader, optimizer, progress: bool, desc: str) -> float:
     """One pass over ``loader``; returns the mean per-pixel training loss."""
-    from tqdm import tqdm
-
     model.train()
     loss_sum, pixels = 0.0, 0
-    bar = tqdm(loader, desc=desc, leave=False, disable=not progress, file=sys.stderr)
-    for x, y in bar:
+    batches = bar(loader, progress, desc)
+    for x, y in batches:
         if x.shape[0] < 2:
             # DeepLab's ASPP pooling branch ends in BatchNorm on a 1×1 map: training
             # mode cannot normalise one value per channel. training_loader never makes
@@ -151,22 +165,28 @@ def train_epoch(model: nn.Module, loader, optimizer, progress: bool, desc: str) 
         optimizer.step()
         loss_sum += loss.item() * y.numel()
         pixels += y.numel()
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        batches.set_postfix(loss=f"{loss.item():.4f}")
     return loss_sum / pixels if pixels else math.nan
 
 
 def fit(model: nn.Module, train_ds, val_ds, *, train: str = "last", epochs: int = 10,
         lr: float = 0.05, batch_size: int = 128, val_batch_size: int = 256,
         out: str | None = None, progress: bool = True, meta: dict | None = None,
-        log=None, bn_images: int = 64) -> dict:
+        log=None, bn_images: int = 64, base: dict | None = None) -> dict:
     """Train ``model`` in place; return the run's record.
 
     ``{"initial": metrics before training, "history": [{"epoch", "train_loss",
     "val_loss", "miou", "course_iou"}...], "best": the entry with the highest
     mean IoU, "trainable_params", "total_params", "seconds"}``. With ``out``, writes
-    ``out/last.pt`` after every epoch and ``out/best.pt`` when the mean IoU improves
-    (``{"model": state_dict, "epoch", "metrics", **meta}``; read with
-    :func:`complexity.experiments.checkpoint.load`).
+    ``out/last.pt`` after every epoch and ``out/best.pt`` when the mean IoU improves:
+    a checkpoint of :mod:`~complexity.experiments.segmentation.checkpoints` with
+    ``{"format", "base", "tensors", "train", "epoch", "metrics", **meta}``, where
+    ``base`` is ``base`` (a
+    :func:`~complexity.experiments.segmentation.checkpoints.base_reference`: how
+    ``model`` was built; default: nothing known) with the fingerprint of the frozen
+    parameters, taken here before training; the record then also holds
+    ``"checkpoint": {"base", "tensors", "numel"}`` (what each file saves).
+    Load with :func:`~complexity.experiments.segmentation.checkpoints.load_checkpoint`.
     """
     trainable = set_trainable(model, trainable_mode(train))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -176,15 +196,22 @@ def fit(model: nn.Module, train_ds, val_ds, *, train: str = "last", epochs: int 
     train_loader = training_loader(train_ds, batch_size)
     val_loader = DataLoader(val_ds, batch_size=val_batch_size)
     calib_loader = DataLoader(train_ds, batch_size=min(batch_size, 64))
+    saved, ref = None, None
+    if out:
+        saved = checkpoints.saved_names(model)
+        ref = {**(base or checkpoints.base_reference(None, None)),
+               "frozen": checkpoints.fingerprint(model, saved)}
     start = time.perf_counter()
-    recalibrate_bn(model, calib_loader, bn_images)
-    initial = evaluate(model, val_loader)
+    recalibrate_bn(model, calib_loader, bn_images, progress, "BatchNorm statistics, epoch 0")
+    initial = evaluate(model, val_loader, progress, "validation, epoch 0")
     history, best = [], None
     for epoch in range(1, epochs + 1):
         train_loss = train_epoch(model, train_loader, optimizer, progress,
                                  f"epoch {epoch}/{epochs}")
-        recalibrate_bn(model, calib_loader, bn_images)
-        entry = {"epoch": epoch, "train_loss": train_loss, **evaluate(model, val_loader)}
+        recalibrate_bn(model, calib_loader, bn_images, progress,
+                       f"BatchNorm statistics, epoch {epoch}/{epochs}")
+        entry = {"epoch": epoch, "train_loss": train_loss,
+                 **evaluate(model, val_loader, progress, f"validation, epoch {epoch}/{epochs}")}
         history.append(entry)
         if log:
             log(f"epoch {epoch}/{epochs}: train loss {train_loss:.4f}, val loss "
@@ -194,17 +221,22 @@ def fit(model: nn.Module, train_ds, val_ds, *, train: str = "last", epochs: int 
         if improved:
             best = entry
         if out:
-            state = {"model": model.state_dict(), "epoch": epoch, "metrics": entry,
-                     **(meta or {})}
-            checkpoint.save(state, os.path.join(out, "last.pt"))
+            extra = {"train": train, "epoch": epoch, "metrics": entry, **(meta or {})}
+            checkpoints.save_checkpoint(os.path.join(out, "last.pt"), model, ref, saved, **extra)
             if improved:
-                checkpoint.save(state, os.path.join(out, "best.pt"))
-    return {
+                checkpoints.save_checkpoint(os.path.join(out, "best.pt"), model, ref, saved,
+                                            **extra)
+    record = {
         "initial": initial, "history": history, "best": best,
         "trainable_params": trainable,
         "total_params": sum(p.numel() for p in model.parameters()),
         "seconds": time.perf_counter() - start,
     }
+    if out:
+        state = model.state_dict()
+        record["checkpoint"] = {"base": ref, "tensors": len(saved),
+                                "numel": sum(state[k].numel() for k in saved)}
+    return record
 
 
 def predict(model: nn.Module, dataset, n: int = 6) -> tuple:

@@ -5,6 +5,13 @@ COCO-with-VOC-labels files, or a checkpoint of the ``segment`` command, read wit
 The replaced head stays at its random initialisation when the file's head has a
 different number of classes; anything else that does not fit is refused whole.
 
+A ``segment`` checkpoint (:mod:`complexity.experiments.segmentation.checkpoints`)
+of ``--train all`` holds every tensor and loads like a state dict. One of ``--train
+last`` holds only the head and the buffers, and is applied to its base: the base's
+weights file, when it names one, is loaded first from the path it records (its
+sha256 must still match); without one, the model given must be the base's random
+initialisation (the same ``seed``). The fingerprint of the frozen tensors decides.
+
 >>> import os, tempfile, torch
 >>> from models.segmentation import deeplab
 >>> torch.manual_seed(0) and None
@@ -18,10 +25,13 @@ True
 """
 from __future__ import annotations
 
+import os
+
 import torch
 from torch import nn
 
 from complexity.experiments.checkpoint import CheckpointError, read
+from complexity.experiments.segmentation import checkpoints
 from models.segmentation import HEAD
 
 AUX = "aux_classifier"
@@ -56,7 +66,8 @@ def examples(keys, n: int = 2) -> str:
     return ", ".join(keys[:n]) + more
 
 
-def load_weights(model: nn.Module, path: str, arch: str = "this architecture") -> str:
+def load_weights(model: nn.Module, path: str, arch: str | None = None,
+                 seed: int | None = None) -> str:
     """Load a local state dict into ``model`` (``torch.load(weights_only=True)``) and
     return one line saying what was loaded.
 
@@ -68,11 +79,21 @@ def load_weights(model: nn.Module, path: str, arch: str = "this architecture") -
     when the model has no auxiliary head. Anything else — a missing tensor, a
     shape that differs, a tensor the model does not have — raises
     :class:`WeightsError`, and the model is left unchanged.
+
+    A ``segment`` checkpoint that holds only some tensors is applied to its base
+    (see the module's text); ``arch`` and ``seed`` (how ``model`` was built) name
+    what differs when the model is not that base.
     """
     try:
         obj = read(path, "weights")
     except CheckpointError as e:
         raise WeightsError(f"--weights {e}") from None
+    if checkpoints.is_segment_checkpoint(obj):
+        own = model.state_dict()
+        if not all(k in obj["tensors"] for k in own):  # --train last: needs its base
+            return load_delta(model, path, obj, arch, seed)
+        obj = obj["tensors"]  # --train all: every tensor, a whole state dict
+    arch = arch or "this architecture"
     state = state_dict_of(obj)
     if state is None:
         raise WeightsError(f"--weights {path}: not a state dict (need a mapping of names to tensors)")
@@ -111,3 +132,34 @@ def load_weights(model: nn.Module, path: str, arch: str = "this architecture") -
     if aux_skipped:
         text += f"; ignored {len(aux_skipped)} {AUX} tensors (this model has no auxiliary head)"
     return text
+
+
+def load_delta(model: nn.Module, path: str, ck: dict, arch: str | None, seed: int | None) -> str:
+    """Apply a segment checkpoint that holds only some tensors to ``model``, after
+    loading its base's weights file if it names one; the model is left unchanged
+    when refused."""
+    theirs = ck["base"]
+    base_file = theirs.get("weights")
+    ours = {"arch": arch, "seed": seed, "weights": base_file}
+    backup, note = None, ""
+    if base_file:
+        wpath = base_file["path"]
+        if not os.path.isfile(wpath):
+            raise WeightsError(f"--weights {path}: holds only the tensors its run changed, and "
+                               f"its base weights file {wpath} is not there")
+        if checkpoints.file_sha256(wpath) != base_file["sha256"]:
+            raise WeightsError(f"--weights {path}: its base weights file {wpath} has changed "
+                               f"since (sha256 differs from the recorded {base_file['sha256'][:12]}…)")
+        backup = {k: v.clone() for k, v in model.state_dict().items()}
+        note = "; base: " + load_weights(model, wpath, arch, seed)
+    try:
+        checkpoints.apply_checkpoint(ck, model, ours, path)
+    except CheckpointError as e:
+        if backup is not None:
+            model.load_state_dict(backup)
+        hint = (f" (use --seed {theirs['seed']})" if not base_file and seed is not None
+                and theirs.get("seed") is not None and seed != theirs["seed"] else "")
+        raise WeightsError(f"--weights {e}{hint}") from None
+    return (f"loaded {len(ck['tensors'])} tensors of the segment checkpoint {path} "
+            f"(--train {ck.get('train', '?')}, epoch {ck.get('epoch', '?')}) onto its base, "
+            f"{checkpoints.describe(theirs)}{note}")
