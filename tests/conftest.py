@@ -5,6 +5,11 @@ import os
 
 import pytest
 
+from complexity.cli import common
+
+#: the real default, for the test of it (the fixture below replaces it in commands)
+DEFAULT_THREADS = common.default_threads
+
 GOLDEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden")
 
 
@@ -20,3 +25,16 @@ def golden():
         with open(path, encoding="utf-8") as f:
             assert text == f.read(), f"rendering differs from {path}"
     return check
+
+
+@pytest.fixture(autouse=True)
+def threads_as_they_are(monkeypatch):
+    """Commands default to the cores other jobs leave idle (it follows the load
+    average); in tests keep PyTorch's thread count as it is, so two runs of one
+    test compute with the same number of threads whatever else the machine does."""
+    def current(*_args, **_kwargs):
+        import torch
+
+        return torch.get_num_threads()
+
+    monkeypatch.setattr(common, "default_threads", current)
