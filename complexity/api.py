@@ -392,9 +392,6 @@ def derive(model, symbols: Union[str, Sequence[str]], input_shape=None, *,
 
 
 # ------------------------------------------------------------------ step_cost
-#: Predicted quantities a call without a rule can only make larger: with
-#: unmodelled calls the prediction is a lower bound ("≥").
-_BOUNDED = ("saved_activation_bytes", "peak_bytes", "forward_flops", "backward_flops")
 
 
 @dataclass
@@ -403,8 +400,8 @@ class StepCost:
     ``optimizer.step()``): ``predicted`` from the model's structure and ``measured``
     on fake tensors (None when not measured), each with the keys of
     :data:`complexity.cost.measure.KEYS`, in bytes and FLOPs. ``unmodelled``: calls
-    on the gradient path with no rule; when non-empty, the predicted saved, peak and
-    FLOP values are lower bounds.
+    with no rule; when non-empty, the predicted saved, peak and FLOP values are
+    approximate (≈), not bounds.
 
     >>> from models.stack import Stack
     >>> c = step_cost(Stack(2, 4), (1, 4, 8, 8), trainable="last", measure=False)
@@ -440,10 +437,12 @@ class StepCost:
         """One row per quantity: predicted, measured, error."""
         from tabulate import tabulate
 
+        from complexity.cost.predict import mark
+
         errors = self.errors() or {}
         rows = []
         for q, p in self.predicted.items():
-            bound = "≥ " if self.unmodelled and q in _BOUNDED else ""
+            bound = mark(q, self.unmodelled)
             m = self.measured[q] if self.measured else None
             rows.append([q, bound + f"{p:,}", "" if m is None else f"{m:,}",
                          "" if m is None else f"{errors[q]:+.2f}%"])
@@ -459,8 +458,8 @@ class StepCost:
                 f"({self.trainable_params:,} parameters) — one Adam step, bytes and FLOPs; "
                 + how)
         if self.unmodelled:
-            head += (f"\nno rule for {', '.join(self.unmodelled)}: the predicted values "
-                     "marked ≥ are lower bounds")
+            head += (f"\n≈ (unmodelled: {', '.join(self.unmodelled)}): the predicted "
+                     "values marked ≈ are approximate, not bounds")
         return head + "\n\n" + self.table()
 
 

@@ -273,14 +273,18 @@ def parse_spec(text: str, model_args: Optional[Dict[str, Any]] = None) -> ModelS
 
 
 def build_model(name: str, layers: int = 4, width: int = 16):
-    """``(model, input_channels)`` for ``name`` (any :func:`parse_spec` name), built
-    on the meta device (no memory, no download). ``layers`` and ``width`` shape
+    """``(model, input_channels)`` for ``name`` (any :func:`parse_spec` name), on
+    the meta device (no memory, no download). ``layers`` and ``width`` shape
     ``stack`` only (n blocks of C channels). Video models (N,C,T,H,W) are refused:
-    a training step here takes one N,C,H,W image batch.
+    a training step here takes one N,C,H,W image batch. A model whose constructor
+    reads values (regnet_* rounds widths computed with tensors) cannot be built on
+    meta: it is built on the CPU and moved to meta, which gives the same model.
 
     >>> net, c = build_model("unet")
     >>> type(net).__name__, c
     ('UNet', 1)
+    >>> next(build_model("regnet_x_400mf")[0].parameters()).device  # built on the CPU
+    device(type='meta')
     """
     import torch
 
@@ -288,8 +292,16 @@ def build_model(name: str, layers: int = 4, width: int = 16):
     if spec.rank == 5:
         raise ModelSpecError(f"model {name!r} takes N,C,T,H,W video clips; finetune supports "
                              "models that take one N,C,H,W image batch")
-    with torch.device("meta"):
-        return spec.build(), spec.input_channels
+    try:
+        with torch.device("meta"):
+            return spec.build(), spec.input_channels
+    except ModelSpecError as on_meta:
+        try:
+            with torch.device("cpu"):
+                model = spec.build()
+        except ModelSpecError:
+            raise on_meta from None
+        return model.to("meta"), spec.input_channels
 
 
 def parse_model_args(text: Optional[str]) -> Dict[str, Any]:

@@ -80,7 +80,7 @@ def spec_for(n, numeric):
 
 def as_number(text):
     """A displayed number back as a float: thousands separators, ≥, % and + dropped."""
-    return float(text.replace("≥", "").replace(",", "").replace("%", "").replace("+", ""))
+    return float(text.replace("≥", "").replace("≈", "").replace(",", "").replace("%", "").replace("+", ""))
 
 
 def close(shown, value, rel=5e-3, abs_=1e-4):
@@ -322,9 +322,9 @@ def test_finetune_measured_error_is_a_plain_percentage():
     texts = {f: fr.render([r], f) for f in TEXT_FORMATS}
     _, rows = parse_csv(texts["csv"])
     assert all(float(row[8]) == pytest.approx(fr.error_pct(100, 104)) for row in rows)
-    assert {row[6] for row in rows} == {"100"}  # the ≥ of a lower bound is the table's
-    assert "≥ 100" in texts["table"] and r"$\geq$ 100" in texts["latex"]
-    assert "% ≥: a lower bound" in texts["latex"]
+    assert {row[6] for row in rows} == {"100"}  # the ≈ of an estimate is the table's
+    assert "≈ 100" in texts["table"] and r"$\approx$ 100" in texts["latex"]
+    assert "% ≈ (unmodelled: softmax)" in texts["latex"]
 
 
 # ------------------------------------------------------------------ train, sweep-batch

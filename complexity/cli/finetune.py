@@ -61,8 +61,11 @@ def add_arguments(p):
     p.add_argument("--plot", metavar="FILE", help="draw memory and FLOPs against n and H·W")
     p.add_argument("--cuda", action="store_true",
                    help="also run one real step on the GPU: torch.cuda.max_memory_allocated")
-    p.add_argument("--no-measure", action="store_true",
-                   help="prediction only (skip the fake-tensor training step)")
+    p.add_argument("--measure", choices=("fake", "real", "none"), default="fake",
+                   help="how the step is measured: on fake CPU tensors (any size), on "
+                   "real CPU tensors (must fit in memory), or not at all (fake)")
+    p.add_argument("--no-measure", dest="measure", action="store_const", const="none",
+                   help="prediction only: the same as --measure none")
 
 
 def _check_trainable(name: str, pattern: str, layers, width: int) -> None:
@@ -138,7 +141,8 @@ def run(args) -> int:
 
     try:
         results = finetune.sweep(args.model, layers, args.sizes, args.batch, modes,
-                                 width=width[0], measured=not args.no_measure,
+                                 width=width[0], measured=args.measure != "none",
+                                 how="fake" if args.measure == "none" else args.measure,
                                  cuda=args.cuda,
                                  progress=progress)
     except finetune.ConfigurationError as e:

@@ -19,6 +19,7 @@ value on the same storage); a *storage* is the memory a value lives in.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import weakref
 from typing import Dict, List
 
 import torch
@@ -58,27 +59,43 @@ class Graph:
         self.resident: set = set()                # storages alive throughout the step
         self.params: Dict[int, int] = {}          # value -> bytes, trainable parameters
         self.unmodelled: set = set()
-        self._ids: Dict[int, int] = {}            # id(tensor) -> latest value
-        self._hold: list = []                     # keeps ids unique while tracing
+        self._ids: Dict[int, tuple] = {}          # id(tensor) -> (weakref, latest value)
+        self._storages: Dict[int, tuple] = {}     # id(storage) -> (weakref, storage id)
+        self._last_storage = 0                    # storage ids: 1, 2, … (made ones: -1, -2, …)
         self._state_storages: set = set()
         self.device_type = "cpu"                  # where the real step would run
         self.held_until: Dict[int, int] = {}      # storage -> last call of the module it entered
+        self.freed_after: Dict[int, int] = {}     # storage -> last call before Python freed it
 
     def value(self, t: torch.Tensor, new: bool = False) -> int:
         """The value id of ``t``: its latest one, or (``new``) a fresh one, as for
         the result of a call (an in-place result is a new value on the same storage)."""
         key = id(t)
-        if key in self._ids and not new:
-            return self._ids[key]
-        self._hold.append(t)
+        ref, v = self._ids.get(key, (None, None))
+        if ref is not None and ref() is t and not new:
+            return v
+        # Weak references only: the trace must not keep alive what the real step
+        # frees (an id whose object died may come back for another tensor).
         v = len(self.value_bytes)
-        self._ids[key] = v
+        self._ids[key] = (weakref.ref(t), v)
         st = t.untyped_storage()
-        self._hold.append(st)
+        sref, s = self._storages.get(id(st), (None, None))
+        if sref is None or sref() is not st:
+            self._last_storage += 1
+            s = self._last_storage
+            self._storages[id(st)] = (weakref.ref(st, self._freed(s)), s)
+            self.storage_bytes[s] = st.nbytes()
         self.value_bytes[v] = t.numel() * t.element_size()
-        self.value_storage[v] = id(st)
-        self.storage_bytes.setdefault(id(st), st.nbytes())
+        self.value_storage[v] = s
         return v
+
+    def _freed(self, s: int):
+        """The callback of storage ``s``'s weak reference: Python freed it after the
+        last call recorded so far (PyTorch keeps a storage's Python object as long
+        as any tensor, view or autograd node holds the storage)."""
+        def freed(_ref):
+            self.freed_after[s] = len(self.calls) - 1
+        return freed
 
     def add_state(self, t: torch.Tensor, trainable: bool = False) -> int:
         """Register a parameter or buffer: resident throughout the step, never an

@@ -1,4 +1,6 @@
-"""The cost of one training step, measured on a fake copy of the model.
+"""The cost of one training step, measured on a CPU copy of the model: fake tensors
+(the default) or real ones (``how="real"``), equal byte for byte
+(``tests/test_cost_measure.py``).
 
 One step is what a training loop does once the Adam state exists: forward,
 cross-entropy loss, backward, ``optimizer.step()``. It runs under PyTorch's
@@ -29,6 +31,7 @@ True
 """
 from __future__ import annotations
 
+import gc
 import weakref
 from typing import Dict, Sequence
 
@@ -37,6 +40,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
+
+from complexity.errors import reason
 
 #: The quantities of one training step, in bytes or FLOPs (all exact integers).
 KEYS = ("param_bytes", "grad_bytes", "optimizer_bytes", "saved_activation_bytes",
@@ -103,25 +108,52 @@ def _nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def measure(model: nn.Module, input_shape: Sequence[int], *, batch_target=None) -> Dict[str, int]:
+#: How :func:`measure` runs the step: on fake CPU tensors, or on real ones.
+HOWS = ("fake", "real")
+
+
+def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
+            batch_target=None) -> Dict[str, int]:
     """Measure one Adam training step of ``model`` on a batch of ``input_shape``.
 
     Trainable = parameters with ``requires_grad``. The loss is cross-entropy on the
     output (or ``output["out"]``) against class indices: ``batch_target`` if given
     (any tensor of the right shape), random otherwise. The step runs in train mode
-    (batch statistics, dropout), after one warm-up step that creates the Adam state,
-    on fake copies of the parameters: ``model`` keeps its weights, buffers,
-    ``requires_grad`` flags and train/eval mode. Returns the :data:`KEYS`.
+    (batch statistics, dropout), on CPU copies of the parameters and buffers:
+    ``how="fake"`` (the default) fake tensors of the CPU device (no memory, any
+    size), ``how="real"`` real ones (random values; it must fit in memory).
+    ``model`` keeps its weights, buffers, ``requires_grad`` flags and train/eval
+    mode, and may live on the meta device. Returns the :data:`KEYS`.
+
+    Three steps, each with one instrument on, so that none perturbs another's
+    figure: the FLOP counter (the warm-up step: its update creates the Adam
+    state), then, from the same state (gradients set to None), the live-bytes
+    tracker (peak; forward, backward and Adam's update) and the saved-tensor hooks
+    (forward only). The garbage collector is off meanwhile.
     """
-    from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.func import functional_call
 
     from complexity.cost.flops import flop_counter
     from complexity.counting.hooks import mode
 
-    fake = FakeTensorMode()
-    params = {n: fake.from_tensor(p) for n, p in model.named_parameters()}
-    buffers = {n: fake.from_tensor(b) for n, b in model.named_buffers()}
+    if how not in HOWS:
+        raise ValueError(f"how={how!r}: choose one of {', '.join(HOWS)}")
+    cpu = torch.device("cpu")
+    if how == "fake":
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        context = fake = FakeTensorMode()
+    else:
+        import contextlib
+
+        context, fake = contextlib.nullcontext(), None
+    try:
+        with context:
+            params = {n: _cpu_copy(p, fake) for n, p in model.named_parameters()}
+            buffers = {n: _cpu_copy(b, fake) for n, b in model.named_buffers()}
+    except RuntimeError as e:  # a real copy that does not fit
+        raise MemoryError(f"measure(how='real'): the model's weights do not fit in "
+                          f"memory ({reason(e)})") from None
     trainable = [p for p in params.values() if p.requires_grad]
     if not trainable:
         raise ValueError("no parameter of the model requires grad: nothing to train")
@@ -133,49 +165,101 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, batch_target=None) 
         if target is None:  # warm-up: learn the output's shape
             target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]),
                                    device=out.device)
-        target = target.to(out.device, torch.long)  # class indices
         return F.cross_entropy(out, target), target
 
-    with mode(model, True), fake:
-        # on the device of the model's parameters ('meta' for a meta model)
-        x = torch.randn(*input_shape, device=trainable[0].device)
-        opt = torch.optim.Adam(trainable, lr=1e-3, foreach=False)
-        target = fake.from_tensor(batch_target) if batch_target is not None else None
-        loss, target = step(x, target)  # warm-up step: Adam state exists afterwards
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        del loss
-
-        saved: Dict[int, int] = {}
-
-        def pack(t):
-            st = t.untyped_storage()
-            if id(st) not in param_storages:
-                saved[id(st)] = st.nbytes()
-            return t
-
-        opt_state = [t for s in opt.state.values() for t in s.values()
-                     if isinstance(t, torch.Tensor)]
-        live = LiveBytes()
-        live.track(list(state.values()), opt_state, x, target)
-        with live:
+    gc_was_enabled = gc.isenabled()
+    try:
+        with mode(model, True), context:
+            x = torch.randn(*input_shape, device=cpu)
+            target = None
+            if batch_target is not None:  # class indices, on the CPU, of that shape
+                target = (torch.empty(batch_target.shape, dtype=torch.long, device=cpu)
+                          if fake is not None or batch_target.device.type == "meta"
+                          else batch_target.to(cpu, torch.long))
+                if fake is None and batch_target.device.type == "meta":
+                    target.zero_()
+            opt = torch.optim.Adam(trainable, lr=1e-3, foreach=False)
+            gc.collect()  # a cycle freed by the collector mid-step would move the peak
+            gc.disable()
+            # 1. FLOPs: the counter alone, around forward + loss, then backward. This
+            # is also the warm-up step: its Adam update creates the optimizer state
+            # (FLOPs count forward and backward only, which that state does not touch).
             with flop_counter() as fwd_counter:
-                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                    loss, _ = step(x, target)
+                loss, target = step(x, target)
             with flop_counter() as bwd_counter:
                 loss.backward()
+            del loss
+            grad_bytes = _nbytes(p.grad for p in trainable if p.grad is not None)
             opt.step()
-        grads = [p.grad for p in trainable]
+            opt.zero_grad(set_to_none=True)
+            opt_state = [t for s in opt.state.values() for t in s.values()
+                         if isinstance(t, torch.Tensor)]
+
+            # 2. Peak: the live-bytes tracker alone, around forward, backward, Adam.
+            live = LiveBytes()
+            live.track(list(state.values()), opt_state, x, target)
+            with live:
+                loss, _ = step(x, target)
+                loss.backward()
+                opt.step()
+            del loss
+            opt.zero_grad(set_to_none=True)
+
+            # 3. Saved for backward: the saved-tensor hooks alone, around the forward.
+            # Each storage is held until the end, so that no id is reused.
+            saved: Dict[int, torch.UntypedStorage] = {}
+
+            def pack(t):
+                st = t.untyped_storage()
+                if id(st) not in param_storages:
+                    saved[id(st)] = st
+                return t
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                loss, _ = step(x, target)
+            del loss
+            saved_bytes = sum(st.nbytes() for st in saved.values())
+            saved.clear()
+    except RuntimeError as e:
+        if fake is None and "alloc" in str(e).lower():
+            raise MemoryError(f"measure(how='real'): one real step of a {tuple(input_shape)} "
+                              f"batch does not fit in memory ({reason(e)}); "
+                              "use how='fake'") from None
+        raise
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     return {
         "param_bytes": _nbytes(params.values()),
-        "grad_bytes": _nbytes(g for g in grads if g is not None),
+        "grad_bytes": grad_bytes,
         "optimizer_bytes": _nbytes(opt_state),
-        "saved_activation_bytes": sum(saved.values()),
+        "saved_activation_bytes": saved_bytes,
         "peak_bytes": live.peak,
         "forward_flops": fwd_counter.get_total_flops(),
         "backward_flops": bwd_counter.get_total_flops(),
     }
+
+
+def _cpu_copy(t: torch.Tensor, fake) -> torch.Tensor:
+    """A CPU tensor of ``t``'s shape, strides, dtype and ``requires_grad``: fake
+    (under ``fake``, already entered) or real. A real copy of a real tensor keeps
+    its values; of a meta tensor it is initialised (weights ~ N(0, 0.01),
+    ``running_var`` and other float buffers 1, integer buffers 0: values change
+    neither bytes nor FLOPs)."""
+    if fake is not None:
+        copy = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
+    elif t.device.type == "meta":
+        copy = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
+        with torch.no_grad():
+            if not t.dtype.is_floating_point:
+                copy.zero_()
+            elif isinstance(t, nn.Parameter):
+                copy.normal_(0, 0.01)
+            else:
+                copy.fill_(1)
+    else:
+        copy = t.detach().to("cpu", copy=True)
+    return copy.requires_grad_(t.requires_grad) if t.requires_grad else copy
 
 
 def measure_cuda_peak(model: nn.Module, input_shape: Sequence[int]) -> int:

@@ -29,7 +29,27 @@ from torch import nn
 from complexity.cost.schedule import peak
 from complexity.cost.trace import trace
 
-__all__ = ["predict", "predict_with_unmodelled"]
+__all__ = ["mark", "predict", "predict_with_unmodelled"]
+
+#: The quantities no call of the forward can change: parameters, their gradients
+#: and Adam's state. Every other prediction depends on every call having a rule.
+CALL_FREE = ("param_bytes", "grad_bytes", "optimizer_bytes")
+
+
+def mark(quantity: str, unmodelled) -> str:
+    """The sign before a predicted value: ``'≈ '`` when a call without a rule may
+    move it (counted as keeping nothing and costing no FLOPs — which is no proven
+    bound either way: such a call may return a view a ruled call then keeps twice),
+    ``''`` when every call has a rule or the quantity depends on no call.
+
+    >>> mark("forward_flops", ["pad"]), mark("peak_bytes", ["pad"]), mark("peak_bytes", [])
+    ('≈ ', '≈ ', '')
+    >>> mark("param_bytes", ["pad"])
+    ''
+    """
+    if not unmodelled or quantity in CALL_FREE:
+        return ""
+    return "≈ "
 
 
 def predict(model: nn.Module, input_shape: Sequence[int], target=None,
@@ -38,7 +58,7 @@ def predict(model: nn.Module, input_shape: Sequence[int], target=None,
     the same keys as :func:`complexity.cost.measure.measure`. Trainable =
     parameters with ``requires_grad``; ``model`` is not modified. A call with no
     rule (see :func:`predict_with_unmodelled`) gives a ``UserWarning``: the values
-    are then lower bounds. ``device_type``: where the real step runs (default: the
+    are then approximate (:func:`mark`). ``device_type``: where the real step runs (default: the
     device of the model's parameters), e.g. ``'cuda'`` for bool dropout masks."""
     values, unmodelled = predict_with_unmodelled(model, input_shape, target, device_type)
     if unmodelled:
@@ -51,9 +71,9 @@ def predict(model: nn.Module, input_shape: Sequence[int], target=None,
 def predict_with_unmodelled(model: nn.Module, input_shape: Sequence[int], target=None,
                             device_type: Optional[str] = None):
     """``(values, unmodelled)``: :func:`predict`'s values and the sorted names of
-    the calls on the gradient path that no rule covers. Those calls are counted as
-    keeping nothing and costing no FLOPs, so with a non-empty list the saved,
-    peak and FLOP values are lower bounds."""
+    the calls that no rule covers (on the gradient path or off it). Those calls
+    are counted as keeping nothing and costing no FLOPs, so with a non-empty list
+    the saved, peak and FLOP values are approximate (:func:`mark`)."""
     g = trace(model, input_shape, target, device_type)
     params = list(model.parameters())
     trainable = [p.numel() * p.element_size() for p in params if p.requires_grad]

@@ -60,8 +60,14 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int) -> int:
     for i, c in enumerate(g.calls):
         for v in c.inputs:
             last_read[g.value_storage[v]] = i
-    for s, i in g.held_until.items():
-        last_read[s] = max(last_read.get(s, i), i)
+    # What Python still references stays alive too: a module's caller holds its
+    # arguments until it returns, and a forward's locals (DenseBlock's list of
+    # features, DenseLayer's bottleneck output) hold what they name until it
+    # returns. The trace saw, for each storage, the last call before its Python
+    # object was freed.
+    for held in (g.held_until, g.freed_after):
+        for s, i in held.items():
+            last_read[s] = max(last_read.get(s, i), i)
     born = set(g.resident)
     dies_at: Dict[int, List[int]] = {}
     for i, c in enumerate(g.calls):

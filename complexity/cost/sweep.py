@@ -46,11 +46,14 @@ class ConfigurationError(ValueError):
 
 def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[int, int]],
           batches: Sequence[int], modes: Sequence[str], width: int = 16,
-          measured: bool = True, cuda: bool = False, progress=None) -> List[dict]:
+          measured: bool = True, cuda: bool = False, progress=None,
+          how: str = "fake") -> List[dict]:
     """One result per (model, layers, size, batch, mode): the JSON objects that
     ``finetune --format json`` prints, ``{"model", "layers", "size", "batch",
     "mode", "trainable_params", "predicted": {KEYS}, "unmodelled": [call names],
-    "measured": {KEYS} or None}``.
+    "measured": {KEYS} or None}``, and with a measurement ``"measured_how"``:
+    ``how``, ``"fake"`` (fake CPU tensors, any size) or ``"real"`` (a real CPU
+    step; it must fit in memory), see :func:`measure`.
     ``layers`` applies to ``stack``; other models report their number of conv/linear
     layers. With ``cuda``, each result also holds ``"cuda_peak_bytes"``: one real
     step's ``torch.cuda.max_memory_allocated`` (:func:`measure_cuda_peak`) and
@@ -87,7 +90,8 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
         try:
             set_trainable(model, mode)
             if measured:
-                result["measured"] = measure(model, shape)
+                result["measured"] = measure(model, shape, how=how)
+                result["measured_how"] = how
             if cuda:
                 # On CUDA dropout keeps a bool mask (a float one elsewhere).
                 result["cuda_predicted_peak_bytes"] = predict_with_unmodelled(

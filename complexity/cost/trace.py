@@ -17,6 +17,7 @@ True
 """
 from __future__ import annotations
 
+import functools
 from typing import List, Optional, Sequence
 
 import torch
@@ -31,6 +32,32 @@ from complexity.counting.hooks import mode
 
 #: Calls that only read sizes: not recorded.
 _SIZES = ("dim", "size", "__get__", "numel", "shape")
+
+
+#: Python functionals that hide their inner calls from a ``TorchFunctionMode``
+#: (PyTorch disables the mode while a handled function runs): the tracer runs
+#: their body with itself active, so ``linear``, ``scaled_dot_product_attention``
+#: or ``bmm``/``softmax``/``dropout``, views and copies are recorded one by one.
+DESCEND = frozenset({"multi_head_attention_forward"})
+
+
+@functools.lru_cache(maxsize=None)
+def undispatched(func):
+    """``func``'s own body, with its ``has_torch_function`` check answering False
+    (a copy of the function over a copy of its globals): run under the tracer, its
+    inner calls dispatch to the tracer instead of the function itself.
+
+    >>> import torch.nn.functional as F
+    >>> undispatched(F.multi_head_attention_forward).__code__ is F.multi_head_attention_forward.__code__
+    True
+    """
+    import types
+
+    scope = dict(func.__globals__, has_torch_function=lambda *_: False)
+    body = types.FunctionType(func.__code__, scope, func.__name__, func.__defaults__,
+                              func.__closure__)
+    body.__kwdefaults__ = func.__kwdefaults__
+    return body
 
 
 def _tensors(obj) -> List[torch.Tensor]:
@@ -52,8 +79,11 @@ class Tracer(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
         name = getattr(func, "__name__", str(func))
+        if name in DESCEND:  # record the calls inside instead of the one call
+            with self:
+                return undispatched(func)(*args, **kwargs)
+        out = func(*args, **kwargs)
         if name == "fn":  # torch.nn.functional's boolean_dispatch (max_pool2d)
             name = "max_pool2d"
         if name in _SIZES or not _tensors(out):
@@ -64,15 +94,15 @@ class Tracer(TorchFunctionMode):
             self._cross_entropy(args, kwargs, out)
             return out
         in_vals = [self.g.value(t) for t in ins]
-        grad = any(t.requires_grad for t in ins)
+        # Autograd makes a node when an argument requires grad and so does a result
+        # (not for comparisons, not under no_grad).
+        grad = any(t.requires_grad for t in ins) and any(t.requires_grad for t in outs)
         call = Call(name, in_vals, [self.g.value(t, new=True) for t in outs], node=grad)
-        if not ins:  # a factory (torch.empty, randn …): allocates, keeps nothing
-            self.g.calls.append(call)
-            return out
-        rule = lookup(name)
+        rule = lookup(name)  # factories (torch.empty, randn …) too: no call passes unseen
         if rule is None or rule(Context(name, args, kwargs, ins, outs, call, self.g, grad)) is False:
-            # No rule: keeps nothing and costs no FLOPs here. Even off the gradient
-            # path its forward FLOPs (attention, matmul of other ranks) may be missing.
+            # No rule (or declined): keeps nothing and costs no FLOPs here, on the
+            # gradient path or off it (its forward FLOPs may be missing either way).
+            call.kept, call.forward_flops, call.backward_flops, call.transient = [], 0, 0, 0
             self.g.unmodelled.add(name)
         if not call.node:
             call.kept, call.backward_flops = [], 0

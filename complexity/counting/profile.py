@@ -22,7 +22,8 @@ How each number is obtained, and why:
 All counts are for the input as given (batch included). On the meta device
 tensors carry shapes only: nothing is allocated or computed, so the time does
 not depend on the input size. ``device="cpu"`` runs real (zero) tensors for
-models whose forward needs real values.
+models whose forward needs real values, with attention decomposed as on meta
+(:func:`decomposed_attention`), so both devices count the same MACs.
 
 >>> import torch
 >>> from torch import nn
@@ -35,6 +36,7 @@ models whose forward needs real values.
 """
 from __future__ import annotations
 
+import contextlib
 from fractions import Fraction
 from typing import Dict, List, Optional, Sequence
 
@@ -146,6 +148,47 @@ def mismatch(module: nn.Module, shapes) -> Optional[str]:
     return None
 
 
+@contextlib.contextmanager
+def decomposed_attention():
+    """Run attention as the meta device does: through ``linear``/``bmm`` ops that
+    ``FlopCounterMode`` counts, not through fused CPU kernels it has no formula for.
+
+    In eval mode under ``no_grad`` on real tensors, ``nn.MultiheadAttention`` takes
+    the ``aten._native_multi_head_attention`` fast path (``nn.TransformerEncoderLayer``
+    ``aten._transformer_encoder_layer_fwd``), and ``F.scaled_dot_product_attention``
+    the ``aten._scaled_dot_product_flash_attention_for_cpu`` kernel; none has a flop
+    formula, so their MACs would count 0 (vit_b_16 at 224: 11,271,124,992 MACs
+    instead of 17,563,828,224). The meta device never takes those kernels. Turning
+    the fast path off (``torch.backends.mha.set_fastpath_enabled(False)``) and
+    restricting SDPA to its math backend makes the CPU run the same aten ops as the
+    meta run, so the counts are equal by construction, for any attention module
+    built on these, rather than equal only as far as a hand-written formula for
+    each fused kernel restates the decomposition. The results are the same
+    (the fast path and the flash kernel are optimisations); the setting is restored
+    on exit.
+
+    >>> import torch
+    >>> from torch import nn
+    >>> mha = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    >>> x = torch.zeros(1, 4, 8)
+    >>> with torch.no_grad(), decomposed_attention(), FlopCounterMode(display=False) as c:
+    ...     _ = mha(x, x, x, need_weights=False)
+    >>> c.get_total_flops() == 2 * (4 * 8 * 24 + 2 * 2 * 4 * 4 * 4 + 4 * 8 * 8)  # in-proj, q·k, a·v, out-proj
+    True
+    >>> torch.backends.mha.get_fastpath_enabled()
+    True
+    """
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    was = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with sdpa_kernel(SDPBackend.MATH):
+            yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(was)
+
+
 def _macs(flops: int):
     value = Fraction(flops, 2)
     return int(value) if value.denominator == 1 else float(value)
@@ -232,7 +275,7 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
                         functional_call(module, stand_ins, (x,))
             else:
                 x = torch.zeros(*input_shape)
-                with counter:
+                with decomposed_attention(), counter:
                     module(x)
     except Exception as e:
         lines = str(e).strip().splitlines()

@@ -16,6 +16,7 @@ from typing import List, Sequence
 
 
 from complexity.cost.measure import KEYS
+from complexity.cost.predict import mark
 from complexity.cost.sweep import slopes
 
 MEMORY = ("param_bytes", "grad_bytes", "optimizer_bytes", "saved_activation_bytes", "peak_bytes")
@@ -27,11 +28,6 @@ def error_pct(predicted: int, measured: int) -> float:
     if measured == 0:
         return 0.0 if predicted == 0 else float("inf")
     return 100.0 * (predicted - measured) / measured
-
-
-#: Predicted quantities that a call without a rule can only make larger: with
-#: unmodelled calls the prediction is a lower bound ("≥").
-BOUNDED = ("saved_activation_bytes", "peak_bytes", "forward_flops", "backward_flops")
 
 
 #: The columns of the sweep's table (and of its CSV).
@@ -48,7 +44,7 @@ def table_cells(results: Sequence[dict]) -> List[list]:
         for q in KEYS:
             p = r["predicted"][q]
             m = r["measured"][q] if r["measured"] else None
-            bound = "≥ " if r.get("unmodelled") and q in BOUNDED else ""
+            bound = mark(q, r.get("unmodelled"))
             err = None if m is None else error_pct(p, m)
             rows.append([r["model"], r["layers"], Cell("%dx%d" % tuple(r["size"]),
                                                        "%d×%d" % tuple(r["size"])),
@@ -114,8 +110,10 @@ def render(results: Sequence[dict], fmt: str) -> str:
     out = [main]
     unmodelled = sorted({c for r in results for c in r.get("unmodelled", [])})
     if unmodelled:
-        out.append(prose("≥: a lower bound — no rule for " + ", ".join(unmodelled) + " (counted "
-                         "as keeping nothing and costing no FLOPs in the prediction)", fmt))
+        out.append(prose("≈ (unmodelled: " + ", ".join(unmodelled) + "): no rule for these "
+                         "calls; the prediction counts them as keeping nothing and costing no "
+                         "FLOPs, so its kept bytes, peak and FLOPs are approximate (≈), not "
+                         "bounds", fmt))
     s_rows = slope_rows(results)
     if s_rows:
         out.append(prose("Fitted log-log slopes (%s):" % ("measured" if results[0]["measured"]

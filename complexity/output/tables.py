@@ -39,7 +39,7 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
                   "^": r"\textasciicircum{}"}
 _LATEX_UNICODE = {"×": r"$\times$", "·": r"$\cdot$", "²": r"$^{2}$", "³": r"$^{3}$",
-                  "≥": r"$\geq$", "≤": r"$\leq$", "Δ": r"$\Delta$", "ε": r"$\varepsilon$",
+                  "≥": r"$\geq$", "≈": r"$\approx$", "≤": r"$\leq$", "Δ": r"$\Delta$", "ε": r"$\varepsilon$",
                   "—": "---", "–": "--", "✓": r"\checkmark", "✗": r"$\times$",
                   "→": r"$\to$", "…": r"\dots", "|": r"$|$", "<": r"$<$", ">": r"$>$"}
 

@@ -268,7 +268,7 @@ def beyond(other, unruled):
         "measurement here uses the corrected rule of `complexity/cost/flops.py`, which counts "
         f"{dw[2]:,}.",
         "- Calls with no rule (each result's `unmodelled` list; the CLI marks those "
-        "predictions with ≥, lower bounds): "
+        "predictions with ≈, approximate): "
         + (", ".join(unruled) + " (counted as keeping nothing and costing no FLOPs)"
            if unruled else "none") + ". "
         "`nn.MultiheadAttention`'s fused path keeps and computes what the rules do not "

@@ -15,8 +15,11 @@ matmul, bmm, mm    each operand, for the other's grad    2·out·K; same again p
 (both ≥ 2-D)                                             operand grad
 batch_norm, train  input, save_mean, save_invstd (2C)    0
 relu               output                                0
-max_pool2d         input, int64 indices (output size)    0
-avg_pool2d (any)   input                                 0
+max_pool*d,        input, int64 indices (output size)    0
+adaptive_max_pool
+avg_pool*d, adapt. input (adaptive to 1×1: nothing, a    0
+avg_pool*d         mean)
+group_norm         input, mean and rstd per (N, group)   0
 dropout, train     mask: bool on CUDA, else float        0
 layer_norm         input, mean and rstd per row          0
 sigmoid, tanh      output                                0
@@ -25,8 +28,11 @@ gelu, relu6 …
 mul                each operand, for the other's grad    0
 cross_entropy      log-softmax output, target,           0
                    total_weight (a 4-byte scalar)
-cat, add, views,   nothing                               0
-interpolate
+where, masked_fill the bool mask                         0
+cat, add, sub,     nothing                               0
+views, pad, roll,
+interpolate,
+factories
 =================  ====================================  =============================
 
 The families: :mod:`.conv` (convolutions, linear), :mod:`.matmul`, :mod:`.norm`
@@ -40,14 +46,14 @@ registry itself is :mod:`.registry`.
 A call makes an autograd node only if one of its tensor arguments requires grad
 ("input gradients only where something upstream trains"); with no node, nothing
 is kept and no backward FLOPs are counted, whatever the rule said. A call whose
-name has no rule, or whose rule declines it, is *unmodelled*: counted as keeping
-nothing and costing no FLOPs, and reported. Element-wise calls such as ``div``
-or ``softmax`` have a rule off the gradient path only.
+name has no rule, or whose rule declines it, is *unmodelled*, on the gradient path
+or off it, factories included: counted as keeping nothing and costing no FLOPs,
+and reported (there is no default rule).
 
 >>> sorted(n for n, r in RULES.items() if r is RULES["conv2d"])[:3]
 ['conv1d', 'conv2d', 'conv3d']
->>> lookup("softmax").__name__, lookup("no_such_call")
-('pointwise', None)
+>>> lookup("exp").__name__, lookup("no_such_call")
+('keep_output', None)
 """
 from __future__ import annotations
 
@@ -56,11 +62,14 @@ from complexity.cost.rules import (  # noqa: F401  (importing a family registers
     conv,
     dropout,
     elementwise,
+    embedding,
     matmul,
     norm,
     pool,
     shape,
+    softmax,
 )
+from complexity.cost.rules import attention  # noqa: F401,E402  (after shape: its views first)
 from complexity.cost.rules.registry import RULES, Context, Rule, lookup, rule
 
 __all__ = ["RULES", "Context", "Rule", "lookup", "rule"]

@@ -1,0 +1,364 @@
+"""The training-step cost of every model we can build, predicted against measured.
+
+``python benchmarks/zoo.py`` (``pip install -e ".[zoo]"`` for the timm and
+transformers rows) runs, for every torchvision classification and segmentation
+model, a spread of timm models and a few Hugging Face transformers built from small
+configs (nothing is downloaded), with every parameter training (``full``) and only
+the last layer (``last``, :func:`complexity.cost.trainable.set_trainable`):
+
+* predicted: :func:`complexity.cost.predict.predict_with_unmodelled`;
+* measured: :func:`complexity.cost.measure.measure`, a real CPU step
+  (``how="real"``) for models up to ``--real-limit`` parameters, fake tensors
+  above (``how="fake"``), or as ``--how`` says;
+* ``profile`` MACs on the cpu device against the meta device (eval mode, no_grad).
+
+It writes ``reports/zoo.md`` (rewritten after every model, so an interrupted run
+leaves the rows done so far): one row per model, sorted by worst error, and a
+summary computed from the rows. A model that cannot run is a row saying why.
+
+Options: ``--only resnet,vit_`` (substrings of the row names), ``--size 64``,
+``--batch 2``, ``--how auto|real|fake``, ``--out PATH``, ``--no-profile``.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from complexity.atomic import write_text  # noqa: E402
+from complexity.errors import reason  # noqa: E402
+
+#: Quantities compared (measure.KEYS), short column names.
+QUANTITIES = [("param_bytes", "param"), ("grad_bytes", "grad"), ("optimizer_bytes", "adam"),
+              ("saved_activation_bytes", "saved"), ("forward_flops", "fwd"),
+              ("backward_flops", "bwd"), ("peak_bytes", "peak")]
+#: Input sizes tried in turn when the model refuses the requested one.
+FALLBACK_SIZES = (96, 128, 224, 299)
+
+TIMM = ["vit_tiny_patch16_224", "deit_tiny_patch16_224", "convnext_atto", "resnet18d",
+        "efficientnet_b0", "mobilevitv2_050", "poolformer_s12", "cspresnet50",
+        "regnetx_002", "levit_128s", "mixer_b16_224", "swin_tiny_patch4_window7_224",
+        "ghostnet_100", "coat_lite_tiny"]
+
+#: What the predict/measure API lacks for a model taking token ids.
+TOKEN_IDS = ("takes token ids (int64, N×T): predict_with_unmodelled/trace build the input "
+             "as torch.empty(*input_shape) and measure as torch.randn(*input_shape), float32 "
+             "only, and take cross-entropy over dim 1 of the output; missing: an input "
+             "argument (an example tensor or factory with dtype and value range) in "
+             "predict/trace/measure")
+
+
+# ------------------------------------------------------------------ the models
+class Entry:
+    """One model of the zoo: ``build(device)`` returns the module; ``shape(size,
+    batch)`` its input; ``unsupported`` a reason not to run it."""
+
+    def __init__(self, name, family, build, shape=None, unsupported=None, sizes=True):
+        self.name, self.family, self.build = name, family, build
+        self.shape = shape or (lambda size, batch: (batch, 3, size, size))
+        self.unsupported = unsupported
+        self.sizes = sizes  # whether other input sizes may be tried
+
+
+def torchvision_entries():
+    import torchvision
+
+    from complexity.zoo import parse_spec
+
+    entries = []
+    for family, module in (("torchvision", torchvision.models),
+                           ("torchvision seg", torchvision.models.segmentation)):
+        for name in torchvision.models.list_models(module=module):
+            def build(device, name=name):
+                try:
+                    with torch.device(device):
+                        return parse_spec(name).build()
+                except Exception:  # regnet_* reads values in its constructor: build on the CPU
+                    if device == "cpu":
+                        raise
+                    return parse_spec(name).build().to(device)
+            entries.append(Entry(name, family, build))
+    return entries
+
+
+def timm_entries():
+    try:
+        import timm
+    except ImportError as e:
+        return [Entry("timm", "timm", None, unsupported=f"timm not installed ({reason(e)})")]
+
+    def build(device, name):
+        # timm constructors read values (drop-path rates via .item()): build on the CPU.
+        model = timm.create_model(name, pretrained=False)
+        return model if device == "cpu" else model.to(device)
+
+    return [Entry(f"timm:{n}", "timm", lambda device, n=n: build(device, n)) for n in TIMM]
+
+
+class Logits(torch.nn.Module):
+    """A transformers model returning its ``.logits``: its ``ModelOutput`` is a dict,
+    which :func:`complexity.cost.measure.logits` reads as a segmentation output
+    (``output["out"]``), and ``return_dict=False`` in the config does not reach the
+    inner model in transformers 5."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model(x).logits
+
+
+def hf_entries():
+    try:
+        import transformers as tf
+    except ImportError as e:
+        return [Entry("transformers", "transformers", None,
+                      unsupported=f"transformers not installed ({reason(e)})")]
+    small = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=64)
+
+    def built(make):
+        def build(device):
+            model = Logits(make())
+            return model if device == "cpu" else model.to(device)
+        return build
+
+    return [
+        Entry("hf:ViTForImageClassification", "transformers", built(lambda: tf.ViTForImageClassification(
+            tf.ViTConfig(image_size=32, patch_size=8, num_labels=10, **small))),
+            shape=lambda size, batch: (batch, 3, 32, 32), sizes=False),
+        Entry("hf:ConvNextForImageClassification", "transformers", built(
+            lambda: tf.ConvNextForImageClassification(tf.ConvNextConfig(
+                hidden_sizes=[8, 16, 32, 64], depths=[1, 1, 1, 1], num_labels=10)))),
+        Entry("hf:BertForSequenceClassification", "transformers", built(
+            lambda: tf.BertForSequenceClassification(tf.BertConfig(
+                vocab_size=100, max_position_embeddings=64, num_labels=2, **small))),
+            shape=lambda size, batch: (batch, 32), unsupported=TOKEN_IDS),
+        Entry("hf:GPT2ForSequenceClassification", "transformers", built(
+            lambda: tf.GPT2ForSequenceClassification(tf.GPT2Config(
+                vocab_size=100, n_positions=64, n_embd=32, n_layer=2, n_head=2,
+                num_labels=2, pad_token_id=0))),
+            shape=lambda size, batch: (batch, 32), unsupported=TOKEN_IDS),
+    ]
+
+
+# ------------------------------------------------------------------ one model
+def error(pred, meas):
+    """Relative error of a prediction (0 when both are 0; None when measured is 0)."""
+    if meas == 0:
+        return 0.0 if pred == 0 else None
+    return pred / meas - 1
+
+
+def run_one(entry, size, batch, how, real_limit, do_profile, modes=("full", "last")):
+    from complexity.cost.measure import measure
+    from complexity.cost.predict import predict_with_unmodelled
+    from complexity.cost.trainable import set_trainable
+
+    row = {"model": entry.name, "family": entry.family, "error": None}
+    t0 = time.perf_counter()
+    if entry.unsupported:
+        row["error"] = "not run: " + entry.unsupported
+        return row
+    try:
+        model = entry.build("meta")
+    except Exception as e:
+        row["error"] = f"build failed: {reason(e)}"
+        return row
+    row["params"] = sum(p.numel() for p in model.parameters())
+    # The input: the requested size, else the first fallback the model takes.
+    sizes = [size] + ([s for s in FALLBACK_SIZES if s > size] if entry.sizes else [])
+    shape, first_error = None, None
+    for s in sizes:
+        try:
+            set_trainable(model, "full")
+            pred, unmodelled = predict_with_unmodelled(model, entry.shape(s, batch))
+            shape = entry.shape(s, batch)
+            break
+        except Exception as e:
+            first_error = first_error or reason(e)
+    if shape is None:
+        row["error"] = f"predict failed at every size {sizes}: {first_error}"
+        return row
+    row["input"] = "×".join(map(str, shape))
+    mode_how = how if how != "auto" else ("real" if row["params"] <= real_limit else "fake")
+    row["how"] = mode_how
+    row["errors"], row["unmodelled"], row["modes"] = {}, set(), {}
+    try:
+        for mode in modes:
+            set_trainable(model, mode)
+            pred, unmodelled = predict_with_unmodelled(model, shape)
+            meas = measure(model, shape, how=mode_how)
+            row["unmodelled"].update(unmodelled)
+            row["modes"][mode] = {"predicted": pred, "measured": meas}
+            for key, _ in QUANTITIES:
+                e = error(pred[key], meas[key])
+                old = row["errors"].get(key)
+                if e is None or old is None and key in row["errors"]:
+                    row["errors"][key] = None
+                elif old is None or abs(e) > abs(old):
+                    row["errors"][key] = e
+    except Exception as e:
+        row["error"] = f"{mode}: {reason(e)}"
+    if do_profile and row["error"] is None:
+        row["profile"] = profile_check(entry, shape, row["params"], real_limit)
+    row["seconds"] = time.perf_counter() - t0
+    return row
+
+
+def profile_check(entry, shape, params, real_limit):
+    """``(meta MACs, cpu MACs)`` of ``profile`` at batch 1, or a reason string."""
+    from complexity.counting.profile import profile
+
+    if params > real_limit:
+        return "skipped (too large for a real cpu forward)"
+    one = (1, *shape[1:])
+    try:
+        meta = profile(entry.build("meta"), one, device="meta", layers=False)["macs"]
+        torch.manual_seed(0)
+        cpu_model = entry.build("cpu")
+        cpu = profile(cpu_model, one, device="cpu", layers=False)["macs"]
+        return meta, cpu
+    except Exception as e:
+        return f"failed: {reason(e)}"
+
+
+# ------------------------------------------------------------------ the report
+def pct(e):
+    if e is None:
+        return "n/a"
+    if e == 0:
+        return "0"
+    return f"{100 * e:+.2f}%" if abs(e) >= 5e-5 else f"{100 * e:+.1e}%"  # never "+0.00%"
+
+
+def worst(row, keys=None):
+    keys = keys or [k for k, _ in QUANTITIES]
+    es = [abs(row["errors"][k]) for k in keys if row["errors"].get(k) is not None]
+    return max(es) if es else 0.0
+
+
+def render(rows, args, started, finished, total=None):
+    ok = [r for r in rows if r["error"] is None]
+    failed = [r for r in rows if r["error"] is not None]
+    ok.sort(key=lambda r: (-worst(r), r["model"]))
+    failed.sort(key=lambda r: r["model"])
+    hows = sorted({r["how"] for r in ok})
+    lines = [
+        "# The training-step cost of the model zoo: predicted against measured",
+        "",
+        "Regenerate: `python benchmarks/zoo.py"
+        + (f" --only {args.only}" if args.only else "") + f" --size {args.size} --batch {args.batch}"
+        + f" --how {args.how}`" + (" (a subset)" if args.only else ""),
+        "",
+        f"One Adam step, batch {args.batch}, input {args.size}×{args.size} (or the smallest of "
+        f"{', '.join(map(str, FALLBACK_SIZES))} the model takes), with every parameter "
+        "training (`full`) and with only the last layer (`last`). Predicted: "
+        "`predict_with_unmodelled`; measured: `measure(how=...)` — `real` is a real CPU "
+        f"step (models up to {args.real_limit:,} parameters with `--how auto`), `fake` a "
+        "step on fake CPU tensors. Each error column is the larger |predicted / measured − 1| "
+        "of the two modes (`0`: equal in both). *unmodelled*: calls with no rule (then the "
+        "prediction is approximate, ≈). *cpu = meta*: `profile`'s MACs at batch 1 on the cpu "
+        "device equal those on the meta device. Time: build, predict and measure of both "
+        "modes, and the profile check, on a 2-core machine shared with other jobs.",
+        "",
+    ]
+    # Summary, computed from the rows below.
+    zero = [r for r in ok if not r["unmodelled"]]
+    exact = [r for r in ok if worst(r, [k for k, _ in QUANTITIES if k != "peak_bytes"]) == 0]
+    prof = [r for r in ok if isinstance(r.get("profile"), tuple)]
+    prof_eq = [r for r in prof if r["profile"][0] == r["profile"][1]]
+    lines += [
+        "## Summary",
+        "",
+        (f"- **Partial run: {len(rows)} of the {total} models selected** (interrupted; "
+         "the rows below are all that was measured)." if total and len(rows) < total else
+         f"- {len(rows)} models.") + f" {len(ok)} ran, {len(failed)} did not (listed at the end, with why).",
+        "- Measured with: " + ", ".join(f"`{h}` {sum(r['how'] == h for r in ok)}" for h in hows) + ".",
+        f"- {len(zero)} of {len(ok)} have no unmodelled call.",
+        f"- {len(exact)} of {len(ok)} are predicted exactly (both modes) for every quantity but the peak.",
+    ]
+    for key, short in QUANTITIES:
+        rs = [r for r in ok if r["errors"].get(key) is not None]
+        if rs:
+            w = max(rs, key=lambda r: abs(r["errors"][key]))
+            n0 = sum(r["errors"][key] == 0 for r in rs)
+            lines.append(f"- `{key}`: exact for {n0} of {len(rs)}; worst {pct(w['errors'][key])} "
+                         f"({w['model']}).")
+    if prof:
+        lines.append(f"- `profile` cpu = meta MACs for {len(prof_eq)} of {len(prof)} models checked"
+                     + ("" if len(prof_eq) == len(prof) else
+                        " (differs: " + ", ".join(r["model"] for r in prof if r not in prof_eq) + ")")
+                     + ".")
+    lines.append(f"- Whole run: {finished - started:.0f} s.")
+    lines += ["", "## Models that ran", ""]
+    head = (["model", "family", "params", "input", "how", "unmodelled"]
+            + [short for _, short in QUANTITIES] + ["cpu = meta", "time s"])
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "|".join("---" if i < 2 or i in (3, 4, 5) else "---:" for i in range(len(head))) + "|")
+    for r in ok:
+        p = r.get("profile")
+        if isinstance(p, tuple):
+            cell = "yes" if p[0] == p[1] else f"no: {p[1]:,} vs {p[0]:,}"
+        else:
+            cell = p or "—"
+        cells = [r["model"], r["family"], f"{r['params']:,}", r["input"], r["how"],
+                 ", ".join(sorted(r["unmodelled"])) or "none"]
+        cells += [pct(r["errors"].get(k)) for k, _ in QUANTITIES]
+        cells += [cell, f"{r['seconds']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    if failed:
+        lines += ["", "## Models that did not run", "", "| model | family | why |", "|---|---|---|"]
+        for r in failed:
+            lines.append(f"| {r['model']} | {r['family']} | {r['error'].replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="", help="comma-separated substrings of model names")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--how", choices=("auto", "real", "fake"), default="auto")
+    parser.add_argument("--real-limit", type=int, default=50_000_000,
+                        help="--how auto: a real step up to this many parameters")
+    parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--out", default=os.path.join("reports", "zoo.md"))
+    args = parser.parse_args(argv)
+
+    import inspect
+
+    from complexity.cost.measure import measure
+    if "how" not in inspect.signature(measure).parameters:
+        sys.exit("complexity.cost.measure.measure has no how= argument: this benchmark needs it")
+    warnings.simplefilter("ignore")
+    torch.manual_seed(0)
+    entries = hf_entries() + timm_entries() + torchvision_entries()[::-1]
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        entries = [e for e in entries if any(w in e.name for w in wanted)]
+    started = time.perf_counter()
+    rows = []
+    for i, entry in enumerate(entries, 1):
+        row = run_one(entry, args.size, args.batch, args.how, args.real_limit, not args.no_profile)
+        rows.append(row)
+        status = (row["error"] or f"worst {pct(worst(row))}, unmodelled "
+                  f"{', '.join(sorted(row['unmodelled'])) or 'none'}")
+        print(f"[{i}/{len(entries)}] {entry.name}: {status} ({row.get('seconds', 0):.1f} s)",
+              flush=True)
+        write_text(args.out, render(rows, args, started, time.perf_counter(), len(entries)))
+        gc.collect()
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
