@@ -135,7 +135,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
     from torch.func import functional_call
 
     g = Graph()
-    g.device_type = device_type or next(model.parameters()).device.type
+    # Where the real step runs: the parameters' device, and the CPU for a meta model
+    # (the measurement steps it on fake CPU tensors; kernels differ by device).
+    where = next(model.parameters()).device.type
+    g.device_type = device_type or ("cpu" if where == "meta" else where)
     state = {}
     for n, p in model.named_parameters():
         state[n] = torch.empty_like(p, device="meta").requires_grad_(p.requires_grad)
