@@ -464,7 +464,7 @@ class StepCost:
 
 
 def step_cost(model, input_shape: Sequence[int], trainable: Optional[str] = "full",
-              measure: bool = True) -> StepCost:
+              measure: bool = True, *, input_dtype=None, input_high=None) -> StepCost:
     """Predicted and measured cost of one Adam training step of ``model`` on a batch
     of ``input_shape`` (``N, C, H, W``; loss = cross-entropy on the output, or on
     ``output["out"]``, against random class indices).
@@ -474,6 +474,11 @@ def step_cost(model, input_shape: Sequence[int], trainable: Optional[str] = "ful
     ``requires_grad`` flags as set). ``measure=False``: prediction only. The model is
     left as found (weights, ``requires_grad`` flags, train/eval mode). ``ValueError``
     when nothing would train or a glob matches no parameter.
+
+    ``input_dtype``, ``input_high``: a batch of another dtype than float32, e.g.
+    token ids ``(N, L)`` with ``input_dtype=torch.long, input_high=vocab_size`` for
+    a Hugging Face model (its ``.logits``; ``(N, L, V)`` token logits are taken as
+    ``N·L`` rows of cross-entropy).
 
     >>> import torch
     >>> from models.stack import Stack
@@ -497,8 +502,9 @@ def step_cost(model, input_shape: Sequence[int], trainable: Optional[str] = "ful
         if trainable is not None:
             set_trainable(model, trainable)
         params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        predicted, unmodelled = predict_with_unmodelled(model, shape)
-        measured = _measure(model, shape) if measure else None
+        dtype = dict(input_dtype=input_dtype, input_high=input_high)
+        predicted, unmodelled = predict_with_unmodelled(model, shape, **dtype)
+        measured = _measure(model, shape, **dtype) if measure else None
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)

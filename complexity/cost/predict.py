@@ -53,14 +53,19 @@ def mark(quantity: str, unmodelled) -> str:
 
 
 def predict(model: nn.Module, input_shape: Sequence[int], target=None,
-            device_type: Optional[str] = None) -> Dict[str, int]:
+            device_type: Optional[str] = None, *, input_dtype=None,
+            input_high=None) -> Dict[str, int]:
     """Predict one Adam training step of ``model`` on a batch of ``input_shape``:
     the same keys as :func:`complexity.cost.measure.measure`. Trainable =
     parameters with ``requires_grad``; ``model`` is not modified. A call with no
     rule (see :func:`predict_with_unmodelled`) gives a ``UserWarning``: the values
     are then approximate (:func:`mark`). ``device_type``: where the real step runs (default: the
-    device of the model's parameters), e.g. ``'cuda'`` for bool dropout masks."""
-    values, unmodelled = predict_with_unmodelled(model, input_shape, target, device_type)
+    device of the model's parameters), e.g. ``'cuda'`` for bool dropout masks.
+    ``input_dtype``, ``input_high``: the input's dtype (float32 by default) and, for
+    integer token ids, their bound (:func:`complexity.cost.measure.make_input`)."""
+    values, unmodelled = predict_with_unmodelled(model, input_shape, target, device_type,
+                                                 input_dtype=input_dtype,
+                                                 input_high=input_high)
     if unmodelled:
         import warnings
         warnings.warn("finetune.predict: no rule for " + ", ".join(unmodelled)
@@ -69,12 +74,14 @@ def predict(model: nn.Module, input_shape: Sequence[int], target=None,
 
 
 def predict_with_unmodelled(model: nn.Module, input_shape: Sequence[int], target=None,
-                            device_type: Optional[str] = None):
+                            device_type: Optional[str] = None, *, input_dtype=None,
+                            input_high=None):
     """``(values, unmodelled)``: :func:`predict`'s values and the sorted names of
     the calls that no rule covers (on the gradient path or off it). Those calls
     are counted as keeping nothing and costing no FLOPs, so with a non-empty list
     the saved, peak and FLOP values are approximate (:func:`mark`)."""
-    g = trace(model, input_shape, target, device_type)
+    g = trace(model, input_shape, target, device_type, input_dtype=input_dtype,
+              input_high=input_high)
     params = list(model.parameters())
     trainable = [p.numel() * p.element_size() for p in params if p.requires_grad]
     if not trainable:

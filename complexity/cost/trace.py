@@ -26,7 +26,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from complexity.cost.graph import Call, Graph
-from complexity.cost.measure import logits
+from complexity.cost.measure import loss_target, logits, make_input
 from complexity.cost.rules import Context, lookup
 from complexity.counting.hooks import mode
 
@@ -38,12 +38,14 @@ _SIZES = ("dim", "size", "__get__", "numel", "shape")
 #: (PyTorch disables the mode while a handled function runs): the tracer runs
 #: their body with itself active, so ``linear``, ``scaled_dot_product_attention``
 #: or ``bmm``/``softmax``/``dropout``, views and copies are recorded one by one.
-DESCEND = frozenset({"multi_head_attention_forward"})
+#: ``normalize`` (``x / x.norm(p, dim, keepdim=True).clamp_min(eps).expand_as(x)``)
+#: likewise: its ``norm``, ``clamp_min``, ``expand_as`` and division meet their rules.
+DESCEND = frozenset({"multi_head_attention_forward", "normalize"})
 
 
 @functools.lru_cache(maxsize=None)
 def undispatched(func):
-    """``func``'s own body, with its ``has_torch_function`` check answering False
+    """``func``'s own body, with its ``has_torch_function*`` checks answering False
     (a copy of the function over a copy of its globals): run under the tracer, its
     inner calls dispatch to the tracer instead of the function itself.
 
@@ -53,7 +55,9 @@ def undispatched(func):
     """
     import types
 
-    scope = dict(func.__globals__, has_torch_function=lambda *_: False)
+    never = lambda *_: False  # noqa: E731
+    scope = dict(func.__globals__, has_torch_function=never, has_torch_function_unary=never,
+                 has_torch_function_variadic=never)
     body = types.FunctionType(func.__code__, scope, func.__name__, func.__defaults__,
                               func.__closure__)
     body.__kwdefaults__ = func.__kwdefaults__
@@ -127,8 +131,12 @@ class Tracer(TorchFunctionMode):
 
 
 def trace(model: nn.Module, input_shape: Sequence[int], target=None,
-          device_type: Optional[str] = None) -> Graph:
+          device_type: Optional[str] = None, *, input_dtype=None,
+          input_high=None) -> Graph:
     """Run ``model`` (train mode) and cross-entropy on meta tensors, recording calls.
+    The input: float32 of ``input_shape`` by default, or ``input_dtype`` (e.g.
+    ``torch.long`` token ids; ``input_high``, their bound, as
+    :func:`complexity.cost.measure.make_input` takes it).
 
     Parameters are replaced by meta stand-ins with the same ``requires_grad``; the
     model itself is not modified (its train/eval modes are restored)."""
@@ -146,7 +154,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
     for n, b in model.named_buffers():
         state[n] = torch.empty_like(b, device="meta")
         g.add_state(state[n])
-    x = torch.empty(*input_shape, device="meta")
+    x = make_input(input_shape, input_dtype, input_high, device="meta")
     g.resident.add(g.value_storage[g.value(x)])
     # A module's caller holds the module's arguments until it returns, whatever
     # the module does with them: record that as a read at the module's last call.
@@ -166,7 +174,7 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
             out = logits(functional_call(model, state, (x,)))
         if target is None:
             target = torch.empty(out.shape[0], *out.shape[2:], dtype=torch.long, device="meta")
-        target = target.to("meta")
+        target = loss_target(out, target.to("meta"))
         g.resident.add(g.value_storage[g.value(target)])
         with torch.enable_grad(), Tracer(g):
             torch.nn.functional.cross_entropy(out, target)

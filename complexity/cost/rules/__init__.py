@@ -38,7 +38,7 @@ factories
 The families: :mod:`.conv` (convolutions, linear), :mod:`.matmul`, :mod:`.norm`
 (batch_norm, layer_norm), :mod:`.activation` (relu, sigmoid, tanh, the
 keep-input activations and their in-place forms), :mod:`.pool`, :mod:`.dropout`,
-:mod:`.elementwise` (mul; element-wise calls off the gradient path) and
+:mod:`.composite` (einsum, gather, norm: run on meta tensors), :mod:`.elementwise` (mul; element-wise calls off the gradient path) and
 :mod:`.shape` (views and calls that keep nothing). Cross-entropy, the loss, is
 handled by :mod:`complexity.cost.trace` (two nodes: log-softmax, nll_loss); the
 registry itself is :mod:`.registry`.
@@ -59,6 +59,7 @@ from __future__ import annotations
 
 from complexity.cost.rules import (  # noqa: F401  (importing a family registers its rules)
     activation,
+    composite,
     conv,
     dropout,
     elementwise,
