@@ -48,11 +48,7 @@ TIMM = ["vit_tiny_patch16_224", "deit_tiny_patch16_224", "convnext_atto", "resne
         "ghostnet_100", "coat_lite_tiny"]
 
 #: What the predict/measure API lacks for a model taking token ids.
-TOKEN_IDS = ("takes token ids (int64, N×T): predict_with_unmodelled/trace build the input "
-             "as torch.empty(*input_shape) and measure as torch.randn(*input_shape), float32 "
-             "only, and take cross-entropy over dim 1 of the output; missing: an input "
-             "argument (an example tensor or factory with dtype and value range) in "
-             "predict/trace/measure")
+TOKEN_IDS = {"input_dtype": torch.long, "input_high": 100}  # token ids of a 100-word vocabulary
 
 
 # ------------------------------------------------------------------ the models
@@ -60,8 +56,10 @@ class Entry:
     """One model of the zoo: ``build(device)`` returns the module; ``shape(size,
     batch)`` its input; ``unsupported`` a reason not to run it."""
 
-    def __init__(self, name, family, build, shape=None, unsupported=None, sizes=True):
+    def __init__(self, name, family, build, shape=None, unsupported=None, sizes=True,
+                 input_kw=None):
         self.name, self.family, self.build = name, family, build
+        self.input_kw = input_kw or {}  # token ids: input_dtype, input_high
         self.shape = shape or (lambda size, batch: (batch, 3, size, size))
         self.unsupported = unsupported
         self.sizes = sizes  # whether other input sizes may be tried
@@ -102,20 +100,6 @@ def timm_entries():
     return [Entry(f"timm:{n}", "timm", lambda device, n=n: build(device, n)) for n in TIMM]
 
 
-class Logits(torch.nn.Module):
-    """A transformers model returning its ``.logits``: its ``ModelOutput`` is a dict,
-    which :func:`complexity.cost.measure.logits` reads as a segmentation output
-    (``output["out"]``), and ``return_dict=False`` in the config does not reach the
-    inner model in transformers 5."""
-
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        return self.model(x).logits
-
-
 def hf_entries():
     try:
         import transformers as tf
@@ -127,7 +111,7 @@ def hf_entries():
 
     def built(make):
         def build(device):
-            model = Logits(make())
+            model = make()  # complexity.cost.measure.logits reads a ModelOutput's .logits
             return model if device == "cpu" else model.to(device)
         return build
 
@@ -141,12 +125,12 @@ def hf_entries():
         Entry("hf:BertForSequenceClassification", "transformers", built(
             lambda: tf.BertForSequenceClassification(tf.BertConfig(
                 vocab_size=100, max_position_embeddings=64, num_labels=2, **small))),
-            shape=lambda size, batch: (batch, 32), unsupported=TOKEN_IDS),
-        Entry("hf:GPT2ForSequenceClassification", "transformers", built(
-            lambda: tf.GPT2ForSequenceClassification(tf.GPT2Config(
+            shape=lambda size, batch: (batch, 32), sizes=False, input_kw=TOKEN_IDS),
+        Entry("hf:GPT2LMHeadModel", "transformers", built(
+            lambda: tf.GPT2LMHeadModel(tf.GPT2Config(
                 vocab_size=100, n_positions=64, n_embd=32, n_layer=2, n_head=2,
-                num_labels=2, pad_token_id=0))),
-            shape=lambda size, batch: (batch, 32), unsupported=TOKEN_IDS),
+                bos_token_id=None, eos_token_id=None))),
+            shape=lambda size, batch: (batch, 32), sizes=False, input_kw=TOKEN_IDS),
     ]
 
 
@@ -180,7 +164,8 @@ def run_one(entry, size, batch, how, real_limit, do_profile, modes=("full", "las
     for s in sizes:
         try:
             set_trainable(model, "full")
-            pred, unmodelled = predict_with_unmodelled(model, entry.shape(s, batch))
+            pred, unmodelled = predict_with_unmodelled(model, entry.shape(s, batch),
+                                                       **entry.input_kw)
             shape = entry.shape(s, batch)
             break
         except Exception as e:
@@ -195,8 +180,8 @@ def run_one(entry, size, batch, how, real_limit, do_profile, modes=("full", "las
     try:
         for mode in modes:
             set_trainable(model, mode)
-            pred, unmodelled = predict_with_unmodelled(model, shape)
-            meas = measure(model, shape, how=mode_how)
+            pred, unmodelled = predict_with_unmodelled(model, shape, **entry.input_kw)
+            meas = measure(model, shape, how=mode_how, **entry.input_kw)
             row["unmodelled"].update(unmodelled)
             row["modes"][mode] = {"predicted": pred, "measured": meas}
             for key, _ in QUANTITIES:
@@ -208,7 +193,9 @@ def run_one(entry, size, batch, how, real_limit, do_profile, modes=("full", "las
                     row["errors"][key] = e
     except Exception as e:
         row["error"] = f"{mode}: {reason(e)}"
-    if do_profile and row["error"] is None:
+    if entry.input_kw:
+        row["profile"] = "skipped (token-id input: profile builds a float input)"
+    elif do_profile and row["error"] is None:
         row["profile"] = profile_check(entry, shape, row["params"], real_limit)
     row["seconds"] = time.perf_counter() - t0
     return row
