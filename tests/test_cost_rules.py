@@ -276,6 +276,8 @@ def test_masked_fill(inplace):
     (lambda t: t + torch.zeros_like(t), "add"),
     (lambda t: t * torch.ones_like(t), "mul"),
     (lambda t: t + torch.full((2, 3), 2.0), "add"),
+    (lambda t: t * torch.tensor(2.0), "mul"),          # GPT-2's scale
+    (lambda t: t + t.new_tensor([1.0, 2.0, 3.0]), "add"),
 ])
 def test_factories(fn, name):
     g = trace_calls(fn, _x(2, 3))
@@ -296,6 +298,8 @@ def test_stochastic_depth_keeps_its_noise():
     (lambda t: t.contiguous(), "contiguous"),                       # the tensor itself
     (lambda t: t.permute(0, 2, 3, 1).reshape(2, -1), "reshape"),    # a copy
     (lambda t: t.chunk(2, 1)[1] * 1, "mul"),
+    (lambda t: t.reshape_as(t.new_empty(2, 36)) * 1, "mul"),       # levit: a view
+    (lambda t: t.permute(0, 2, 3, 1).reshape_as(t.new_empty(2, 36)), "reshape_as"),  # a copy
 ])
 def test_views_and_copies(fn, name):
     _check(fn, [_x(2, 4, 3, 3)], name)

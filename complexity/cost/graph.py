@@ -27,7 +27,8 @@ import torch
 #: Calls whose result is a view or the argument itself: no new storage, nothing kept.
 ALIASING = frozenset({"view", "reshape", "flatten", "__getitem__", "contiguous", "squeeze",
                       "expand", "unsqueeze", "permute", "transpose", "narrow", "detach",
-                      "expand_as", "view_as", "swapaxes", "swapdims", "movedim", "moveaxis"})
+                      "expand_as", "view_as", "swapaxes", "swapdims", "movedim", "moveaxis",
+                      "reshape_as"})
 
 #: Calls whose backward hands the output gradient (or views of it) to the inputs
 #: without allocating: add passes it through, cat and views slice or reshape it.

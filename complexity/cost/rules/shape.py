@@ -22,7 +22,8 @@ KEEP_NOTHING = ("cat", "concat", "stack", "add", "add_", "__add__", "__iadd__", 
 #: Calls that make a new tensor from sizes (and a dtype), not from values.
 FACTORIES = ("zeros", "ones", "empty", "full", "randn", "rand", "randint", "arange", "eye",
              "linspace", "empty_strided", "zeros_like", "ones_like", "empty_like", "full_like",
-             "rand_like", "randn_like", "new_zeros", "new_ones", "new_full", "new_empty")
+             "rand_like", "randn_like", "new_zeros", "new_ones", "new_full", "new_empty",
+             "tensor", "as_tensor", "scalar_tensor", "new_tensor")
 
 
 @rule(*sorted(ALIASING), *KEEP_NOTHING, *FACTORIES)
