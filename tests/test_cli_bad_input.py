@@ -275,6 +275,11 @@ def forbid_work(monkeypatch, allow):
     import importlib
 
     calls = []
+    # import every module first: one imported while another is patched would keep
+    # the fake (``from ... import train``) after the test
+    for targets in WORK.values():
+        for module, _ in targets:
+            importlib.import_module(module)
     for kind, targets in WORK.items():
         if kind in allow:
             continue
