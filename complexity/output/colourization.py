@@ -129,10 +129,11 @@ def invariance_grid(studies, path: str, region: str = "interior") -> None:
     save(fig, path)
 
 
-def training_figures(result: dict, model, data, out: str) -> None:
+def training_figures(result: dict, model, data, out: str):
     """``out``/curves.png and ``out``/samples.png of one training run: ``result`` is the
     JSON object of :func:`complexity.experiments.colourization.train.train`, ``model``
-    the trained net, ``data`` its :class:`~complexity.experiments.colourization.data.ColourData`."""
+    the trained net, ``data`` its :class:`~complexity.experiments.colourization.data.ColourData`.
+    Returns the predictions drawn (the first :data:`SAMPLES` validation images)."""
     from complexity.experiments.colourization.train import predict
 
     name = result["model"]
@@ -141,6 +142,7 @@ def training_figures(result: dict, model, data, out: str) -> None:
     pred = predict(model, data.val_x[:SAMPLES])
     sample_grid(data.val_x[:SAMPLES], data.val_y[:SAMPLES], {name: pred}, data.centres,
                 os.path.join(out, "samples.png"))
+    return pred
 
 
 def sweep_figures(result: dict, models: dict, data, out: str) -> None:
@@ -151,13 +153,11 @@ def sweep_figures(result: dict, models: dict, data, out: str) -> None:
     :func:`complexity.experiments.colourization.batch_sweep.batch_sweep`, ``models``
     maps each batch size to its trained net."""
     from complexity.experiments.colourization.batch_sweep import run_folder
-    from complexity.experiments.colourization.train import predict
 
     runs = result["runs"]
-    for r in runs:
-        training_figures(r, models[r["batch_size"]], data, run_folder(out, r["batch_size"]))
-    preds = {f"batch {r['batch_size']}": predict(models[r["batch_size"]], data.val_x[:SAMPLES])
-             for r in runs}
+    # each run's predictions, drawn in its own folder, again in the comparison
+    preds = {f"batch {r['batch_size']}": training_figures(
+        r, models[r["batch_size"]], data, run_folder(out, r["batch_size"])) for r in runs}
     curves({f"batch {r['batch_size']}": r["history"] for r in runs},
            os.path.join(out, "curves.png"), title=f"{result['model']}: loss by batch size")
     against_batch_size(runs, os.path.join(out, "final.png"))
