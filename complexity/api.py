@@ -21,7 +21,7 @@ True
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -166,7 +166,7 @@ class Profile:
         """``{"params", "outputs", "macs"}``: what :func:`derive` fits formulas to."""
         from complexity.counting.profile import totals
 
-        return totals(self.to_dict())
+        return totals(vars(self))
 
     def _shown(self, depth: Optional[int]) -> List[ProfileLayer]:
         return [r for r in self.layers if depth is None or r.depth <= depth]
@@ -229,20 +229,14 @@ def profile(model, input_shape=None, convention: str = "torch", device: str = "m
 
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    _spec_, name, shape, module = resolve_model(model, input_shape, model_args, device)
+    _, name, shape, module = resolve_model(model, input_shape, model_args, device)
     try:
         p = _profile(module, shape, convention, device, model_name=name)
     except ProfileError as e:
         raise ProfileError(f"{name}: {e}") from None
-    layers = [ProfileLayer(**{k: r[k] for k in ("name", "kind", "depth", "shape", "params",
-                                                "trainable_params", "outputs", "macs",
-                                                "calls")})
-              for r in p["layers"]]
-    return Profile(model=p["model"], input=list(p["input"]), convention=p["convention"],
-                   device=p["device"], params=p["params"],
-                   trainable_params=p["trainable_params"], outputs=p["outputs"],
-                   macs=p["macs"], ops=dict(p["ops"]),
-                   uncovered_kinds=list(p["uncovered_kinds"]), layers=layers)
+    keys = [f.name for f in fields(ProfileLayer)]
+    layers = [ProfileLayer(**{k: r[k] for k in keys}) for r in p["layers"]]
+    return Profile(**{**{f.name: p[f.name] for f in fields(Profile)}, "layers": layers})
 
 
 # ------------------------------------------------------------------ derive

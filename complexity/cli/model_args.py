@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from complexity.cli.common import UsageError, odd_kernel, positive_int
 from complexity.output.tables import FORMATS
+
 CONVENTIONS = ("torch", "course", "lecture")
 #: the cnn/unet options and the constructor arguments they set
 FLAGS = {"num_filters": "--nf", "num_colours": "--nc", "kernel": "--kernel",
@@ -20,10 +21,9 @@ def add_model_arguments(p) -> None:
                    "1,3,224,224 otherwise)")
     p.add_argument("--model-args", default=None, metavar="JSON",
                    help='constructor keyword arguments as a JSON object, e.g. {"num_classes": 10}')
-    for flag, name, kind in (("--nf", "num_filters", positive_int), ("--nc", "num_colours", positive_int),
-                             ("--kernel", "kernel", odd_kernel),
-                             ("--in-channels", "num_in_channels", positive_int)):
-        p.add_argument(flag, dest=name, type=kind, default=None,
+    for name, flag in FLAGS.items():
+        p.add_argument(flag, dest=name, type=odd_kernel if name == "kernel" else positive_int,
+                       default=None,
                        help=f"cnn/unet only: {name} (the colourization nets' constructor argument)")
     p.add_argument("--convention", choices=CONVENTIONS, default="torch",
                    help="which parameters and outputs count (docs/conventions.md); torch (default) = every "
@@ -40,8 +40,7 @@ def model_args(args) -> dict:
     cnn/unet, ``--nf``/``--nc``/``--kernel``/``--in-channels``."""
     from complexity.zoo import ModelSpecError, parse_model_args
 
-    colour = {k: getattr(args, k) for k in ("num_filters", "num_colours", "kernel",
-                                             "num_in_channels") if getattr(args, k) is not None}
+    colour = {k: getattr(args, k) for k in FLAGS if getattr(args, k) is not None}
     try:
         given = parse_model_args(args.model_args)
         if colour and args.model.strip() not in ("cnn", "unet"):

@@ -40,8 +40,8 @@ def run(args) -> int:
     try:
         result = api.profile(args.model, args.input, args.convention, args.device,
                              model_args=model_args(args))
-    except ValueError as e:  # a spec, argument or input that cannot be used
-        raise UsageError(str(e)) from None
-    except ProfileError as e:  # the forward failed; the message names the model
+    # ValueError: a spec, argument or input that cannot be used;
+    # ProfileError: the forward failed (the message names the model)
+    except (ValueError, ProfileError) as e:
         raise UsageError(str(e)) from None
     return emit(render_profile(result.to_dict(), args.depth, args.format))

@@ -1,7 +1,7 @@
 """Renderings of ``profile`` and ``derive`` results (table, markdown, latex, csv, json).
 
->>> number(1234567), number(2.5), shape_text([1, 3, 8, 8])
-('1,234,567', '2.5', '1×3×8×8')
+>>> shape_text([1, 3, 8, 8])
+'1×3×8×8'
 """
 from __future__ import annotations
 
@@ -11,11 +11,6 @@ PROFILE_JSON_KEYS = ("model", "input", "convention", "device", "params", "traina
                      "outputs", "macs", "ops", "uncovered_kinds")
 LAYER_JSON_KEYS = ("name", "kind", "depth", "shape", "params", "trainable_params", "outputs",
                    "macs", "calls")
-
-
-def number(v) -> str:
-    """Thousands separators; one decimal for non-integers."""
-    return f"{v:,}" if isinstance(v, int) else f"{v:,.1f}"
 
 
 def shape_text(shape) -> str:

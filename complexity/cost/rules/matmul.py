@@ -20,6 +20,7 @@ sizes and strides; :mod:`.attention` uses it for attention's math path.
 """
 from __future__ import annotations
 
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -38,9 +39,7 @@ def as_meta(t: torch.Tensor) -> torch.Tensor:
 
 def _reshaped(t: torch.Tensor, size, shape) -> Tuple[bool, int]:
     """Is ``t.expand(size).reshape(shape)`` a view of ``t``? And its bytes."""
-    n = 1
-    for s in shape:
-        n *= s
+    n = math.prod(shape)
     try:
         t.expand(size).view(shape)
         return True, n * t.element_size()
@@ -101,9 +100,7 @@ def matmul_plan(a: torch.Tensor, b: torch.Tensor, a_grad: bool, b_grad: bool
     n, k = a.shape[-2:]
     p = b.shape[-1]
     batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    nb = 1
-    for s in batch:
-        nb *= s
+    nb = math.prod(batch)
     own_a, bytes_a = _reshaped(a, (*batch, n, k), (nb, n, k))
     own_b, bytes_b = _reshaped(b, (*batch, k, p), (nb, k, p))
     return 2 * nb * n * k * p, _keep(own_a, bytes_a, b_grad), _keep(own_b, bytes_b, a_grad)
