@@ -25,31 +25,55 @@ input, the 4-byte loss and the loss's 4-byte gradient (nothing trains).
 """
 from __future__ import annotations
 
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from complexity.cost.graph import SHARES_GRAD, Graph
 
 
 class _Schedule:
-    """Live bytes, and their maximum, as storages come and go."""
+    """Live bytes, and their maximum, as storages come and go. With ``events`` (a
+    list), every allocation ``("alloc", nbytes)``, release ``("free", nbytes)`` and
+    moment the peak is read ``("mark", live)`` is appended to it, in order: the
+    sequence a caching-allocator model or a symbolic peak replays."""
 
-    def __init__(self, resident_bytes: int):
+    def __init__(self, resident_bytes: int, events: Optional[list] = None):
         self.live = self.peak = resident_bytes
+        self.events = events
 
     def alloc(self, nbytes: int) -> None:
         self.live += nbytes
+        if self.events is not None and nbytes:
+            self.events.append(("alloc", nbytes))
 
     def free(self, nbytes: int) -> None:
         self.live -= nbytes
+        if self.events is not None and nbytes:
+            self.events.append(("free", nbytes))
 
     def mark(self) -> None:
         self.peak = max(self.peak, self.live)
+        if self.events is not None:
+            self.events.append(("mark", self.live))
 
 
-def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int) -> int:
+def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
+         events: Optional[list] = None) -> int:
     """Most bytes alive at once; ``resident_bytes`` are alive throughout (weights,
-    buffers, Adam state, input, target), ``trainable_sizes`` in Adam's order."""
-    sch = _Schedule(resident_bytes)
+    buffers, Adam state, input, target), ``trainable_sizes`` in Adam's order.
+    ``events``: a list that receives the schedule's allocations, releases and peak
+    readings in order (see :class:`_Schedule`); the resident bytes are not in it.
+
+    >>> import torch
+    >>> from complexity.cost.trace import trace_calls
+    >>> x = torch.ones(64, requires_grad=True)
+    >>> g = trace_calls(lambda t: (t * 2).sum(), x, state=[x])
+    >>> ev = []
+    >>> peak(g, [256], 256, ev) == max(v for k, v in ev if k == "mark")
+    True
+    >>> [k for k, _ in ev][:2]
+    ['alloc', 'mark']
+    """
+    sch = _Schedule(resident_bytes, events)
     keep_count: Dict[int, int] = {}
     for c in g.calls:
         for s in c.kept:
