@@ -32,28 +32,33 @@ from complexity.cost.graph import SHARES_GRAD, Graph
 
 class _Schedule:
     """Live bytes, and their maximum, as storages come and go. With ``events`` (a
-    list), every allocation ``("alloc", nbytes)``, release ``("free", nbytes)`` and
-    moment the peak is read ``("mark", live)`` is appended to it, in order: the
-    sequence a caching-allocator model or a symbolic peak replays."""
+    list), every allocation ``("alloc", nbytes, key)``, release ``("free", nbytes,
+    key)`` and moment the peak is read ``("mark", live, None)`` is appended to it, in
+    order: the sequence a caching-allocator model or a symbolic peak replays. A key
+    names what was allocated: ``("activation", storage)`` (a forward result or a
+    tensor a node keeps), ``("grad", n, value)`` (a gradient buffer; ``value`` is the
+    tensor it is the gradient of, a parameter's value id for ``.grad``),
+    ``("transient", call index)`` (a call's workspace) or ``("optimizer", 0)``
+    (the update's temporaries)."""
 
     def __init__(self, resident_bytes: int, events: Optional[list] = None):
         self.live = self.peak = resident_bytes
         self.events = events
 
-    def alloc(self, nbytes: int) -> None:
+    def alloc(self, nbytes: int, key=None) -> None:
         self.live += nbytes
         if self.events is not None and nbytes:
-            self.events.append(("alloc", nbytes))
+            self.events.append(("alloc", nbytes, key))
 
-    def free(self, nbytes: int) -> None:
+    def free(self, nbytes: int, key=None) -> None:
         self.live -= nbytes
         if self.events is not None and nbytes:
-            self.events.append(("free", nbytes))
+            self.events.append(("free", nbytes, key))
 
     def mark(self) -> None:
         self.peak = max(self.peak, self.live)
         if self.events is not None:
-            self.events.append(("mark", self.live))
+            self.events.append(("mark", self.live, None))
 
 
 def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
@@ -68,10 +73,10 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     >>> x = torch.ones(64, requires_grad=True)
     >>> g = trace_calls(lambda t: (t * 2).sum(), x, state=[x])
     >>> ev = []
-    >>> peak(g, [256], 256, ev) == max(v for k, v in ev if k == "mark")
+    >>> peak(g, [256], 256, ev) == max(v for k, v, _ in ev if k == "mark")
     True
-    >>> [k for k, _ in ev][:2]
-    ['alloc', 'mark']
+    >>> [e[0] for e in ev][:2], ev[0][2][0]
+    (['alloc', 'mark'], 'activation')
     """
     sch = _Schedule(resident_bytes, events)
     keep_count: Dict[int, int] = {}
@@ -99,39 +104,41 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
         for s in dict.fromkeys(fresh):
             if s not in born:
                 born.add(s)
-                sch.alloc(g.storage_bytes[s])
+                sch.alloc(g.storage_bytes[s], ("activation", s))
                 if s not in keep_count and i < len(g.calls) - 1:  # the loss stays held
                     dies_at.setdefault(max(i, last_read.get(s, i)), []).append(s)
-        sch.alloc(c.transient)
+        sch.alloc(c.transient, ("transient", i))
         sch.mark()
-        sch.free(c.transient)
+        sch.free(c.transient, ("transient", i))
         for s in dies_at.pop(i, []):
-            sch.free(g.storage_bytes[s])
+            sch.free(g.storage_bytes[s], ("activation", s))
     # Backward: nodes in reverse order of creation (the engine's order for a
     # single device: highest sequence number first).
     refs: Dict[int, int] = {}
     sizes: Dict[int, int] = {}
+    keys: Dict[int, tuple] = {}
     grad_of: Dict[int, int] = {}
 
-    def new_grad(nbytes):
+    def new_grad(nbytes, value):
         gid = len(sizes)
         sizes[gid], refs[gid] = nbytes, 0
-        sch.alloc(nbytes)
+        keys[gid] = ("grad", gid, value)
+        sch.alloc(nbytes, keys[gid])
         return gid
 
     def release(gid):
         refs[gid] -= 1
         if refs[gid] == 0:
-            sch.free(sizes[gid])
+            sch.free(sizes[gid], keys[gid])
 
-    grad_of[g.calls[-1].outputs[0]] = new_grad(4)  # d loss / d loss = 1
+    grad_of[g.calls[-1].outputs[0]] = new_grad(4, g.calls[-1].outputs[0])  # d loss / d loss = 1
     refs[grad_of[g.calls[-1].outputs[0]]] = 1
     for c in reversed(g.calls):
         outs = [v for v in c.outputs if v in grad_of]
         arriving = []
         if c.node and outs:
             for v in c.grad_inputs:
-                gid = grad_of[outs[0]] if c.name in SHARES_GRAD else new_grad(g.value_bytes[v])
+                gid = grad_of[outs[0]] if c.name in SHARES_GRAD else new_grad(g.value_bytes[v], v)
                 refs[gid] += 1
                 arriving.append((v, gid))
             sch.mark()  # the node ran: its kept tensors, output and input grads alive
@@ -141,7 +148,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
         for s in c.kept:
             keep_count[s] -= 1
             if keep_count[s] == 0 and s not in g.resident:
-                sch.free(g.storage_bytes[s])
+                sch.free(g.storage_bytes[s], ("activation", s))
         # ... then adds its outputs into the waiting gradients.
         for v, gid in arriving:
             if v not in grad_of:
@@ -153,7 +160,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
             else:
                 # InputBuffer::accumulate adds in place only for a plain tensor it
                 # holds the last reference to (never for fake tensors): old + new.
-                total = new_grad(g.value_bytes[v])
+                total = new_grad(g.value_bytes[v], v)
                 refs[total] += 1
                 sch.mark()
                 release(grad_of[v])
@@ -164,6 +171,6 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     prev, worst = 0, 0
     for n in trainable_sizes:
         worst, prev = max(worst, prev + 2 * n), n
-    sch.alloc(worst)
+    sch.alloc(worst, ("optimizer", 0))
     sch.mark()
     return sch.peak
