@@ -7,14 +7,18 @@ keyword arguments and what they mean):
   colourization nets), ``stack`` (n similar conv blocks), a DeepLabV3 with the
   foreground/background head (``deeplabv3_resnet101`` …);
 * a torchvision model, ``torchvision:NAME`` or just ``NAME``;
-* ``package.module:factory``, any callable returning an ``nn.Module``.
+* a timm model, ``timm:NAME`` (when timm is installed; ``pretrained=False``);
+* ``package.module:factory``, any callable returning an ``nn.Module``;
+* ``path/to/file.py:Name``, a class or factory defined in a Python file (the file
+  is loaded with :mod:`importlib.util`, not imported from ``sys.path``).
 
 :func:`build_model` is the same resolver for the training-step commands: the model
 built on the meta device and its input channels. Building happens on whatever device is the default when
 :meth:`ModelSpec.build` is called; ``profile`` calls it under
 ``torch.device("meta")`` so that no weights are allocated or initialised.
 Nothing here downloads weights: torchvision builders get ``weights=None`` (and
-``weights_backbone=None`` where they take it).
+``weights_backbone=None`` where they take it), timm's ``create_model`` gets
+``pretrained=False``.
 
 Errors are :class:`ModelSpecError` (a ``ValueError``) with one line naming the
 problem; the CLI turns them into exit code 2.
@@ -200,8 +204,12 @@ def multi_input_reason(builder) -> Optional[str]:
     """Why a torchvision builder's model cannot take one N,C,H,W tensor, or None:
     detection and optical-flow models take lists or pairs of images."""
     module = builder.__module__
-    if ".detection" in module or ".optical_flow" in module:
-        return "takes a list of images or a pair, not one input tensor"
+    if ".detection" in module:
+        # and in training mode it needs each image's target boxes and returns losses
+        return ("is a detection model: it takes a list of images (and, to train, their target "
+                "boxes) and returns losses, not one input tensor")
+    if ".optical_flow" in module:
+        return "takes a pair of images, not one input tensor"
     return None
 
 
@@ -224,6 +232,93 @@ def _importable(text: str, model_args: Dict[str, Any]) -> ModelSpec:
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
+def _timm(name: str, model_args: Dict[str, Any]) -> ModelSpec:
+    import functools
+
+    try:
+        import timm
+    except ImportError:
+        raise ModelSpecError(f"timm:{name} needs timm, which is not installed: pip install timm "
+                             "(or the [zoo] extra: pip install -e '.[zoo]')") from None
+    if not timm.is_model(name):
+        raise ModelSpecError(f"timm has no model {name!r} (see timm.list_models())")
+    for key in ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path"):
+        if model_args.get(key):
+            raise ModelSpecError(f"--model-args {key}={model_args[key]!r}: pretrained weights "
+                                 "cannot be downloaded here and do not change the counts; drop it")
+    factory = functools.partial(timm.create_model, name, pretrained=False)
+    factory.__name__ = f"timm.create_model({name!r})"  # for argument_names' messages
+    # ``in_chans`` is timm's input-channel argument: it fixes the input's channels
+    links = {"in_chans": 1} if "in_chans" in model_args else {}
+    return ModelSpec(f"timm:{name}", factory, dict(model_args), input_links=links, rank=4)
+
+
+def is_file_spec(text: str) -> bool:
+    """Does ``text`` name a Python file (``path/to/file.py:Name``) rather than
+    ``package.module:factory``? Yes when the part before the last ``:`` ends in
+    ``.py``, holds a path separator, or is an existing file.
+
+    >>> is_file_spec("nets/model.py:Net"), is_file_spec("mynet:MyNet")
+    (True, False)
+    """
+    import os
+
+    path, colon, _ = text.rpartition(":")
+    if not colon or not path:
+        return False
+    return (path.endswith(".py") or "/" in path or os.sep in path
+            or os.path.isfile(path))
+
+
+def _file(text: str, model_args: Dict[str, Any]) -> ModelSpec:
+    import hashlib
+    import importlib.util
+    import os
+    import sys
+
+    path, _, attr = text.rpartition(":")
+    if not re.fullmatch(rf"{_IDENT}(\.{_IDENT})*", attr):
+        raise ModelSpecError(f"MODEL {text!r}: {attr!r} is not a Python name "
+                             "(give path/to/file.py:Class or path/to/file.py:factory)")
+    if not os.path.exists(path):
+        raise ModelSpecError(f"MODEL {text!r}: no such file {path}")
+    if os.path.isdir(path):
+        raise ModelSpecError(f"MODEL {text!r}: {path} is a folder, not a .py file")
+    if not path.endswith(".py"):
+        raise ModelSpecError(f"MODEL {text!r}: {path} is not a .py file "
+                             "(give path/to/file.py:Class)")
+    # One module per file, named after its absolute path: loading the same file
+    # twice gives the same classes, and two files of the same name do not collide.
+    full = os.path.abspath(path)
+    module_name = ("complexity_user_" + re.sub(r"\W", "_", os.path.basename(path)[:-3]) + "_"
+                   + hashlib.sha1(full.encode()).hexdigest()[:10])
+    module = sys.modules.get(module_name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(module_name, full)
+        if spec is None or spec.loader is None:
+            raise ModelSpecError(f"MODEL {text!r}: cannot load {path} as Python")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module  # dataclasses and pickling look modules up
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:  # SyntaxError, ImportError, anything the file raises
+            del sys.modules[module_name]
+            raise ModelSpecError(f"MODEL {text!r}: cannot load {path}: {reason(e)}") from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            defined = sorted(n for n, v in vars(module).items()
+                             if callable(v) and not n.startswith("_")
+                             and getattr(v, "__module__", None) == module_name)
+            raise ModelSpecError(f"MODEL {text!r}: {path} defines no {attr!r} (it defines: "
+                                 f"{', '.join(defined) or 'no class or function'})")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ModelSpecError(f"{text} is a {type(obj).__name__}, not a class or function that "
+                             "returns an nn.Module")
+    return ModelSpec(text, obj, dict(model_args))
+
+
 def _builtin(name: str, model_args: Dict[str, Any]) -> ModelSpec:
     """``stack`` or a DeepLabV3 architecture of :mod:`models` (cnn/unet: :func:`_colourization`)."""
     import functools
@@ -240,7 +335,7 @@ def _builtin(name: str, model_args: Dict[str, Any]) -> ModelSpec:
 def parse_spec(text: str, model_args: Optional[Dict[str, Any]] = None) -> ModelSpec:
     """A :class:`ModelSpec` for a built-in name (``cnn``, ``unet``, ``stack``, a
     DeepLabV3 architecture), ``torchvision:NAME``, a bare torchvision model name,
-    or ``package.module:factory``.
+    ``timm:NAME``, ``package.module:factory`` or ``path/to/file.py:Name``.
 
     >>> parse_spec("torchvision:resnet18").args
     {'weights': None}
@@ -249,7 +344,11 @@ def parse_spec(text: str, model_args: Optional[Dict[str, Any]] = None) -> ModelS
     >>> parse_spec("resnet")
     Traceback (most recent call last):
     ...
-    complexity.zoo.ModelSpecError: MODEL 'resnet' is not cnn, unet, stack, a deeplabv3_* architecture, a torchvision model name (torchvision:NAME) or package.module:factory
+    complexity.zoo.ModelSpecError: MODEL 'resnet' is not cnn, unet, stack, a deeplabv3_* architecture, a torchvision model name (torchvision:NAME), timm:NAME, package.module:factory or path/to/file.py:Class
+    >>> parse_spec("nosuch/model.py:Net")
+    Traceback (most recent call last):
+    ...
+    complexity.zoo.ModelSpecError: MODEL 'nosuch/model.py:Net': no such file nosuch/model.py
     """
     import models
 
@@ -261,6 +360,10 @@ def parse_spec(text: str, model_args: Optional[Dict[str, Any]] = None) -> ModelS
         return _builtin(text, model_args)
     if re.fullmatch(rf"torchvision:{_IDENT}", text):
         return _torchvision(text.split(":", 1)[1], model_args)
+    if text.startswith("timm:") and re.fullmatch(r"[\w.\-]+", text[5:]):
+        return _timm(text[5:], model_args)
+    if is_file_spec(text):
+        return _file(text, model_args)
     if re.fullmatch(rf"{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*", text):
         return _importable(text, model_args)
     if re.fullmatch(_IDENT, text):
@@ -269,26 +372,37 @@ def parse_spec(text: str, model_args: Optional[Dict[str, Any]] = None) -> ModelS
         if text in torchvision.models.list_models():
             return _torchvision(text, model_args)
     raise ModelSpecError(f"MODEL {text!r} is not cnn, unet, stack, a deeplabv3_* architecture, "
-                         "a torchvision model name (torchvision:NAME) or package.module:factory")
+                         "a torchvision model name (torchvision:NAME), timm:NAME, "
+                         "package.module:factory or path/to/file.py:Class")
 
 
-def build_model(name: str, layers: int = 4, width: int = 16):
+def build_model(name: str, layers: int = 4, width: int = 16,
+                model_args: Optional[Dict[str, Any]] = None):
     """``(model, input_channels)`` for ``name`` (any :func:`parse_spec` name), on
     the meta device (no memory, no download). ``layers`` and ``width`` shape
-    ``stack`` only (n blocks of C channels). Video models (N,C,T,H,W) are refused:
-    a training step here takes one N,C,H,W image batch. A model whose constructor
-    reads values (regnet_* rounds widths computed with tensors) cannot be built on
-    meta: it is built on the CPU and moved to meta, which gives the same model.
+    ``stack`` only (n blocks of C channels); ``model_args`` are the constructor's
+    keyword arguments (``--model-args``) of any model. Video models (N,C,T,H,W) are
+    refused: a training step here takes one N,C,H,W image batch. A model whose
+    constructor reads values (regnet_* rounds widths computed with tensors) cannot
+    be built on meta: it is built on the CPU and moved to meta, which gives the
+    same model.
 
-    >>> net, c = build_model("unet")
-    >>> type(net).__name__, c
-    ('UNet', 1)
+    >>> net, c = build_model("unet", model_args={"num_filters": 4})
+    >>> type(net).__name__, c, sum(p.numel() for p in net.parameters())
+    ('UNet', 1, 8772)
     >>> next(build_model("regnet_x_400mf")[0].parameters()).device  # built on the CPU
     device(type='meta')
     """
     import torch
 
-    spec = parse_spec(name, {"layers": layers, "width": width} if name == "stack" else None)
+    model_args = dict(model_args or {})
+    if name == "stack":
+        clash = sorted({"layers", "width"} & set(model_args))
+        if clash:
+            raise ModelSpecError(f"--model-args {clash[0]}: stack's {clash[0]} is set by "
+                                 f"--{clash[0]}; drop it from --model-args")
+        model_args.update(layers=layers, width=width)
+    spec = parse_spec(name, model_args)
     if spec.rank == 5:
         raise ModelSpecError(f"model {name!r} takes N,C,T,H,W video clips; finetune supports "
                              "models that take one N,C,H,W image batch")

@@ -122,6 +122,26 @@ CASES = [
     case("finetune", ["--model", "nosuchmodel"], "is not cnn, unet", id="unknown-model"),
     case("finetune", ["--trainable", "head.*,nomatch*"], "'nomatch*' matches no parameter",
          allow={"build"}, id="pattern-matches-nothing"),
+    case("finetune", ["--model", "torchvision:fasterrcnn_resnet50_fpn"],
+         "torchvision:fasterrcnn_resnet50_fpn is a detection model", id="detection-model"),
+    # GPT-2's classifier finds each sequence's last token with .item(): no values on meta
+    case("finetune", ["--model", "gpt2cls.py:make"],
+         "model gpt2cls.py:make: its forward reads tensor values", allow={"build"},
+         id="forward-reads-values"),
+    case("finetune", ["--model", "mynet.py:NoParams"],
+         "model mynet.py:NoParams: the model has no parameters", allow={"build"},
+         id="nothing-trains"),
+    case("finetune", ["--model", "resnet18", "--trainable", "layer9.*"],
+         "model resnet18: --trainable 'layer9.*' matches no parameter", allow={"build"},
+         id="pattern-matches-nothing-resnet18"),
+    case("finetune", ["--model", "missing.py:Net"], "no such file missing.py",
+         id="file-missing"),
+    case("finetune", ["--model", "mynet.py:Nope"], "mynet.py defines no 'Nope'",
+         id="file-without-the-class"),
+    case("finetune", ["--model", "afile:Net"], "afile is not a .py file", id="file-not-python"),
+    case("finetune", ["--model-args", "[1]"], "must be a JSON object", id="model-args-not-object"),
+    case("finetune", ["--model", "stack", "--model-args", '{"layers": 3}'],
+         "stack's layers is set by --layers", id="model-args-layers-of-stack"),
     # ------------------------------------------------------------- train
     case("train", ["--out", PROC], "--out /proc/x: cannot create", id="out-in-proc"),
     case("train", ["--out", "afile"], "afile is a file", id="out-is-file"),
@@ -180,6 +200,9 @@ CASES = [
     case("segment", ["--batch-size", "1"], "too small", id="batch-size-1"),
     case("segment", ["--size", "8"], "too small", id="size-8"),
     case("segment", ["--arch", "foo"], "invalid choice", id="unknown-arch"),
+    # the same spec form as the other commands, but only DeepLabV3 (its head swap)
+    case("segment", ["--arch", "torchvision:fcn_resnet50"], "invalid choice: 'fcn_resnet50'",
+         id="arch-not-deeplabv3"),
     # ------------------------------------------------------------- reproduce
     case("reproduce", ["--only", ""], "no step", id="only-empty"),
     case("reproduce", ["--only", "foo"], "unknown step(s) foo", id="only-unknown"),
@@ -211,6 +234,27 @@ class MyNet(nn.Module):
 
     def forward(self, x):
         return self.bn(self.conv(x))
+
+
+class NoParams(nn.Module):
+    """A model with nothing to train."""
+
+    def forward(self, x):
+        return x.relu()
+'''
+
+GPT2CLS = '''import warnings
+
+
+def make():
+    """A tiny GPT-2 classifier (transformers), built from its config."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = GPT2Config(vocab_size=100, n_embd=16, n_layer=1, n_head=2, n_positions=64,
+                            pad_token_id=0, bos_token_id=None, eos_token_id=None)
+        return GPT2ForSequenceClassification(config)
 '''
 
 
@@ -256,6 +300,7 @@ def sandbox(tmp_path, monkeypatch, checkpoint_bytes):
     (tmp_path / "afile").write_text("a regular file\n")
     (tmp_path / "ck.pt").write_bytes(checkpoint_bytes)
     (tmp_path / "mynet.py").write_text(MYNET)
+    (tmp_path / "gpt2cls.py").write_text(GPT2CLS)
     (tmp_path / "tmp").mkdir()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("COMPLEXITY_CACHE", str(tmp_path / "cache"))
@@ -312,6 +357,8 @@ def test_bad_input_is_one_line_exit_2_before_any_work(sandbox, monkeypatch, caps
                                                       argv, words, allow):
     if any(PROC in a for a in argv) and not os.path.isdir("/proc"):
         pytest.skip("needs /proc, a folder nothing can be created in")
+    if "gpt2cls.py:make" in argv:
+        pytest.importorskip("transformers")
     repo_runs = os.path.join(REPO, "runs")
     before, runs_before = tree(str(sandbox)), tree(repo_runs)
     calls = forbid_work(monkeypatch, allow)

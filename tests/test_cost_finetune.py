@@ -161,6 +161,7 @@ def test_cli_json():
     data = json.loads(out.stdout)
     assert len(data) == 4
     assert set(data[0]) == {"model", "layers", "size", "batch", "mode", "trainable_params",
+                            "trainable_tensors", "frozen", "head",
                             "predicted", "unmodelled", "measured", "measured_how"}
     assert data[0]["unmodelled"] == []
     assert set(data[0]["measured"]) == set(KEYS) and data[0]["size"] == [8, 8]

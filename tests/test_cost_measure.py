@@ -246,3 +246,44 @@ def test_finetune_regnet_built_off_meta(capsys):
     assert [r["mode"] for r in results] == ["full", "last"]
     assert results[0]["predicted"]["param_bytes"] == 4 * sum(
         p.numel() for p in build_model("regnet_x_400mf")[0].parameters())
+
+
+class _SharedAndCached(nn.Module):
+    """A module reached by two paths (as timm CoaT's shared ``cpe``) and a plain
+    tensor attribute, neither parameter nor buffer, that the forward reads."""
+
+    def __init__(self):
+        super().__init__()
+        self.pos = nn.Conv2d(4, 4, 3, padding=1, groups=4)
+        self.blocks = nn.ModuleList([nn.Sequential(self.pos, nn.ReLU()) for _ in range(2)])
+        self.head = nn.Conv2d(4, 3, 1)
+        self.table = torch.ones(1, 4, 1, 1)  # a cached constant
+
+    def forward(self, x):
+        for b in self.blocks:
+            x = b(x) * self.table
+        return self.head(x)
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+@pytest.mark.parametrize("mode", ["full", "last"])
+def test_shared_module_and_tensor_attribute(device, mode):
+    """The step runs on the step's own copies of a shared module's weights and of a
+    plain tensor attribute, and leaves the model's own tensors in place (CoaT's
+    ``last`` row failed because ``functional_call`` left fake stand-ins in a shared
+    module); fake = real = predicted, every quantity."""
+    from complexity.cost.predict import predict
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = _SharedAndCached()
+    set_trainable(model, mode)
+    before = {n: t for n, t in model.named_parameters(remove_duplicate=False)}
+    table = model.table
+    fake = measure(model, (2, 4, 8, 8), how="fake")
+    real = measure(model, (2, 4, 8, 8), how="real")
+    predicted = predict(model, (2, 4, 8, 8))
+    after = dict(model.named_parameters(remove_duplicate=False))
+    assert all(after[n] is t for n, t in before.items()) and model.table is table
+    assert fake == real == predicted
+    assert fake["param_bytes"] == 4 * (4 * 9 + 4 + 4 * 3 + 3)  # the shared conv once

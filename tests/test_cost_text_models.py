@@ -51,20 +51,29 @@ def text_model(request):
     return request.param, {"bert": _bert, "gpt2": _gpt2}[request.param]()
 
 
-def test_predicted_fake_real(text_model):
-    """Fake equals real exactly; the prediction equals them except the peak
-    (4 bytes short in both models when written; within 0.1 %)."""
+@pytest.mark.parametrize("trainable", ["full", "last"])
+def test_predicted_fake_real(text_model, trainable):
+    """Fake equals real exactly, and the prediction equals them, the peak included:
+    in ``last`` mode the peak is inside the attention's math path with no gradient
+    (the scores, softmax, dropout noise and dropped weights exist though nothing
+    keeps them: BERT was 16.8 % short before they were counted), in ``full`` mode
+    it is in backward, where ``loss.backward()`` holds the 4-byte root gradient
+    to the end (4 bytes short before)."""
+    from complexity.cost.trainable import set_trainable
+
     _name, model = text_model
-    predicted, unmodelled = predict_with_unmodelled(model, SHAPE, **TOKENS)
-    fake = measure(model, SHAPE, how="fake", **TOKENS)
-    real = measure(model, SHAPE, how="real", **TOKENS)
+    flags = [p.requires_grad for p in model.parameters()]
+    set_trainable(model, trainable)
+    try:
+        predicted, unmodelled = predict_with_unmodelled(model, SHAPE, **TOKENS)
+        fake = measure(model, SHAPE, how="fake", **TOKENS)
+        real = measure(model, SHAPE, how="real", **TOKENS)
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
     assert fake == real
     assert set(unmodelled) <= KNOWN_UNMODELLED, unmodelled
-    for q in KEYS:
-        if q == "peak_bytes":  # 4 bytes under the measured peak in both models
-            assert abs(predicted[q] - fake[q]) <= 1e-3 * fake[q], (q, predicted[q], fake[q])
-        else:
-            assert predicted[q] == fake[q], (q, predicted[q], fake[q])
+    assert predicted == fake
 
 
 def test_token_target_shape(text_model):

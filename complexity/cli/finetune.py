@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from complexity.cli.common import UsageError, check_plot, distinct, emit, int_list, size
+from complexity.cli.model_args import MODEL_HELP, add_model_args_option, given_model_args
 from complexity.errors import reason
 from complexity.output.tables import FORMATS
 
@@ -43,8 +44,8 @@ def _modes(text: str):
 
 def add_arguments(p):
     p.add_argument("--model", type=_words, default=["stack"], metavar="NAME[,NAME]",
-                   help="stack, cnn, unet, a deeplabv3_* architecture, any torchvision model "
-                   "(NAME or torchvision:NAME) or package.module:factory")
+                   help=MODEL_HELP + "; comma-separated for several (default stack)")
+    add_model_args_option(p)
     p.add_argument("--layers", type=int_list, default=None, metavar="N[,N]",
                    help="stack only: number of Conv-BN-ReLU blocks, each >= 1 (1,2,4,8)")
     p.add_argument("--width", type=int_list, default=None, metavar="C",
@@ -68,29 +69,26 @@ def add_arguments(p):
                    help="prediction only: the same as --measure none")
 
 
-def _check_trainable(name: str, pattern: str, layers, width: int) -> None:
+def _check_trainable(name: str, pattern: str, layers, width: int, model_args) -> None:
     """The --trainable patterns (comma-joined) must each match at every depth n of
-    --layers (stack) or on the model itself."""
+    --layers (stack); other models are checked by :func:`~complexity.cost.sweep.preflight`."""
     from complexity.cost.trainable import set_trainable
     from complexity.zoo import build_model
 
-    depths = layers if name == "stack" else [1]
     misses = []
-    for n in depths:
+    for n in layers:
         try:
-            net, _ = build_model(name, n, width)
+            net, _ = build_model(name, n, width, model_args)
         except Exception as e:
             raise UsageError(f"model {name}: {reason(e)}")
         try:
             set_trainable(net, pattern)
         except ValueError as e:
-            if name != "stack":
-                raise UsageError(f"model {name}: {e}")
             misses.append((n, e))
-    if misses and len(misses) == len(depths):
+    if misses and len(misses) == len(layers):
         raise UsageError(f"{misses[0][1]} of stack at any --layers value")
     if misses:
-        hits = [n for n in depths if n not in dict(misses)]
+        hits = [n for n in layers if n not in dict(misses)]
         raise UsageError(f"--trainable {pattern!r} matches parameters of stack at n="
                          f"{','.join(map(str, hits))} but not at n="
                          f"{','.join(str(n) for n, _ in misses)}; "
@@ -100,7 +98,6 @@ def _check_trainable(name: str, pattern: str, layers, width: int) -> None:
 def run(args) -> int:
     from complexity.cost import sweep as finetune
     from complexity.output import finetune as finetune_report
-    from complexity.zoo import build_model
 
     # every option and path first: nothing is built before the last check passes
     if "stack" not in args.model:
@@ -112,6 +109,7 @@ def run(args) -> int:
     width = args.width or [DEFAULT_WIDTH]
     if len(width) != 1:
         raise UsageError("--width takes one value (>= 1)")
+    model_args = given_model_args(args.model_args)
     patterns = [p for group in args.trainable or [] for p in group]
     try:
         distinct(patterns, ",".join(patterns))
@@ -125,14 +123,19 @@ def run(args) -> int:
         import torch
         if not torch.cuda.is_available():
             raise UsageError("--cuda: no CUDA device is available on this machine")
+    # each model built on meta, every mode set and one shape-only forward run: a
+    # model finetune cannot step (a detector, a forward that reads values, a mode
+    # that trains nothing) fails here, in a second, not in the sweep
+    h, w = args.sizes[0]
     for name in args.model:
+        if trainable and name == "stack":
+            _check_trainable(name, trainable, layers, width[0], model_args)
         try:
-            build_model(name, 1, width[0])
-        except Exception as e:
-            raise UsageError(f"model {name}: {reason(e)}"
-                             if not isinstance(e, ValueError) else str(e))
-        if trainable:
-            _check_trainable(name, trainable, layers, width[0])
+            finetune.preflight(name, modes, (args.batch[0], 3, h, w), width=width[0],
+                               layers=layers[0] if name == "stack" else 1,
+                               model_args=model_args)
+        except finetune.ConfigurationError as e:
+            raise UsageError(str(e)) from None
 
     def progress(r):
         if args.format != "json":
@@ -143,7 +146,7 @@ def run(args) -> int:
         results = finetune.sweep(args.model, layers, args.sizes, args.batch, modes,
                                  width=width[0], measured=args.measure != "none",
                                  how="fake" if args.measure == "none" else args.measure,
-                                 cuda=args.cuda,
+                                 cuda=args.cuda, model_args=model_args,
                                  progress=progress)
     except finetune.ConfigurationError as e:
         raise UsageError(f"the model cannot take this configuration: {e}")

@@ -40,9 +40,23 @@ def training_batch(text: str) -> int:
     return value
 
 
+def arch_name(text: str) -> str:
+    """``--arch`` as the model specs of the other commands spell it: a DeepLabV3
+    name, bare or ``torchvision:NAME`` (the same model); argparse's ``choices``
+    then refuses any other. Only these three: the head swap, ``--train last``
+    and ``--weights`` are DeepLabV3's (models/segmentation.py).
+
+    >>> arch_name("torchvision:deeplabv3_resnet50"), arch_name("deeplabv3_resnet50")
+    ('deeplabv3_resnet50', 'deeplabv3_resnet50')
+    """
+    text = text.strip()
+    return text.split(":", 1)[1] if text.startswith("torchvision:") else text
+
+
 def add_arguments(p) -> None:
-    p.add_argument("--arch", choices=ARCHS, default="deeplabv3_resnet101",
-                   help="torchvision DeepLabV3 variant (default deeplabv3_resnet101, the course's)")
+    p.add_argument("--arch", type=arch_name, choices=ARCHS, default="deeplabv3_resnet101",
+                   help="torchvision DeepLabV3 variant, NAME or torchvision:NAME (default "
+                   "deeplabv3_resnet101, the course's)")
     p.add_argument("--train", choices=("last", "all"), default="last",
                    help="last = only the new 1×1 head trains, everything else frozen; all = everything")
     p.add_argument("--weights", metavar="FILE",

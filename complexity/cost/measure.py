@@ -31,6 +31,7 @@ True
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import weakref
 from typing import Dict, Sequence
@@ -162,6 +163,61 @@ def _nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def tensor_attributes(model: nn.Module) -> Dict[tuple, torch.Tensor]:
+    """``{(module, name): tensor}``: the plain tensors ``model``'s modules hold as
+    attributes, neither parameter nor buffer (a cached mask, a constant table), which
+    ``functional_call`` does not replace: the step needs them on its own device.
+
+    >>> m = nn.Linear(2, 2); m.table = torch.zeros(3)
+    >>> [(type(k[0]).__name__, k[1], tuple(v.shape)) for k, v in tensor_attributes(m).items()]
+    [('Linear', 'table', (3,))]
+    """
+    return {(mod, k): v for mod in model.modules() for k, v in vars(mod).items()
+            if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter)}
+
+
+@contextlib.contextmanager
+def stand_ins(model: nn.Module, state: Dict[str, torch.Tensor], attributes=None):
+    """``model`` with each parameter and buffer replaced by ``state[name]`` (names
+    as ``named_parameters()``/``named_buffers()`` give them) and each plain tensor
+    attribute by ``attributes[(module, name)]``, restored on exit.
+
+    Unlike ``torch.func.functional_call``, a module reached by several paths (timm
+    CoaT's shared ``cpe``/``crpe``) or a parameter held by several modules (tied
+    embeddings) is swapped once per holder and restored to its original tensor:
+    ``functional_call`` swaps a shared module once per path, reads the stand-in
+    back as the "original" at the second path, and leaves it there on exit.
+
+    >>> lin = nn.Linear(2, 2)
+    >>> shared = nn.Sequential(lin, lin)
+    >>> w = lin.weight
+    >>> with stand_ins(shared, {"0.weight": torch.zeros(2, 2)}):
+    ...     float(shared[1].weight.sum())
+    0.0
+    >>> shared[1].weight is w
+    True
+    """
+    new = {}
+    for name, t in (*model.named_parameters(), *model.named_buffers()):
+        if name in state:
+            new[id(t)] = state[name]
+    undo = []
+    try:
+        for mod in model.modules():  # each module once, however many paths reach it
+            for table in (mod._parameters, mod._buffers):
+                for k, t in table.items():
+                    if t is not None and id(t) in new:
+                        undo.append((table, k, t))
+                        table[k] = new[id(t)]
+        for (mod, k), t in (attributes or {}).items():
+            undo.append((mod.__dict__, k, mod.__dict__[k]))
+            mod.__dict__[k] = t
+        yield model
+    finally:
+        for table, k, t in reversed(undo):
+            table[k] = t
+
+
 #: How :func:`measure` runs the step: on fake CPU tensors, or on real ones.
 HOWS = ("fake", "real")
 
@@ -187,8 +243,6 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     tracker (peak; forward, backward and Adam's update) and the saved-tensor hooks
     (forward only). The garbage collector is off meanwhile.
     """
-    from torch.func import functional_call
-
     from complexity.cost.flops import flop_counter
     from complexity.counting.hooks import mode
 
@@ -200,13 +254,13 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
 
         context = fake = FakeTensorMode()
     else:
-        import contextlib
-
         context, fake = contextlib.nullcontext(), None
     try:
         with context:
             params = {n: _cpu_copy(p, fake) for n, p in model.named_parameters()}
             buffers = {n: _cpu_copy(b, fake) for n, b in model.named_buffers()}
+            # Plain tensor attributes: on the step's device too, resident like buffers.
+            attributes = {k: _cpu_copy(t, fake) for k, t in tensor_attributes(model).items()}
     except RuntimeError as e:  # a real copy that does not fit
         raise MemoryError(f"measure(how='real'): the model's weights do not fit in "
                           f"memory ({reason(e)})") from None
@@ -214,10 +268,11 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     if not trainable:
         raise ValueError("no parameter of the model requires grad: nothing to train")
     state = {**params, **buffers}
-    param_storages = {id(t.untyped_storage()) for t in state.values()}
+    param_storages = {id(t.untyped_storage()) for t in [*state.values(), *attributes.values()]}
 
     def step(x, target):
-        out = logits(functional_call(model, state, (x,)))
+        with stand_ins(model, state, attributes):
+            out = logits(model(x))
         if target is None:  # warm-up: learn the output's shape
             target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]),
                                    device=out.device)
@@ -254,7 +309,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
 
             # 2. Peak: the live-bytes tracker alone, around forward, backward, Adam.
             live = LiveBytes()
-            live.track(list(state.values()), opt_state, x, target)
+            live.track(list(state.values()), list(attributes.values()), opt_state, x, target)
             with live:
                 loss, _ = step(x, target)
                 loss.backward()

@@ -131,8 +131,12 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
         if refs[gid] == 0:
             sch.free(sizes[gid], keys[gid])
 
-    grad_of[g.calls[-1].outputs[0]] = new_grad(4, g.calls[-1].outputs[0])  # d loss / d loss = 1
-    refs[grad_of[g.calls[-1].outputs[0]]] = 1
+    # d loss / d loss = 1: ``loss.backward()`` makes it (``_make_grads``) and holds
+    # it in a local of ``torch.autograd.backward`` until the engine returns, so it
+    # outlives the loss's node (one reference for the node, one for Python).
+    root = new_grad(4, g.calls[-1].outputs[0])
+    grad_of[g.calls[-1].outputs[0]] = root
+    refs[root] = 2
     for c in reversed(g.calls):
         outs = [v for v in c.outputs if v in grad_of]
         arriving = []
@@ -166,6 +170,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
                 release(grad_of[v])
                 release(gid)
                 grad_of[v] = total
+    release(root)  # backward has returned
     # Adam(foreach=False), per parameter: denom = exp_avg_sq.sqrt() / c holds
     # two temporaries while the previous parameter's denom is still bound.
     prev, worst = 0, 0

@@ -33,31 +33,118 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from complexity.cost.measure import KEYS, measure, measure_cuda_peak
 from complexity.cost.predict import predict_with_unmodelled
-from complexity.cost.trainable import set_trainable
+from complexity.cost.trainable import last_layer, set_trainable
 from complexity.errors import reason
 from complexity.zoo import build_model
 
-__all__ = ["sweep", "slopes", "fit_slope", "ConfigurationError"]
+__all__ = ["sweep", "slopes", "fit_slope", "ConfigurationError", "preflight", "trainable_parts"]
 
 
 class ConfigurationError(ValueError):
     """One configuration of a sweep failed; the message names it and the cause."""
 
 
+def trainable_parts(model) -> dict:
+    """What trains under the model's current ``requires_grad``:
+    ``{"trainable_tensors": k, "frozen": [names], "head": name}`` — ``frozen`` the
+    outermost modules (or the model's own parameters) none of whose parameters
+    train, in model order; ``head`` the last layer (:func:`last_layer`), the one
+    a pattern most easily leaves out by mistake.
+
+    >>> from models.stack import Stack
+    >>> net = Stack(3, 4)
+    >>> _ = set_trainable(net, "1.*")
+    >>> trainable_parts(net)
+    {'trainable_tensors': 4, 'frozen': ['0', '2', 'head'], 'head': 'head'}
+    """
+    trains = {n: p.requires_grad for n, p in model.named_parameters()}
+    frozen: List[str] = []
+    for name, module in model.named_modules():
+        if not name or any(name.startswith(f + ".") for f in frozen):
+            continue
+        own = [trains[f"{name}.{n}"] for n, _ in module.named_parameters()]
+        if own and not any(own):
+            frozen.append(name)
+    frozen += [n for n, t in trains.items() if "." not in n and not t]  # the model's own
+    order = {n: i for i, n in enumerate(trains)}  # first parameter's position
+    first = {f: min(i for n, i in order.items() if n == f or n.startswith(f + "."))
+             for f in frozen}
+    return {"trainable_tensors": sum(trains.values()),
+            "frozen": sorted(frozen, key=first.get), "head": last_layer(model)}
+
+
+def is_value_dependent(e: BaseException) -> bool:
+    """Did ``e`` come from code that needs a tensor's values (``.item()``, a
+    data-dependent branch or shape), which meta and fake tensors do not have?"""
+    text = f"{type(e).__name__}: {e}"
+    return any(w in text for w in ("DataDependent", "on meta tensors", "data-dependent",
+                                   "cannot be called on meta", "has no data"))
+
+
+def preflight(name: str, modes: Sequence[str], shape: Tuple[int, int, int, int],
+              width: int = 16, layers: int = 1, model_args: Optional[dict] = None) -> None:
+    """Can ``name`` take a training step here, in every mode? Built on the meta
+    device (nothing allocated), each mode must train some parameter and one
+    forward of a ``shape`` batch (its channels replaced by the model's) must run
+    on shapes alone. Cheap next to :func:`sweep`, so a command calls it first;
+    :class:`ConfigurationError` with one line naming the model otherwise.
+
+    >>> preflight("stack", ["full", "last"], (2, 16, 8, 8), width=4)
+    >>> preflight("stack", ["nomatch.*"], (2, 4, 8, 8), width=4)
+    Traceback (most recent call last):
+    ...
+    complexity.cost.sweep.ConfigurationError: model stack: --trainable 'nomatch.*' matches no parameter name (e.g. '0.0.weight' … 'head.bias')
+    """
+    import torch
+
+    from complexity.cost.measure import make_input
+
+    try:
+        model, channels = build_model(name, layers, width, model_args)
+    except ValueError as e:  # ModelSpecError: one line that names the model already
+        raise ConfigurationError(str(e)) from None
+    except Exception as e:
+        raise ConfigurationError(f"model {name}: {reason(e)}") from None
+    for mode in modes:
+        try:
+            count = set_trainable(model, mode)
+        except ValueError as e:
+            raise ConfigurationError(f"model {name}: {e}") from None
+        if count == 0:
+            what = f"--mode {mode}" if mode in ("full", "last") else f"--trainable {mode!r}"
+            raise ConfigurationError(f"model {name}: {what} trains no parameter (the parameters "
+                                     "it selects hold no values); nothing to fine-tune")
+    batch = (shape[0], channels, *shape[2:])
+    try:
+        with torch.no_grad():
+            model(make_input(batch, device="meta"))
+    except Exception as e:
+        if is_value_dependent(e):
+            raise ConfigurationError(
+                f"model {name}: its forward reads tensor values ({reason(e)}), which the "
+                "shape-only step of finetune (meta and fake tensors) does not have") from None
+        raise ConfigurationError(f"model {name} cannot take a "
+                                 f"{'×'.join(map(str, batch))} image batch: {reason(e)}") from None
+
+
 def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[int, int]],
           batches: Sequence[int], modes: Sequence[str], width: int = 16,
           measured: bool = True, cuda: bool = False, progress=None,
-          how: str = "fake") -> List[dict]:
+          how: str = "fake", model_args: Optional[dict] = None) -> List[dict]:
     """One result per (model, layers, size, batch, mode): the JSON objects that
     ``finetune --format json`` prints, ``{"model", "layers", "size", "batch",
-    "mode", "trainable_params", "predicted": {KEYS}, "unmodelled": [call names],
-    "measured": {KEYS} or None}``, and with a measurement ``"measured_how"``:
+    "mode", "trainable_params", "trainable_tensors", "frozen", "head",
+    "predicted": {KEYS}, "unmodelled": [call names], "measured": {KEYS} or None}``
+    (``frozen`` and ``head``: :func:`trainable_parts`), and with a measurement
+    ``"measured_how"``:
     ``how``, ``"fake"`` (fake CPU tensors, any size) or ``"real"`` (a real CPU
     step; it must fit in memory), see :func:`measure`.
     ``layers`` applies to ``stack``; other models report their number of conv/linear
     layers. With ``cuda``, each result also holds ``"cuda_peak_bytes"``: one real
     step's ``torch.cuda.max_memory_allocated`` (:func:`measure_cuda_peak`) and
     ``"cuda_predicted_peak_bytes"``, the peak predicted for a CUDA step.
+    ``model_args``: constructor keyword arguments given to every model
+    (:func:`complexity.zoo.build_model`).
 
     Every configuration is predicted (a meta-device forward) before any is
     measured or reported to ``progress``, so a model that cannot take an input
@@ -66,7 +153,7 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
     for name in models:
         for n in (layers if name == "stack" else [None]):
             try:
-                model, channels = build_model(name, n or 1, width)
+                model, channels = build_model(name, n or 1, width, model_args)
             except Exception as e:
                 raise ConfigurationError(f"model {name}: {reason(e)}") from e
             if n is None:
@@ -78,12 +165,13 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
                         shape = (b, channels, h, w)
                         try:
                             trainable = set_trainable(model, mode)
+                            parts = trainable_parts(model)
                             pred, unmodelled = predict_with_unmodelled(model, shape)
                         except Exception as e:
                             raise ConfigurationError(f"{label}: {reason(e)}") from e
                         configs.append((label, model, mode, shape, {
                             "model": name, "layers": n, "size": [h, w], "batch": b,
-                            "mode": mode, "trainable_params": trainable,
+                            "mode": mode, "trainable_params": trainable, **parts,
                             "predicted": pred, "unmodelled": unmodelled, "measured": None}))
     results = []
     for label, model, mode, shape, result in configs:

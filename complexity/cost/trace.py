@@ -26,7 +26,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from complexity.cost.graph import Call, Graph
-from complexity.cost.measure import loss_target, logits, make_input
+from complexity.cost.measure import loss_target, logits, make_input, stand_ins, tensor_attributes
 from complexity.cost.rules import Context, lookup
 from complexity.counting.hooks import mode
 
@@ -140,8 +140,6 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
 
     Parameters are replaced by meta stand-ins with the same ``requires_grad``; the
     model itself is not modified (its train/eval modes are restored)."""
-    from torch.func import functional_call
-
     g = Graph()
     # Where the real step runs: the parameters' device, and the CPU for a meta model
     # (the measurement steps it on fake CPU tensors; kernels differ by device).
@@ -154,6 +152,12 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
     for n, b in model.named_buffers():
         state[n] = torch.empty_like(b, device="meta")
         g.add_state(state[n])
+    # Plain tensor attributes (neither parameter nor buffer): meta stand-ins,
+    # resident like buffers (the measurement copies them to the step's device).
+    attributes = {k: torch.empty_like(t, device="meta")
+                  for k, t in tensor_attributes(model).items()}
+    for t in attributes.values():
+        g.add_state(t)
     x = make_input(input_shape, input_dtype, input_high, device="meta")
     g.resident.add(g.value_storage[g.value(x)])
     # A module's caller holds the module's arguments until it returns, whatever
@@ -170,8 +174,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
     hooks = [nn.modules.module.register_module_forward_pre_hook(pre),
              nn.modules.module.register_module_forward_hook(post)]
     try:
-        with mode(model, True), torch.enable_grad(), Tracer(g):
-            out = logits(functional_call(model, state, (x,)))
+        with mode(model, True), torch.enable_grad(), stand_ins(model, state, attributes), \
+                Tracer(g):
+            out = logits(model(x))
         if target is None:
             target = torch.empty(out.shape[0], *out.shape[2:], dtype=torch.long, device="meta")
         target = loss_target(out, target.to("meta"))

@@ -6,7 +6,10 @@ and plots.
 ...      "measured": dict.fromkeys(KEYS, 104)}
 >>> rows = table_rows([r])
 >>> rows[0][-3:]
-['100', '104', '-3.85%']
+['100 B', '104 B', '-3.85%']
+
+Tables show bytes and FLOPs in human units (:mod:`complexity.output.units`: MiB,
+GFLOPs, 3 significant digits); CSV and JSON keep the exact integers.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from typing import List, Sequence
 from complexity.cost.measure import KEYS
 from complexity.cost.predict import mark
 from complexity.cost.sweep import slopes
+from complexity.output.units import bytes_text, flops_text
 
 MEMORY = ("param_bytes", "grad_bytes", "optimizer_bytes", "saved_activation_bytes", "peak_bytes")
 FLOPS = ("forward_flops", "backward_flops")
@@ -34,9 +38,19 @@ def error_pct(predicted: int, measured: int) -> float:
 HEADERS = ("model", "n", "size", "batch", "mode", "quantity", "predicted", "measured", "error")
 
 
+def quantity_text(quantity: str, n) -> str:
+    """A value of ``quantity`` in human units: bytes binary, FLOPs decimal.
+
+    >>> quantity_text("peak_bytes", 3 * 2**20), quantity_text("forward_flops", 2_500_000_000)
+    ('3.00 MiB', '2.50 GFLOPs')
+    """
+    return flops_text(n) if quantity.endswith("_flops") else bytes_text(n)
+
+
 def table_cells(results: Sequence[dict]) -> List[list]:
     """The sweep's rows as :class:`~complexity.output.tables.Cell` s: a table shows
-    ``≥ 1,234`` and ``+0.50%``, CSV gets 1234 and 0.5 (error in percent)."""
+    ``≥ 1.18 MiB``, ``4.09 GFLOPs`` and ``+0.50%``, CSV gets 1234567, 4089184256
+    and 0.5 (error in percent)."""
     from complexity.output.tables import Cell
 
     rows = []
@@ -48,10 +62,73 @@ def table_cells(results: Sequence[dict]) -> List[list]:
             err = None if m is None else error_pct(p, m)
             rows.append([r["model"], r["layers"], Cell("%dx%d" % tuple(r["size"]),
                                                        "%d×%d" % tuple(r["size"])),
-                         r["batch"], r["mode"], q, Cell(p, bound + f"{p:,}"),
-                         Cell(m, "" if m is None else f"{m:,}"),
+                         r["batch"], r["mode"], q, Cell(p, bound + quantity_text(q, p)),
+                         Cell(m, "" if m is None else quantity_text(q, m)),
                          Cell(err, "" if err is None else f"{err:+.2f}%")])
     return rows
+
+
+def name_runs(names: Sequence[str], most: int = 12) -> str:
+    """Module names, runs of three or more consecutive numbers joined, and a long
+    list cut in the middle.
+
+    >>> name_runs(["conv1", "bn1", "layer1", "layer2", "layer3", "fc"])
+    'conv1, bn1, layer1–3, fc'
+    >>> name_runs([str(i) for i in range(40)] + ["head"])
+    '0–39, head'
+    """
+    import re
+
+    parts: List[list] = []  # [prefix, first, last] or [name]
+    for name in names:
+        m = re.fullmatch(r"(.*?)(\d+)", name)
+        if m and parts and len(parts[-1]) == 3 and parts[-1][0] == m.group(1) \
+                and parts[-1][2] + 1 == int(m.group(2)):
+            parts[-1][2] += 1
+        elif m:
+            parts.append([m.group(1), int(m.group(2)), int(m.group(2))])
+        else:
+            parts.append([name])
+    texts: List[str] = []
+    for part in parts:
+        if len(part) == 1:
+            texts.append(part[0])
+        elif part[2] - part[1] >= 2:
+            texts.append(f"{part[0]}{part[1]}–{part[2]}")
+        else:
+            texts += [f"{part[0]}{i}" for i in range(part[1], part[2] + 1)]
+    if len(texts) > most:
+        texts = texts[:most - 3] + [f"… ({len(texts) - most + 1} more)"] + texts[-2:]
+    return ", ".join(texts)
+
+
+def frozen_lines(results: Sequence[dict]) -> List[str]:
+    """One line per (model, n, mode) that freezes something: what trains, what is
+    frozen, and the head named when a mode leaves it frozen (``--trainable
+    'layer4.*'`` on a ResNet freezes ``fc``)."""
+    lines, seen = [], set()
+    for r in results:
+        key = (r["model"], r["layers"], r["mode"])
+        if key in seen or not r.get("frozen"):
+            continue
+        seen.add(key)
+        head = r.get("head") or ""
+        text = name_runs(r["frozen"])
+        holder = next((f for f in r["frozen"] if f == head or head.startswith(f + ".")), None)
+        if holder is not None:  # a frozen head is the likeliest mistake: say so
+            note = "the head" if holder == head else f"with the head {head}"
+            items = text.split(", ")
+            if holder in items:
+                items[items.index(holder)] += f" ({note})"
+                text = ", ".join(items)
+            else:
+                text += f" (the head {head} among them)"
+        mode = r["mode"] if r["mode"] in ("full", "last") else f"trainable {r['mode']}"
+        tensors = r.get("trainable_tensors")
+        lines.append(f"{r['model']} n={r['layers']}, {mode}: {r['trainable_params']:,} "
+                     f"parameters" + (f" in {tensors} tensors" if tensors is not None else "")
+                     + f" train; frozen: {text}")
+    return lines
 
 
 def table_rows(results: Sequence[dict]) -> List[list]:
@@ -72,11 +149,13 @@ def slope_rows(results: Sequence[dict]) -> List[list]:
     source = "measured" if results and results[0]["measured"] else "predicted"
     rows = []
     for against in ("layers", "pixels"):
+        whole = set()
         for tail in (False, True):
             for s in slopes(results, against, source, tail):
-                if tail and len({tuple(r["size"]) if against == "pixels" else r["layers"]
-                                 for r in results}) < 3:
-                    continue  # two points: the tail is the whole range
+                key = (s["model"], s["mode"], s["batch"], str(s["fixed"]), tuple(s["range"]))
+                if tail and key in whole:
+                    continue  # two points in this group: the tail is the whole range
+                whole.add(key)
                 rows.append([s["model"], s["mode"], "n" if against == "layers" else "H·W",
                              "%d–%d" % tuple(s["range"]), s["batch"]] + [slope_text(s[q]) for q in KEYS])
     return rows
@@ -108,6 +187,10 @@ def render(results: Sequence[dict], fmt: str) -> str:
     if fmt == "csv":
         return main
     out = [main]
+    frozen = frozen_lines(results)
+    if frozen:
+        bullet = "- " if fmt == "markdown" else "  "
+        out.append(prose("What trains:\n" + "\n".join(bullet + f for f in frozen), fmt))
     unmodelled = sorted({c for r in results for c in r.get("unmodelled", [])})
     if unmodelled:
         out.append(prose("≈ (unmodelled: " + ", ".join(unmodelled) + "): no rule for these "
@@ -125,8 +208,8 @@ def render(results: Sequence[dict], fmt: str) -> str:
         out.append(prose("Training FLOPs (forward + backward), full / last:", fmt))
         out.append(table(ratios, ["model", "n", "size", "batch", "full / last"], (1, 3, 4)))
     cuda = [[r["model"], r["layers"], "%d×%d" % tuple(r["size"]), r["batch"], r["mode"],
-             f"{r.get('cuda_predicted_peak_bytes', r['predicted']['peak_bytes']):,}",
-             f"{r['cuda_peak_bytes']:,}",
+             bytes_text(r.get('cuda_predicted_peak_bytes', r['predicted']['peak_bytes'])),
+             bytes_text(r['cuda_peak_bytes']),
              f"{error_pct(r.get('cuda_predicted_peak_bytes', r['predicted']['peak_bytes']), r['cuda_peak_bytes']):+.2f}%"]
             for r in results if "cuda_peak_bytes" in r]
     if cuda:

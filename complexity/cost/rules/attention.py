@@ -128,9 +128,64 @@ def scaled_dot_product_attention(ctx: Context) -> Optional[bool]:
     if second[2] is not None:
         kept.append(ctx.input_storage(iv) if second[2] == "same" else ctx.new_storage(second[2]))
     ctx.call.kept = kept
+    made = sum(ctx.graph.storage_bytes[s] for s in dict.fromkeys(kept) if s < 0)
+    out_bytes = ctx.outs[0].numel() * ctx.outs[0].element_size()
+    ctx.call.transient = max(0, _math_high_water(qs, kt, scores, v, mask, p, first, second,
+                                                 bool(ctx.arg(5, "is_causal", False)))
+                             - out_bytes - made)
     ctx.call.forward_flops = first[0] + second[0]
     ctx.call.backward_flops = first[0] * (int(gq) + int(gk)) + second[0] * (int(gq or gk) + int(gv))
     return None
+
+
+def _nbytes(t) -> int:
+    return t.numel() * t.element_size()
+
+
+def _math_high_water(qs, kt, scores, v, mask, p: float, first, second, causal: bool) -> int:
+    """The most bytes the math path has alive at once beyond its arguments, its
+    output included (``_scaled_dot_product_attention_math``, op by op as a
+    dispatch log shows it on the CPU): the float mask made from a boolean or causal
+    one; ``q·√s`` (a local, alive to the end); ``kᵀ·√s`` and the copies
+    ``matmul`` makes to fold each operand to 3-D (freed when the product returns,
+    unless kept); the scores; ``scores + mask`` (out of place); the softmax; on
+    dropout, its noise and the dropped weights (alive to the end: returned as the
+    call's second result); the copies of the second product and its output.
+    ``first``, ``second``: :func:`.matmul.matmul_plan` of each product, kept-for-
+    backward answers (``"same"``, bytes of a copy, None); what they keep stays
+    alive to the end. Without a gradient nothing is kept, but the intermediates
+    still exist: this is the call's transient peak (BERT, GPT-2 with attention
+    dropout, ``last`` mode)."""
+    q_b, k_b, s_b = _nbytes(qs), _nbytes(kt), _nbytes(scores)
+    out_b = _nbytes(scores) // scores.shape[-1] * v.shape[-1]
+    copy1 = matmul_plan(qs, kt, True, True)        # copies made whether or not kept
+    copy2 = matmul_plan(scores, v, True, True)
+    copies1 = sum(c for c in copy1[1:] if c != "same")
+    copies2 = sum(c for c in copy2[1:] if c != "same")
+    moments = []
+    mask_b = 0
+    if causal:  # ones(L, S).tril() (bool), then where() to a float mask, after q·√s
+        ls = scores.shape[-2] * scores.shape[-1]
+        moments += [q_b + 2 * ls, q_b + ls + 8 + ls * qs.element_size()]
+        mask_b = ls * qs.element_size()
+    elif mask is not None and mask.dtype == torch.bool:  # where(mask, 0, -inf): two scalars
+        mask_b = mask.numel() * qs.element_size()
+        moments.append(mask_b + 8)
+    base = q_b + mask_b
+    # After the first product: what it keeps of kᵀ·√s or the copies (q·√s is alive anyway).
+    after1 = sum(c for c in first[1:] if c not in (None, "same"))
+    after1 += k_b if first[2] == "same" else 0
+    moments.append(base + k_b + copies1 + s_b)
+    if mask is not None or causal:
+        moments.append(base + after1 + 2 * s_b)    # scores + mask, out of place
+    moments.append(base + after1 + 2 * s_b)        # the softmax beside its argument
+    grad_w = first[1] is not None or first[2] is not None  # q or k receives a gradient
+    after2 = 0
+    if p > 0:
+        moments.append(base + after1 + 3 * s_b)    # softmax, noise, dropped weights
+        after2 = 2 * s_b if grad_w else 0           # softmax result and noise, kept
+    moments.append(base + after1 + after2 + s_b + copies2 + out_b)
+    return max(moments)
 
 
 def _keep_mask(ctx: Context) -> None:
