@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from complexity.cli import (derive, finetune, invariance, profile, report, reproduce, segment,
-                            sweep_batch, train)
+from complexity.cli import (derive, finetune, fit, invariance, profile, report, reproduce,
+                            segment, sweep_batch, train)
 from complexity.cli.common import OneLineParser, UsageError
 
 COMMANDS = {
     "report": report,
     "finetune": finetune,
+    "fit": fit,
     "profile": profile,
     "derive": derive,
     "segment": segment,

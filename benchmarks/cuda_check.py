@@ -1,0 +1,156 @@
+"""The caching-allocator model against a real GPU: ``python benchmarks/cuda_check.py``.
+
+For a handful of models (resnet18 and resnet50, all layers and the last, at
+224×224; a small ViT), one training loop of three Adam(foreach=False) steps on
+CUDA, as :func:`complexity.cost.measure.measure_cuda_peak` steps it, with the peak
+statistics reset before the third: ``torch.cuda.max_memory_allocated`` and
+``max_memory_reserved`` against :func:`complexity.cost.cuda_memory.cuda_step` on
+the schedule of the same step traced for CUDA. cuBLAS and cuDNN are warmed up
+first and what they then hold is the baseline, subtracted from the measured
+figures (it is part of what ``fit --reserve`` stands for). Prints a markdown
+table for reports/cuda.md; without a CUDA device it says so and exits 0.
+
+Options: ``--batch 32`` (``--batch-vit 64``), ``--only resnet18,vit``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def small_vit():
+    from torchvision.models import VisionTransformer
+
+    return VisionTransformer(image_size=224, patch_size=16, num_layers=4, num_heads=4,
+                             hidden_dim=256, mlp_dim=512, num_classes=1000)
+
+
+def cases(batch: int, batch_vit: int):
+    """(row name, model factory on the meta device, mode, input shape)."""
+    import torch
+
+    from complexity.zoo import build_model
+
+    for name in ("resnet18", "resnet50"):
+        for mode in ("full", "last"):
+            yield name, lambda name=name: build_model(name)[0], mode, (batch, 3, 224, 224)
+
+    def vit():
+        with torch.device("meta"):
+            return small_vit()
+
+    for mode in ("full", "last"):
+        yield "vit (4 layers, 256 wide)", vit, mode, (batch_vit, 3, 224, 224)
+
+
+def measured(model, shape):
+    """(max_memory_allocated, max_memory_reserved) of the third of three steps, less
+    the baseline held before the model was made."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from complexity.cost.measure import logits
+
+    torch.cuda.synchronize()
+    torch.cuda.empty_cache()
+    base_alloc, base_res = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+    dev = torch.device("cuda")
+    net = copy.deepcopy(model).to_empty(device=dev)
+    for (_, p), (_, q) in zip(model.named_parameters(), net.named_parameters()):
+        q.requires_grad_(p.requires_grad)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.01)
+        for name, b in net.named_buffers():
+            b.fill_(1 if name.endswith("running_var") else 0)
+    net.train()
+    x = torch.randn(*shape, device=dev)
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3,
+                           foreach=False)
+    target = None
+    for step in range(3):
+        if step == 2:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        out = logits(net(x))
+        if target is None:
+            target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]), device=dev)
+        loss = F.cross_entropy(out, target)
+        del out
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        del loss
+    torch.cuda.synchronize()
+    got = (torch.cuda.max_memory_allocated() - base_alloc,
+           torch.cuda.max_memory_reserved() - base_res)
+    del net, opt, x, target
+    torch.cuda.empty_cache()
+    return got
+
+
+def predicted(model, shape):
+    from complexity.cost.cuda_memory import cuda_step
+    from complexity.cost.step_formula import step_log
+
+    log = step_log(model, shape, "cuda")
+    r = cuda_step(log["resident_blocks"], log["events"], log["trainable_sizes"], steps=3)
+    return r["allocated"], r["reserved"], log["values"]["peak_bytes"]
+
+
+def warm_up():
+    """cuBLAS and cuDNN handles and workspaces, made once, before any baseline."""
+    import torch
+
+    a = torch.randn(256, 256, device="cuda", requires_grad=True)
+    (a @ a).sum().backward()
+    c = torch.nn.Conv2d(3, 8, 3).cuda()
+    c(torch.randn(2, 3, 16, 16, device="cuda")).sum().backward()
+    torch.cuda.synchronize()
+    del a, c
+    torch.cuda.empty_cache()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--batch-vit", type=int, default=64)
+    p.add_argument("--only", default="", help="substrings of the row names, comma-separated")
+    args = p.parse_args(argv)
+    import torch
+
+    from complexity.cost.trainable import set_trainable
+    from complexity.output.units import bytes_text
+
+    if not torch.cuda.is_available():
+        print("cuda_check: no CUDA device on this machine; nothing measured "
+              "(run it where a GPU is lent)")
+        return 0
+    warm_up()
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}; baseline after "
+          f"warm-up: {torch.cuda.memory_allocated():,} B allocated, "
+          f"{torch.cuda.memory_reserved():,} B reserved (subtracted)\n")
+    print("| model | mode | batch | exact peak | allocated predicted | allocated measured | error "
+          "| reserved predicted | reserved measured | error |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    only = [s for s in args.only.split(",") if s]
+    for name, make, mode, shape in cases(args.batch, args.batch_vit):
+        if only and not any(s in name for s in only):
+            continue
+        model = make()
+        set_trainable(model, mode)
+        pa, pr, exact = predicted(model, shape)
+        ma, mr = measured(model, shape)
+        err = lambda p, m: f"{100 * (p - m) / m:+.2f}%" if m else ""  # noqa: E731
+        print(f"| {name} | {mode} | {shape[0]} | {bytes_text(exact)} | {pa:,} | {ma:,} | "
+              f"{err(pa, ma)} | {pr:,} | {mr:,} | {err(pr, mr)} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

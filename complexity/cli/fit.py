@@ -1,0 +1,163 @@
+"""``python -m complexity fit``: will one training step fit in a memory budget, for
+each trainable set, and what is the largest batch that does? Wires
+:func:`complexity.cost.step_formula.will_it_fit` to the options; imports torch
+only inside :func:`run`."""
+from __future__ import annotations
+
+import argparse
+import re
+from fractions import Fraction
+
+from complexity.cli.common import UsageError, distinct, emit, positive_int, size
+from complexity.cli.model_args import MODEL_HELP, add_model_args_option, given_model_args
+from complexity.errors import reason
+from complexity.output.tables import FORMATS
+
+HELP = "will a training step fit in a memory budget? verdict, largest batch, peak and its parts"
+EPILOG = """examples:
+  python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --mode full,last --trainable 'layer4.*,fc.*'
+  python -m complexity fit unet --size 64 --budget 2GiB --device cpu --format json"""
+
+#: units of a size: binary (KiB … and the bare K, M, G, T, as ls -h and nvidia-smi
+#: write them) and decimal (kB, MB, GB, TB, SI)
+UNITS = {"": 1, "b": 1,
+         "k": 2**10, "kib": 2**10, "m": 2**20, "mib": 2**20, "g": 2**30, "gib": 2**30,
+         "t": 2**40, "tib": 2**40,
+         "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+
+
+def byte_size(text: str, allow_zero: bool = False) -> int:
+    """``24GiB``, ``24 GB``, ``24G``, ``1.5TiB`` or plain bytes → bytes (an integer,
+    rounded down). GiB/G are 2³⁰ bytes, GB 10⁹.
+
+    >>> byte_size("24GiB") == byte_size("24G") == 24 * 2**30, byte_size("24 GB")
+    (True, 24000000000)
+    >>> byte_size("1.5TiB") == 3 * 2**39, byte_size("4096")
+    (True, 4096)
+    """
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*", text)
+    unit = m and UNITS.get(m.group(2).lower())
+    if not m or unit is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size (write e.g. 24GiB, 24G, 24 GB, 1.5TiB or a number of bytes)")
+    value = int(Fraction(m.group(1)) * unit)
+    if value < 0 or (value == 0 and not allow_zero):
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range (need a size > 0)")
+    return value
+
+
+def _words(text: str):
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    if not words:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no value")
+    return distinct(words, text)
+
+
+def _modes(text: str):
+    words = _words(text)
+    bad = [w for w in words if w not in ("full", "last")]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{bad[0]!r} is not a mode (choose full, last; "
+                                         "or give --trainable GLOB)")
+    return words
+
+
+def _budget(text: str) -> int:
+    return byte_size(text)
+
+
+def _reserve(text: str) -> int:
+    return byte_size(text, allow_zero=True)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    add_model_args_option(p)
+    p.add_argument("--budget", type=_budget, required=True, metavar="SIZE",
+                   help="memory to fit in: 24GiB, 24G (binary), 24GB (decimal), 1.5TiB or bytes")
+    p.add_argument("--mode", type=_modes, default=["full", "last"], metavar="full,last",
+                   help="full = every parameter trains; last = only the last layer (full,last)")
+    p.add_argument("--trainable", type=_words, action="append", metavar="GLOB[,GLOB]",
+                   help="parameter-name globs (e.g. 'layer4.*,fc.*'): one more trainable set; "
+                   "repeatable: each --trainable is a set of its own")
+    p.add_argument("--batch", type=positive_int, default=32, metavar="B", help="batch size (32)")
+    p.add_argument("--size", type=lambda t: size(t, minimum=1), default=(224, 224),
+                   metavar="H|HxW", help="input height and width (224)")
+    p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                   help="cuda (default): the caching allocator's predicted max_memory_reserved "
+                   "plus --reserve must fit; cpu: the exact peak must fit")
+    p.add_argument("--reserve", type=_reserve, default=None, metavar="SIZE",
+                   help="cuda: memory the CUDA context and libraries hold outside the "
+                   "allocator (default 512MiB, an estimate)")
+    p.add_argument("--format", choices=FORMATS, default="table")
+
+
+def _build(name: str, model_args: dict):
+    """(model on the meta device, input channels); UsageError when it cannot be built."""
+    import torch
+
+    from complexity.zoo import build_model, parse_spec
+
+    try:
+        if not model_args:
+            return build_model(name)
+        spec = parse_spec(name, model_args)
+        try:
+            with torch.device("meta"):
+                return spec.build(), spec.input_channels
+        except ValueError:  # a constructor that reads values: built on the CPU
+            with torch.device("cpu"):
+                return spec.build().to("meta"), spec.input_channels
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except Exception as e:
+        raise UsageError(f"model {name}: {reason(e)}") from None
+
+
+def run(args) -> int:
+    from complexity.cost.cuda_memory import DEFAULT_RESERVE
+    from complexity.cost.step_formula import FormulaError, will_it_fit
+    from complexity.cost.trainable import set_trainable
+    from complexity.output import fit as fit_report
+    from complexity.output.units import bytes_text
+
+    # every option first: nothing is traced before the last check passes
+    if args.reserve is not None and args.device != "cuda":
+        raise UsageError("--reserve applies to --device cuda only")
+    reserve = DEFAULT_RESERVE if args.reserve is None else args.reserve
+    sets = list(args.mode)
+    for group in args.trainable or []:
+        joined = ",".join(group)
+        if joined in sets:
+            raise UsageError(f"--trainable {joined!r} is given twice; give each set once")
+        sets.append(joined)
+    model, channels = _build(args.model, given_model_args(args.model_args))
+    weights = sum(t.numel() * t.element_size()
+                  for t in (*model.parameters(), *model.buffers()))
+    floor = weights + (reserve if args.device == "cuda" else 0)
+    if args.budget < floor:
+        extra = (f" plus the {bytes_text(reserve)} reserve for the CUDA context"
+                 if args.device == "cuda" else "")
+        raise UsageError(f"--budget {bytes_text(args.budget)} is smaller than the weights "
+                         f"alone ({weights / 2**30:.4f} GiB = {bytes_text(weights)}{extra}): "
+                         "nothing can train")
+    for s in sets:
+        if s not in ("full", "last"):
+            try:
+                set_trainable(model, s)
+            except ValueError as e:
+                raise UsageError(f"model {args.model}: {e}") from None
+    h, w = args.size
+    results = []
+    for s in sets:
+        set_trainable(model, s)
+        try:
+            r = will_it_fit(model, (channels, h, w), args.batch, args.budget,
+                            device=args.device, reserve=reserve)
+        except FormulaError as e:
+            raise UsageError(f"model {args.model}, {s}: no verified formula ({e})") from None
+        except Exception as e:  # the forward failed: a size or input it cannot take
+            raise UsageError(f"model {args.model} cannot take a {h}x{w} input "
+                             f"({reason(e)})") from None
+        results.append({"model": args.model, "mode": s, "size": [h, w], **r})
+    return emit(fit_report.render(results, args.format))

@@ -1,0 +1,96 @@
+"""Renderings of ``fit``: one row per trainable set (table, markdown, latex, csv)
+or the JSON array.
+
+>>> r = {"model": "m", "mode": "full", "device": "cpu", "batch": 4, "size": [8, 8],
+...      "budget_bytes": 2**30, "peak_bytes": 3 * 2**20, "fits": True, "max_batch": 1300,
+...      "parts": {"weights": 2**20, "grads": 0, "optimizer": 2**20, "activations": 2**20,
+...                "transient": 0}, "dominant": "weights", "cuda": None, "unmodelled": []}
+>>> table_rows([r])[0][:6]
+['m', 'full', 4, '8×8', '3.00 MiB', 'yes']
+"""
+from __future__ import annotations
+
+import json
+from typing import List, Sequence
+
+from complexity.output.tables import Cell, prose, render_table
+from complexity.output.units import bytes_text
+
+PARTS = ("weights", "grads", "optimizer", "activations", "transient")
+#: the keys of each JSON object, in order (the contract of docs/cli.md)
+JSON_KEYS = ("model", "mode", "device", "batch", "size", "budget_bytes", "peak_bytes", "fits",
+             "max_batch", "parts", "dominant", "cuda", "peak_formula", "unmodelled")
+
+
+def _bytes(n) -> Cell:
+    return Cell(n, bytes_text(n))
+
+
+def headers(results: Sequence[dict]) -> List[str]:
+    """The columns: the cuda ones only when the results are for a CUDA device."""
+    cuda = any(r["cuda"] for r in results)
+    return (["model", "mode", "batch", "size", "peak", "fits", "max batch"]
+            + (["allocated", "reserved", "reserve (estimate)"] if cuda else [])
+            + list(PARTS) + ["dominant"])
+
+
+def table_cells(results: Sequence[dict]) -> List[list]:
+    """One row per trainable set; byte counts in binary units (CSV: exact bytes)."""
+    rows = []
+    cuda = any(r["cuda"] for r in results)
+    for r in results:
+        approx = "≈ " if r.get("unmodelled") else ""
+        mb = r["max_batch"]
+        row = [r["model"], r["mode"], r["batch"], Cell("%dx%d" % tuple(r["size"]),
+                                                       "%d×%d" % tuple(r["size"])),
+               Cell(r["peak_bytes"], approx + bytes_text(r["peak_bytes"])),
+               Cell(r["fits"], "yes" if r["fits"] else "no"),
+               Cell(mb, "any" if mb is None else "none" if mb == 0 else f"{mb:,}")]
+        if cuda:
+            c = r["cuda"] or {}
+            row += [_bytes(c.get("allocated")), _bytes(c.get("reserved")),
+                    _bytes(c.get("reserve_for_context"))]
+        row += [_bytes(r["parts"][p]) for p in PARTS] + [r["dominant"]]
+        rows.append(row)
+    return rows
+
+
+def table_rows(results: Sequence[dict]) -> list:
+    """The rows as a table shows them."""
+    return [[getattr(c, "text", c) for c in row] for row in table_cells(results)]
+
+
+def note(results: Sequence[dict]) -> str:
+    """What the verdict compares, under the table."""
+    r = results[0]
+    budget = f"budget {bytes_text(r['budget_bytes'])} ({r['budget_bytes']:,} bytes)"
+    if r["device"] == "cuda":
+        what = ("fits = the caching allocator's predicted max_memory_reserved + the reserve "
+                "for the CUDA context (an estimate, --reserve) <= budget")
+    else:
+        what = "fits = the predicted peak of one step (every live tensor) <= budget"
+    if r["device"] == "cuda":
+        how = ("found by bisection on the allocator model below the bound the peak's "
+               "formula in B gives, and checked on fresh traces")
+    else:
+        how = "solved from the peak's formula in B and proved by two concrete predictions"
+    lines = [f"{budget}; {what}.",
+             f"max batch: the largest batch that fits, {how} (it fits, one more does not); "
+             "peak (predicted: every live tensor, no allocator) and its parts at the given batch."]
+    if any(x.get("unmodelled") for x in results):
+        lines.append("≈: some calls have no cost rule (unmodelled); the figures are approximate.")
+    return "\n".join(lines)
+
+
+def render(results: Sequence[dict], fmt: str) -> str:
+    """``fit``'s output in ``fmt`` (``json``: the array of :data:`JSON_KEYS` objects)."""
+    if fmt == "json":
+        return json.dumps([{k: r[k] for k in JSON_KEYS} for r in results], indent=2)
+    hs = headers(results)
+    table = render_table(table_cells(results), hs, fmt,
+                         numeric_columns=[i for i, h in enumerate(hs)
+                                          if h not in ("model", "mode", "size", "fits",
+                                                       "dominant")])
+    if fmt == "csv":
+        return table
+    return table + "\n\n" + prose(note(results), fmt)
