@@ -244,18 +244,23 @@ def profile(model, input_shape=None, convention: str = "torch", device: str = "m
 class Derivation:
     """Verified formulas for params, outputs and MACs in chosen symbols.
 
-    ``formulas``: sympy expressions in positive-integer symbols; they hold on
-    ``domain`` (per symbol ``{"min", "step", "residue"}``: every value ≥ min
-    congruent to residue modulo step) and were checked at ``verified_points``
-    random points of it, none used to build them. ``symbols`` maps each symbol to
-    the constructor argument it binds, or ``"input[i]"`` for an input dimension.
+    ``formulas``: sympy expressions in positive-integer symbols (``floor`` and
+    ``ceiling`` of strided layers kept when ``method`` is ``"symbolic"``); they hold
+    on ``domain`` (per symbol ``{"min", "step", "residue"}``: every value ≥ min
+    congruent to residue modulo step) where every one of ``guards`` holds (sympy
+    relations as text; the conditions of the symbolic trace not implied by the
+    rest) and were checked at ``verified_points`` random points of it, none used to
+    build them. ``symbols`` maps each symbol to the constructor argument it binds,
+    or ``"input[i]"`` for an input dimension. ``method``: ``"symbolic"`` (one
+    forward on symbolically sized fake tensors) or ``"interpolation"`` (exact
+    interpolation of concrete counts).
 
     >>> from torch import nn
-    >>> d = derive(lambda: nn.Conv2d(2, 3, 3, padding=1), "H,W", (1, 2, 8, 8))
+    >>> d = derive(lambda: nn.Conv2d(2, 3, 3, stride=2, padding=1), "H,W", (1, 2, 8, 8))
     >>> d.formulas["macs"], d.domain_text
-    (54*H*W, 'H >= 1; W >= 1')
-    >>> d.at(H=10, W=20)["macs"]
-    10800
+    (54*ceiling(H/2)*ceiling(W/2), 'H >= 2; W >= 2')
+    >>> d.at(H=11, W=20)["macs"]  # 54 · 6 · 10
+    3240
     """
 
     model: str
@@ -267,6 +272,8 @@ class Derivation:
     narrowed: List[str]
     formulas: Dict[str, Any]
     verified_points: int
+    guards: List[str] = field(default_factory=list)
+    method: str = "interpolation"
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON of ``python -m complexity derive --format json`` (formulas as
@@ -274,6 +281,7 @@ class Derivation:
         return {"model": self.model, "input": list(self.input), "convention": self.convention,
                 "symbols": dict(self.symbols), "domain": {n: dict(d) for n, d in self.domain.items()},
                 "domain_text": self.domain_text, "narrowed": list(self.narrowed),
+                "guards": list(self.guards), "method": self.method,
                 "formulas": {q: str(f) for q, f in self.formulas.items()},
                 "verified_points": self.verified_points}
 
@@ -292,6 +300,14 @@ class Derivation:
             if isinstance(v, bool) or not isinstance(v, int) or v < d["min"] or \
                     (v - d["residue"]) % d["step"]:
                 raise ValueError(f"{n}={v!r} is outside the verified domain ({self.domain_text})")
+        if self.guards:
+            import sympy as sp
+
+            names = {n: sp.Symbol(n, integer=True, positive=True) for n in self.symbols}
+            point = {names[n]: v for n, v in values.items()}
+            for g in self.guards:
+                if not bool(sp.sympify(g, locals=names).xreplace(point)):
+                    raise ValueError(f"{values} is outside the verified domain ({self.domain_text})")
         out = {}
         for q, f in self.formulas.items():
             subs = {s: values[s.name] for s in f.free_symbols}
@@ -313,7 +329,7 @@ class Derivation:
         return render_derive(self.to_dict())
 
 
-def derive(model, symbols: Union[str, Sequence[str]], input_shape=None, *,
+def derive(model, symbols: Union[str, Sequence[str], None] = None, input_shape=None, *,
            model_args: Optional[Dict[str, Any]] = None, convention: str = "torch",
            device: str = "meta", checks: int = 20, seed: int = 0,
            max_degree: int = 4) -> Derivation:
@@ -323,7 +339,9 @@ def derive(model, symbols: Union[str, Sequence[str]], input_shape=None, *,
     ``"package.module:factory"``), a factory (any callable returning an
     ``nn.Module``; its keyword arguments can be symbols), or an ``nn.Module`` (then
     only input dimensions can be symbols). ``symbols``: ``"H,W"`` or a list —
-    ``H``/``W`` (input size), a constructor argument (``width_per_group``),
+    ``H``/``W`` (input size), a letter of ``input_shape`` given as text
+    (``"1,3,H,W"``, ``"B,3,H,W"``: those dimensions are symbols, and ``symbols``
+    may be None), a constructor argument (``width_per_group``),
     ``NAME=argument`` (``NF=num_filters``), or for cnn/unet ``NF``, ``NC``, ``k``,
     ``NIC``. Defaults as ``python -m complexity derive``: input as in
     :func:`profile`, convention ``torch``, meta device, ``checks=20`` random
@@ -341,13 +359,31 @@ def derive(model, symbols: Union[str, Sequence[str]], input_shape=None, *,
     from torch import nn
 
     from complexity.counting.derive import (DeriveError, bind_symbols, derive as _derive,
-        domain_text, model_counter, parse_symbols)
+        domain_text, model_counter, parse_symbolic_input, parse_symbols)
 
     if checks < 20:
         raise ValueError(f"checks={checks} is too few (need >= 20 verification points)")
-    text = symbols if isinstance(symbols, str) else ",".join(symbols)
-    parse_symbols(text)  # the names as text, before any model is built
+    text = symbols if isinstance(symbols, str) or symbols is None else ",".join(symbols)
+    text = (text or "").strip()
     module_given = isinstance(model, nn.Module)
+    # Letters in the input shape ("1,3,H,W") are symbols of those dimensions; their
+    # base value is the default input's size there (64 where there is none).
+    input_dims: Dict[str, int] = {}
+    if isinstance(input_shape, str) and any(c.isalpha() or c == "_" for c in input_shape):
+        template = parse_symbolic_input(input_shape)
+        input_dims = {v: i for i, v in enumerate(template) if isinstance(v, str)}
+        default = None if module_given else _input(_spec(model, model_args), None)
+        if default is None or len(default) != len(template):
+            default = [64] * len(template)
+        # at least 2: a symbolic trace treats a size of 1 as the constant 1
+        input_shape = tuple(v if isinstance(v, int) else max(2, default[i])
+                            for i, v in enumerate(template))
+        given = [n for n, _ in parse_symbols(text)] if text else []
+        text = ",".join(given + [n for n in input_dims if n not in given])
+    if not text and symbols is None:
+        raise ValueError("no symbols: name them with --symbols (e.g. H,W) or as letters "
+                         "in --input (e.g. 1,3,H,W)")
+    parse_symbols(text)  # the names as text, before any model is built
     if module_given:
         if model_args:
             raise TypeError("model_args applies to a spec or a factory, not to a built module")
@@ -359,13 +395,39 @@ def derive(model, symbols: Union[str, Sequence[str]], input_shape=None, *,
         module = model
     else:
         spec, _name, shape, module = resolve_model(model, input_shape, model_args, device)
-    names, bindings, base = bind_symbols(text, spec, shape, module)
+    names, bindings, base = bind_symbols(text, spec, shape, module, input_dims)
     if module_given:
         args = [n for n in names if bindings[n][0] == "arg"]
         if args:
             raise ValueError(f"symbol {args[0]} binds constructor argument {bindings[args[0]][1]}, "
                              "which a built module cannot vary; pass a factory instead")
     count = model_counter(spec, shape, bindings, convention, device)
+    binds = {n: (f"input[{len(shape) + bindings[n][1]}]" if bindings[n][0] == "input"
+                 else bindings[n][1]) for n in names}
+    common = dict(model=spec.name, input=list(shape), convention=convention, symbols=binds)
+
+    # Input sizes only, on meta: one forward on symbolically sized fake tensors gives
+    # the formulas with every floor kept; constructor arguments cannot be symbolic
+    # (parameters have fixed shapes), so those go the interpolation way.
+    fallback = ""
+    if device == "meta" and all(bindings[n][0] == "input" for n in names):
+        from complexity.counting import symbolic_shapes as sym
+
+        try:
+            traced = sym.trace(module, shape, {n: bindings[n][1] for n in names}, convention)
+        except sym.Specialised as e:
+            raise DeriveError(f"{spec.name}: {e}") from None
+        except sym.Unsupported as e:
+            fallback = str(e)
+        else:
+            try:
+                checked = sym.verify(traced, count, base, checks=checks, seed=seed)
+            except DeriveError as e:
+                raise DeriveError(f"{spec.name}: {e}") from None
+            return Derivation(**common, domain=traced["domain"],
+                              domain_text=sym.domain_text(traced), narrowed=[],
+                              formulas=dict(traced["formulas"]), verified_points=checked,
+                              guards=[str(g) for g in traced["guards"]], method="symbolic")
     # The base point must count, or every later failure would be misread as a
     # domain effect.
     try:
@@ -376,11 +438,9 @@ def derive(model, symbols: Union[str, Sequence[str]], input_shape=None, *,
     try:
         result = _derive(count, names, base, max_degree=max_degree, checks=checks, seed=seed)
     except DeriveError as e:
-        raise DeriveError(f"{spec.name}: {e}") from None
-    binds = {n: (f"input[{len(shape) + bindings[n][1]}]" if bindings[n][0] == "input"
-                 else bindings[n][1]) for n in names}
-    return Derivation(model=spec.name, input=list(shape), convention=convention, symbols=binds,
-                      domain=result["domain"], domain_text=domain_text(result),
+        also = f" (and {fallback})" if fallback else ""
+        raise DeriveError(f"{spec.name}: {e}{also}") from None
+    return Derivation(**common, domain=result["domain"], domain_text=domain_text(result),
                       narrowed=list(result["narrowed"]), formulas=dict(result["formulas"]),
                       verified_points=result["verified_points"])
 

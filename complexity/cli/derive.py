@@ -21,9 +21,10 @@ def checks(text: str) -> int:
 
 def add_arguments(p) -> None:
     add_model_arguments(p)
-    p.add_argument("--symbols", required=True, metavar="LIST",
+    p.add_argument("--symbols", default=None, metavar="LIST",
                    help="comma-separated symbols: H, W (input size), a constructor argument "
-                   "(width_per_group), NAME=argument (NF=num_filters), or for cnn/unet NF, NC, k, NIC")
+                   "(width_per_group), NAME=argument (NF=num_filters), or for cnn/unet NF, NC, k, "
+                   "NIC; letters in --input (1,3,H,W) are symbols too")
     p.add_argument("--checks", type=checks, default=20,
                    help="random verification points, >= 20 (default 20)")
     p.add_argument("--seed", type=int, default=0, help="seed of the verification points (0)")
@@ -32,6 +33,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    if args.symbols is None and not (args.input and any(c.isalpha() for c in args.input)):
+        raise UsageError("no symbols: give --symbols (e.g. H,W) or letters in --input "
+                         "(e.g. 1,3,H,W)")
     from complexity import api
     from complexity.output.profile import render_derive
 

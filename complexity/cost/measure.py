@@ -223,7 +223,8 @@ HOWS = ("fake", "real")
 
 
 def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
-            batch_target=None, input_dtype=None, input_high=None) -> Dict[str, int]:
+            batch_target=None, input_dtype=None, input_high=None,
+            options=None) -> Dict[str, int]:
     """Measure one Adam training step of ``model`` on a batch of ``input_shape``.
 
     Trainable = parameters with ``requires_grad``. The loss is cross-entropy on the
@@ -242,12 +243,22 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     state), then, from the same state (gradients set to None), the live-bytes
     tracker (peak; forward, backward and Adam's update) and the saved-tensor hooks
     (forward only). The garbage collector is off meanwhile.
+
+    ``options`` (:class:`complexity.cost.options.StepOptions`): the optimizer
+    (state and update as ``torch.optim`` builds it), the parameters' dtype
+    (floating parameters, buffers and a float input cast, as ``model.to(dtype)``),
+    ``set_to_none=False`` (the peak step starts with zeroed gradient buffers) and
+    ``grad_accum=K`` (the peak is watched over K micro-batches and the update;
+    FLOPs are K forward and backward passes).
     """
+    from complexity.cost.options import StepOptions
     from complexity.cost.flops import flop_counter
     from complexity.counting.hooks import mode
 
     if how not in HOWS:
         raise ValueError(f"how={how!r}: choose one of {', '.join(HOWS)}")
+    options = options or StepOptions()
+    dtype = options.torch_dtype() if options.dtype != "float32" else None
     cpu = torch.device("cpu")
     if how == "fake":
         from torch._subclasses.fake_tensor import FakeTensorMode
@@ -257,8 +268,8 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
         context, fake = contextlib.nullcontext(), None
     try:
         with context:
-            params = {n: _cpu_copy(p, fake) for n, p in model.named_parameters()}
-            buffers = {n: _cpu_copy(b, fake) for n, b in model.named_buffers()}
+            params = {n: _cpu_copy(p, fake, dtype) for n, p in model.named_parameters()}
+            buffers = {n: _cpu_copy(b, fake, dtype) for n, b in model.named_buffers()}
             # Plain tensor attributes: on the step's device too, resident like buffers.
             attributes = {k: _cpu_copy(t, fake) for k, t in tensor_attributes(model).items()}
     except RuntimeError as e:  # a real copy that does not fit
@@ -282,7 +293,8 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     gc_was_enabled = gc.isenabled()
     try:
         with mode(model, True), context:
-            x = make_input(input_shape, input_dtype, input_high, cpu)
+            x = make_input(input_shape, input_dtype if input_dtype is not None else dtype,
+                           input_high, cpu)
             target = None
             if batch_target is not None:  # class indices, on the CPU, of that shape
                 target = (torch.empty(batch_target.shape, dtype=torch.long, device=cpu)
@@ -290,7 +302,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
                           else batch_target.to(cpu, torch.long))
                 if fake is None and batch_target.device.type == "meta":
                     target.zero_()
-            opt = torch.optim.Adam(trainable, lr=1e-3, foreach=False)
+            opt = options.optimizer.make(trainable)
             gc.collect()  # a cycle freed by the collector mid-step would move the peak
             gc.disable()
             # 1. FLOPs: the counter alone, around forward + loss, then backward. This
@@ -303,16 +315,18 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
             del loss
             grad_bytes = _nbytes(p.grad for p in trainable if p.grad is not None)
             opt.step()
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad(set_to_none=options.set_to_none)
             opt_state = [t for s in opt.state.values() for t in s.values()
                          if isinstance(t, torch.Tensor)]
 
             # 2. Peak: the live-bytes tracker alone, around forward, backward, Adam.
             live = LiveBytes()
-            live.track(list(state.values()), list(attributes.values()), opt_state, x, target)
+            live.track(list(state.values()), list(attributes.values()), opt_state, x, target,
+                       [p.grad for p in trainable if p.grad is not None])  # set_to_none=False
             with live:
-                loss, _ = step(x, target)
-                loss.backward()
+                for _ in range(options.grad_accum):  # as a training loop writes it
+                    loss, _ = step(x, target)
+                    loss.backward()
                 opt.step()
             del loss
             opt.zero_grad(set_to_none=True)
@@ -347,21 +361,22 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
         "optimizer_bytes": _nbytes(opt_state),
         "saved_activation_bytes": saved_bytes,
         "peak_bytes": live.peak,
-        "forward_flops": fwd_counter.get_total_flops(),
-        "backward_flops": bwd_counter.get_total_flops(),
+        "forward_flops": options.grad_accum * fwd_counter.get_total_flops(),
+        "backward_flops": options.grad_accum * bwd_counter.get_total_flops(),
     }
 
 
-def _cpu_copy(t: torch.Tensor, fake) -> torch.Tensor:
+def _cpu_copy(t: torch.Tensor, fake, dtype=None) -> torch.Tensor:
     """A CPU tensor of ``t``'s shape, strides, dtype and ``requires_grad``: fake
     (under ``fake``, already entered) or real. A real copy of a real tensor keeps
     its values; of a meta tensor it is initialised (weights ~ N(0, 0.01),
     ``running_var`` and other float buffers 1, integer buffers 0: values change
-    neither bytes nor FLOPs)."""
+    neither bytes nor FLOPs). ``dtype``: floating tensors in that type instead."""
+    cast = dtype if dtype is not None and t.dtype.is_floating_point else t.dtype
     if fake is not None:
-        copy = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
+        copy = torch.empty_strided(t.shape, t.stride(), dtype=cast, device="cpu")
     elif t.device.type == "meta":
-        copy = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="cpu")
+        copy = torch.empty_strided(t.shape, t.stride(), dtype=cast, device="cpu")
         with torch.no_grad():
             if not t.dtype.is_floating_point:
                 copy.zero_()
@@ -370,7 +385,7 @@ def _cpu_copy(t: torch.Tensor, fake) -> torch.Tensor:
             else:
                 copy.fill_(1)
     else:
-        copy = t.detach().to("cpu", copy=True)
+        copy = t.detach().to("cpu", cast, copy=True)
     return copy.requires_grad_(t.requires_grad) if t.requires_grad else copy
 
 

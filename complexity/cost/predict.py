@@ -22,14 +22,16 @@ True
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
 
 from torch import nn
 
+from complexity.cost.options import StepOptions
 from complexity.cost.schedule import peak
 from complexity.cost.trace import trace
 
-__all__ = ["mark", "predict", "predict_with_unmodelled"]
+__all__ = ["mark", "predict", "predict_with_unmodelled", "predict_step", "StepPrediction"]
 
 #: The quantities no call of the forward can change: parameters, their gradients
 #: and Adam's state. Every other prediction depends on every call having a rule.
@@ -75,16 +77,62 @@ def predict(model: nn.Module, input_shape: Sequence[int], target=None,
 
 def predict_with_unmodelled(model: nn.Module, input_shape: Sequence[int], target=None,
                             device_type: Optional[str] = None, *, input_dtype=None,
-                            input_high=None):
+                            input_high=None, options: Optional[StepOptions] = None,
+                            events: Optional[list] = None):
     """``(values, unmodelled)``: :func:`predict`'s values and the sorted names of
     the calls that no rule covers (on the gradient path or off it). Those calls
     are counted as keeping nothing and costing no FLOPs, so with a non-empty list
-    the saved, peak and FLOP values are approximate (:func:`mark`)."""
+    the saved, peak and FLOP values are approximate (:func:`mark`). ``options``:
+    how the step runs (:class:`complexity.cost.options.StepOptions`: optimizer,
+    dtype, gradient buffers, accumulation); ``events``: a list that receives the
+    liveness schedule's events (:func:`complexity.cost.schedule.peak`)."""
+    p = predict_step(model, input_shape, target, device_type, input_dtype=input_dtype,
+                     input_high=input_high, options=options, events=events)
+    return p.values, p.unmodelled
+
+
+@dataclass
+class StepPrediction:
+    """Everything :func:`predict_step` worked out: the :data:`KEYS` ``values``, the
+    ``unmodelled`` calls, the traced ``graph``, the bytes of each trainable tensor
+    the loss reaches (``trainable_sizes``, in the optimizer's order) and their
+    value ids (``param_values``), the optimizer ``state`` bytes, and the
+    ``weights`` (parameters, buffers) and ``io`` (input, target) bytes resident
+    through the step."""
+
+    values: Dict[str, int]
+    unmodelled: List[str]
+    graph: object
+    trainable_sizes: List[int]
+    param_values: set
+    state: int
+    weights: int
+    io: int
+
+
+def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
+                 device_type: Optional[str] = None, *, input_dtype=None, input_high=None,
+                 options: Optional[StepOptions] = None,
+                 events: Optional[list] = None) -> StepPrediction:
+    """:func:`predict_with_unmodelled`, with the parts it is made of
+    (:class:`StepPrediction`).
+
+    >>> from models.stack import Stack
+    >>> net = Stack(2, 4)
+    >>> p = predict_step(net, (1, 4, 8, 8))
+    >>> p.values["grad_bytes"] == sum(p.trainable_sizes)
+    True
+    >>> p.weights == sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
+    True
+    """
+    options = options or StepOptions()
+    dtype = options.torch_dtype() if options.dtype != "float32" else None
     g = trace(model, input_shape, target, device_type, input_dtype=input_dtype,
-              input_high=input_high)
+              input_high=input_high, dtype=dtype)
     params = list(model.parameters())
-    trainable = [p.numel() * p.element_size() for p in params if p.requires_grad]
-    if not trainable:
+    size = lambda p: p.numel() * (dtype.itemsize if dtype is not None and  # noqa: E731
+                                  p.dtype.is_floating_point else p.element_size())
+    if not any(p.requires_grad for p in params):
         raise ValueError("no parameter of the model requires grad: nothing to train")
     # Only what the loss reaches gets a gradient (GoogLeNet's auxiliary heads in
     # train mode, an unused parameter: no .grad, no Adam state, no backward).
@@ -95,17 +143,30 @@ def predict_with_unmodelled(model: nn.Module, input_shape: Sequence[int], target
         else:
             c.backward_flops = 0
     trainable = [b for v, b in g.params.items() if v in needed]
-    # Adam keeps exp_avg and exp_avg_sq (one parameter's size each) and a float32
-    # step counter per trainable tensor (torch.optim.Adam, PyTorch >= 1.12).
-    optimizer = 2 * sum(trainable) + 4 * len(trainable)
-    resident = sum(g.storage_bytes[s] for s in g.resident) + optimizer
-    kept = {s for c in g.calls for s in c.kept if s not in g.params_storages()}
-    return ({
-        "param_bytes": sum(p.numel() * p.element_size() for p in params),
+    # The optimizer's state (cost/optimizers.py: Adam keeps exp_avg, exp_avg_sq and
+    # a float32 step counter per trainable tensor, SGD with momentum one buffer).
+    optimizer = options.optimizer.state_bytes(trainable, g.device_type)
+    state = g.params_storages()
+    weights = sum(g.storage_bytes[s] for s in g.resident if s in state)
+    io = sum(g.storage_bytes[s] for s in g.resident if s not in state)
+    resident = weights + io + optimizer
+    if options.grads_resident:
+        resident += sum(trainable)
+    kept = {s for c in g.calls for s in c.kept if s not in state}
+    # K micro-batches per optimizer step: K forward and backward passes.
+    passes = options.grad_accum
+    values = {
+        "param_bytes": sum(size(p) for p in params),
         "grad_bytes": sum(trainable),
         "optimizer_bytes": optimizer,
         "saved_activation_bytes": sum(g.storage_bytes[s] for s in kept),
-        "peak_bytes": peak(g, trainable, resident),
-        "forward_flops": sum(c.forward_flops for c in g.calls),
-        "backward_flops": sum(c.backward_flops for c in g.calls),
-    }, sorted(g.unmodelled))
+        "peak_bytes": peak(g, trainable, resident, events, optimizer=options.optimizer,
+                           grads_resident=options.grads_resident,
+                           # the previous micro-batch's loss, bound until the next is made
+                           forward_extra=(g.value_bytes[g.calls[-1].outputs[0]]
+                                          if options.grad_accum > 1 else 0)),
+        "forward_flops": passes * sum(c.forward_flops for c in g.calls),
+        "backward_flops": passes * sum(c.backward_flops for c in g.calls),
+    }
+    return StepPrediction(values, sorted(g.unmodelled), g, trainable,
+                          {v for v in g.params if v in needed}, optimizer, weights, io)

@@ -62,11 +62,20 @@ class _Schedule:
 
 
 def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
-         events: Optional[list] = None) -> int:
+         events: Optional[list] = None, *, optimizer=None, grads_resident: bool = False,
+         forward_extra: int = 0) -> int:
     """Most bytes alive at once; ``resident_bytes`` are alive throughout (weights,
     buffers, Adam state, input, target), ``trainable_sizes`` in Adam's order.
     ``events``: a list that receives the schedule's allocations, releases and peak
     readings in order (see :class:`_Schedule`); the resident bytes are not in it.
+    ``optimizer``: the :class:`complexity.cost.optimizers.Optimizer` whose update
+    ends the step (default ``Adam(foreach=False)``). ``grads_resident``: the
+    parameters' ``.grad`` buffers exist before the forward (``zero_grad(set_to_none=
+    False)``, or a later micro-batch of gradient accumulation) and must be counted
+    in ``resident_bytes``: each gradient arriving in backward is then added into
+    its buffer in place and freed. ``forward_extra``: bytes alive through the
+    forward only (the previous micro-batch's loss, still bound to its name until
+    the new loss replaces it).
 
     >>> import torch
     >>> from complexity.cost.trace import trace_calls
@@ -98,6 +107,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
         for s, i in held.items():
             last_read[s] = max(last_read.get(s, i), i)
     born = set(g.resident)
+    sch.alloc(forward_extra, ("activation", 0))
     dies_at: Dict[int, List[int]] = {}
     for i, c in enumerate(g.calls):
         fresh = [g.value_storage[v] for v in c.outputs] + [s for s in c.kept if s < 0]
@@ -112,6 +122,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
         sch.free(c.transient, ("transient", i))
         for s in dies_at.pop(i, []):
             sch.free(g.storage_bytes[s], ("activation", s))
+    sch.free(forward_extra, ("activation", 0))
     # Backward: nodes in reverse order of creation (the engine's order for a
     # single device: highest sequence number first).
     refs: Dict[int, int] = {}
@@ -155,12 +166,13 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
                 sch.free(g.storage_bytes[s], ("activation", s))
         # ... then adds its outputs into the waiting gradients.
         for v, gid in arriving:
-            if v not in grad_of:
+            if v in g.params and (grads_resident or v in grad_of):
+                # AccumulateGrad: .grad exists, so .grad += new, in place
+                release(gid)
+            elif v not in grad_of:
                 grad_of[v] = gid
                 if v in g.params:
                     refs[gid] += 1  # .grad keeps it
-            elif v in g.params:  # AccumulateGrad: .grad += new, in place
-                release(gid)
             else:
                 # InputBuffer::accumulate adds in place only for a plain tensor it
                 # holds the last reference to (never for fake tensors): old + new.
@@ -171,11 +183,12 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
                 release(gid)
                 grad_of[v] = total
     release(root)  # backward has returned
-    # Adam(foreach=False), per parameter: denom = exp_avg_sq.sqrt() / c holds
-    # two temporaries while the previous parameter's denom is still bound.
-    prev, worst = 0, 0
-    for n in trainable_sizes:
-        worst, prev = max(worst, prev + 2 * n), n
-    sch.alloc(worst, ("optimizer", 0))
+    # The update's temporaries (Adam(foreach=False): exp_avg_sq.sqrt() / c per
+    # parameter while the previous denom is bound; foreach: one list-wide sqrt).
+    if optimizer is None:
+        from complexity.cost.optimizers import Optimizer
+
+        optimizer = Optimizer()
+    sch.alloc(optimizer.step_temporaries(trainable_sizes), ("optimizer", 0))
     sch.mark()
     return sch.peak

@@ -45,9 +45,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import sympy as sp
 
 from complexity.cost.measure import KEYS
-from complexity.cost.predict import predict
-from complexity.cost.schedule import peak
-from complexity.cost.trace import trace
+from complexity.cost.optimizers import Optimizer
+from complexity.cost.predict import predict, predict_step
 
 __all__ = ["B", "PARTS", "FormulaError", "StepFormula", "step_log", "step_formula",
            "proven_max_batch"]
@@ -84,43 +83,20 @@ def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = Non
     >>> log["values"] == predict(Stack(2, 4), (2, 4, 8, 8))
     True
     """
-    g = trace(model, input_shape, None, device_type, input_dtype=input_dtype,
-              input_high=input_high)
-    if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError("no parameter of the model requires grad: nothing to train")
-    # What predict_with_unmodelled does, step by step (it takes no event list):
-    # only what the loss reaches gets a gradient, Adam state and backward FLOPs.
-    needed = {g.calls[-1].outputs[0]}
-    for c in reversed(g.calls):
-        if c.node and any(v in needed for v in c.outputs):
-            needed.update(c.grad_inputs)
-        else:
-            c.backward_flops = 0
-    trainable = [b for v, b in g.params.items() if v in needed]
-    optimizer = 2 * sum(trainable) + 4 * len(trainable)
-    state = g.params_storages()
-    weights = sum(g.storage_bytes[s] for s in g.resident if s in state)
-    io = sum(g.storage_bytes[s] for s in g.resident if s not in state)
+    events: list = []
+    p = predict_step(model, input_shape, None, device_type, input_dtype=input_dtype,
+                     input_high=input_high, events=events)
+    g = p.graph
     # One block per resident storage, in the order they were made (parameters,
     # buffers, input, target): what a caching-allocator model allocates first.
     blocks = [g.storage_bytes[s] for s in sorted(g.resident)]
-    events: list = []
-    top = peak(g, trainable, weights + io + optimizer, events)
-    kept = {s for c in g.calls for s in c.kept if s not in state}
-    values = {
-        "param_bytes": sum(p.numel() * p.element_size() for p in model.parameters()),
-        "grad_bytes": sum(trainable),
-        "optimizer_bytes": optimizer,
-        "saved_activation_bytes": sum(g.storage_bytes[s] for s in kept),
-        "peak_bytes": top,
-        "forward_flops": sum(c.forward_flops for c in g.calls),
-        "backward_flops": sum(c.backward_flops for c in g.calls),
-    }
-    return {"values": values, "events": events, "weights": weights, "io": io,
-            "optimizer": optimizer, "step_counter_bytes": 4 * len(trainable),
+    # Adam's 4-byte step counters, where the state holds them (on the CPU device).
+    counters = p.state - Optimizer().state_bytes(p.trainable_sizes, "cuda")
+    return {"values": p.values, "events": events, "weights": p.weights, "io": p.io,
+            "optimizer": p.state, "step_counter_bytes": counters,
             "resident_blocks": blocks,
-            "trainable_sizes": trainable, "param_values": set(g.params),
-            "unmodelled": sorted(g.unmodelled)}
+            "trainable_sizes": p.trainable_sizes, "param_values": p.param_values,
+            "unmodelled": p.unmodelled}
 
 
 def _fit(v1: int, v2: int, b1: int) -> Affine:

@@ -125,32 +125,40 @@ class Tracer(TorchFunctionMode):
         g.calls.append(Call("log_softmax", [lv], [pv], node=grad,
                             kept=[g.value_storage[pv]] if grad else [],
                             grad_inputs=[lv] if grad else []))
-        kept = [g.value_storage[pv], g.value_storage[tv], g.new_storage(4)] if grad else []
+        # nll_loss's total_weight: a scalar of the scores' dtype
+        kept = ([g.value_storage[pv], g.value_storage[tv], g.new_storage(scores.element_size())]
+                if grad else [])
         g.calls.append(Call("nll_loss", [pv, tv], [g.value(loss, new=True)], node=grad,
                             kept=kept, grad_inputs=[pv] if grad else []))
 
 
 def trace(model: nn.Module, input_shape: Sequence[int], target=None,
           device_type: Optional[str] = None, *, input_dtype=None,
-          input_high=None) -> Graph:
+          input_high=None, dtype=None) -> Graph:
     """Run ``model`` (train mode) and cross-entropy on meta tensors, recording calls.
     The input: float32 of ``input_shape`` by default, or ``input_dtype`` (e.g.
     ``torch.long`` token ids; ``input_high``, their bound, as
     :func:`complexity.cost.measure.make_input` takes it).
 
     Parameters are replaced by meta stand-ins with the same ``requires_grad``; the
-    model itself is not modified (its train/eval modes are restored)."""
+    model itself is not modified (its train/eval modes are restored). ``dtype``:
+    the floating-point parameters, buffers and a float input stored in that type
+    instead (``model.to(dtype)``)."""
     g = Graph()
     # Where the real step runs: the parameters' device, and the CPU for a meta model
     # (the measurement steps it on fake CPU tensors; kernels differ by device).
     where = next(model.parameters()).device.type
     g.device_type = device_type or ("cpu" if where == "meta" else where)
     state = {}
+    def stand_in(t):  # what model.to(dtype) would hold, on meta
+        cast = dtype if dtype is not None and t.dtype.is_floating_point else t.dtype
+        return torch.empty_like(t, device="meta", dtype=cast)
+
     for n, p in model.named_parameters():
-        state[n] = torch.empty_like(p, device="meta").requires_grad_(p.requires_grad)
+        state[n] = stand_in(p).requires_grad_(p.requires_grad)
         g.add_state(state[n], trainable=p.requires_grad)
     for n, b in model.named_buffers():
-        state[n] = torch.empty_like(b, device="meta")
+        state[n] = stand_in(b)
         g.add_state(state[n])
     # Plain tensor attributes (neither parameter nor buffer): meta stand-ins,
     # resident like buffers (the measurement copies them to the step's device).
@@ -158,7 +166,8 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
                   for k, t in tensor_attributes(model).items()}
     for t in attributes.values():
         g.add_state(t)
-    x = make_input(input_shape, input_dtype, input_high, device="meta")
+    x = make_input(input_shape, input_dtype if input_dtype is not None else dtype,
+                   input_high, device="meta")
     g.resident.add(g.value_storage[g.value(x)])
     # A module's caller holds the module's arguments until it returns, whatever
     # the module does with them: record that as a read at the module's last call.

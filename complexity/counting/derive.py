@@ -308,9 +308,33 @@ def parse_symbols(text: str):
     return pairs
 
 
-def bind_symbols(text: str, spec, input_shape: Sequence[int], module=None):
+def parse_symbolic_input(text: str):
+    """``"1,3,H,W"`` → ``([1, 3, "H", "W"])``: sizes and, where a letter stands, the
+    symbol naming that input dimension. ``ValueError`` (one line) for anything else.
+
+    >>> parse_symbolic_input("1, 3, H, W")
+    [1, 3, 'H', 'W']
+    """
+    out = []
+    for item in (t.strip() for t in text.split(",")):
+        if item.lstrip("+").isdigit() and int(item) >= 1:
+            out.append(int(item))
+        elif item.isidentifier() and not keyword.iskeyword(item) and \
+                isinstance(sp.sympify(item), sp.Symbol):
+            if item in out:
+                raise ValueError(f"--input {text!r}: {item} names two dimensions")
+            out.append(item)
+        else:
+            raise ValueError(f"--input {text!r}: {item!r} is neither a size >= 1 nor a symbol "
+                             "name (e.g. 1,3,H,W; not a sympy name like E, I, N, S)")
+    return out
+
+
+def bind_symbols(text: str, spec, input_shape: Sequence[int], module=None,
+                 input_dims: Optional[Dict[str, int]] = None):
     """``"NF=num_filters,H,W"`` → ``([names], {name: ("arg", argument) or ("input",
-    dim)}, {name: base value})``. A bare name is an input dimension (H, W), an alias
+    dim)}, {name: base value})``. A bare name is an input dimension (H, W, or any
+    name ``input_dims`` maps to a dimension index, from ``--input 1,3,H,W``), an alias
     of the spec (NF for cnn/unet) or a constructor argument; ``NAME=argument``
     binds a name of one's own choosing. Raises ``ValueError`` with one line.
 
@@ -319,8 +343,12 @@ def bind_symbols(text: str, spec, input_shape: Sequence[int], module=None):
     (['NF', 'C', 'H'], {'NF': ('arg', 'num_filters'), 'C': ('arg', 'num_colours'), 'H': ('input', -2)}, {'NF': 32, 'C': 24, 'H': 32})
     """
     names, bindings, base = [], {}, {}
+    input_dims = dict(input_dims or {})
     for name, target in parse_symbols(text):
-        if target in INPUT_SYMBOLS and target == name:
+        if name in input_dims and target == name:
+            dim = input_dims[name] - len(input_shape) if input_dims[name] >= 0 else input_dims[name]
+            bindings[name], base[name] = ("input", dim), input_shape[dim]
+        elif target in INPUT_SYMBOLS and target == name:
             dim = INPUT_SYMBOLS[target]
             if len(input_shape) < 3:
                 raise ValueError(f"--symbols {name}: the input has no spatial dimensions "

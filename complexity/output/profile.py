@@ -176,6 +176,9 @@ def render_derive(result: dict, fmt: str = "table") -> str:
         lines.append(f"  (narrowed: the counts are not polynomial in {', '.join(result['narrowed'])} "
                      "on every integer — floor effects of strided layers or of the model's own "
                      "rules — but are on this lattice)")
+    if result.get("method") == "symbolic":
+        lines.append("  (from one forward on symbolically sized fake tensors; floors of "
+                     "strided layers kept; the domain is the trace's guards)")
     verified = (f"verified: exact at {result['verified_points']} random points of the domain, "
                 "none used to build the formulas")
     if fmt == "table":

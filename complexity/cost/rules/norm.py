@@ -2,12 +2,15 @@
 element-wise).
 
 Kept (``derivatives.yaml``): ``native_batch_norm`` in training keeps its input
-and two float32 C-vectors, ``save_mean`` and ``save_invstd`` (in eval mode the
-input only: the running statistics are buffers); ``native_layer_norm`` keeps its
-input and one float32 mean and one rstd per normalised row; ``native_group_norm``
-keeps its input and a mean and an rstd per (sample, group), in the input's dtype
-(``aten/src/ATen/native/group_norm.cpp``). Weight, bias and
-running statistics are parameters or buffers, counted as such.
+and two C-vectors, ``save_mean`` and ``save_invstd`` (in eval mode the input only:
+the running statistics are buffers); ``native_layer_norm`` keeps its input and one
+mean and one rstd per normalised row; ``native_group_norm`` keeps its input and a
+mean and an rstd per (sample, group) (``aten/src/ATen/native/group_norm.cpp``).
+Weight, bias and running statistics are parameters or buffers, counted as such.
+
+The statistics' dtype (:func:`stat_size`): the input's on the CPU (a bfloat16
+batch norm keeps bfloat16 statistics — checked against a real step), float32 for a
+half-precision input on CUDA (the kernels accumulate, and keep, ``acc_type``).
 """
 from __future__ import annotations
 
@@ -16,27 +19,41 @@ import torch
 from complexity.cost.rules.registry import Context, rule
 
 
+def stat_size(ctx: Context) -> int:
+    """Bytes of one saved mean or rstd element for this call's input.
+
+    >>> from types import SimpleNamespace as N
+    >>> x = torch.empty(2, dtype=torch.bfloat16)
+    >>> stat_size(N(ins=[x], graph=N(device_type="cpu"))), stat_size(N(ins=[x], graph=N(device_type="cuda")))
+    (2, 4)
+    """
+    x = ctx.ins[0]
+    if ctx.graph.device_type == "cuda" and x.element_size() < 4:
+        return 4
+    return x.element_size()
+
+
 @rule("batch_norm")
 def batch_norm(ctx: Context) -> None:
-    """Input kept; in training also save_mean and save_invstd (4·C bytes each)."""
+    """Input kept; in training also save_mean and save_invstd (C elements each)."""
     if ctx.arg(5, "training", False):
-        c = ctx.ins[0].shape[1]
-        ctx.call.kept = [ctx.input_storage(0), ctx.new_storage(4 * c), ctx.new_storage(4 * c)]
+        c = ctx.ins[0].shape[1] * stat_size(ctx)
+        ctx.call.kept = [ctx.input_storage(0), ctx.new_storage(c), ctx.new_storage(c)]
     else:
         ctx.call.kept = [ctx.input_storage(0)]
 
 
 @rule("layer_norm")
 def layer_norm(ctx: Context) -> None:
-    """Input kept, and a float32 mean and rstd per row."""
+    """Input kept, and a mean and rstd per row."""
     shape = ctx.arg(1, "normalized_shape")
-    rows = ctx.ins[0].numel() // max(1, int(torch.Size(shape).numel()))
-    ctx.call.kept = [ctx.input_storage(0), ctx.new_storage(4 * rows), ctx.new_storage(4 * rows)]
+    rows = ctx.ins[0].numel() // max(1, int(torch.Size(shape).numel())) * stat_size(ctx)
+    ctx.call.kept = [ctx.input_storage(0), ctx.new_storage(rows), ctx.new_storage(rows)]
 
 
 @rule("group_norm")
 def group_norm(ctx: Context) -> None:
     """Input kept, and a mean and rstd per (sample, group)."""
     x, groups = ctx.ins[0], ctx.arg(1, "num_groups")
-    stats = x.shape[0] * groups * x.element_size()
+    stats = x.shape[0] * groups * stat_size(ctx)
     ctx.call.kept = [ctx.input_storage(0), ctx.new_storage(stats), ctx.new_storage(stats)]
