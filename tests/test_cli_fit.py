@@ -27,6 +27,11 @@ BAD = [
     (["stack", "--budget", "1GiB", "--batch", "0"], "need an integer >= 1"),
     (["stack", "--budget", "1GiB", "--device", "cpu", "--reserve", "1GiB"], "cuda only"),
     (["stack"], "--budget"),
+    (["stack", "--budget", "1GiB", "--device", "cpu", "--autocast", "float16"],
+     "--autocast float16 runs on CUDA"),
+    (["stack", "--budget", "1GiB", "--lora", "r=2,targets=nothing*"],
+     "matches no Linear or Conv2d module"),
+    (["stack", "--budget", "1GiB", "--foreach", "--fused"], "not allowed with argument"),
 ]
 
 
@@ -123,3 +128,32 @@ def test_csv_holds_the_json_integers_and_the_markdown_is_pinned(capsys, golden):
         assert int(row["reserved"]) == d["cuda"]["reserved"]
         assert [int(row[p]) for p in d["parts"]] == list(d["parts"].values())
     golden("fit_stack_markdown", texts["markdown"])
+
+
+@pytest.mark.parametrize("step", [["--optimizer", "sgd-momentum", "--zero-grad"],
+                                  ["--optimizer", "adamw", "--foreach", "--grad-accum", "2"],
+                                  ["--dtype", "bfloat16"]], ids=" ".join)
+def test_step_options_reach_the_verdict_and_a_real_step_agrees(step, capsys):
+    """The peak fit reports at the given batch is the peak a real CPU step with the
+    same options measures; the max batch is proved with the same options."""
+    from complexity.cost.measure import measure
+    from complexity.cost.optimizers import Optimizer
+    from complexity.cost.options import StepOptions
+
+    budget = 8 * 2**20
+    code, out, err = run_cli(["fit", "stack", "--budget", str(budget), "--device", "cpu",
+                              "--size", "16", "--batch", "4", "--mode", "full",
+                              "--format", "json", *step], capsys)
+    assert code == 0, err
+    (r,) = json.loads(out)
+    options = StepOptions(
+        optimizer=Optimizer("sgd-momentum" if "sgd-momentum" in step else
+                            "adamw" if "adamw" in step else "adam", foreach="--foreach" in step),
+        dtype="bfloat16" if "bfloat16" in step else "float32",
+        set_to_none="--zero-grad" not in step, grad_accum=2 if "--grad-accum" in step else 1)
+    net, c = build_model("stack")
+    set_trainable(net, "full")
+    assert r["peak_bytes"] == measure(net, (4, c, 16, 16), how="real", options=options)["peak_bytes"]
+    b = r["max_batch"]
+    peak = lambda n: predict(net, (n, c, 16, 16), options=options)["peak_bytes"]  # noqa: E731
+    assert peak(b) <= budget < peak(b + 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from complexity.cli.step_args import add_step_arguments, step_options
 from complexity.cli.common import UsageError, check_plot, distinct, emit, int_list, size
 from complexity.cli.model_args import MODEL_HELP, add_model_args_option, given_model_args
 from complexity.errors import reason
@@ -67,6 +68,7 @@ def add_arguments(p):
                    "real CPU tensors (must fit in memory), or not at all (fake)")
     p.add_argument("--no-measure", dest="measure", action="store_const", const="none",
                    help="prediction only: the same as --measure none")
+    add_step_arguments(p)
 
 
 def _check_trainable(name: str, pattern: str, layers, width: int, model_args) -> None:
@@ -116,7 +118,12 @@ def run(args) -> int:
     except argparse.ArgumentTypeError as e:
         raise UsageError(f"--trainable {e}") from None
     trainable = ",".join(patterns) or None
-    modes = list(args.mode) + ([trainable] if trainable else [])
+    options, lora_modes = step_options(args)
+    if options.autocast == "float16" and args.measure == "real":
+        raise UsageError("--autocast float16 cannot run for real on the CPU (no float16 "
+                         "autocast kernels there); use --measure fake (a fake CUDA step) "
+                         "or --autocast bfloat16")
+    modes = list(args.mode) + ([trainable] if trainable else []) + lora_modes
     if args.plot:
         check_plot(args.plot)
     if args.cuda:
@@ -133,7 +140,7 @@ def run(args) -> int:
         try:
             finetune.preflight(name, modes, (args.batch[0], 3, h, w), width=width[0],
                                layers=layers[0] if name == "stack" else 1,
-                               model_args=model_args)
+                               model_args=model_args, options=options)
         except finetune.ConfigurationError as e:
             raise UsageError(str(e)) from None
 
@@ -147,7 +154,7 @@ def run(args) -> int:
                                  width=width[0], measured=args.measure != "none",
                                  how="fake" if args.measure == "none" else args.measure,
                                  cuda=args.cuda, model_args=model_args,
-                                 progress=progress)
+                                 options=options, progress=progress)
     except finetune.ConfigurationError as e:
         raise UsageError(f"the model cannot take this configuration: {e}")
     if args.plot:

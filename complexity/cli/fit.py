@@ -8,6 +8,7 @@ import argparse
 import re
 from fractions import Fraction
 
+from complexity.cli.step_args import add_step_arguments, step_options
 from complexity.cli.common import UsageError, distinct, emit, positive_int, size
 from complexity.cli.model_args import MODEL_HELP, add_model_args_option, given_model_args
 from complexity.errors import reason
@@ -90,6 +91,7 @@ def add_arguments(p) -> None:
                    help="cuda: memory the CUDA context and libraries hold outside the "
                    "allocator (default 512MiB, an estimate)")
     p.add_argument("--format", choices=FORMATS, default="table")
+    add_step_arguments(p)
 
 
 def _build(name: str, model_args: dict):
@@ -117,6 +119,8 @@ def _build(name: str, model_args: dict):
 def run(args) -> int:
     from complexity.cost.cuda_memory import DEFAULT_RESERVE
     from complexity.cost.step_formula import FormulaError, will_it_fit
+    from complexity.cost.lora import apply_lora, target_modules
+    from complexity.cost.sweep import lora_of
     from complexity.cost.trainable import set_trainable
     from complexity.output import fit as fit_report
     from complexity.output.units import bytes_text
@@ -125,6 +129,9 @@ def run(args) -> int:
     if args.reserve is not None and args.device != "cuda":
         raise UsageError("--reserve applies to --device cuda only")
     reserve = DEFAULT_RESERVE if args.reserve is None else args.reserve
+    options, lora_sets = step_options(args, args.device)
+    if options.autocast == "float16" and args.device == "cpu":
+        raise UsageError("--autocast float16 runs on CUDA; on --device cpu use bfloat16")
     sets = list(args.mode)
     for group in args.trainable or []:
         joined = ",".join(group)
@@ -132,7 +139,8 @@ def run(args) -> int:
             raise UsageError(f"--trainable {joined!r} is given twice; give each set once")
         sets.append(joined)
     model, channels = _build(args.model, given_model_args(args.model_args))
-    weights = sum(t.numel() * t.element_size()
+    dtype = options.torch_dtype()
+    weights = sum(t.numel() * (dtype.itemsize if t.dtype.is_floating_point else t.element_size())
                   for t in (*model.parameters(), *model.buffers()))
     floor = weights + (reserve if args.device == "cuda" else 0)
     if args.budget < floor:
@@ -147,17 +155,31 @@ def run(args) -> int:
                 set_trainable(model, s)
             except ValueError as e:
                 raise UsageError(f"model {args.model}: {e}") from None
+    try:
+        if options.checkpoint:
+            from complexity.cost.checkpointing import checkpoint_modules
+
+            checkpoint_modules(model, options.checkpoint)
+        for mode in lora_sets:
+            target_modules(model, lora_of(mode))
+    except ValueError as e:
+        raise UsageError(f"model {args.model}: {e}") from None
     h, w = args.size
     results = []
-    for s in sets:
-        set_trainable(model, s)
+    for s in sets + lora_sets:
+        if lora_of(s) is None:
+            net = model
+            set_trainable(model, s)
+        else:  # a fresh build with the adapters, the base frozen
+            net = apply_lora(_build(args.model, given_model_args(args.model_args))[0], lora_of(s))
         try:
-            r = will_it_fit(model, (channels, h, w), args.batch, args.budget,
-                            device=args.device, reserve=reserve)
+            r = will_it_fit(net, (channels, h, w), args.batch, args.budget,
+                            device=args.device, reserve=reserve, options=options)
         except FormulaError as e:
             raise UsageError(f"model {args.model}, {s}: no verified formula ({e})") from None
         except Exception as e:  # the forward failed: a size or input it cannot take
             raise UsageError(f"model {args.model} cannot take a {h}x{w} input "
                              f"({reason(e)})") from None
-        results.append({"model": args.model, "mode": s, "size": [h, w], **r})
+        results.append({"model": args.model, "mode": s, "size": [h, w], **r,
+                        "step": options.label()})
     return emit(fit_report.render(results, args.format))

@@ -166,7 +166,7 @@ class CachingAllocator:
 
 def replay_step(alloc: CachingAllocator, events: Sequence[tuple],
                 trainable_sizes: Sequence[int], init_state: bool = False,
-                state: Optional[list] = None) -> None:
+                state: Optional[list] = None, optimizer=None) -> None:
     """Replay one step's event log (:func:`complexity.cost.schedule.peak`) on
     ``alloc``. The update (the ``("optimizer", 0)`` event) is replayed as
     ``Adam(foreach=False)`` runs it, parameter by parameter: ``exp_avg_sq.sqrt()``
@@ -174,7 +174,11 @@ def replay_step(alloc: CachingAllocator, events: Sequence[tuple],
     second (``denom``) when the next parameter's replaces it. ``init_state``: the
     first step, which first makes each parameter's ``exp_avg`` and ``exp_avg_sq``
     (``_init_group``; appended to ``state``). Afterwards everything the step made is
-    freed (``zero_grad(set_to_none=True)``, the loss dropped).
+    freed (``zero_grad(set_to_none=True)``, the loss dropped). ``optimizer``: another
+    :class:`~complexity.cost.optimizers.Optimizer` — SGD with momentum keeps one
+    buffer per parameter, plain SGD none; a fused update allocates nothing; the
+    foreach Adam's ``torch._foreach_sqrt`` makes one tensor per parameter, all alive
+    together (and a fused Adam keeps its ``step`` counters on the GPU).
 
     >>> a = CachingAllocator()
     >>> replay_step(a, [("alloc", 4096, ("activation", 1)), ("mark", 0, None),
@@ -182,12 +186,27 @@ def replay_step(alloc: CachingAllocator, events: Sequence[tuple],
     >>> a.allocated, a.max_allocated, a.reserved
     (0, 4096, 2097152)
     """
+    from complexity.cost.optimizers import STEP_BYTES, Optimizer
+
+    opt = optimizer or Optimizer()
     live: Dict[object, Block] = {}
     for kind, nbytes, key in events:
         if kind == "alloc" and key == ("optimizer", 0):
             if init_state:
                 for n in trainable_sizes:
-                    state.extend([alloc.malloc(n), alloc.malloc(n)])
+                    if opt.adam:
+                        state.extend([alloc.malloc(n), alloc.malloc(n)])
+                        if opt.fused:
+                            state.append(alloc.malloc(STEP_BYTES))
+                    elif opt.name == "sgd-momentum":
+                        state.append(alloc.malloc(n))
+            if not opt.adam or opt.fused:
+                continue
+            if opt.foreach:
+                temps = [alloc.malloc(n) for n in trainable_sizes]
+                for t in temps:
+                    alloc.free(t)
+                continue
             denom = None
             for n in trainable_sizes:
                 t = alloc.malloc(n)
@@ -209,7 +228,8 @@ def replay_step(alloc: CachingAllocator, events: Sequence[tuple],
 
 
 def cuda_step(resident: Sequence[int], events: Sequence[tuple],
-              trainable_sizes: Sequence[int], steps: int = 3) -> Dict[str, int]:
+              trainable_sizes: Sequence[int], steps: int = 3,
+              optimizer=None) -> Dict[str, int]:
     """``{"allocated", "reserved"}``: the predicted ``max_memory_allocated`` and
     ``max_memory_reserved`` of the last of ``steps`` identical training steps, as a
     training loop runs them: the ``resident`` blocks (parameters, buffers, input,
@@ -237,7 +257,8 @@ def cuda_step(resident: Sequence[int], events: Sequence[tuple],
     for i in range(steps):
         if i == steps - 1:
             alloc.reset_peaks()
-        replay_step(alloc, events, trainable_sizes, init_state=(i == 0), state=state)
+        replay_step(alloc, events, trainable_sizes, init_state=(i == 0), state=state,
+                    optimizer=optimizer)
     return {"allocated": alloc.max_allocated, "reserved": alloc.max_reserved}
 
 
@@ -252,7 +273,9 @@ def cuda_at(f, batch: int, steps: int = 3) -> Dict[str, int]:
     >>> f.peak_at(8) - f.step_counter_bytes <= r["allocated"] <= r["reserved"]
     True
     """
-    return cuda_step(f.resident_at(batch), f.events_at(batch), f.trainable_sizes, steps)
+    optimizer = f.options.optimizer if f.options is not None else None
+    return cuda_step(f.resident_at(batch), f.events_at(batch), f.trainable_sizes, steps,
+                     optimizer=optimizer)
 
 
 def cuda_max_batch(f, budget: int, reserve: int = DEFAULT_RESERVE,

@@ -48,6 +48,22 @@ class Call:
     forward_flops: int = 0
     backward_flops: int = 0
     transient: int = 0                # bytes alive only while the call runs
+    shares_grad: bool = False         # its backward hands the output gradient on (identity)
+
+
+@dataclass
+class Segment:
+    """A checkpointed module's call (:mod:`complexity.cost.checkpointing`): the
+    calls ``start`` to ``end - 1`` run inside it; ``saved`` are the storages of its
+    positional tensor arguments (checkpoint saves them, as autograd saves tensors:
+    the saved-tensor hooks see them), ``held`` every tensor argument's storage
+    (the checkpoint holds them all until its recomputation can no longer happen)."""
+
+    name: str
+    start: int
+    end: int = -1
+    saved: List[int] = field(default_factory=list)
+    held: List[int] = field(default_factory=list)
 
 
 class Graph:
@@ -68,6 +84,7 @@ class Graph:
         self.device_type = "cpu"                  # where the real step would run
         self.held_until: Dict[int, int] = {}      # storage -> last call of the module it entered
         self.freed_after: Dict[int, int] = {}     # storage -> last call before Python freed it
+        self.segments: List[Segment] = []         # checkpointed module calls, in order
 
     def value(self, t: torch.Tensor, new: bool = False) -> int:
         """The value id of ``t``: its latest one, or (``new``) a fresh one, as for

@@ -218,6 +218,46 @@ def stand_ins(model: nn.Module, state: Dict[str, torch.Tensor], attributes=None)
             table[k] = t
 
 
+@contextlib.contextmanager
+def autocast_region(device_type: str, dtype):
+    """``torch.autocast(device_type, dtype)``, also for ``'cuda'`` on a machine
+    without one (for a step on fake CUDA tensors): ``torch.autocast`` then disables
+    itself, so the region is opened as it opens one, at the C level (enabled, dtype,
+    nesting, weight cache), and closed likewise (the cache cleared, the previous
+    settings back). ``dtype`` None: no autocast.
+
+    >>> with autocast_region("cpu", torch.bfloat16):
+    ...     torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype
+    torch.bfloat16
+    >>> with autocast_region("cuda", torch.float16):
+    ...     torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
+    (True, torch.float16)
+    >>> torch.is_autocast_enabled("cuda")
+    False
+    """
+    if dtype is None:
+        yield
+        return
+    if device_type != "cuda" or torch.cuda.is_available():
+        with torch.autocast(device_type, dtype):
+            yield
+        return
+    before = (torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type),
+              torch.is_autocast_cache_enabled())
+    torch.set_autocast_enabled(device_type, True)
+    torch.set_autocast_dtype(device_type, dtype)
+    torch.set_autocast_cache_enabled(True)
+    torch.autocast_increment_nesting()
+    try:
+        yield
+    finally:
+        if torch.autocast_decrement_nesting() == 0:
+            torch.clear_autocast_cache()  # as torch.autocast.__exit__: the weight copies go
+        torch.set_autocast_enabled(device_type, before[0])
+        torch.set_autocast_dtype(device_type, before[1])
+        torch.set_autocast_cache_enabled(before[2])
+
+
 #: How :func:`measure` runs the step: on fake CPU tensors, or on real ones.
 HOWS = ("fake", "real")
 
@@ -259,7 +299,17 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
         raise ValueError(f"how={how!r}: choose one of {', '.join(HOWS)}")
     options = options or StepOptions()
     dtype = options.torch_dtype() if options.dtype != "float32" else None
-    cpu = torch.device("cpu")
+    amp = options.autocast_dtype()
+    if amp is torch.float16 and how == "real":
+        raise ValueError("autocast float16 is a CUDA step: measure it with how='fake' "
+                         "(fake CUDA tensors), or use autocast bfloat16 on the CPU")
+    # The step's device: the CPU, or fake CUDA tensors for a float16 autocast step.
+    cpu = torch.device("cuda" if amp is torch.float16 else "cpu")
+    if cpu.type == "cuda" and not torch.cuda.is_available():
+        # fake CUDA tensors make a forward anywhere, but autograd's engine starts a
+        # CUDA device thread for their backward
+        raise ValueError("autocast float16 is measured as a fake CUDA step, whose backward "
+                         "needs a CUDA device; none is available here")
     if how == "fake":
         from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -268,10 +318,11 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
         context, fake = contextlib.nullcontext(), None
     try:
         with context:
-            params = {n: _cpu_copy(p, fake, dtype) for n, p in model.named_parameters()}
-            buffers = {n: _cpu_copy(b, fake, dtype) for n, b in model.named_buffers()}
+            params = {n: _cpu_copy(p, fake, dtype, cpu) for n, p in model.named_parameters()}
+            buffers = {n: _cpu_copy(b, fake, dtype, cpu) for n, b in model.named_buffers()}
             # Plain tensor attributes: on the step's device too, resident like buffers.
-            attributes = {k: _cpu_copy(t, fake) for k, t in tensor_attributes(model).items()}
+            attributes = {k: _cpu_copy(t, fake, None, cpu)
+                          for k, t in tensor_attributes(model).items()}
     except RuntimeError as e:  # a real copy that does not fit
         raise MemoryError(f"measure(how='real'): the model's weights do not fit in "
                           f"memory ({reason(e)})") from None
@@ -281,8 +332,26 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     state = {**params, **buffers}
     param_storages = {id(t.untyped_storage()) for t in [*state.values(), *attributes.values()]}
 
+    # Checkpointing recomputes segments during backward, so the stand-ins must stay
+    # in place for forward, backward and the update: one context around all passes.
+    whole = contextlib.ExitStack()  # entered with the step, left when it ends
+    if options.checkpoint:
+        from complexity.cost.checkpointing import checkpoint_modules, checkpointed
+
+        checkpoint_modules(model, options.checkpoint)  # a glob matching nothing: ValueError
+        segments = (stand_ins(model, state, attributes), checkpointed(model, options.checkpoint))
+    else:
+        segments = ()
+
     def step(x, target):
-        with stand_ins(model, state, attributes):
+        # Forward and loss under autocast (its weight cache cleared on exit), as
+        # people write it; each caller runs backward outside.
+        with autocast_region(cpu.type, amp):
+            return forward_loss(x, target)
+
+    def forward_loss(x, target):
+        with (contextlib.nullcontext() if options.checkpoint
+              else stand_ins(model, state, attributes)):
             out = logits(model(x))
         if target is None:  # warm-up: learn the output's shape
             target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]),
@@ -292,7 +361,9 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
 
     gc_was_enabled = gc.isenabled()
     try:
-        with mode(model, True), context:
+        with mode(model, True), context, whole:
+            for cm in segments:
+                whole.enter_context(cm)
             x = make_input(input_shape, input_dtype if input_dtype is not None else dtype,
                            input_high, cpu)
             target = None
@@ -366,15 +437,15 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     }
 
 
-def _cpu_copy(t: torch.Tensor, fake, dtype=None) -> torch.Tensor:
+def _cpu_copy(t: torch.Tensor, fake, dtype=None, device="cpu") -> torch.Tensor:
     """A CPU tensor of ``t``'s shape, strides, dtype and ``requires_grad``: fake
     (under ``fake``, already entered) or real. A real copy of a real tensor keeps
     its values; of a meta tensor it is initialised (weights ~ N(0, 0.01),
     ``running_var`` and other float buffers 1, integer buffers 0: values change
     neither bytes nor FLOPs). ``dtype``: floating tensors in that type instead."""
     cast = dtype if dtype is not None and t.dtype.is_floating_point else t.dtype
-    if fake is not None:
-        copy = torch.empty_strided(t.shape, t.stride(), dtype=cast, device="cpu")
+    if fake is not None:  # ``device``: fake CUDA tensors too
+        copy = torch.empty_strided(t.shape, t.stride(), dtype=cast, device=device)
     elif t.device.type == "meta":
         copy = torch.empty_strided(t.shape, t.stride(), dtype=cast, device="cpu")
         with torch.no_grad():

@@ -90,6 +90,17 @@ class StepOptions:
             words.append(f"grad-accum {self.grad_accum}")
         return ", ".join(words)
 
+    def to_dict(self) -> dict:
+        """The JSON form: every setting by name.
+
+        >>> StepOptions().to_dict()["optimizer"]
+        {'name': 'adam', 'foreach': False, 'fused': False}
+        """
+        return {"optimizer": {"name": self.optimizer.name, "foreach": self.optimizer.foreach,
+                              "fused": self.optimizer.fused},
+                "dtype": self.dtype, "autocast": self.autocast, "checkpoint": self.checkpoint,
+                "set_to_none": self.set_to_none, "grad_accum": self.grad_accum}
+
     def with_(self, **changes) -> "StepOptions":
         """A copy with ``changes``.
 

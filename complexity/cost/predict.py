@@ -25,10 +25,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
+import torch
 from torch import nn
 
 from complexity.cost.options import StepOptions
-from complexity.cost.schedule import peak
+from complexity.cost.schedule import peak, recomputed_calls
 from complexity.cost.trace import trace
 
 __all__ = ["mark", "predict", "predict_with_unmodelled", "predict_step", "StepPrediction"]
@@ -56,7 +57,7 @@ def mark(quantity: str, unmodelled) -> str:
 
 def predict(model: nn.Module, input_shape: Sequence[int], target=None,
             device_type: Optional[str] = None, *, input_dtype=None,
-            input_high=None) -> Dict[str, int]:
+            input_high=None, options: Optional[StepOptions] = None) -> Dict[str, int]:
     """Predict one Adam training step of ``model`` on a batch of ``input_shape``:
     the same keys as :func:`complexity.cost.measure.measure`. Trainable =
     parameters with ``requires_grad``; ``model`` is not modified. A call with no
@@ -64,10 +65,11 @@ def predict(model: nn.Module, input_shape: Sequence[int], target=None,
     are then approximate (:func:`mark`). ``device_type``: where the real step runs (default: the
     device of the model's parameters), e.g. ``'cuda'`` for bool dropout masks.
     ``input_dtype``, ``input_high``: the input's dtype (float32 by default) and, for
-    integer token ids, their bound (:func:`complexity.cost.measure.make_input`)."""
+    integer token ids, their bound (:func:`complexity.cost.measure.make_input`).
+    ``options``: how the step runs (:class:`complexity.cost.options.StepOptions`)."""
     values, unmodelled = predict_with_unmodelled(model, input_shape, target, device_type,
                                                  input_dtype=input_dtype,
-                                                 input_high=input_high)
+                                                 input_high=input_high, options=options)
     if unmodelled:
         import warnings
         warnings.warn("finetune.predict: no rule for " + ", ".join(unmodelled)
@@ -127,8 +129,12 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
     """
     options = options or StepOptions()
     dtype = options.torch_dtype() if options.dtype != "float32" else None
+    amp = options.autocast_dtype()
+    if amp is not None and device_type is None:
+        # where the measurement runs an autocast step: float16 on (fake) CUDA
+        device_type = "cuda" if amp is torch.float16 else "cpu"
     g = trace(model, input_shape, target, device_type, input_dtype=input_dtype,
-              input_high=input_high, dtype=dtype)
+              input_high=input_high, dtype=dtype, autocast=amp, checkpoint=options.checkpoint)
     params = list(model.parameters())
     size = lambda p: p.numel() * (dtype.itemsize if dtype is not None and  # noqa: E731
                                   p.dtype.is_floating_point else p.element_size())
@@ -152,7 +158,18 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
     resident = weights + io + optimizer
     if options.grads_resident:
         resident += sum(trainable)
-    kept = {s for c in g.calls for s in c.kept if s not in state}
+    # Checkpointed segments keep nothing of their own: checkpoint saves each
+    # segment's positional tensor arguments instead (the saved-tensor hooks see
+    # them) and replays the segment's forward, up to its early stop, in backward
+    # when a node of it that runs first unpacks a tensor.
+    inside = {i for sg in g.segments for i in range(sg.start, sg.end)}
+    kept = {s for i, c in enumerate(g.calls) if i not in inside for s in c.kept}
+    kept.update(s for sg in g.segments for s in sg.saved)
+    kept -= state
+    replayed = sum(g.calls[i].forward_flops for sg in g.segments
+                   if any(c.kept and c.node and any(v in needed for v in c.outputs)
+                          for c in g.calls[sg.start:sg.end])
+                   for i in recomputed_calls(g, sg))
     # K micro-batches per optimizer step: K forward and backward passes.
     passes = options.grad_accum
     values = {
@@ -166,7 +183,7 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
                            forward_extra=(g.value_bytes[g.calls[-1].outputs[0]]
                                           if options.grad_accum > 1 else 0)),
         "forward_flops": passes * sum(c.forward_flops for c in g.calls),
-        "backward_flops": passes * sum(c.backward_flops for c in g.calls),
+        "backward_flops": passes * (sum(c.backward_flops for c in g.calls) + replayed),
     }
     return StepPrediction(values, sorted(g.unmodelled), g, trainable,
                           {v for v in g.params if v in needed}, optimizer, weights, io)

@@ -39,7 +39,9 @@ class _Schedule:
     tensor a node keeps), ``("grad", n, value)`` (a gradient buffer; ``value`` is the
     tensor it is the gradient of, a parameter's value id for ``.grad``),
     ``("transient", call index)`` (a call's workspace) or ``("optimizer", 0)``
-    (the update's temporaries)."""
+    (the update's temporaries). With checkpointing, a tensor made again by a
+    segment's recomputation during backward is ``("activation", storage,
+    "recomputed")`` (the storage id of the forward tensor it repeats)."""
 
     def __init__(self, resident_bytes: int, events: Optional[list] = None):
         self.live = self.peak = resident_bytes
@@ -47,7 +49,9 @@ class _Schedule:
 
     def alloc(self, nbytes: int, key=None) -> None:
         self.live += nbytes
-        if self.events is not None and nbytes:
+        # the update is logged even when it allocates nothing: a replay makes the
+        # optimizer's state there
+        if self.events is not None and (nbytes or key == ("optimizer", 0)):
             self.events.append(("alloc", nbytes, key))
 
     def free(self, nbytes: int, key=None) -> None:
@@ -75,7 +79,9 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     in ``resident_bytes``: each gradient arriving in backward is then added into
     its buffer in place and freed. ``forward_extra``: bytes alive through the
     forward only (the previous micro-batch's loss, still bound to its name until
-    the new loss replaces it).
+    the new loss replaces it). Checkpointed segments (``g.segments``) keep nothing
+    in the forward but their arguments; the first of their nodes to run in
+    backward replays their forward up to :func:`recomputed_calls`' early stop.
 
     >>> import torch
     >>> from complexity.cost.trace import trace_calls
@@ -89,8 +95,20 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     """
     sch = _Schedule(resident_bytes, events)
     keep_count: Dict[int, int] = {}
-    for c in g.calls:
-        for s in c.kept:
+    # Checkpointed segments: their calls keep nothing in the forward; the segment's
+    # arguments are held by the checkpoint until the last of its nodes that saves a
+    # tensor has run (the first of them in forward order), if any node saves one.
+    seg_of: Dict[int, int] = {}
+    let_go: Dict[int, int] = {}  # segment -> the node after which its inputs go
+    for k, sg in enumerate(g.segments):
+        saving = [i for i in range(sg.start, sg.end) if g.calls[i].kept]
+        seg_of.update((i, k) for i in range(sg.start, sg.end))
+        if saving:
+            let_go[k] = saving[0]
+            for s in dict.fromkeys(sg.held):
+                keep_count[s] = keep_count.get(s, 0) + 1
+    for i, c in enumerate(g.calls):
+        for s in c.kept if i not in seg_of else ():
             keep_count[s] = keep_count.get(s, 0) + 1
     # Forward: a storage lives from the call that makes it to its last read,
     # or, if a node keeps it, until that node's backward.
@@ -107,6 +125,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
         for s, i in held.items():
             last_read[s] = max(last_read.get(s, i), i)
     born = set(g.resident)
+    birth: Dict[int, int] = {}  # storage -> the call that made it
     sch.alloc(forward_extra, ("activation", 0))
     dies_at: Dict[int, List[int]] = {}
     for i, c in enumerate(g.calls):
@@ -114,6 +133,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
         for s in dict.fromkeys(fresh):
             if s not in born:
                 born.add(s)
+                birth[s] = i
                 sch.alloc(g.storage_bytes[s], ("activation", s))
                 if s not in keep_count and i < len(g.calls) - 1:  # the loss stays held
                     dies_at.setdefault(max(i, last_read.get(s, i)), []).append(s)
@@ -145,25 +165,73 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     # d loss / d loss = 1: ``loss.backward()`` makes it (``_make_grads``) and holds
     # it in a local of ``torch.autograd.backward`` until the engine returns, so it
     # outlives the loss's node (one reference for the node, one for Python).
-    root = new_grad(4, g.calls[-1].outputs[0])
+    loss = g.calls[-1].outputs[0]
+    root = new_grad(g.value_bytes[loss], loss)  # ones_like(loss): the loss's dtype
     grad_of[g.calls[-1].outputs[0]] = root
     refs[root] = 2
-    for c in reversed(g.calls):
+    replayed: set = set()
+    rkeep: Dict[int, int] = {}  # recomputed storage -> nodes still to use it
+
+    def replay(k):
+        """Checkpoint's recomputation of segment ``k``, run when the engine first
+        unpacks one of its saved tensors: the forward's liveness, up to the early
+        stop; what the segment's nodes keep stays, the rest goes at the stop."""
+        calls = recomputed_calls(g, g.segments[k])
+        stop = max(i for i in range(g.segments[k].start, g.segments[k].end) if g.calls[i].kept)
+        inside = set(calls)
+        kept = [s for i in range(g.segments[k].start, stop + 1) for s in g.calls[i].kept
+                if birth.get(s, -1) in inside]
+        for s in kept:
+            rkeep[s] = rkeep.get(s, 0) + 1
+        ends: Dict[int, List[int]] = {}
+        for i in calls:
+            c = g.calls[i]
+            fresh = [g.value_storage[v] for v in c.outputs] + [s for s in c.kept if s < 0]
+            for s in dict.fromkeys(fresh):
+                if birth.get(s) == i:
+                    sch.alloc(g.storage_bytes[s], ("activation", s, "recomputed"))
+                    if s not in rkeep:
+                        ends.setdefault(min(calls[-1], max(i, last_read.get(s, i))),
+                                        []).append(s)
+            sch.alloc(c.transient, ("transient", i))
+            sch.mark()
+            sch.free(c.transient, ("transient", i))
+            for s in ends.pop(i, []):
+                sch.free(g.storage_bytes[s], ("activation", s, "recomputed"))
+
+    for idx in range(len(g.calls) - 1, -1, -1):
+        c = g.calls[idx]
+        k = seg_of.get(idx)
         outs = [v for v in c.outputs if v in grad_of]
         arriving = []
+        if k is not None and c.kept and c.node and outs and k not in replayed:
+            replayed.add(k)  # this node unpacks a saved tensor first
+            replay(k)
         if c.node and outs:
             for v in c.grad_inputs:
-                gid = grad_of[outs[0]] if c.name in SHARES_GRAD else new_grad(g.value_bytes[v], v)
+                gid = (grad_of[outs[0]] if c.name in SHARES_GRAD or c.shares_grad
+                       else new_grad(g.value_bytes[v], v))
                 refs[gid] += 1
                 arriving.append((v, gid))
             sch.mark()  # the node ran: its kept tensors, output and input grads alive
             for v in outs:
                 release(grad_of.pop(v))
         # The engine releases a node's kept tensors as soon as it has run ...
-        for s in c.kept:
+        for s in c.kept if k is None else ():
             keep_count[s] -= 1
             if keep_count[s] == 0 and s not in g.resident:
                 sch.free(g.storage_bytes[s], ("activation", s))
+        for s in c.kept if k is not None else ():  # recomputed ones, checkpointed
+            if s in rkeep:
+                rkeep[s] -= 1
+                if rkeep[s] == 0:
+                    del rkeep[s]
+                    sch.free(g.storage_bytes[s], ("activation", s, "recomputed"))
+        if k is not None and let_go.get(k) == idx:  # the checkpoint lets go of its inputs
+            for s in dict.fromkeys(g.segments[k].held):
+                keep_count[s] -= 1
+                if keep_count[s] == 0 and s not in g.resident:
+                    sch.free(g.storage_bytes[s], ("activation", s))
         # ... then adds its outputs into the waiting gradients.
         for v, gid in arriving:
             if v in g.params and (grads_resident or v in grad_of):
@@ -192,3 +260,33 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     sch.alloc(optimizer.step_temporaries(trainable_sizes), ("optimizer", 0))
     sch.mark()
     return sch.peak
+
+
+def recomputed_calls(g: Graph, segment) -> List[int]:
+    """The calls (indices) that checkpoint's recomputation of ``segment`` (a
+    :class:`complexity.cost.graph.Segment`) runs during backward: from its first
+    call to the last that keeps a tensor, where PyTorch's early stop raises as
+    that tensor is saved. Autograd saves a call's inputs before it computes and
+    what it makes (an output, indices, statistics) after, so that last call runs
+    only if it keeps something it makes. Empty when no call of the segment keeps
+    anything: there is nothing to recompute.
+
+    >>> from complexity.cost.graph import Segment
+    >>> from complexity.cost.trace import trace
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Sequential(nn.Conv2d(2, 2, 1), nn.ReLU()), nn.Conv2d(2, 2, 1))
+    >>> g = trace(net, (1, 2, 4, 4), checkpoint="0")
+    >>> [g.calls[i].name for i in recomputed_calls(g, g.segments[0])]  # relu keeps its output
+    ['conv2d', 'relu']
+    >>> g = trace(net, (1, 2, 4, 4), checkpoint="1")
+    >>> recomputed_calls(g, g.segments[0])  # conv keeps its input: stops before computing
+    []
+    """
+    saving = [i for i in range(segment.start, segment.end) if g.calls[i].kept]
+    if not saving:
+        return []
+    stop = saving[-1]
+    c = g.calls[stop]
+    made = {g.value_storage[v] for v in c.outputs}  # in place: a new value, saved after
+    runs = any(s < 0 or s in made for s in c.kept)
+    return list(range(segment.start, stop + 1 if runs else stop))

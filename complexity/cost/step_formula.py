@@ -67,7 +67,7 @@ class FormulaError(ValueError):
 
 
 def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = None, *,
-             input_dtype=None, input_high=None) -> dict:
+             input_dtype=None, input_high=None, options=None) -> dict:
     """One traced step at a concrete ``input_shape``: ``values`` (the :data:`KEYS`
     that :func:`~complexity.cost.predict.predict` gives, computed the same way),
     ``events`` (the schedule's log, :func:`~complexity.cost.schedule.peak`),
@@ -85,15 +85,20 @@ def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = Non
     """
     events: list = []
     p = predict_step(model, input_shape, None, device_type, input_dtype=input_dtype,
-                     input_high=input_high, events=events)
+                     input_high=input_high, events=events, options=options)
     g = p.graph
     # One block per resident storage, in the order they were made (parameters,
-    # buffers, input, target): what a caching-allocator model allocates first.
+    # buffers, input, target): what a caching-allocator model allocates first;
+    # then the gradient buffers that outlive a step (zero_grad(set_to_none=False),
+    # gradient accumulation).
     blocks = [g.storage_bytes[s] for s in sorted(g.resident)]
+    grads = p.values["grad_bytes"] if options is not None and options.grads_resident else 0
+    if grads:
+        blocks += p.trainable_sizes
     # Adam's 4-byte step counters, where the state holds them (on the CPU device).
     counters = p.state - Optimizer().state_bytes(p.trainable_sizes, "cuda")
     return {"values": p.values, "events": events, "weights": p.weights, "io": p.io,
-            "optimizer": p.state, "step_counter_bytes": counters,
+            "optimizer": p.state, "step_counter_bytes": counters, "resident_grads": grads,
             "resident_blocks": blocks,
             "trainable_sizes": p.trainable_sizes, "param_values": p.param_values,
             "unmodelled": p.unmodelled}
@@ -179,6 +184,8 @@ class StepFormula:
     param_values: set
     unmodelled: List[str]
     checked: List[int] = field(default_factory=list)
+    options: Optional[object] = None       # the StepOptions traced (None: the default step)
+    resident_grads: int = 0                # .grad buffers alive before the step begins
 
     def formulas(self) -> Dict[str, sp.Expr]:
         """The :data:`KEYS` as sympy expressions in :data:`B`; the peak a ``Max``."""
@@ -227,7 +234,7 @@ class StepFormula:
         """
         live = dict.fromkeys(PARTS, 0)
         live.update(weights=self.weights, optimizer=self.optimizer,
-                    activations=_value(self.io, batch))
+                    grads=self.resident_grads, activations=_value(self.io, batch))
         best = dict(live)
         for kind, size, key in self.events:
             if kind == "mark":
@@ -250,20 +257,26 @@ class StepFormula:
         return "transient"  # a call's workspace, the optimizer's temporaries
 
 
+def _optimizer(options):
+    """The optimizer of a step's options (Adam for-loop when none are given)."""
+    return options.optimizer if options is not None else Optimizer()
+
+
 def _log_at(model, sample_shape, batch, device_type, kw):
     return step_log(model, (batch, *sample_shape), device_type, **kw)
 
 
 def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] = None, *,
                  checks: int = 5, seed: int = 0, check_range: int = 4096,
-                 input_dtype=None, input_high=None) -> StepFormula:
+                 input_dtype=None, input_high=None, options=None) -> StepFormula:
     """The :class:`StepFormula` of ``model`` (its parameters with ``requires_grad``
     train) on inputs of shape ``(B, *sample_shape)``, fitted from two traced steps
     and verified against :func:`~complexity.cost.predict.predict` at ``checks``
     random batch sizes in ``[batch_min + 2, check_range]`` (log-uniform, drawn with
     ``seed``).
     :class:`FormulaError` if the step's structure changes with ``B`` or a check
-    fails. ``device_type``: as :func:`~complexity.cost.predict.predict` takes it.
+    fails. ``device_type``: as :func:`~complexity.cost.predict.predict` takes it;
+    ``options``: the step's :class:`~complexity.cost.options.StepOptions`.
 
     >>> from torch import nn
     >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 2, 1))
@@ -275,7 +288,7 @@ def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] 
     >>> len(f.checked)
     5
     """
-    kw = {"input_dtype": input_dtype, "input_high": input_high}
+    kw = {"input_dtype": input_dtype, "input_high": input_high, "options": options}
     sample_shape = tuple(sample_shape)
     try:
         first, start = _log_at(model, sample_shape, 1, device_type, kw), 1
@@ -288,11 +301,11 @@ def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] 
                            f"({len(e1)} vs {len(e2)} events): no formula in B")
     if len(first["resident_blocks"]) != len(second["resident_blocks"]):
         raise FormulaError("the number of resident storages changes with the batch")
-    for name in ("weights", "optimizer", "step_counter_bytes"):
+    for name in ("weights", "optimizer", "step_counter_bytes", "resident_grads"):
         if first[name] != second[name]:
             raise FormulaError(f"{name} changes with the batch ({first[name]} vs {second[name]})")
     io = _fit(first["io"], second["io"], start)
-    resident = (first["weights"] + first["optimizer"] + io[0], io[1])
+    resident = (first["weights"] + first["optimizer"] + first["resident_grads"] + io[0], io[1])
     terms = [resident]  # the schedule's peak starts at the resident bytes
     events = []
     for (kind, v1, key), (_, v2, _) in zip(e1, e2):
@@ -320,7 +333,8 @@ def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] 
         resident_blocks=[_fit(x, y, start) for x, y in zip(first["resident_blocks"],
                                                             second["resident_blocks"])],
         peak_terms=envelope(terms, start), trainable_sizes=first["trainable_sizes"],
-        param_values=first["param_values"], unmodelled=first["unmodelled"])
+        param_values=first["param_values"], unmodelled=first["unmodelled"],
+        options=options, resident_grads=first["resident_grads"])
     for b, log in ((start, first), (start + 1, second)):
         _compare(f, b, log["values"])
     rng = random.Random(seed)
@@ -346,7 +360,7 @@ def _compare(f: StepFormula, batch: int, concrete: Dict[str, int]) -> None:
 
 
 def proven_max_batch(model, f: StepFormula, budget: int, *, input_dtype=None,
-                     input_high=None) -> Optional[int]:
+                     input_high=None) -> Optional[int]:  # the options: those f was made with
     """:meth:`StepFormula.max_batch` for ``budget``, proved by two concrete
     predictions of ``model`` (with the trainable flags ``f`` was made with): the
     peak at the max batch fits the budget, at one more it does not. None when every
@@ -359,7 +373,7 @@ def proven_max_batch(model, f: StepFormula, budget: int, *, input_dtype=None,
     >>> proven_max_batch(net, f, 2 * 10**6) == f.max_batch(2 * 10**6)
     True
     """
-    kw = {"input_dtype": input_dtype, "input_high": input_high}
+    kw = {"input_dtype": input_dtype, "input_high": input_high, "options": f.options}
     best = f.max_batch(budget)
     if best is None:
         return None
@@ -388,7 +402,7 @@ def dominant(parts: Dict[str, int]) -> str:
 
 def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
                 device: str = "cuda", reserve: Optional[int] = None, checks: int = 5,
-                input_dtype=None, input_high=None) -> dict:
+                input_dtype=None, input_high=None, options=None) -> dict:
     """Does one training step of ``model`` (its trainable flags as set) at
     ``(batch, *sample_shape)`` fit in ``budget`` bytes, and what is the largest batch
     that does? ``device="cpu"``: the exact peak must fit; ``"cuda"``: the caching
@@ -413,7 +427,8 @@ def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device {device!r}: choose cpu or cuda")
     kw = {"input_dtype": input_dtype, "input_high": input_high}
-    f = step_formula(model, sample_shape, device, checks=checks, **kw)
+    f = step_formula(model, sample_shape, device, checks=checks, options=options, **kw)
+    kw["options"] = options
     parts = f.parts(batch)
     out = {"device": device, "batch": batch, "budget_bytes": budget,
            "peak_bytes": f.peak_at(batch), "fits": None, "max_batch": None,
@@ -421,7 +436,8 @@ def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
            "peak_formula": str(f.formulas()["peak_bytes"]), "unmodelled": f.unmodelled}
     if device == "cpu":
         out["fits"] = out["peak_bytes"] <= budget
-        out["max_batch"] = proven_max_batch(model, f, budget, **kw)
+        out["max_batch"] = proven_max_batch(model, f, budget, input_dtype=input_dtype,
+                                             input_high=input_high)
         return out
     reserve = cuda_memory.DEFAULT_RESERVE if reserve is None else reserve
     cuda = cuda_memory.cuda_at(f, batch)
@@ -434,7 +450,8 @@ def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
                 continue
             log = step_log(model, (b, *f.sample_shape), device, **kw)
             got = cuda_memory.cuda_step(log["resident_blocks"], log["events"],
-                                        log["trainable_sizes"])["reserved"]
+                                        log["trainable_sizes"],
+                                        optimizer=_optimizer(options))["reserved"]
             if (got + reserve <= budget) != fits:
                 raise FormulaError(f"max batch {best}: the allocator model gives "
                                    f"{got} bytes reserved at B={b} on a fresh trace")

@@ -32,6 +32,7 @@ import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from complexity.cost.measure import KEYS, measure, measure_cuda_peak
+from complexity.cost.options import StepOptions
 from complexity.cost.predict import predict_with_unmodelled
 from complexity.cost.trainable import last_layer, set_trainable
 from complexity.errors import reason
@@ -82,12 +83,15 @@ def is_value_dependent(e: BaseException) -> bool:
 
 
 def preflight(name: str, modes: Sequence[str], shape: Tuple[int, int, int, int],
-              width: int = 16, layers: int = 1, model_args: Optional[dict] = None) -> None:
+              width: int = 16, layers: int = 1, model_args: Optional[dict] = None,
+              options: Optional[StepOptions] = None) -> None:
     """Can ``name`` take a training step here, in every mode? Built on the meta
     device (nothing allocated), each mode must train some parameter and one
     forward of a ``shape`` batch (its channels replaced by the model's) must run
-    on shapes alone. Cheap next to :func:`sweep`, so a command calls it first;
-    :class:`ConfigurationError` with one line naming the model otherwise.
+    on shapes alone; a LoRA mode (:func:`lora_of`) must find its target layers and
+    ``options.checkpoint`` some module to checkpoint. Cheap next to :func:`sweep`,
+    so a command calls it first; :class:`ConfigurationError` with one line naming
+    the model otherwise.
 
     >>> preflight("stack", ["full", "last"], (2, 16, 8, 8), width=4)
     >>> preflight("stack", ["nomatch.*"], (2, 4, 8, 8), width=4)
@@ -105,8 +109,20 @@ def preflight(name: str, modes: Sequence[str], shape: Tuple[int, int, int, int],
         raise ConfigurationError(str(e)) from None
     except Exception as e:
         raise ConfigurationError(f"model {name}: {reason(e)}") from None
+    if options is not None and options.checkpoint:
+        from complexity.cost.checkpointing import checkpoint_modules
+
+        try:
+            checkpoint_modules(model, options.checkpoint)
+        except ValueError as e:
+            raise ConfigurationError(f"model {name}: {e}") from None
     for mode in modes:
         try:
+            if lora_of(mode) is not None:
+                from complexity.cost.lora import target_modules
+
+                target_modules(model, lora_of(mode))
+                continue
             count = set_trainable(model, mode)
         except ValueError as e:
             raise ConfigurationError(f"model {name}: {e}") from None
@@ -127,10 +143,38 @@ def preflight(name: str, modes: Sequence[str], shape: Tuple[int, int, int, int],
                                  f"{'×'.join(map(str, batch))} image batch: {reason(e)}") from None
 
 
+def lora_of(mode: str):
+    """The :class:`complexity.cost.lora.LoRA` a mode names (``"lora:r=8,alpha=16,
+    targets=GLOB"``), or None for ``full``, ``last`` and parameter globs.
+
+    >>> lora_of("lora:r=4,targets=*.query").r, lora_of("last")
+    (4, None)
+    """
+    if not mode.startswith("lora:"):
+        return None
+    from complexity.cost.lora import parse_lora
+
+    return parse_lora(mode[len("lora:"):])
+
+
+def _trainable_model(model, name, n, width, model_args, mode):
+    """The model a mode trains: ``model`` with :func:`set_trainable`, or for a LoRA
+    mode a fresh build wrapped by peft (the base frozen, the adapters trainable)."""
+    lora = lora_of(mode)
+    if lora is None:
+        return model, set_trainable(model, mode)
+    from complexity.cost.lora import apply_lora
+
+    fresh, _ = build_model(name, n or 1, width, model_args)
+    wrapped = apply_lora(fresh, lora)
+    return wrapped, sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
+
+
 def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[int, int]],
           batches: Sequence[int], modes: Sequence[str], width: int = 16,
           measured: bool = True, cuda: bool = False, progress=None,
-          how: str = "fake", model_args: Optional[dict] = None) -> List[dict]:
+          how: str = "fake", model_args: Optional[dict] = None,
+          options: Optional[StepOptions] = None) -> List[dict]:
     """One result per (model, layers, size, batch, mode): the JSON objects that
     ``finetune --format json`` prints, ``{"model", "layers", "size", "batch",
     "mode", "trainable_params", "trainable_tensors", "frozen", "head",
@@ -144,7 +188,10 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
     step's ``torch.cuda.max_memory_allocated`` (:func:`measure_cuda_peak`) and
     ``"cuda_predicted_peak_bytes"``, the peak predicted for a CUDA step.
     ``model_args``: constructor keyword arguments given to every model
-    (:func:`complexity.zoo.build_model`).
+    (:func:`complexity.zoo.build_model`). ``options``: how every step runs
+    (:class:`complexity.cost.options.StepOptions`: optimizer, dtype, autocast,
+    checkpointing, gradient buffers, accumulation); a mode ``"lora:r=…,targets=…"``
+    trains LoRA adapters (:func:`lora_of`).
 
     Every configuration is predicted (a meta-device forward) before any is
     measured or reported to ``progress``, so a model that cannot take an input
@@ -164,26 +211,31 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
                         label = f"model {name} n={n} size {h}x{w} batch {b} mode {mode}"
                         shape = (b, channels, h, w)
                         try:
-                            trainable = set_trainable(model, mode)
-                            parts = trainable_parts(model)
-                            pred, unmodelled = predict_with_unmodelled(model, shape)
+                            net, trainable = _trainable_model(model, name, n, width,
+                                                              model_args, mode)
+                            parts = trainable_parts(net)
+                            pred, unmodelled = predict_with_unmodelled(net, shape,
+                                                                       options=options)
                         except Exception as e:
                             raise ConfigurationError(f"{label}: {reason(e)}") from e
-                        configs.append((label, model, mode, shape, {
+                        configs.append((label, net, mode, shape, {
                             "model": name, "layers": n, "size": [h, w], "batch": b,
                             "mode": mode, "trainable_params": trainable, **parts,
+                            "options": (options or StepOptions()).to_dict(),
+                            "step": (options or StepOptions()).label(),
                             "predicted": pred, "unmodelled": unmodelled, "measured": None}))
     results = []
     for label, model, mode, shape, result in configs:
         try:
-            set_trainable(model, mode)
+            if lora_of(mode) is None:
+                set_trainable(model, mode)
             if measured:
-                result["measured"] = measure(model, shape, how=how)
+                result["measured"] = measure(model, shape, how=how, options=options)
                 result["measured_how"] = how
             if cuda:
                 # On CUDA dropout keeps a bool mask (a float one elsewhere).
                 result["cuda_predicted_peak_bytes"] = predict_with_unmodelled(
-                    model, shape, device_type="cuda")[0]["peak_bytes"]
+                    model, shape, device_type="cuda", options=options)[0]["peak_bytes"]
                 result["cuda_peak_bytes"] = measure_cuda_peak(model, shape)
         except Exception as e:
             raise ConfigurationError(f"{label}: {reason(e)}") from e

@@ -187,6 +187,9 @@ def render(results: Sequence[dict], fmt: str) -> str:
     if fmt == "csv":
         return main
     out = [main]
+    steps = list(dict.fromkeys(r["step"] for r in results if "step" in r))
+    if steps and steps != ["adam, float32"]:  # the course's step goes without saying
+        out.append(prose("Training step: " + "; ".join(steps), fmt))
     frozen = frozen_lines(results)
     if frozen:
         bullet = "- " if fmt == "markdown" else "  "

@@ -19,7 +19,7 @@ from complexity.output.units import bytes_text
 PARTS = ("weights", "grads", "optimizer", "activations", "transient")
 #: the keys of each JSON object, in order (the contract of docs/cli.md)
 JSON_KEYS = ("model", "mode", "device", "batch", "size", "budget_bytes", "peak_bytes", "fits",
-             "max_batch", "parts", "dominant", "cuda", "peak_formula", "unmodelled")
+             "max_batch", "parts", "dominant", "cuda", "peak_formula", "unmodelled", "step")
 
 
 def _bytes(n) -> Cell:
@@ -85,7 +85,7 @@ def note(results: Sequence[dict]) -> str:
 def render(results: Sequence[dict], fmt: str) -> str:
     """``fit``'s output in ``fmt`` (``json``: the array of :data:`JSON_KEYS` objects)."""
     if fmt == "json":
-        return json.dumps([{k: r[k] for k in JSON_KEYS} for r in results], indent=2)
+        return json.dumps([{k: r[k] for k in JSON_KEYS if k in r} for r in results], indent=2)
     hs = headers(results)
     table = render_table(table_cells(results), hs, fmt,
                          numeric_columns=[i for i, h in enumerate(hs)
@@ -93,4 +93,6 @@ def render(results: Sequence[dict], fmt: str) -> str:
                                                        "dominant")])
     if fmt == "csv":
         return table
-    return table + "\n\n" + prose(note(results), fmt)
+    steps = list(dict.fromkeys(r["step"] for r in results if "step" in r))
+    step = ("Training step: " + "; ".join(steps) + ".\n") if steps else ""
+    return table + "\n\n" + prose(step + note(results), fmt)

@@ -8,13 +8,14 @@ package stays light.
 """
 from __future__ import annotations
 
-from complexity.reproduce import (batch_size, colourization, counts, finetune, invariance,
-    segmentation)
+from complexity.reproduce import (batch_size, colourization, counts, finetune,
+    finetune_options, invariance, segmentation)
 from complexity.reproduce.context import Context
 
 REPORT_STEPS = [
     ("counts", counts.write),
     ("finetune", finetune.write),
+    ("finetune_options", finetune_options.write),
     ("colourization", colourization.write),
     ("batch_size", batch_size.write),
     ("invariance", invariance.write),

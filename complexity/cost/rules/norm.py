@@ -19,17 +19,24 @@ import torch
 from complexity.cost.rules.registry import Context, rule
 
 
-def stat_size(ctx: Context) -> int:
-    """Bytes of one saved mean or rstd element for this call's input.
+def stat_size(ctx: Context, weight=None) -> int:
+    """Bytes of one saved mean or rstd element for this call's input; ``weight``:
+    the call's affine weight, if any (a half-precision input with a float32 weight,
+    as autocast leaves a norm, keeps float32 statistics on the CPU too — checked
+    against a real step).
 
     >>> from types import SimpleNamespace as N
     >>> x = torch.empty(2, dtype=torch.bfloat16)
     >>> stat_size(N(ins=[x], graph=N(device_type="cpu"))), stat_size(N(ins=[x], graph=N(device_type="cuda")))
     (2, 4)
+    >>> stat_size(N(ins=[x], graph=N(device_type="cpu")), torch.empty(2))
+    4
     """
     x = ctx.ins[0]
     if ctx.graph.device_type == "cuda" and x.element_size() < 4:
         return 4
+    if isinstance(weight, torch.Tensor) and weight.element_size() > x.element_size():
+        return weight.element_size()
     return x.element_size()
 
 
@@ -37,7 +44,7 @@ def stat_size(ctx: Context) -> int:
 def batch_norm(ctx: Context) -> None:
     """Input kept; in training also save_mean and save_invstd (C elements each)."""
     if ctx.arg(5, "training", False):
-        c = ctx.ins[0].shape[1] * stat_size(ctx)
+        c = ctx.ins[0].shape[1] * stat_size(ctx, ctx.arg(3, "weight"))
         ctx.call.kept = [ctx.input_storage(0), ctx.new_storage(c), ctx.new_storage(c)]
     else:
         ctx.call.kept = [ctx.input_storage(0)]
@@ -47,7 +54,8 @@ def batch_norm(ctx: Context) -> None:
 def layer_norm(ctx: Context) -> None:
     """Input kept, and a mean and rstd per row."""
     shape = ctx.arg(1, "normalized_shape")
-    rows = ctx.ins[0].numel() // max(1, int(torch.Size(shape).numel())) * stat_size(ctx)
+    rows = (ctx.ins[0].numel() // max(1, int(torch.Size(shape).numel()))
+            * stat_size(ctx, ctx.arg(2, "weight")))
     ctx.call.kept = [ctx.input_storage(0), ctx.new_storage(rows), ctx.new_storage(rows)]
 
 
@@ -55,5 +63,5 @@ def layer_norm(ctx: Context) -> None:
 def group_norm(ctx: Context) -> None:
     """Input kept, and a mean and rstd per (sample, group)."""
     x, groups = ctx.ins[0], ctx.arg(1, "num_groups")
-    stats = x.shape[0] * groups * stat_size(ctx)
+    stats = x.shape[0] * groups * stat_size(ctx, ctx.arg(2, "weight"))
     ctx.call.kept = [ctx.input_storage(0), ctx.new_storage(stats), ctx.new_storage(stats)]

@@ -67,7 +67,7 @@ class Context:
             return self.input_storage(i)
         try:
             x.view(-1, x.shape[-1])
-        except RuntimeError:
+        except (RuntimeError, ValueError):  # meta tensors raise the one, fake the other
             return self.new_storage(self.input_bytes(i))
         return self.input_storage(i)
 

@@ -1,0 +1,86 @@
+"""The options of a training step that ``finetune`` and ``fit`` share: the
+optimizer and how it updates (for-loop, foreach, fused), the parameters' dtype,
+autocast, activation checkpointing, gradient buffers kept or set to None,
+gradient accumulation, and LoRA adapters as one more trainable set.
+
+:func:`add_step_arguments` adds them to a parser; :func:`step_options` checks
+them together (exit 2, one line) and returns a
+:class:`complexity.cost.options.StepOptions` and the LoRA modes."""
+from __future__ import annotations
+
+import argparse
+
+from complexity.cli.common import UsageError, positive_int
+from complexity.cost.optimizers import NAMES as OPTIMIZERS
+from complexity.cost.options import AUTOCAST, DTYPES
+
+
+def _lora(text: str) -> str:
+    from complexity.cost.lora import parse_lora
+
+    try:
+        parse_lora(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("--lora ", "", 1))
+    return text
+
+
+def add_step_arguments(p) -> None:
+    """The step options (argparse group "training step")."""
+    g = p.add_argument_group("training step", "how the step runs (default: Adam for-loop, "
+                             "float32, no autocast, no checkpointing, gradients set to None)")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                   help="sgd, sgd-momentum (0.9), adam, adamw (default adam)")
+    how = g.add_mutually_exclusive_group()
+    how.add_argument("--foreach", dest="foreach", action="store_true", default=None,
+                     help="the multi-tensor update (PyTorch's default on CUDA)")
+    how.add_argument("--no-foreach", dest="foreach", action="store_false",
+                     help="the per-parameter for-loop update (PyTorch's default on the CPU)")
+    how.add_argument("--fused", action="store_true", help="the fused update kernel")
+    g.add_argument("--dtype", choices=DTYPES, default="float32",
+                   help="the type parameters, buffers and the input are stored in (float32)")
+    g.add_argument("--autocast", choices=AUTOCAST, default=None,
+                   help="torch.autocast around forward and loss, float32 master weights")
+    g.add_argument("--checkpoint", metavar="GLOB", default=None,
+                   help="torch.utils.checkpoint (non-reentrant) around every module whose "
+                   "name matches, e.g. 'layer*' or 'encoder.layers.*'")
+    g.add_argument("--lora", metavar="r=8,alpha=16,targets=GLOB", type=_lora, action="append",
+                   help="LoRA adapters (peft) on the Linear/Conv2d modules the glob matches, "
+                   "the base frozen: one more trainable set; repeatable")
+    zero = g.add_mutually_exclusive_group()
+    zero.add_argument("--set-to-none", dest="set_to_none", action="store_true", default=True,
+                      help="optimizer.zero_grad(set_to_none=True): gradients freed (default)")
+    zero.add_argument("--zero-grad", dest="set_to_none", action="store_false",
+                      help="optimizer.zero_grad(set_to_none=False): gradient buffers kept, zeroed")
+    g.add_argument("--grad-accum", type=positive_int, default=1, metavar="K",
+                   help="K micro-batches of --batch per optimizer step (1)")
+
+
+def step_options(args, device: str = "cpu"):
+    """``(StepOptions, lora_modes)`` from the parsed options; ``device`` picks the
+    update PyTorch uses by default (foreach on CUDA, the for-loop on the CPU).
+    :class:`UsageError` for options that do not go together, before any work."""
+    from complexity.cost.optimizers import Optimizer
+    from complexity.cost.options import StepOptions
+
+    foreach = args.foreach if args.foreach is not None else (device == "cuda" and not args.fused)
+    try:
+        options = StepOptions(optimizer=Optimizer(args.optimizer, foreach=bool(foreach),
+                                                  fused=args.fused),
+                              dtype=args.dtype, autocast=args.autocast,
+                              checkpoint=args.checkpoint, set_to_none=args.set_to_none,
+                              grad_accum=args.grad_accum)
+    except ValueError as e:
+        raise UsageError(f"--autocast {args.autocast}: {e}" if args.autocast else str(e)) from None
+    if args.checkpoint is not None and not args.checkpoint.strip():
+        raise UsageError("--checkpoint: give a glob of module names, e.g. 'layer*'")
+    lora = list(dict.fromkeys(args.lora or []))
+    if len(lora) != len(args.lora or []):
+        raise UsageError("--lora: the same adapters are given twice")
+    if lora:
+        import importlib.util
+
+        if importlib.util.find_spec("peft") is None:
+            raise UsageError("--lora needs the peft package: pip install peft "
+                             "(or pip install -e \".[zoo]\")")
+    return options, [f"lora:{text}" for text in lora]

@@ -1,0 +1,48 @@
+"""The fine-tuning options report on a tiny grid: every cell predicted and
+measured (a fake step, itself equal to a real one: tests/test_cost_*), the lessons
+read off the measured numbers, the tables and figure rendered."""
+import pytest
+
+from complexity.output import finetune_options as render
+from complexity.reproduce import finetune_options as grid
+
+TINY = [("stack", "stack", (2, 16, 8, 8), None, "*", "0")]
+
+
+@pytest.fixture(scope="module")
+def cells():
+    return grid.cells(TINY)
+
+
+def test_every_combination_is_a_cell(cells):
+    combos = {(c["trainable"], c["precision"], c["optimizer"], bool(c["checkpoint"]))
+              for c in cells}
+    assert len(cells) == len(combos) == 3 * 2 * 2 * 2
+
+
+def test_state_bytes_are_exact_and_peaks_close_in_every_cell(cells):
+    worst = render.worst_errors(cells)
+    for k in ("param_bytes", "grad_bytes", "optimizer_bytes", "forward_flops",
+              "backward_flops"):
+        assert worst[k] == 0, k
+    assert worst["peak_bytes"] < 1 and worst["saved_activation_bytes"] < 0.5
+
+
+def test_lessons_are_read_off_the_measurements(cells):
+    (text,) = render.lessons(cells)
+    by = {(c["trainable"], c["precision"], c["optimizer"], bool(c["checkpoint"])): c
+          for c in cells}
+    base = by[("full", "float32", "adam", False)]["measured"]
+    last = by[("last", "float32", "adam", False)]["measured"]
+    share = round(100 * (last["forward_flops"] + last["backward_flops"])
+                  / (base["forward_flops"] + base["backward_flops"]))
+    assert f"still costs {share}% of the full step's FLOPs" in text
+
+
+def test_report_and_figure(cells, tmp_path):
+    md = render.markdown(cells, quick=True)
+    assert md.count("| full | float32 | adam | off |") == 1
+    assert "## stack, input 2×16×8×8" in md
+    path = tmp_path / "options.png"
+    render.figure(cells, str(path))
+    assert path.stat().st_size > 1000
