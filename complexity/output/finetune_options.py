@@ -69,7 +69,7 @@ def lessons(cells: Sequence[dict]) -> List[str]:
             continue
         peak0, flops0 = base["measured"]["peak_bytes"], _flops(base["measured"])
         alone = {
-            "only the last layer": (model, "last", "float32", "adam", False),
+            "training only the last layer": (model, "last", "float32", "adam", False),
             "LoRA adapters": (model, "lora", "float32", "adam", False),
             "bfloat16 autocast": (model, "full", "bfloat16 autocast", "adam", False),
             "SGD with momentum instead of Adam": (model, "full", "float32", "sgd-momentum",
@@ -79,7 +79,7 @@ def lessons(cells: Sequence[dict]) -> List[str]:
         saved = {name: 1 - by[k]["measured"]["peak_bytes"] / peak0
                  for name, k in alone.items() if k in by}
         best = max(saved, key=saved.get)
-        last = by[alone["only the last layer"]]["measured"]
+        last = by[alone["training only the last layer"]]["measured"]
         lora = by[alone["LoRA adapters"]]["measured"]
         ckpt = by[alone["activation checkpointing"]]["measured"]
         out.append(
@@ -129,6 +129,12 @@ def markdown(cells: Sequence[dict], quick: bool = False) -> str:
         f"Worst error over all {len(cells)} cells: "
         + ", ".join(f"{k} {'0' if v == 0 else f'{v:.3f}%'}" for k, v in worst.items())
         + f". Predicting and measuring the whole grid took {seconds:.0f} s.",
+        "",
+        "One known gap of the measurement itself: under bfloat16 autocast PyTorch's fake "
+        "batch norm keeps bfloat16 statistics where the CPU kernel keeps float32 ones, so "
+        "on BatchNorm models (resnet50) the fake step's kept and peak bytes are 4 bytes "
+        "per BN channel low; the prediction follows the real kernel "
+        "(`tests/test_cost_autocast.py` checks it against a real bfloat16 step).",
         "",
         "## What the numbers teach",
         "",
