@@ -32,12 +32,16 @@ BAD = [
     (["stack", "--budget", "1GiB", "--lora", "r=2,targets=nothing*"],
      "matches no Linear or Conv2d module"),
     (["stack", "--budget", "1GiB", "--foreach", "--fused"], "not allowed with argument"),
+    (["stack", "--budget", "1GiB", "--size", "big"], "(write auto, H or HxW"),
 ]
 
 
 @pytest.mark.parametrize("argv,words", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_is_one_line_exit_2_before_any_trace(argv, words, capsys, monkeypatch):
     import complexity.cost.step_formula as sf
+
+    if "--lora" in argv:  # without peft, its absence is the error
+        pytest.importorskip("peft")
 
     def no_work(*a, **k):  # a size the model cannot take is found by the trace itself
         if "--size" in argv:
@@ -157,3 +161,17 @@ def test_step_options_reach_the_verdict_and_a_real_step_agrees(step, capsys):
     b = r["max_batch"]
     peak = lambda n: predict(net, (n, c, 16, 16), options=options)["peak_bytes"]  # noqa: E731
     assert peak(b) <= budget < peak(b + 1)
+
+
+def test_size_auto_table_has_the_max_size_column(capsys):
+    code, out, err = run_cli(["fit", "stack", "--budget", "8MiB", "--device", "cpu",
+                              "--batch", "2", "--size", "auto", "--mode", "last"], capsys)
+    assert code == 0, err
+    header, _, row = out.splitlines()[:3]
+    assert "max size" in header and "max size: the largest square input" in out
+    cells = row.split()
+    s = int(cells[3].split("×")[0])  # the size column: the max size
+    assert cells[3] == f"{s}×{s}" and f"{s}×{s}" in cells[7:]
+    net, c = build_model("stack")
+    set_trainable(net, "last")
+    assert predict(net, (2, c, s, s))["peak_bytes"] <= 8 * 2**20

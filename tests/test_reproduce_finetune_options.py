@@ -6,6 +6,8 @@ import pytest
 from complexity.output import finetune_options as render
 from complexity.reproduce import finetune_options as grid
 
+pytest.importorskip("peft")  # the grid's LoRA rows
+
 TINY = [("stack", "stack", (2, 16, 8, 8), None, "*", "0")]
 
 
