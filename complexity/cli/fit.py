@@ -17,7 +17,12 @@ from complexity.output.tables import FORMATS
 HELP = "will a training step fit in a memory budget? verdict, largest batch, peak and its parts"
 EPILOG = """examples:
   python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --mode full,last --trainable 'layer4.*,fc.*'
-  python -m complexity fit unet --size 64 --budget 2GiB --device cpu --format json"""
+  python -m complexity fit unet --size 64 --budget 2GiB --device cpu --format json
+  python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --size auto"""
+
+#: where ``--size auto`` starts its lattice (the domain then reaches down as far as
+#: the step keeps its structure)
+AUTO_BASE = (224, 224)
 
 #: units of a size: binary (KiB … and the bare K, M, G, T, as ls -h and nvidia-smi
 #: write them) and decimal (kB, MB, GB, TB, SI)
@@ -63,6 +68,20 @@ def _modes(text: str):
     return words
 
 
+def _size(text: str):
+    """``auto`` or ``H``/``HxW`` (each >= 1).
+
+    >>> _size("auto"), _size("32x48")
+    ('auto', (32, 48))
+    """
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return size(text, minimum=1)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("(write H or HxW", "(write auto, H or HxW"))
+
+
 def _budget(text: str) -> int:
     return byte_size(text)
 
@@ -82,8 +101,9 @@ def add_arguments(p) -> None:
                    help="parameter-name globs (e.g. 'layer4.*,fc.*'): one more trainable set; "
                    "repeatable: each --trainable is a set of its own")
     p.add_argument("--batch", type=positive_int, default=32, metavar="B", help="batch size (32)")
-    p.add_argument("--size", type=lambda t: size(t, minimum=1), default=(224, 224),
-                   metavar="H|HxW", help="input height and width (224)")
+    p.add_argument("--size", type=_size, default=(224, 224),
+                   metavar="H|HxW|auto", help="input height and width (224); auto: the "
+                   "largest square size that fits, solved from the peak's formula in B, H, W")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                    help="cuda (default): the caching allocator's predicted max_memory_reserved "
                    "plus --reserve must fit; cpu: the exact peak must fit")
@@ -164,7 +184,8 @@ def run(args) -> int:
             target_modules(model, lora_of(mode))
     except ValueError as e:
         raise UsageError(f"model {args.model}: {e}") from None
-    h, w = args.size
+    auto = args.size == "auto"
+    h, w = AUTO_BASE if auto else args.size
     results = []
     for s in sets + lora_sets:
         if lora_of(s) is None:
@@ -172,14 +193,42 @@ def run(args) -> int:
             set_trainable(model, s)
         else:  # a fresh build with the adapters, the base frozen
             net = apply_lora(_build(args.model, given_model_args(args.model_args))[0], lora_of(s))
+        extra, formula = {}, None
+        if auto:
+            extra, formula, h, w = _auto_size(args, net, channels, s, options, reserve)
         try:
             r = will_it_fit(net, (channels, h, w), args.batch, args.budget,
-                            device=args.device, reserve=reserve, options=options)
+                            device=args.device, reserve=reserve, options=options,
+                            formula=formula)
         except FormulaError as e:
             raise UsageError(f"model {args.model}, {s}: no verified formula ({e})") from None
         except Exception as e:  # the forward failed: a size or input it cannot take
             raise UsageError(f"model {args.model} cannot take a {h}x{w} input "
                              f"({reason(e)})") from None
-        results.append({"model": args.model, "mode": s, "size": [h, w], **r,
+        results.append({"model": args.model, "mode": s, "size": [h, w], **r, **extra,
                         "step": options.label()})
     return emit(fit_report.render(results, args.format))
+
+
+def _auto_size(args, net, channels, mode, options, reserve):
+    """``--size auto`` for one trainable set: ``(JSON additions, the step's formula
+    in B at the size reported, H, W)``. The size reported is the max size, or the
+    domain's smallest square size when none fits."""
+    from complexity.cost.size_formula import proven_max_size, size_formula
+    from complexity.cost.step_formula import FormulaError
+
+    try:
+        f = size_formula(net, channels, args.device, base=AUTO_BASE, options=options)
+        best = proven_max_size(net, f, args.batch, args.budget, device=args.device,
+                               reserve=reserve)
+        lo = f.square_lattice()[0]
+    except FormulaError as e:
+        raise UsageError(f"--size auto: model {args.model}, {mode}: no verified formula in "
+                         f"the size ({e})") from None
+    except Exception as e:  # the forward failed at the base size
+        raise UsageError(f"--size auto: model {args.model} cannot take a "
+                         f"{AUTO_BASE[0]}x{AUTO_BASE[1]} input ({reason(e)})") from None
+    at = best or lo
+    extra = {"max_size": None if best is None else [best, best],
+             "size_formula": str(f.formulas()["peak_bytes"]), "size_domain": f.domain_text()}
+    return extra, f.restrict(at, at), at, at

@@ -402,7 +402,8 @@ def dominant(parts: Dict[str, int]) -> str:
 
 def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
                 device: str = "cuda", reserve: Optional[int] = None, checks: int = 5,
-                input_dtype=None, input_high=None, options=None) -> dict:
+                input_dtype=None, input_high=None, options=None,
+                formula: Optional[StepFormula] = None) -> dict:
     """Does one training step of ``model`` (its trainable flags as set) at
     ``(batch, *sample_shape)`` fit in ``budget`` bytes, and what is the largest batch
     that does? ``device="cpu"``: the exact peak must fit; ``"cuda"``: the caching
@@ -416,6 +417,9 @@ def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
     Returns ``{"device", "batch", "budget_bytes", "peak_bytes", "fits", "max_batch",
     "parts", "dominant", "cuda", "peak_formula", "unmodelled"}``; ``cuda`` is None
     on the CPU, else ``{"allocated", "reserved", "reserve_for_context"}``.
+    ``formula``: a verified :class:`StepFormula` of this step at this size (e.g.
+    :meth:`complexity.cost.size_formula.SizeFormula.restrict`), used instead of
+    tracing one.
 
     >>> from models.stack import Stack
     >>> r = will_it_fit(Stack(2, 4), (4, 8, 8), 8, 10**6, device="cpu", checks=1)
@@ -427,7 +431,8 @@ def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device {device!r}: choose cpu or cuda")
     kw = {"input_dtype": input_dtype, "input_high": input_high}
-    f = step_formula(model, sample_shape, device, checks=checks, options=options, **kw)
+    f = formula if formula is not None else step_formula(model, sample_shape, device,
+                                                         checks=checks, options=options, **kw)
     kw["options"] = options
     parts = f.parts(batch)
     out = {"device": device, "batch": batch, "budget_bytes": budget,

@@ -19,7 +19,8 @@ from complexity.output.units import bytes_text
 PARTS = ("weights", "grads", "optimizer", "activations", "transient")
 #: the keys of each JSON object, in order (the contract of docs/cli.md)
 JSON_KEYS = ("model", "mode", "device", "batch", "size", "budget_bytes", "peak_bytes", "fits",
-             "max_batch", "parts", "dominant", "cuda", "peak_formula", "unmodelled", "step")
+             "max_batch", "max_size", "parts", "dominant", "cuda", "peak_formula",
+             "size_formula", "size_domain", "unmodelled", "step")
 
 
 def _bytes(n) -> Cell:
@@ -29,7 +30,9 @@ def _bytes(n) -> Cell:
 def headers(results: Sequence[dict]) -> List[str]:
     """The columns: the cuda ones only when the results are for a CUDA device."""
     cuda = any(r["cuda"] for r in results)
+    auto = any("max_size" in r for r in results)
     return (["model", "mode", "batch", "size", "peak", "fits", "max batch"]
+            + (["max size"] if auto else [])
             + (["allocated", "reserved", "reserve (estimate)"] if cuda else [])
             + list(PARTS) + ["dominant"])
 
@@ -38,6 +41,7 @@ def table_cells(results: Sequence[dict]) -> List[list]:
     """One row per trainable set; byte counts in binary units (CSV: exact bytes)."""
     rows = []
     cuda = any(r["cuda"] for r in results)
+    auto = any("max_size" in r for r in results)
     for r in results:
         approx = "≈ " if r.get("unmodelled") else ""
         mb = r["max_batch"]
@@ -46,6 +50,10 @@ def table_cells(results: Sequence[dict]) -> List[list]:
                Cell(r["peak_bytes"], approx + bytes_text(r["peak_bytes"])),
                Cell(r["fits"], "yes" if r["fits"] else "no"),
                Cell(mb, "any" if mb is None else "none" if mb == 0 else f"{mb:,}")]
+        if auto:
+            ms = r.get("max_size")
+            row.append(Cell(ms and ms[0], "any" if ms is None else "none" if ms[0] == 0
+                            else "%d×%d" % tuple(ms)))
         if cuda:
             c = r["cuda"] or {}
             row += [_bytes(c.get("allocated")), _bytes(c.get("reserved")),
@@ -77,6 +85,13 @@ def note(results: Sequence[dict]) -> str:
     lines = [f"{budget}; {what}.",
              f"max batch: the largest batch that fits, {how} (it fits, one more does not); "
              "peak (predicted: every live tensor, no allocator) and its parts at the given batch."]
+    if any("max_size" in x for x in results):
+        lines.append("max size: the largest square input S×S at the given batch that fits, "
+                     "solved from the peak's formula in B, H, W and proved by fresh predictions "
+                     "(S fits, the next size of the lattice does not); size: the max size "
+                     "(the smallest of the domain when none fits). Domain: "
+                     + "; ".join(dict.fromkeys(x["size_domain"] for x in results
+                                               if "size_domain" in x)) + ".")
     if any(x.get("unmodelled") for x in results):
         lines.append("≈: some calls have no cost rule (unmodelled); the figures are approximate.")
     return "\n".join(lines)
@@ -89,7 +104,7 @@ def render(results: Sequence[dict], fmt: str) -> str:
     hs = headers(results)
     table = render_table(table_cells(results), hs, fmt,
                          numeric_columns=[i for i, h in enumerate(hs)
-                                          if h not in ("model", "mode", "size", "fits",
+                                          if h not in ("model", "mode", "size", "fits", "max size",
                                                        "dominant")])
     if fmt == "csv":
         return table
