@@ -53,16 +53,10 @@ def test_prediction_equals_a_real_bfloat16_step(name, trainable):
     p = predict_step(net, shape, options=BF16)
     assert p.unmodelled == []
     real = measure(net, shape, how="real", options=BF16)
-    if (name, trainable) == ("vit", "full"):
-        # The peak of this ViT (full) is over-predicted by 2048 bytes with or
-        # without autocast (a float32 step shows the same gap): not autocast's.
-        plain = predict_step(net, shape).values["peak_bytes"] - measure(net, shape)["peak_bytes"]
-        assert p.values["peak_bytes"] - real["peak_bytes"] == plain
-        assert abs(p.values["peak_bytes"] - real["peak_bytes"]) <= 0.01 * real["peak_bytes"]
-        keys = [k for k in KEYS if k != "peak_bytes"]
-    else:
-        keys = KEYS
-    assert {k: p.values[k] for k in keys} == {k: real[k] for k in keys}
+    # The ViT (full) was over-predicted by 2048 bytes, with or without autocast:
+    # its class token's and position embedding's gradients were counted as the
+    # broadcast gradient they are summed from (sum_to_size makes their own).
+    assert {k: p.values[k] for k in KEYS} == {k: real[k] for k in KEYS}
 
 
 @pytest.mark.parametrize("name", ["small", "vit"])  # resnet18 has the small net's layers
@@ -150,3 +144,27 @@ def test_cuda_float16_against_the_fake_cuda_step(name):
     m = measure(net, shape, options=options)
     for k in KEYS:
         assert abs(p[k] - m[k]) <= 0.01 * m[k], k
+
+
+def test_bert_lora_float32_attention_math_casts_back():
+    """Under CPU bfloat16 autocast BERT's attention (dropout on: the math path)
+    runs in float32 and returns ``matmul(attn, v).to(bf16)`` after ``attn.to(bf16)``:
+    both casts are alive beside the float32 weights and product. With LoRA on the
+    projections the forward peaks there (12288 bytes short before the rule had the
+    casts). Against a real step, every key."""
+    pytest.importorskip("peft")
+    pytest.importorskip("transformers")
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from complexity.cost.lora import LoRA, apply_lora
+
+    torch.manual_seed(0)
+    net = apply_lora(BertForSequenceClassification(BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64)),
+        LoRA(r=8, alpha=16, targets="*.attention.self.*"))
+    shape, kw = (2, 64), dict(input_dtype=torch.long, input_high=100)
+    p = predict_step(net, shape, options=BF16, **kw)
+    assert p.unmodelled == []
+    real = measure(net, shape, how="real", options=BF16, **kw)
+    assert {k: p.values[k] for k in KEYS} == real

@@ -57,8 +57,10 @@ CASES = [
 
 #: Peaks the prediction misses by a few bytes with or without checkpointing (the
 #: same gap, at the same moment, outside the checkpointed segments): resnet18 last
-#: (512 bytes), the small ViT full (2048 bytes, in the Adam update).
-NOT_EXACT = {("resnet18", "last"), ("vit", "full")}
+#: (512 bytes). (The small ViT full, once 2048 bytes over, is exact since the class
+#: token's and position embedding's gradients are their own size, not the
+#: broadcast gradient they are summed from.)
+NOT_EXACT = {("resnet18", "last")}
 
 
 @pytest.mark.parametrize("name,make,shape,glob", CASES,
@@ -143,3 +145,35 @@ def test_outermost_match_only_and_the_model_left_as_found():
     measure(model, (2, 4, 8, 8), how="real", options=StepOptions(checkpoint="[0-2]"))
     assert [id(p) for p in model.parameters()] == params
     assert [dict(vars(m)) for m in model.modules()] == before
+
+
+def _bert_lora(seq: int = 64):
+    """A 2-layer BERT with LoRA on the attention's projections, over (2, seq) token
+    ids: big enough that the checkpointed replay of the last layer sets the peak."""
+    pytest.importorskip("peft")
+    transformers = pytest.importorskip("transformers")
+    BertConfig, BertForSequenceClassification = (transformers.BertConfig,
+                                                 transformers.BertForSequenceClassification)
+    from complexity.cost.lora import LoRA, apply_lora
+
+    torch.manual_seed(0)
+    net = BertForSequenceClassification(BertConfig(
+        vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=seq))
+    return apply_lora(net, LoRA(r=8, alpha=16, targets="*.attention.self.*"))
+
+
+@pytest.mark.parametrize("autocast", [None, "bfloat16"])
+def test_bert_lora_checkpointed_replay_beside_the_pooler_gradient(autocast):
+    """The pooler reads ``hidden[:, 0]``: its backward (``select_backward``) makes a
+    gradient of the whole last hidden state, alive while the last layer is
+    replayed; the schedule once handed the (batch, hidden) gradient on as if the
+    index were a view (10240 bytes short in float32, 12288 + 16128 with bfloat16's
+    float32 attention math). Against a real step, every key."""
+    net, shape = _bert_lora(), (2, 64)
+    options = StepOptions(checkpoint="bert.encoder.layer.*", autocast=autocast)
+    kw = dict(input_dtype=torch.long, input_high=100)
+    p = predict_step(net, shape, options=options, **kw)
+    assert p.unmodelled == []
+    real = measure(net, shape, how="real", options=options, **kw)
+    assert {k: p.values[k] for k in KEYS} == real

@@ -209,7 +209,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
             replay(k)
         if c.node and outs:
             for v in c.grad_inputs:
-                gid = (grad_of[outs[0]] if c.name in SHARES_GRAD or c.shares_grad
+                gid = (grad_of[outs[0]] if _hands_on(g, c, v)
                        else new_grad(g.value_bytes[v], v))
                 refs[gid] += 1
                 arriving.append((v, gid))
@@ -260,6 +260,23 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     sch.alloc(optimizer.step_temporaries(trainable_sizes), ("optimizer", 0))
     sch.mark()
     return sch.peak
+
+
+def _hands_on(g: Graph, c, v: int) -> bool:
+    """Whether ``c``'s backward hands its output gradient (or a view of it) to input
+    ``v`` without allocating. ``cat`` always does (each input's gradient is a slice
+    of the output's). A view, an add or an identity does only where the input has
+    the output's size and dtype (equal bytes): otherwise the gradient made for it is
+    a new tensor of the input's size — ``select_backward``/``slice_backward`` (an
+    indexed or narrowed tensor: zeros of the input's shape, the gradient copied
+    in), ``sum_to_size`` (an expanded or broadcast input, a class token or position
+    embedding: the engine's ``validate_outputs`` reduces it) or a cast to the
+    input's dtype (an autocast add of a bfloat16 and a float32 tensor)."""
+    if not (c.name in SHARES_GRAD or c.shares_grad):
+        return False
+    if c.name in ("cat", "concat"):
+        return True
+    return g.value_bytes[v] == g.value_bytes[c.outputs[0]]
 
 
 def recomputed_calls(g: Graph, segment) -> List[int]:

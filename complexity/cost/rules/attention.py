@@ -131,7 +131,8 @@ def scaled_dot_product_attention(ctx: Context) -> Optional[bool]:
     made = sum(ctx.graph.storage_bytes[s] for s in dict.fromkeys(kept) if s < 0)
     out_bytes = ctx.outs[0].numel() * ctx.outs[0].element_size()
     ctx.call.transient = max(0, _math_high_water(qs, kt, scores, v, mask, p, first, second,
-                                                 bool(ctx.arg(5, "is_causal", False)))
+                                                 bool(ctx.arg(5, "is_causal", False)),
+                                                 ctx.outs[0].dtype)
                              - out_bytes - made)
     ctx.call.forward_flops = first[0] + second[0]
     ctx.call.backward_flops = first[0] * (int(gq) + int(gk)) + second[0] * (int(gq or gk) + int(gv))
@@ -142,7 +143,8 @@ def _nbytes(t) -> int:
     return t.numel() * t.element_size()
 
 
-def _math_high_water(qs, kt, scores, v, mask, p: float, first, second, causal: bool) -> int:
+def _math_high_water(qs, kt, scores, v, mask, p: float, first, second, causal: bool,
+                     origin=None) -> int:
     """The most bytes the math path has alive at once beyond its arguments, its
     output included (``_scaled_dot_product_attention_math``, op by op as a
     dispatch log shows it on the CPU): the float mask made from a boolean or causal
@@ -151,6 +153,13 @@ def _math_high_water(qs, kt, scores, v, mask, p: float, first, second, causal: b
     unless kept); the scores; ``scores + mask`` (out of place); the softmax; on
     dropout, its noise and the dropped weights (alive to the end: returned as the
     call's second result); the copies of the second product and its output.
+    ``origin``: the call's result dtype. A bfloat16/float16 call on the CPU runs
+    the math in float32 (its arguments as float32 copies, which the trace records
+    as casts before the call) and returns ``(matmul(attn, v).to(origin),
+    attn.to(origin))``, the second cast made first (right-to-left argument
+    evaluation): the weights in ``origin`` are alive beside the float32 product,
+    and then so is the product cast down (BERT with LoRA under bfloat16 autocast
+    peaks there).
     ``first``, ``second``: :func:`.matmul.matmul_plan` of each product, kept-for-
     backward answers (``"same"``, bytes of a copy, None); what they keep stays
     alive to the end. Without a gradient nothing is kept, but the intermediates
@@ -185,6 +194,12 @@ def _math_high_water(qs, kt, scores, v, mask, p: float, first, second, causal: b
         moments.append(base + after1 + 3 * s_b)    # softmax, noise, dropped weights
         after2 = 2 * s_b if grad_w else 0           # softmax result and noise, kept
     moments.append(base + after1 + after2 + s_b + copies2 + out_b)
+    if origin is not None and origin != scores.dtype:
+        down = scores.numel() * origin.itemsize            # attn.to(origin), alive to the end
+        kept2 = sum(c for c in second[1:] if c not in (None, "same"))  # kept copies stay
+        moments.append(base + after1 + after2 + s_b + down + copies2 + out_b)
+        moments.append(base + after1 + after2 + s_b + down + kept2 + out_b
+                       + out_b // scores.element_size() * origin.itemsize)
     return max(moments)
 
 
