@@ -10,7 +10,12 @@ first and what they then hold is the baseline, subtracted from the measured
 figures (it is part of what ``fit --reserve`` stands for). Prints a markdown
 table for reports/cuda.md; without a CUDA device it says so and exits 0.
 
-Options: ``--batch 32`` (``--batch-vit 64``), ``--only resnet18,vit``.
+Then resnet50 (all layers) with the step options of ``finetune`` and ``fit``: the
+foreach and fused Adam, SGD with momentum, bfloat16 parameters, float16 and
+bfloat16 autocast (no GradScaler: the prediction models none), checkpointing of
+``layer*``, ``zero_grad(set_to_none=False)``.
+
+Options: ``--batch 32`` (``--batch-vit 64``), ``--only resnet18,vit,options``.
 """
 from __future__ import annotations
 
@@ -26,6 +31,21 @@ def small_vit():
 
     return VisionTransformer(image_size=224, patch_size=16, num_layers=4, num_heads=4,
                              hidden_dim=256, mlp_dim=512, num_classes=1000)
+
+
+def option_cases():
+    """(label, StepOptions) of the step options checked on resnet50."""
+    from complexity.cost.optimizers import Optimizer
+    from complexity.cost.options import StepOptions
+
+    return [("adam foreach", StepOptions(optimizer=Optimizer("adam", foreach=True))),
+            ("adam fused", StepOptions(optimizer=Optimizer("adam", fused=True))),
+            ("sgd-momentum", StepOptions(optimizer=Optimizer("sgd-momentum"))),
+            ("bfloat16 weights", StepOptions(dtype="bfloat16")),
+            ("float16 autocast", StepOptions(autocast="float16")),
+            ("bfloat16 autocast", StepOptions(autocast="bfloat16")),
+            ("checkpoint layer*", StepOptions(checkpoint="layer*")),
+            ("zero-grad", StepOptions(set_to_none=False))]
 
 
 def cases(batch: int, batch_vit: int):
@@ -46,15 +66,21 @@ def cases(batch: int, batch_vit: int):
         yield "vit (4 layers, 256 wide)", vit, mode, (batch_vit, 3, 224, 224)
 
 
-def measured(model, shape):
+def measured(model, shape, options=None):
     """(max_memory_allocated, max_memory_reserved) of the third of three steps, less
-    the baseline held before the model was made."""
+    the baseline held before the model was made; ``options``: the step's
+    :class:`~complexity.cost.options.StepOptions` (default: Adam for-loop, float32)."""
+    import contextlib
     import copy
 
     import torch
     import torch.nn.functional as F
 
+    from complexity.cost.checkpointing import checkpointed
     from complexity.cost.measure import logits
+    from complexity.cost.options import StepOptions
+
+    options = options or StepOptions()
 
     torch.cuda.synchronize()
     torch.cuda.empty_cache()
@@ -69,23 +95,31 @@ def measured(model, shape):
         for name, b in net.named_buffers():
             b.fill_(1 if name.endswith("running_var") else 0)
     net.train()
-    x = torch.randn(*shape, device=dev)
-    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3,
-                           foreach=False)
+    if options.dtype != "float32":
+        net.to(options.torch_dtype())
+    x = torch.randn(*shape, device=dev, dtype=options.torch_dtype())
+    opt = options.optimizer.make([p for p in net.parameters() if p.requires_grad])
+    region = (lambda: torch.autocast("cuda", options.autocast_dtype())) if options.autocast \
+        else contextlib.nullcontext
     target = None
-    for step in range(3):
-        if step == 2:
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        out = logits(net(x))
-        if target is None:
-            target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]), device=dev)
-        loss = F.cross_entropy(out, target)
-        del out
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        del loss
+    with (checkpointed(net, options.checkpoint) if options.checkpoint
+          else contextlib.nullcontext()):
+        for step in range(3):
+            if step == 2:
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+            for _ in range(options.grad_accum):
+                with region():
+                    out = logits(net(x))
+                    if target is None:
+                        target = torch.randint(0, out.shape[1],
+                                               (out.shape[0], *out.shape[2:]), device=dev)
+                    loss = F.cross_entropy(out, target)
+                del out
+                loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=options.set_to_none)
+            del loss
     torch.cuda.synchronize()
     got = (torch.cuda.max_memory_allocated() - base_alloc,
            torch.cuda.max_memory_reserved() - base_res)
@@ -94,12 +128,13 @@ def measured(model, shape):
     return got
 
 
-def predicted(model, shape):
+def predicted(model, shape, options=None):
     from complexity.cost.cuda_memory import cuda_step
     from complexity.cost.step_formula import step_log
 
-    log = step_log(model, shape, "cuda")
-    r = cuda_step(log["resident_blocks"], log["events"], log["trainable_sizes"], steps=3)
+    log = step_log(model, shape, "cuda", options=options)
+    r = cuda_step(log["resident_blocks"], log["events"], log["trainable_sizes"], steps=3,
+                  optimizer=options.optimizer if options is not None else None)
     return r["allocated"], r["reserved"], log["values"]["peak_bytes"]
 
 
@@ -126,6 +161,7 @@ def main(argv=None) -> int:
 
     from complexity.cost.trainable import set_trainable
     from complexity.output.units import bytes_text
+    from complexity.zoo import build_model
 
     if not torch.cuda.is_available():
         print("cuda_check: no CUDA device on this machine; nothing measured "
@@ -135,20 +171,24 @@ def main(argv=None) -> int:
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}; baseline after "
           f"warm-up: {torch.cuda.memory_allocated():,} B allocated, "
           f"{torch.cuda.memory_reserved():,} B reserved (subtracted)\n")
-    print("| model | mode | batch | exact peak | allocated predicted | allocated measured | error "
-          "| reserved predicted | reserved measured | error |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| model | mode | step | batch | exact peak | allocated predicted | allocated measured "
+          "| error | reserved predicted | reserved measured | error |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     only = [s for s in args.only.split(",") if s]
-    for name, make, mode, shape in cases(args.batch, args.batch_vit):
-        if only and not any(s in name for s in only):
+    rows = [(name, make, mode, shape, "adam", None)
+            for name, make, mode, shape in cases(args.batch, args.batch_vit)]
+    rows += [("resnet50", lambda: build_model("resnet50")[0], "full", (args.batch, 3, 224, 224),
+              label, options) for label, options in option_cases()]
+    for name, make, mode, shape, label, options in rows:
+        if only and not any(s in name or (s == "options" and options) for s in only):
             continue
         model = make()
         set_trainable(model, mode)
-        pa, pr, exact = predicted(model, shape)
-        ma, mr = measured(model, shape)
+        pa, pr, exact = predicted(model, shape, options)
+        ma, mr = measured(model, shape, options)
         err = lambda p, m: f"{100 * (p - m) / m:+.2f}%" if m else ""  # noqa: E731
-        print(f"| {name} | {mode} | {shape[0]} | {bytes_text(exact)} | {pa:,} | {ma:,} | "
-              f"{err(pa, ma)} | {pr:,} | {mr:,} | {err(pr, mr)} |", flush=True)
+        print(f"| {name} | {mode} | {label} | {shape[0]} | {bytes_text(exact)} | {pa:,} | "
+              f"{ma:,} | {err(pa, ma)} | {pr:,} | {mr:,} | {err(pr, mr)} |", flush=True)
     return 0
 
 
