@@ -16,6 +16,8 @@ from typing import List, Tuple
 
 from torch import nn
 
+from complexity.cost.lora import unwrapped_name
+
 __all__ = ["checkpoint_modules", "checkpointed"]
 
 
@@ -35,7 +37,7 @@ def checkpoint_modules(model: nn.Module, glob: str) -> List[Tuple[str, nn.Module
     """
     found: List[Tuple[str, nn.Module]] = []
     for name, mod in model.named_modules():
-        if not name or not fnmatch.fnmatchcase(_unwrapped(name), glob):
+        if not name or not fnmatch.fnmatchcase(unwrapped_name(name), glob):
             continue
         if any(name.startswith(outer + ".") for outer, _ in found):
             continue  # inside a matched module: part of its segment
@@ -45,20 +47,6 @@ def checkpoint_modules(model: nn.Module, glob: str) -> List[Tuple[str, nn.Module
         few = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
         raise ValueError(f"--checkpoint {glob!r} matches no module (modules: {few or 'none'})")
     return found
-
-
-#: where peft's ``get_peft_model`` puts the wrapped model: a glob names the
-#: model's own modules, with or without this prefix
-PEFT_PREFIX = "base_model.model."
-
-
-def _unwrapped(name: str) -> str:
-    """A module's name in the model a LoRA wrapper holds.
-
-    >>> _unwrapped("base_model.model.layer1"), _unwrapped("layer1")
-    ('layer1', 'layer1')
-    """
-    return name[len(PEFT_PREFIX):] if name.startswith(PEFT_PREFIX) else name
 
 
 @contextlib.contextmanager

@@ -20,7 +20,20 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-__all__ = ["LoRA", "parse_lora", "apply_lora", "target_modules"]
+__all__ = ["LoRA", "parse_lora", "apply_lora", "target_modules", "unwrapped_name"]
+
+#: where peft's ``get_peft_model`` puts the wrapped model: globs and reports name
+#: the model's own modules, without this prefix
+PEFT_PREFIX = "base_model.model."
+
+
+def unwrapped_name(name: str) -> str:
+    """A module's or parameter's name in the model a LoRA wrapper holds.
+
+    >>> unwrapped_name("base_model.model.layer1"), unwrapped_name("layer1")
+    ('layer1', 'layer1')
+    """
+    return name[len(PEFT_PREFIX):] if name.startswith(PEFT_PREFIX) else name
 
 
 @dataclass(frozen=True)

@@ -70,8 +70,11 @@ def trainable_parts(model) -> dict:
     order = {n: i for i, n in enumerate(trains)}  # first parameter's position
     first = {f: min(i for n, i in order.items() if n == f or n.startswith(f + "."))
              for f in frozen}
+    from complexity.cost.lora import unwrapped_name
+
     return {"trainable_tensors": sum(trains.values()),
-            "frozen": sorted(frozen, key=first.get), "head": last_layer(model)}
+            "frozen": [unwrapped_name(f) for f in sorted(frozen, key=first.get)],
+            "head": unwrapped_name(last_layer(model))}
 
 
 def is_value_dependent(e: BaseException) -> bool:
