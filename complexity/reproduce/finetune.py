@@ -270,10 +270,8 @@ def beyond(other, unruled):
         "- Calls with no rule (each result's `unmodelled` list; the CLI marks those "
         "predictions with ≈, approximate): "
         + (", ".join(unruled) + " (counted as keeping nothing and costing no FLOPs)"
-           if unruled else "none") + ". "
-        "`nn.MultiheadAttention`'s fused path keeps and computes what the rules do not "
-        "see (ViT: saved activations and FLOPs under-predicted); its peak is still close "
-        "because the resident weights and Adam state dominate.", ""]
+           if unruled else "none: `nn.MultiheadAttention` is traced through its functional "
+           "body, so its projections, attention and dropout meet their rules") + ".", ""]
 
 
 def answers(stack, wide, res, deep):
