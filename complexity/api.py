@@ -356,6 +356,27 @@ def derive(model, symbols: Union[str, Sequence[str], None] = None, input_shape=N
     >>> d.symbols
     {'NF': 'num_filters', 'NC': 'num_colours'}
     """
+    import gc
+
+    # A full collection walks the whole heap that importing torch left (about a
+    # million objects); one or two fall inside a first derive, 0.1-0.2 s of it.
+    # What is alive now is set aside for the call (gc.freeze) and handed back after
+    # (gc.unfreeze), so nothing goes uncollected; a caller's own frozen objects (a
+    # freeze before forking) are left as they are.
+    freeze = gc.get_freeze_count() == 0
+    if freeze:
+        gc.freeze()
+    try:
+        return _derive_model(model, symbols, input_shape, model_args, convention, device,
+                             checks, seed, max_degree)
+    finally:
+        if freeze:
+            gc.unfreeze()
+
+
+def _derive_model(model, symbols, input_shape, model_args, convention, device, checks, seed,
+                  max_degree) -> Derivation:
+    """:func:`derive`'s work, with the heap set aside."""
     from torch import nn
 
     from complexity.counting.derive import (DeriveError, bind_symbols, derive as _derive,
@@ -401,7 +422,7 @@ def derive(model, symbols: Union[str, Sequence[str], None] = None, input_shape=N
         if args:
             raise ValueError(f"symbol {args[0]} binds constructor argument {bindings[args[0]][1]}, "
                              "which a built module cannot vary; pass a factory instead")
-    count = model_counter(spec, shape, bindings, convention, device)
+    count = model_counter(spec, shape, bindings, convention, device, built=module)
     binds = {n: (f"input[{len(shape) + bindings[n][1]}]" if bindings[n][0] == "input"
                  else bindings[n][1]) for n in names}
     common = dict(model=spec.name, input=list(shape), convention=convention, symbols=binds)

@@ -179,3 +179,42 @@ def test_cli_without_any_symbol_is_one_line(capsys):
     code = main(["derive", "cnn", "--input", "1,1,32,32"])
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and err.count("\n") == 1 and "--symbols" in err
+
+
+def test_guard_locations_skip_the_same_files_as_torch_without_its_imports():
+    """The trace swaps ShapeEnv's uninteresting_files for an equal set built without
+    importing torch.export._trace (about 0.45 s of a first trace): equal to torch's
+    own, no stand-in module left behind, and torch's function put back after."""
+    import sys
+
+    from torch.fx.experimental import symbolic_shapes as ss
+
+    from complexity.counting import symbolic_shapes as sym
+
+    was = ss.uninteresting_files
+    names = ("torch.export._trace", "torch._inductor.sizevars")
+    before = {n: sys.modules.get(n) for n in names}
+    sym._uninteresting_files.cache_clear()
+    ours = sym._uninteresting_files()
+    assert {n: sys.modules.get(n) for n in names} == before  # loaded or not, as before
+    sym.trace(Strided(), (1, 3, 40, 40), {"H": 2, "W": 3})
+    assert ss.uninteresting_files is was
+    assert ours == frozenset(ss.uninteresting_files())  # imports them, as torch does
+
+
+def test_a_trace_past_its_budget_names_the_op_and_module_in_one_line():
+    from complexity.counting import symbolic_shapes as sym
+
+    with pytest.raises(sym.Unsupported) as e:
+        sym.trace(Strided(), (1, 3, 40, 40), {"H": 2, "W": 3}, budget_s=0)
+    text = str(e.value)
+    assert "\n" not in text and "passed 0 s at aten." in text and "(Conv2d)" in text, text
+
+
+def test_derive_hands_the_heap_back_to_the_collector():
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    strided.cache_clear()
+    assert strided().method == "symbolic"
+    assert gc.get_freeze_count() == 0

@@ -372,15 +372,17 @@ def bind_symbols(text: str, spec, input_shape: Sequence[int], module=None,
 
 
 def model_counter(spec, input_shape: Sequence[int], bindings: Dict[str, tuple],
-                  convention: str = "torch", device: str = "meta"):
+                  convention: str = "torch", device: str = "meta", built=None):
     """A function point → ``{"params", "outputs", "macs"}`` that builds ``spec`` with
     the point's constructor arguments (on ``device``) and profiles it on an input
-    with the point's dimensions. Models are cached per set of arguments."""
+    with the point's dimensions. Models are cached per set of arguments; ``built``,
+    when given, is ``spec`` already built on ``device`` with its own arguments (no
+    second build of the same model; profile leaves a module as it found it)."""
     import torch
 
     from complexity.counting.profile import profile, totals
 
-    models = {}
+    models = {} if built is None else {(): built}
 
     def count(point: Dict[str, int]) -> Dict[str, int]:
         args = {bindings[n][1]: v for n, v in point.items() if bindings[n][0] == "arg"}

@@ -23,14 +23,20 @@ domain (odd sizes included) against concrete counts, by the caller's counter.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
+import importlib.util
 import random
+import sys
 import time
+import types
 from fractions import Fraction
 from typing import Callable, Dict, List, Sequence
 
 import sympy as sp
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -55,6 +61,98 @@ class Unsupported(DeriveError):
 
 def _same_shape(x, *args, **kwargs):
     return torch.empty_like(x)
+
+
+@functools.lru_cache(None)
+def _uninteresting_files() -> frozenset:
+    """torch's own ``symbolic_shapes.uninteresting_files()`` — the files a guard's
+    source location skips — without importing the modules it names only to read
+    their ``__file__``. Two of them (``torch.export._trace``,
+    ``torch._inductor.sizevars``) are not loaded by ``import torch, torchvision``,
+    and importing them pulls in inductor's code cache and aot_autograd: about
+    0.45 s of the first trace, for a set of file names. Here torch's function
+    itself runs (so the set is the same for any torch version), with stand-in
+    modules carrying only the real ``__file__`` for those not yet loaded; they are
+    removed again afterwards. Anything unexpected: torch's function as is."""
+    from torch.fx.experimental import symbolic_shapes as ss
+
+    original = getattr(ss.uninteresting_files, "__wrapped__", None)
+    if original is None:
+        return frozenset(ss.uninteresting_files())
+    stand_ins = {}
+    try:
+        for name in ("torch.export._trace", "torch._inductor.sizevars"):
+            if name in sys.modules:
+                continue
+            spec = importlib.util.find_spec(name)  # the parents are loaded already
+            if spec is None or not spec.origin:
+                return frozenset(ss.uninteresting_files())
+            stub = types.ModuleType(name)
+            stub.__file__ = spec.origin
+            stand_ins[name] = stub
+        for name, stub in stand_ins.items():
+            sys.modules[name] = stub
+            parent, _, leaf = name.rpartition(".")
+            setattr(sys.modules[parent], leaf, stub)
+        return frozenset(original())
+    finally:
+        for name in stand_ins:
+            if sys.modules.get(name) is stand_ins[name]:
+                del sys.modules[name]
+            parent, _, leaf = name.rpartition(".")
+            if getattr(sys.modules.get(parent), leaf, None) is stand_ins[name]:
+                delattr(sys.modules[parent], leaf)
+
+
+@contextlib.contextmanager
+def _light_source_locations():
+    """ShapeEnv looks up :func:`_uninteresting_files` by its module global for every
+    guard's and symbol's source location; it is swapped for the cheap equal set
+    while the trace runs, and put back after."""
+    from torch.fx.experimental import symbolic_shapes as ss
+
+    files = _uninteresting_files()  # computed before the swap, from torch's own function
+    was = ss.uninteresting_files
+    ss.uninteresting_files = lambda: files
+    try:
+        yield
+    finally:
+        ss.uninteresting_files = was
+
+
+class _Budget(TorchDispatchMode):
+    """Ends the trace at the first aten op past ``budget_s`` seconds, naming the
+    op that took longest and the module it ran in. ShapeEnv's own size
+    expressions can grow stage by stage (swin_t: every stage pads to a multiple of
+    its 7×7 window, nesting ``Mod`` and floor terms, and each window-partition
+    ``view`` then takes seconds to prove); a check only at module boundaries let
+    one slow block run on well past the budget. Passes every op on unchanged."""
+
+    def __init__(self, budget_s: float, here: Callable[[], str]):
+        super().__init__()
+        self.budget_s, self.here = budget_s, here
+        self.started = time.perf_counter()
+        self.slowest = (0.0, "", "")
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        now = time.perf_counter()
+        if now - self.started > self.budget_s:
+            took, op, where = self.slowest
+            raise Unsupported(
+                f"the symbolic trace passed {self.budget_s:g} s at {_op_name(func)} in "
+                f"{self.here()}: its size expressions grow op by op (slowest: {op} in "
+                f"{where}, {took:.1f} s)")
+        out = func(*args, **(kwargs or {}))
+        took = time.perf_counter() - now
+        if took > self.slowest[0]:
+            self.slowest = (took, _op_name(func), self.here())
+        return out
+
+
+def _op_name(func) -> str:
+    """``aten._unsafe_view.default`` → ``aten._unsafe_view``."""
+    name = str(func)
+    return name[:-len(".default")] if name.endswith(".default") else name
 
 
 def _selectors(convention: str):
@@ -169,14 +267,7 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
     leaves = [m for m in module.modules() if next(m.children(), None) is None]
     outputs: List = []
 
-    started = time.perf_counter()
-
     def hook(mod, _inputs, output):
-        # sympy can grow without bound (swin_t: minutes); past the budget the
-        # caller counts concretely instead
-        if time.perf_counter() - started > budget_s:
-            raise Unsupported(f"the symbolic trace took over {budget_s:g} s "
-                              f"(stopped after {type(mod).__name__})")
         if counts_output(kind_of(mod)):
             outputs.extend(t.numel() for t in tree_leaves(output) if isinstance(t, torch.Tensor))
 
@@ -197,6 +288,13 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
     names = {m: n for n, m in module.named_modules()}
     running: List[str] = []  # modules now running, so a guard can say where it arose
     events: List[tuple] = []
+    kinds = {n: type(m).__name__ for m, n in names.items() if n}
+
+    def here() -> str:
+        inside = running[-1] if running else type(module).__name__
+        return f"{inside} ({kinds[inside]})" if inside in kinds else inside
+
+    budget = _Budget(budget_s, here)
 
     def enter(mod, _inputs):
         running.append(names[mod] or type(mod).__name__)
@@ -209,6 +307,8 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
     for m in names:
         handles.append(m.register_forward_pre_hook(enter))
         handles.append(m.register_forward_hook(leave))
+    locations = _light_source_locations()
+    locations.__enter__()
     try:
         with fake:
             x = fake.from_tensor(real,
@@ -221,7 +321,7 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
         # where the C++ kernels need concrete ones; attention decomposed as profile
         # does on cpu, so FlopCounterMode sees the same linear/bmm ops
         with mode(module, False), torch.no_grad(), torch.device("meta"), \
-                decomposed_attention(), enable_python_dispatcher(), fake, counter:
+                decomposed_attention(), enable_python_dispatcher(), fake, counter, budget:
             torch.func.functional_call(module, state, (x,))
     except DeriveError:
         raise
@@ -233,6 +333,7 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
         raise Unsupported(f"the symbolic trace failed at {what}({type(e).__name__}: "
                           f"{lines[0][:160] if lines else ''})") from None
     finally:
+        locations.__exit__(None, None, None)
         for h in handles:
             h.remove()
         for m in patched:
@@ -329,11 +430,17 @@ def _domain(symbols: Dict[str, sp.Symbol], guards: List, lower: Dict[str, int],
     lattice = {}  # s -> step·t + residue, t a fresh positive symbol: Mod guards vanish
     for n, s in symbols.items():
         step, residue = steps[n]
-        t = sp.Symbol(f"_t_{n}", integer=True, nonnegative=True)
+        # on the plain lattice (step 1) the symbol is its own parameter: substituting
+        # a fresh one would rebuild every guard through sympy's evaluation for nothing
+        t = s if step == 1 else sp.Symbol(f"_t_{n}", integer=True, nonnegative=True)
         lattice[s] = (step * t + residue, t, step, residue)
 
+    on_lattice = {}  # guard -> guard on the lattice; built once, not per binary-search step
+
     def proven(g, lows) -> bool:
-        on = g.xreplace({s: lattice[s][0] for s in g.free_symbols})
+        if g not in on_lattice:
+            on_lattice[g] = g.xreplace({s: lattice[s][0] for s in g.free_symbols})
+        on = on_lattice[g]
         if on in (sp.true, True):
             return True
         if on in (sp.false, False):
