@@ -292,133 +292,29 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     FLOPs are K forward and backward passes).
     """
     from complexity.cost.options import StepOptions
-    from complexity.cost.flops import flop_counter
     from complexity.counting.hooks import mode
 
     if how not in HOWS:
         raise ValueError(f"how={how!r}: choose one of {', '.join(HOWS)}")
     options = options or StepOptions()
-    dtype = options.torch_dtype() if options.dtype != "float32" else None
-    amp = options.autocast_dtype()
-    if amp is torch.float16 and how == "real":
-        raise ValueError("autocast float16 is a CUDA step: measure it with how='fake' "
-                         "(fake CUDA tensors), or use autocast bfloat16 on the CPU")
-    # The step's device: the CPU, or fake CUDA tensors for a float16 autocast step.
-    cpu = torch.device("cuda" if amp is torch.float16 else "cpu")
-    if cpu.type == "cuda" and not torch.cuda.is_available():
-        # fake CUDA tensors make a forward anywhere, but autograd's engine starts a
-        # CUDA device thread for their backward
-        raise ValueError("autocast float16 is measured as a fake CUDA step, whose backward "
-                         "needs a CUDA device; none is available here")
-    if how == "fake":
-        from torch._subclasses.fake_tensor import FakeTensorMode
-
-        context = fake = FakeTensorMode()
-    else:
-        context, fake = contextlib.nullcontext(), None
-    try:
-        with context:
-            params = {n: _cpu_copy(p, fake, dtype, cpu) for n, p in model.named_parameters()}
-            buffers = {n: _cpu_copy(b, fake, dtype, cpu) for n, b in model.named_buffers()}
-            # Plain tensor attributes: on the step's device too, resident like buffers.
-            attributes = {k: _cpu_copy(t, fake, None, cpu)
-                          for k, t in tensor_attributes(model).items()}
-    except RuntimeError as e:  # a real copy that does not fit
-        raise MemoryError(f"measure(how='real'): the model's weights do not fit in "
-                          f"memory ({reason(e)})") from None
-    trainable = [p for p in params.values() if p.requires_grad]
-    if not trainable:
-        raise ValueError("no parameter of the model requires grad: nothing to train")
-    state = {**params, **buffers}
-    param_storages = {id(t.untyped_storage()) for t in [*state.values(), *attributes.values()]}
-
-    # Checkpointing recomputes segments during backward, so the stand-ins must stay
-    # in place for forward, backward and the update: one context around all passes.
+    step = _Step(model, how, options)
     whole = contextlib.ExitStack()  # entered with the step, left when it ends
-    if options.checkpoint:
-        from complexity.cost.checkpointing import checkpoint_modules, checkpointed
-
-        checkpoint_modules(model, options.checkpoint)  # a glob matching nothing: ValueError
-        segments = (stand_ins(model, state, attributes), checkpointed(model, options.checkpoint))
-    else:
-        segments = ()
-
-    def step(x, target):
-        # Forward and loss under autocast (its weight cache cleared on exit), as
-        # people write it; each caller runs backward outside.
-        with autocast_region(cpu.type, amp):
-            return forward_loss(x, target)
-
-    def forward_loss(x, target):
-        with (contextlib.nullcontext() if options.checkpoint
-              else stand_ins(model, state, attributes)):
-            out = logits(model(x))
-        if target is None:  # warm-up: learn the output's shape
-            target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]),
-                                   device=out.device)
-        target = loss_target(out, target)
-        return F.cross_entropy(out, target), target
-
     gc_was_enabled = gc.isenabled()
     try:
-        with mode(model, True), context, whole:
-            for cm in segments:
+        with mode(model, True), step.context, whole:
+            for cm in step.segments:
                 whole.enter_context(cm)
-            x = make_input(input_shape, input_dtype if input_dtype is not None else dtype,
-                           input_high, cpu)
-            target = None
-            if batch_target is not None:  # class indices, on the CPU, of that shape
-                target = (torch.empty(batch_target.shape, dtype=torch.long, device=cpu)
-                          if fake is not None or batch_target.device.type == "meta"
-                          else batch_target.to(cpu, torch.long))
-                if fake is None and batch_target.device.type == "meta":
-                    target.zero_()
-            opt = options.optimizer.make(trainable)
+            x, target, opt = step.batch(input_shape, input_dtype, input_high, batch_target)
             gc.collect()  # a cycle freed by the collector mid-step would move the peak
             gc.disable()
-            # 1. FLOPs: the counter alone, around forward + loss, then backward. This
-            # is also the warm-up step: its Adam update creates the optimizer state
-            # (FLOPs count forward and backward only, which that state does not touch).
-            with flop_counter() as fwd_counter:
-                loss, target = step(x, target)
-            with flop_counter() as bwd_counter:
-                loss.backward()
-            del loss
-            grad_bytes = _nbytes(p.grad for p in trainable if p.grad is not None)
-            opt.step()
-            opt.zero_grad(set_to_none=options.set_to_none)
+            # the three instruments, one step each: FLOPs (the warm-up), peak, saved
+            fwd_flops, bwd_flops, grad_bytes, target = _count_flops(step, x, target, opt)
             opt_state = [t for s in opt.state.values() for t in s.values()
                          if isinstance(t, torch.Tensor)]
-
-            # 2. Peak: the live-bytes tracker alone, around forward, backward, Adam.
-            live = LiveBytes()
-            live.track(list(state.values()), list(attributes.values()), opt_state, x, target,
-                       [p.grad for p in trainable if p.grad is not None])  # set_to_none=False
-            with live:
-                for _ in range(options.grad_accum):  # as a training loop writes it
-                    loss, _ = step(x, target)
-                    loss.backward()
-                opt.step()
-            del loss
-            opt.zero_grad(set_to_none=True)
-
-            # 3. Saved for backward: the saved-tensor hooks alone, around the forward.
-            # Each storage is held until the end, so that no id is reused.
-            saved: Dict[int, torch.UntypedStorage] = {}
-
-            def pack(t):
-                st = t.untyped_storage()
-                if id(st) not in param_storages:
-                    saved[id(st)] = st
-                return t
-
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                loss, _ = step(x, target)
-            del loss
-            saved_bytes = sum(st.nbytes() for st in saved.values())
-            saved.clear()
+            peak = _watch_peak(step, x, target, opt, opt_state)
+            saved_bytes = _saved_bytes(step, x, target)
     except RuntimeError as e:
-        if fake is None and "alloc" in str(e).lower():
+        if step.fake is None and "alloc" in str(e).lower():
             raise MemoryError(f"measure(how='real'): one real step of a {tuple(input_shape)} "
                               f"batch does not fit in memory ({reason(e)}); "
                               "use how='fake'") from None
@@ -427,14 +323,179 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
         if gc_was_enabled:
             gc.enable()
     return {
-        "param_bytes": _nbytes(params.values()),
+        "param_bytes": _nbytes(step.params.values()),
         "grad_bytes": grad_bytes,
         "optimizer_bytes": _nbytes(opt_state),
         "saved_activation_bytes": saved_bytes,
-        "peak_bytes": live.peak,
-        "forward_flops": options.grad_accum * fwd_counter.get_total_flops(),
-        "backward_flops": options.grad_accum * bwd_counter.get_total_flops(),
+        "peak_bytes": peak,
+        "forward_flops": options.grad_accum * fwd_flops,
+        "backward_flops": options.grad_accum * bwd_flops,
     }
+
+
+class _Step:
+    """What :func:`measure`'s three passes share: the step's device, CPU copies of
+    ``model``'s parameters, buffers and tensor attributes on it (fake or real), the
+    context that makes its tensors (``FakeTensorMode`` or none), the checkpointing
+    contexts, and :meth:`run`, one forward and loss as a training loop writes it."""
+
+    def __init__(self, model: nn.Module, how: str, options):
+        self.model, self.options = model, options
+        self.dtype = options.torch_dtype() if options.dtype != "float32" else None
+        self.amp = options.autocast_dtype()
+        self.device = _step_device(how, self.amp)
+        if how == "fake":
+            from torch._subclasses.fake_tensor import FakeTensorMode
+
+            self.context = self.fake = FakeTensorMode()
+        else:
+            self.context, self.fake = contextlib.nullcontext(), None
+        self._copy_state()
+        self.segments = self._checkpointing()
+
+    def _copy_state(self) -> None:
+        """The parameters (``params``, ``trainable``), buffers and plain tensor
+        attributes, copied to the step's device in the step's dtype; ``state``
+        (parameters and buffers by name) and the ids of their storages, which the
+        saved-tensor count leaves out. A real copy that does not fit is a
+        ``MemoryError``."""
+        fake, dtype, device = self.fake, self.dtype, self.device
+        try:
+            with self.context:
+                params = {n: _cpu_copy(p, fake, dtype, device)
+                          for n, p in self.model.named_parameters()}
+                buffers = {n: _cpu_copy(b, fake, dtype, device)
+                           for n, b in self.model.named_buffers()}
+                # Plain tensor attributes: on the step's device too, resident like buffers.
+                attributes = {k: _cpu_copy(t, fake, None, device)
+                              for k, t in tensor_attributes(self.model).items()}
+        except RuntimeError as e:  # a real copy that does not fit
+            raise MemoryError(f"measure(how='real'): the model's weights do not fit in "
+                              f"memory ({reason(e)})") from None
+        self.params, self.attributes = params, attributes
+        self.trainable = [p for p in params.values() if p.requires_grad]
+        if not self.trainable:
+            raise ValueError("no parameter of the model requires grad: nothing to train")
+        self.state = {**params, **buffers}
+        self.param_storages = {id(t.untyped_storage())
+                               for t in [*self.state.values(), *attributes.values()]}
+
+    def _checkpointing(self) -> tuple:
+        """The contexts the whole step runs in when ``options.checkpoint`` is set:
+        the stand-ins and the checkpointed modules (none otherwise)."""
+        if not self.options.checkpoint:
+            return ()
+        from complexity.cost.checkpointing import checkpoint_modules, checkpointed
+
+        # Checkpointing recomputes segments during backward, so the stand-ins must stay
+        # in place for forward, backward and the update: one context around all passes.
+        # a glob matching nothing: ValueError
+        checkpoint_modules(self.model, self.options.checkpoint)
+        return (stand_ins(self.model, self.state, self.attributes),
+                checkpointed(self.model, self.options.checkpoint))
+
+    def batch(self, input_shape, input_dtype, input_high, batch_target) -> tuple:
+        """The input, the target (None: the first forward draws one) and the
+        optimizer over the trainable copies, made on the step's device; call it
+        inside :attr:`context`."""
+        device = self.device
+        x = make_input(input_shape, input_dtype if input_dtype is not None else self.dtype,
+                       input_high, device)
+        target = None
+        if batch_target is not None:  # class indices, on the CPU, of that shape
+            target = (torch.empty(batch_target.shape, dtype=torch.long, device=device)
+                      if self.fake is not None or batch_target.device.type == "meta"
+                      else batch_target.to(device, torch.long))
+            if self.fake is None and batch_target.device.type == "meta":
+                target.zero_()
+        return x, target, self.options.optimizer.make(self.trainable)
+
+    def run(self, x, target):
+        """Forward and loss; returns the loss and the target it was taken against."""
+        # Forward and loss under autocast (its weight cache cleared on exit), as
+        # people write it; each caller runs backward outside.
+        with autocast_region(self.device.type, self.amp):
+            return self._forward_loss(x, target)
+
+    def _forward_loss(self, x, target):
+        with (contextlib.nullcontext() if self.options.checkpoint
+              else stand_ins(self.model, self.state, self.attributes)):
+            out = logits(self.model(x))
+        if target is None:  # warm-up: learn the output's shape
+            target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]),
+                                   device=out.device)
+        target = loss_target(out, target)
+        return F.cross_entropy(out, target), target
+
+
+def _step_device(how: str, amp) -> torch.device:
+    """Where the step runs: the CPU, or fake CUDA tensors for a float16 autocast
+    step (which needs ``how="fake"`` and a CUDA device for its backward)."""
+    if amp is torch.float16 and how == "real":
+        raise ValueError("autocast float16 is a CUDA step: measure it with how='fake' "
+                         "(fake CUDA tensors), or use autocast bfloat16 on the CPU")
+    # The step's device: the CPU, or fake CUDA tensors for a float16 autocast step.
+    device = torch.device("cuda" if amp is torch.float16 else "cpu")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        # fake CUDA tensors make a forward anywhere, but autograd's engine starts a
+        # CUDA device thread for their backward
+        raise ValueError("autocast float16 is measured as a fake CUDA step, whose backward "
+                         "needs a CUDA device; none is available here")
+    return device
+
+
+def _count_flops(step: _Step, x, target, opt) -> tuple:
+    """Pass 1, FLOPs: the counter alone, around forward + loss, then backward;
+    ``(forward FLOPs, backward FLOPs, gradient bytes, target)``."""
+    from complexity.cost.flops import flop_counter
+
+    # This is also the warm-up step: its Adam update creates the optimizer state
+    # (FLOPs count forward and backward only, which that state does not touch).
+    with flop_counter() as fwd_counter:
+        loss, target = step.run(x, target)
+    with flop_counter() as bwd_counter:
+        loss.backward()
+    del loss
+    grad_bytes = _nbytes(p.grad for p in step.trainable if p.grad is not None)
+    opt.step()
+    opt.zero_grad(set_to_none=step.options.set_to_none)
+    return fwd_counter.get_total_flops(), bwd_counter.get_total_flops(), grad_bytes, target
+
+
+def _watch_peak(step: _Step, x, target, opt, opt_state) -> int:
+    """Pass 2, the peak: the live-bytes tracker alone, around forward, backward
+    (``grad_accum`` micro-batches) and the update, from the state pass 1 left."""
+    live = LiveBytes()
+    live.track(list(step.state.values()), list(step.attributes.values()), opt_state, x, target,
+               [p.grad for p in step.trainable if p.grad is not None])  # set_to_none=False
+    with live:
+        for _ in range(step.options.grad_accum):  # as a training loop writes it
+            loss, _ = step.run(x, target)
+            loss.backward()
+        opt.step()
+    del loss
+    opt.zero_grad(set_to_none=True)
+    return live.peak
+
+
+def _saved_bytes(step: _Step, x, target) -> int:
+    """Pass 3, saved for backward: the saved-tensor hooks alone, around the
+    forward; each storage counted once, parameters' and buffers' left out."""
+    # Each storage is held until the end, so that no id is reused.
+    saved: Dict[int, torch.UntypedStorage] = {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        if id(st) not in step.param_storages:
+            saved[id(st)] = st
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss, _ = step.run(x, target)
+    del loss
+    saved_bytes = sum(st.nbytes() for st in saved.values())
+    saved.clear()
+    return saved_bytes
 
 
 def _cpu_copy(t: torch.Tensor, fake, dtype=None, device="cpu") -> torch.Tensor:

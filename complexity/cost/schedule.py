@@ -93,173 +93,261 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     >>> [e[0] for e in ev][:2], ev[0][2][0]
     (['alloc', 'mark'], 'activation')
     """
-    sch = _Schedule(resident_bytes, events)
-    keep_count: Dict[int, int] = {}
-    # Checkpointed segments: their calls keep nothing in the forward; the segment's
-    # arguments are held by the checkpoint until the last of its nodes that saves a
-    # tensor has run (the first of them in forward order), if any node saves one.
-    seg_of: Dict[int, int] = {}
-    let_go: Dict[int, int] = {}  # segment -> the node after which its inputs go
-    for k, sg in enumerate(g.segments):
-        saving = [i for i in range(sg.start, sg.end) if g.calls[i].kept]
-        seg_of.update((i, k) for i in range(sg.start, sg.end))
-        if saving:
-            let_go[k] = saving[0]
-            for s in dict.fromkeys(sg.held):
+    step = _Step(g, _Schedule(resident_bytes, events), grads_resident)
+    step.forward(forward_extra)
+    step.backward()
+    step.update(optimizer, trainable_sizes)
+    return step.sch.peak
+
+
+class _Step:
+    """The liveness of one step over graph ``g``, phase by phase: :meth:`forward`,
+    :meth:`backward` (with :meth:`replay` for checkpointed segments), then
+    :meth:`update`, each logging to ``sch``. It holds what outlives a phase: who
+    keeps each storage for backward (``keep_count``), each storage's last reader
+    (``last_read``) and maker (``birth``), and the gradient buffers (``grads``)."""
+
+    def __init__(self, g: Graph, sch: _Schedule, grads_resident: bool):
+        self.g, self.sch, self.grads_resident = g, sch, grads_resident
+        self.keep_count: Dict[int, int] = {}
+        self.seg_of: Dict[int, int] = {}
+        self.let_go: Dict[int, int] = {}  # segment -> the node after which its inputs go
+        self._count_keepers()
+        self.last_read = self._last_reads()
+        self.birth: Dict[int, int] = {}  # storage -> the call that made it
+        self.grads = _Gradients(sch)
+        self.replayed: set = set()
+        self.rkeep: Dict[int, int] = {}  # recomputed storage -> nodes still to use it
+
+    def _count_keepers(self) -> None:
+        """How many holders keep each storage for backward: the nodes that save it
+        and the checkpoints whose arguments it is."""
+        g, keep_count = self.g, self.keep_count
+        # Checkpointed segments: their calls keep nothing in the forward; the segment's
+        # arguments are held by the checkpoint until the last of its nodes that saves a
+        # tensor has run (the first of them in forward order), if any node saves one.
+        for k, sg in enumerate(g.segments):
+            saving = [i for i in range(sg.start, sg.end) if g.calls[i].kept]
+            self.seg_of.update((i, k) for i in range(sg.start, sg.end))
+            if saving:
+                self.let_go[k] = saving[0]
+                for s in dict.fromkeys(sg.held):
+                    keep_count[s] = keep_count.get(s, 0) + 1
+        for i, c in enumerate(g.calls):
+            for s in c.kept if i not in self.seg_of else ():
                 keep_count[s] = keep_count.get(s, 0) + 1
-    for i, c in enumerate(g.calls):
-        for s in c.kept if i not in seg_of else ():
-            keep_count[s] = keep_count.get(s, 0) + 1
-    # Forward: a storage lives from the call that makes it to its last read,
-    # or, if a node keeps it, until that node's backward.
-    last_read: Dict[int, int] = {}
-    for i, c in enumerate(g.calls):
-        for v in c.inputs:
-            last_read[g.value_storage[v]] = i
-    # What Python still references stays alive too: a module's caller holds its
-    # arguments until it returns, and a forward's locals (DenseBlock's list of
-    # features, DenseLayer's bottleneck output) hold what they name until it
-    # returns. The trace saw, for each storage, the last call before its Python
-    # object was freed.
-    for held in (g.held_until, g.freed_after):
-        for s, i in held.items():
-            last_read[s] = max(last_read.get(s, i), i)
-    born = set(g.resident)
-    birth: Dict[int, int] = {}  # storage -> the call that made it
-    sch.alloc(forward_extra, ("activation", 0))
-    dies_at: Dict[int, List[int]] = {}
-    for i, c in enumerate(g.calls):
-        fresh = [g.value_storage[v] for v in c.outputs] + [s for s in c.kept if s < 0]
-        for s in dict.fromkeys(fresh):
-            if s not in born:
-                born.add(s)
-                birth[s] = i
-                sch.alloc(g.storage_bytes[s], ("activation", s))
-                if s not in keep_count and i < len(g.calls) - 1:  # the loss stays held
-                    dies_at.setdefault(max(i, last_read.get(s, i)), []).append(s)
-        sch.alloc(c.transient, ("transient", i))
-        sch.mark()
-        sch.free(c.transient, ("transient", i))
-        for s in dies_at.pop(i, []):
-            sch.free(g.storage_bytes[s], ("activation", s))
-    sch.free(forward_extra, ("activation", 0))
-    # Backward: nodes in reverse order of creation (the engine's order for a
-    # single device: highest sequence number first).
-    refs: Dict[int, int] = {}
-    sizes: Dict[int, int] = {}
-    keys: Dict[int, tuple] = {}
-    grad_of: Dict[int, int] = {}
 
-    def new_grad(nbytes, value):
-        gid = len(sizes)
-        sizes[gid], refs[gid] = nbytes, 0
-        keys[gid] = ("grad", gid, value)
-        sch.alloc(nbytes, keys[gid])
-        return gid
+    def _last_reads(self) -> Dict[int, int]:
+        """Storage -> the last forward call that reads it or runs while Python
+        still references it."""
+        g = self.g
+        # Forward: a storage lives from the call that makes it to its last read,
+        # or, if a node keeps it, until that node's backward.
+        last_read: Dict[int, int] = {}
+        for i, c in enumerate(g.calls):
+            for v in c.inputs:
+                last_read[g.value_storage[v]] = i
+        # What Python still references stays alive too: a module's caller holds its
+        # arguments until it returns, and a forward's locals (DenseBlock's list of
+        # features, DenseLayer's bottleneck output) hold what they name until it
+        # returns. The trace saw, for each storage, the last call before its Python
+        # object was freed.
+        for held in (g.held_until, g.freed_after):
+            for s, i in held.items():
+                last_read[s] = max(last_read.get(s, i), i)
+        return last_read
 
-    def release(gid):
-        refs[gid] -= 1
-        if refs[gid] == 0:
-            sch.free(sizes[gid], keys[gid])
+    def _made(self, c) -> List[int]:
+        """The storages call ``c`` makes, each once: its outputs' and the new
+        tensors it keeps (negative ids: indices, statistics)."""
+        fresh = [self.g.value_storage[v] for v in c.outputs] + [s for s in c.kept if s < 0]
+        return list(dict.fromkeys(fresh))
 
-    # d loss / d loss = 1: ``loss.backward()`` makes it (``_make_grads``) and holds
-    # it in a local of ``torch.autograd.backward`` until the engine returns, so it
-    # outlives the loss's node (one reference for the node, one for Python).
-    loss = g.calls[-1].outputs[0]
-    root = new_grad(g.value_bytes[loss], loss)  # ones_like(loss): the loss's dtype
-    grad_of[g.calls[-1].outputs[0]] = root
-    refs[root] = 2
-    replayed: set = set()
-    rkeep: Dict[int, int] = {}  # recomputed storage -> nodes still to use it
+    def _run_call(self, i: int, c) -> None:
+        """Call ``i`` runs: its workspace is alive with everything else for the
+        moment of the call (a peak reading), then goes."""
+        self.sch.alloc(c.transient, ("transient", i))
+        self.sch.mark()
+        self.sch.free(c.transient, ("transient", i))
 
-    def replay(k):
-        """Checkpoint's recomputation of segment ``k``, run when the engine first
-        unpacks one of its saved tensors: the forward's liveness, up to the early
-        stop; what the segment's nodes keep stays, the rest goes at the stop."""
-        calls = recomputed_calls(g, g.segments[k])
-        stop = max(i for i in range(g.segments[k].start, g.segments[k].end) if g.calls[i].kept)
-        inside = set(calls)
-        kept = [s for i in range(g.segments[k].start, stop + 1) for s in g.calls[i].kept
-                if birth.get(s, -1) in inside]
-        for s in kept:
-            rkeep[s] = rkeep.get(s, 0) + 1
-        ends: Dict[int, List[int]] = {}
-        for i in calls:
-            c = g.calls[i]
-            fresh = [g.value_storage[v] for v in c.outputs] + [s for s in c.kept if s < 0]
-            for s in dict.fromkeys(fresh):
-                if birth.get(s) == i:
-                    sch.alloc(g.storage_bytes[s], ("activation", s, "recomputed"))
-                    if s not in rkeep:
-                        ends.setdefault(min(calls[-1], max(i, last_read.get(s, i))),
-                                        []).append(s)
-            sch.alloc(c.transient, ("transient", i))
-            sch.mark()
-            sch.free(c.transient, ("transient", i))
-            for s in ends.pop(i, []):
-                sch.free(g.storage_bytes[s], ("activation", s, "recomputed"))
+    def forward(self, forward_extra: int) -> None:
+        """The forward and the loss: each call's results are allocated as it runs
+        and freed after their last reader, unless a node keeps them for backward
+        (they go there) or they are the loss (held to the end). ``forward_extra``
+        bytes are alive for the forward only."""
+        g, sch = self.g, self.sch
+        born = set(g.resident)
+        sch.alloc(forward_extra, ("activation", 0))
+        dies_at: Dict[int, List[int]] = {}
+        for i, c in enumerate(g.calls):
+            for s in self._made(c):
+                if s not in born:
+                    born.add(s)
+                    self.birth[s] = i
+                    sch.alloc(g.storage_bytes[s], ("activation", s))
+                    if s not in self.keep_count and i < len(g.calls) - 1:  # the loss stays held
+                        dies_at.setdefault(max(i, self.last_read.get(s, i)), []).append(s)
+            self._run_call(i, c)
+            for s in dies_at.pop(i, []):
+                sch.free(g.storage_bytes[s], ("activation", s))
+        sch.free(forward_extra, ("activation", 0))
 
-    for idx in range(len(g.calls) - 1, -1, -1):
-        c = g.calls[idx]
-        k = seg_of.get(idx)
-        outs = [v for v in c.outputs if v in grad_of]
+    def backward(self) -> None:
+        """``loss.backward()``: nodes in reverse order of creation (the engine's
+        order for a single device: highest sequence number first), from the loss's
+        gradient, which is freed when backward returns."""
+        g, grads = self.g, self.grads
+        # d loss / d loss = 1: ``loss.backward()`` makes it (``_make_grads``) and holds
+        # it in a local of ``torch.autograd.backward`` until the engine returns, so it
+        # outlives the loss's node (one reference for the node, one for Python).
+        loss = g.calls[-1].outputs[0]
+        root = grads.new(g.value_bytes[loss], loss)  # ones_like(loss): the loss's dtype
+        grads.of[loss] = root
+        grads.refs[root] = 2
+        for idx in range(len(g.calls) - 1, -1, -1):
+            self._node(idx)
+        grads.release(root)  # backward has returned
+
+    def _node(self, idx: int) -> None:
+        """The backward of call ``idx``: replay its checkpointed segment if it is
+        the first of the segment to unpack a saved tensor, run it, let go of what
+        it kept, and hand its input gradients on."""
+        c = self.g.calls[idx]
+        k = self.seg_of.get(idx)
+        outs = [v for v in c.outputs if v in self.grads.of]
+        if k is not None and c.kept and c.node and outs and k not in self.replayed:
+            self.replayed.add(k)  # this node unpacks a saved tensor first
+            self.replay(k)
+        arriving = self._run_node(c, outs) if c.node and outs else []
+        self._drop_kept(idx, c, k)
+        self._accumulate(arriving)
+
+    def _run_node(self, c, outs: List[int]) -> List[tuple]:
+        """Node ``c`` computes its input gradients (a new buffer each, or its output
+        gradient handed on) and frees its output gradients; returns the
+        ``(value, gradient)`` pairs that arrive at its inputs."""
+        g, grads = self.g, self.grads
         arriving = []
-        if k is not None and c.kept and c.node and outs and k not in replayed:
-            replayed.add(k)  # this node unpacks a saved tensor first
-            replay(k)
-        if c.node and outs:
-            for v in c.grad_inputs:
-                gid = (grad_of[outs[0]] if _hands_on(g, c, v)
-                       else new_grad(g.value_bytes[v], v))
-                refs[gid] += 1
-                arriving.append((v, gid))
-            sch.mark()  # the node ran: its kept tensors, output and input grads alive
-            for v in outs:
-                release(grad_of.pop(v))
+        for v in c.grad_inputs:
+            gid = (grads.of[outs[0]] if _hands_on(g, c, v)
+                   else grads.new(g.value_bytes[v], v))
+            grads.refs[gid] += 1
+            arriving.append((v, gid))
+        self.sch.mark()  # the node ran: its kept tensors, output and input grads alive
+        for v in outs:
+            grads.release(grads.of.pop(v))
+        return arriving
+
+    def _drop_kept(self, idx: int, c, k: Optional[int]) -> None:
+        """Node ``idx`` has run: each tensor it kept (its recomputed copy, in a
+        checkpointed segment) loses a holder, and the segment's checkpoint lets go
+        of its arguments once the last of its saving nodes has run."""
+        g, sch, keep_count = self.g, self.sch, self.keep_count
         # The engine releases a node's kept tensors as soon as it has run ...
         for s in c.kept if k is None else ():
             keep_count[s] -= 1
             if keep_count[s] == 0 and s not in g.resident:
                 sch.free(g.storage_bytes[s], ("activation", s))
         for s in c.kept if k is not None else ():  # recomputed ones, checkpointed
-            if s in rkeep:
-                rkeep[s] -= 1
-                if rkeep[s] == 0:
-                    del rkeep[s]
+            if s in self.rkeep:
+                self.rkeep[s] -= 1
+                if self.rkeep[s] == 0:
+                    del self.rkeep[s]
                     sch.free(g.storage_bytes[s], ("activation", s, "recomputed"))
-        if k is not None and let_go.get(k) == idx:  # the checkpoint lets go of its inputs
+        if k is not None and self.let_go.get(k) == idx:  # the checkpoint lets go of its inputs
             for s in dict.fromkeys(g.segments[k].held):
                 keep_count[s] -= 1
                 if keep_count[s] == 0 and s not in g.resident:
                     sch.free(g.storage_bytes[s], ("activation", s))
+
+    def _accumulate(self, arriving: List[tuple]) -> None:
+        """The gradients a node made arrive at its inputs: into a parameter's
+        ``.grad``, as the first gradient of a tensor, or summed with an earlier one."""
+        g, grads = self.g, self.grads
         # ... then adds its outputs into the waiting gradients.
         for v, gid in arriving:
-            if v in g.params and (grads_resident or v in grad_of):
+            if v in g.params and (self.grads_resident or v in grads.of):
                 # AccumulateGrad: .grad exists, so .grad += new, in place
-                release(gid)
-            elif v not in grad_of:
-                grad_of[v] = gid
+                grads.release(gid)
+            elif v not in grads.of:
+                grads.of[v] = gid
                 if v in g.params:
-                    refs[gid] += 1  # .grad keeps it
+                    grads.refs[gid] += 1  # .grad keeps it
             else:
                 # InputBuffer::accumulate adds in place only for a plain tensor it
                 # holds the last reference to (never for fake tensors): old + new.
-                total = new_grad(g.value_bytes[v], v)
-                refs[total] += 1
-                sch.mark()
-                release(grad_of[v])
-                release(gid)
-                grad_of[v] = total
-    release(root)  # backward has returned
-    # The update's temporaries (Adam(foreach=False): exp_avg_sq.sqrt() / c per
-    # parameter while the previous denom is bound; foreach: one list-wide sqrt).
-    if optimizer is None:
-        from complexity.cost.optimizers import Optimizer
+                total = grads.new(g.value_bytes[v], v)
+                grads.refs[total] += 1
+                self.sch.mark()
+                grads.release(grads.of[v])
+                grads.release(gid)
+                grads.of[v] = total
 
-        optimizer = Optimizer()
-    sch.alloc(optimizer.step_temporaries(trainable_sizes), ("optimizer", 0))
-    sch.mark()
-    return sch.peak
+    def replay(self, k: int) -> None:
+        """Checkpoint's recomputation of segment ``k``, run when the engine first
+        unpacks one of its saved tensors: the forward's liveness, up to the early
+        stop; what the segment's nodes keep stays, the rest goes at the stop."""
+        g, sch, segment = self.g, self.sch, self.g.segments[k]
+        calls = recomputed_calls(g, segment)
+        stop = max(i for i in range(segment.start, segment.end) if g.calls[i].kept)
+        inside = set(calls)
+        kept = [s for i in range(segment.start, stop + 1) for s in g.calls[i].kept
+                if self.birth.get(s, -1) in inside]
+        for s in kept:
+            self.rkeep[s] = self.rkeep.get(s, 0) + 1
+        ends: Dict[int, List[int]] = {}
+        for i in calls:
+            c = g.calls[i]
+            for s in self._made(c):
+                if self.birth.get(s) == i:
+                    sch.alloc(g.storage_bytes[s], ("activation", s, "recomputed"))
+                    if s not in self.rkeep:
+                        ends.setdefault(min(calls[-1], max(i, self.last_read.get(s, i))),
+                                        []).append(s)
+            self._run_call(i, c)
+            for s in ends.pop(i, []):
+                sch.free(g.storage_bytes[s], ("activation", s, "recomputed"))
+
+    def update(self, optimizer, trainable_sizes: List[int]) -> None:
+        """``optimizer.step()``: the step's last moment, the gradients and the
+        optimizer's temporaries alive at once (default ``Adam(foreach=False)``)."""
+        # The update's temporaries (Adam(foreach=False): exp_avg_sq.sqrt() / c per
+        # parameter while the previous denom is bound; foreach: one list-wide sqrt).
+        if optimizer is None:
+            from complexity.cost.optimizers import Optimizer
+
+            optimizer = Optimizer()
+        self.sch.alloc(optimizer.step_temporaries(trainable_sizes), ("optimizer", 0))
+        self.sch.mark()
+
+
+class _Gradients:
+    """The gradient buffers of backward, counted by reference: a buffer is freed
+    when the last holder lets it go. Holders are the node waiting for it (one
+    reference per input it feeds), a parameter's ``.grad``, and, for the loss's
+    gradient, ``torch.autograd.backward`` itself. ``of[v]``: the gradient waiting
+    for value ``v`` (summed there as more arrive)."""
+
+    def __init__(self, sch: _Schedule):
+        self.sch = sch
+        self.refs: Dict[int, int] = {}
+        self.sizes: Dict[int, int] = {}
+        self.keys: Dict[int, tuple] = {}
+        self.of: Dict[int, int] = {}
+
+    def new(self, nbytes: int, value: int) -> int:
+        """Allocate a gradient of ``nbytes`` for ``value``, held by nobody yet."""
+        gid = len(self.sizes)
+        self.sizes[gid], self.refs[gid] = nbytes, 0
+        self.keys[gid] = ("grad", gid, value)
+        self.sch.alloc(nbytes, self.keys[gid])
+        return gid
+
+    def release(self, gid: int) -> None:
+        """One holder lets ``gid`` go; the last one frees it."""
+        self.refs[gid] -= 1
+        if self.refs[gid] == 0:
+            self.sch.free(self.sizes[gid], self.keys[gid])
 
 
 def _hands_on(g: Graph, c, v: int) -> bool:
