@@ -125,8 +125,33 @@ class Changes(nn.Module):
         return self.fc(x)
 
 
-@pytest.mark.parametrize("above", [1, 20])
+def test_a_step_that_differs_only_at_batch_one_starts_at_two():
+    # B=1 and B=2 differ, B=2 and B=3 agree: the formula holds from B=2, verified
+    f = step_formula(Changes(1), (4,), checks=3)
+    assert f.batch_min == 2 and len(f.checked) == 3
+
+
+@pytest.mark.parametrize("above", [2, 20])
 def test_a_step_that_changes_with_the_batch_gets_no_formula(above):
-    # above=1: B=1 and B=2 already differ; above=20: only the held-out checks see it
+    # above=2 and 20: B=1, 2 agree; only the held-out checks see the change
     with pytest.raises(FormulaError):
         step_formula(Changes(above), (4,), checks=5, check_range=64)
+
+
+def test_a_class_token_broadcast_starts_the_formula_at_batch_two():
+    """At B = 1 a ViT's class token expanded over the batch is the size of its input,
+    so its backward hands the gradient on; from B = 2 it reduces into a new one. The
+    formula starts at B = 2 and still equals predict at held-out batches."""
+    import torch
+    import torchvision
+
+    from complexity.cost.predict import predict as concrete
+    from complexity.cost.step_formula import step_formula as formula
+
+    with torch.device("meta"):
+        vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1,
+                                                   num_heads=2, hidden_dim=32, mlp_dim=64)
+    f = formula(vit, (3, 32, 32), checks=3)
+    assert f.batch_min == 2 and len(f.checked) == 3
+    for b in (2, 7):
+        assert f.at(b)["peak_bytes"] == concrete(vit, (b, 3, 32, 32))["peak_bytes"]

@@ -296,6 +296,13 @@ def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] 
         first, start = _log_at(model, sample_shape, 2, device_type, kw), 2
     second = _log_at(model, sample_shape, start + 1, device_type, kw)
     e1, e2 = first["events"], second["events"]
+    if start == 1 and [(k, key) for k, _, key in e1] != [(k, key) for k, _, key in e2]:
+        # At B = 1 a broadcast over the batch (a ViT's class token expanded to B rows)
+        # is the same size as its input, so its backward hands the gradient on instead
+        # of reducing into a new one: the step from B = 2 on is the regular one.
+        first, start = second, 2
+        second = _log_at(model, sample_shape, 3, device_type, kw)
+        e1, e2 = first["events"], second["events"]
     if [(k, key) for k, _, key in e1] != [(k, key) for k, _, key in e2]:
         raise FormulaError(f"the step's schedule differs between B={start} and B={start + 1} "
                            f"({len(e1)} vs {len(e2)} events): no formula in B")
