@@ -123,6 +123,9 @@ def run(args) -> int:
         raise UsageError("--autocast float16 cannot run for real on the CPU (no float16 "
                          "autocast kernels there); use --measure fake (a fake CUDA step) "
                          "or --autocast bfloat16")
+    if options.grad_scaler and args.measure == "fake":
+        raise UsageError("--grad-scaler cannot run on fake tensors (GradScaler.step reads "
+                         "found_inf.item()); use --measure real or --measure none")
     modes = list(args.mode) + ([trainable] if trainable else []) + lora_modes
     if args.plot:
         check_plot(args.plot)

@@ -1,7 +1,7 @@
 """The options of a training step that ``finetune`` and ``fit`` share: the
 optimizer and how it updates (for-loop, foreach, fused), the parameters' dtype,
 autocast, activation checkpointing, gradient buffers kept or set to None,
-gradient accumulation, and LoRA adapters as one more trainable set.
+gradient accumulation, loss scaling (GradScaler), and LoRA adapters as one more trainable set.
 
 :func:`add_step_arguments` adds them to a parser; :func:`step_options` checks
 them together (exit 2, one line) and returns a
@@ -54,6 +54,9 @@ def add_step_arguments(p) -> None:
                       help="optimizer.zero_grad(set_to_none=False): gradient buffers kept, zeroed")
     g.add_argument("--grad-accum", type=positive_int, default=1, metavar="K",
                    help="K micro-batches of --batch per optimizer step (1)")
+    g.add_argument("--grad-scaler", action="store_true",
+                   help="loss scaling with torch.amp.GradScaler: scaler.scale(loss).backward(), "
+                   "scaler.step(opt), scaler.update()")
 
 
 def step_options(args, device: str = "cpu"):
@@ -69,7 +72,8 @@ def step_options(args, device: str = "cpu"):
                                                   fused=args.fused),
                               dtype=args.dtype, autocast=args.autocast,
                               checkpoint=args.checkpoint, set_to_none=args.set_to_none,
-                              grad_accum=args.grad_accum)
+                              grad_accum=args.grad_accum,
+                              **({"grad_scaler": True} if args.grad_scaler else {}))
     except ValueError as e:
         raise UsageError(f"--autocast {args.autocast}: {e}" if args.autocast else str(e)) from None
     if args.checkpoint is not None and not args.checkpoint.strip():

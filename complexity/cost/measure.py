@@ -297,6 +297,9 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     if how not in HOWS:
         raise ValueError(f"how={how!r}: choose one of {', '.join(HOWS)}")
     options = options or StepOptions()
+    if options.grad_scaler and how == "fake":
+        raise ValueError("grad_scaler: GradScaler.step reads found_inf.item(), which fake "
+                         "tensors cannot give; measure it with how='real'")
     step = _Step(model, how, options)
     whole = contextlib.ExitStack()  # entered with the step, left when it ends
     gc_was_enabled = gc.isenabled()
@@ -311,7 +314,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
             fwd_flops, bwd_flops, grad_bytes, target = _count_flops(step, x, target, opt)
             opt_state = [t for s in opt.state.values() for t in s.values()
                          if isinstance(t, torch.Tensor)]
-            peak = _watch_peak(step, x, target, opt, opt_state)
+            peak = _watch_peak(step, x, target, opt, opt_state + step.scaler_state())
             saved_bytes = _saved_bytes(step, x, target)
     except RuntimeError as e:
         if step.fake is None and "alloc" in str(e).lower():
@@ -352,6 +355,32 @@ class _Step:
             self.context, self.fake = contextlib.nullcontext(), None
         self._copy_state()
         self.segments = self._checkpointing()
+        # loss scaling: the scaler's scale and growth tracker are made by the warm-up
+        self.scaler = (torch.amp.GradScaler(self.device.type) if options.grad_scaler
+                       else None)
+
+    def scaler_state(self) -> list:
+        """The GradScaler's resident tensors (``_scale``, ``_growth_tracker``), once
+        the warm-up step has made them; none without loss scaling."""
+        if self.scaler is None:
+            return []
+        return [t for t in (self.scaler._scale, self.scaler._growth_tracker)
+                if t is not None]
+
+    def backward(self, loss) -> None:
+        """``loss.backward()``, or ``scaler.scale(loss).backward()``."""
+        if self.scaler is None:
+            loss.backward()
+        else:
+            self.scaler.scale(loss).backward()
+
+    def update(self, opt) -> None:
+        """``opt.step()``, or ``scaler.step(opt); scaler.update()``."""
+        if self.scaler is None:
+            opt.step()
+        else:
+            self.scaler.step(opt)
+            self.scaler.update()
 
     def _copy_state(self) -> None:
         """The parameters (``params``, ``trainable``), buffers and plain tensor
@@ -454,10 +483,10 @@ def _count_flops(step: _Step, x, target, opt) -> tuple:
     with flop_counter() as fwd_counter:
         loss, target = step.run(x, target)
     with flop_counter() as bwd_counter:
-        loss.backward()
+        step.backward(loss)
     del loss
     grad_bytes = _nbytes(p.grad for p in step.trainable if p.grad is not None)
-    opt.step()
+    step.update(opt)
     opt.zero_grad(set_to_none=step.options.set_to_none)
     return fwd_counter.get_total_flops(), bwd_counter.get_total_flops(), grad_bytes, target
 
@@ -471,8 +500,8 @@ def _watch_peak(step: _Step, x, target, opt, opt_state) -> int:
     with live:
         for _ in range(step.options.grad_accum):  # as a training loop writes it
             loss, _ = step.run(x, target)
-            loss.backward()
-        opt.step()
+            step.backward(loss)
+        step.update(opt)
     del loss
     opt.zero_grad(set_to_none=True)
     return live.peak

@@ -15,7 +15,11 @@ object that :func:`complexity.cost.predict.predict` and
   gradient buffers stay allocated (zeros) through the next forward and backward;
 * ``grad_accum`` — K micro-batches of the given batch per optimizer step: the
   gradients live through every micro-batch after the first, and one optimizer
-  step costs K forward and backward passes.
+  step costs K forward and backward passes;
+* ``grad_scaler`` — loss scaling with ``torch.amp.GradScaler``:
+  ``scaler.scale(loss).backward(); scaler.step(opt); scaler.update()`` (its
+  ``scale`` and ``growth_tracker`` resident, the scaled loss and the unscaling's
+  two scalars around backward and the update).
 
 >>> StepOptions().label()
 'adam, float32'
@@ -45,6 +49,7 @@ class StepOptions:
     checkpoint: Optional[str] = None
     set_to_none: bool = True
     grad_accum: int = 1
+    grad_scaler: bool = False
 
     def __post_init__(self):
         if self.dtype not in DTYPES:
@@ -57,6 +62,8 @@ class StepOptions:
         if isinstance(self.grad_accum, bool) or not isinstance(self.grad_accum, int) \
                 or self.grad_accum < 1:
             raise ValueError(f"grad_accum {self.grad_accum!r}: give an integer >= 1")
+        if not isinstance(self.grad_scaler, bool):
+            raise ValueError(f"grad_scaler {self.grad_scaler!r}: give True or False")
 
     @property
     def default(self) -> bool:
@@ -88,6 +95,8 @@ class StepOptions:
             words.append("zero-grad (set_to_none=False)")
         if self.grad_accum > 1:
             words.append(f"grad-accum {self.grad_accum}")
+        if self.grad_scaler:
+            words.append("grad-scaler")
         return ", ".join(words)
 
     def to_dict(self) -> dict:
@@ -96,10 +105,11 @@ class StepOptions:
         >>> StepOptions().to_dict()["optimizer"]
         {'name': 'adam', 'foreach': False, 'fused': False}
         """
+        extra = {"grad_scaler": True} if self.grad_scaler else {}  # the default adds no key
         return {"optimizer": {"name": self.optimizer.name, "foreach": self.optimizer.foreach,
                               "fused": self.optimizer.fused},
                 "dtype": self.dtype, "autocast": self.autocast, "checkpoint": self.checkpoint,
-                "set_to_none": self.set_to_none, "grad_accum": self.grad_accum}
+                "set_to_none": self.set_to_none, "grad_accum": self.grad_accum, **extra}
 
     def with_(self, **changes) -> "StepOptions":
         """A copy with ``changes``.

@@ -112,6 +112,25 @@ class StepPrediction:
     io: int
 
 
+#: The GradScaler's resident state: ``_scale`` (float32) and ``_growth_tracker``
+#: (int32), one element each.
+SCALER_BYTES = 4 + 4
+
+
+def _scale_loss(g) -> None:
+    """Record ``scaler.scale(loss)`` as the graph's last call: ``loss * scale``, a
+    new float32 scalar (a 0-dim product promotes to float32) whose autograd node
+    keeps only the resident scale and makes the loss's gradient. FlopCounterMode
+    counts no FLOPs for it."""
+    from complexity.cost.graph import Call
+
+    loss = g.calls[-1].outputs[0]
+    grad = g.calls[-1].node
+    scaled = g.value(torch.empty((), dtype=torch.float32, device="meta"), new=True)
+    g.calls.append(Call("mul", [loss], [scaled], node=grad,
+                        grad_inputs=[loss] if grad else []))
+
+
 def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
                  device_type: Optional[str] = None, *, input_dtype=None, input_high=None,
                  options: Optional[StepOptions] = None,
@@ -135,6 +154,9 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
         device_type = "cuda" if amp is torch.float16 else "cpu"
     g = trace(model, input_shape, target, device_type, input_dtype=input_dtype,
               input_high=input_high, dtype=dtype, autocast=amp, checkpoint=options.checkpoint)
+    loss_value = g.calls[-1].outputs[0]
+    if options.grad_scaler:
+        _scale_loss(g)
     params = list(model.parameters())
     size = lambda p: p.numel() * (dtype.itemsize if dtype is not None and  # noqa: E731
                                   p.dtype.is_floating_point else p.element_size())
@@ -142,7 +164,7 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
         raise ValueError("no parameter of the model requires grad: nothing to train")
     # Only what the loss reaches gets a gradient (GoogLeNet's auxiliary heads in
     # train mode, an unused parameter: no .grad, no Adam state, no backward).
-    needed = {g.calls[-1].outputs[0]}
+    needed = {g.calls[-1].outputs[0]}  # the loss, or the scaled loss
     for c in reversed(g.calls):
         if c.node and any(v in needed for v in c.outputs):
             needed.update(c.grad_inputs)
@@ -158,6 +180,8 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
     resident = weights + io + optimizer
     if options.grads_resident:
         resident += sum(trainable)
+    if options.grad_scaler:
+        resident += SCALER_BYTES
     # Checkpointed segments keep nothing of their own: checkpoint saves each
     # segment's positional tensor arguments instead (the saved-tensor hooks see
     # them) and replays the segment's forward, up to its early stop, in backward
@@ -180,8 +204,9 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
         "peak_bytes": peak(g, trainable, resident, events, optimizer=options.optimizer,
                            grads_resident=options.grads_resident,
                            # the previous micro-batch's loss, bound until the next is made
-                           forward_extra=(g.value_bytes[g.calls[-1].outputs[0]]
-                                          if options.grad_accum > 1 else 0)),
+                           forward_extra=(g.value_bytes[loss_value]
+                                          if options.grad_accum > 1 else 0),
+                           **({"grad_scaler": True} if options.grad_scaler else {})),
         "forward_flops": passes * sum(c.forward_flops for c in g.calls),
         "backward_flops": passes * (sum(c.backward_flops for c in g.calls) + replayed),
     }

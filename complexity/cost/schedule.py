@@ -39,9 +39,12 @@ class _Schedule:
     tensor a node keeps), ``("grad", n, value)`` (a gradient buffer; ``value`` is the
     tensor it is the gradient of, a parameter's value id for ``.grad``),
     ``("transient", call index)`` (a call's workspace) or ``("optimizer", 0)``
-    (the update's temporaries). With checkpointing, a tensor made again by a
-    segment's recomputation during backward is ``("activation", storage,
-    "recomputed")`` (the storage id of the forward tensor it repeats)."""
+    (the update's temporaries); with loss scaling, ``("scaler", what)`` and
+    ``("scaler", what, "copy")`` (the scalars ``GradScaler.unscale_`` makes before
+    the update: ``"double"``, ``"reciprocal"``, ``"inv_scale"``, ``"found_inf"``).
+    With checkpointing, a tensor made again by a segment's recomputation during
+    backward is ``("activation", storage, "recomputed")`` (the storage id of the
+    forward tensor it repeats)."""
 
     def __init__(self, resident_bytes: int, events: Optional[list] = None):
         self.live = self.peak = resident_bytes
@@ -67,7 +70,7 @@ class _Schedule:
 
 def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
          events: Optional[list] = None, *, optimizer=None, grads_resident: bool = False,
-         forward_extra: int = 0) -> int:
+         forward_extra: int = 0, grad_scaler: bool = False) -> int:
     """Most bytes alive at once; ``resident_bytes`` are alive throughout (weights,
     buffers, Adam state, input, target), ``trainable_sizes`` in Adam's order.
     ``events``: a list that receives the schedule's allocations, releases and peak
@@ -82,6 +85,9 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     the new loss replaces it). Checkpointed segments (``g.segments``) keep nothing
     in the forward but their arguments; the first of their nodes to run in
     backward replays their forward up to :func:`recomputed_calls`' early stop.
+    ``grad_scaler``: the graph's last call is ``scaler.scale(loss)`` (the loss, the
+    call before it, stays bound; the scaled loss goes when backward returns) and
+    ``scaler.step`` unscales the gradients before the update (:meth:`_Step.update`).
 
     >>> import torch
     >>> from complexity.cost.trace import trace_calls
@@ -94,6 +100,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     (['alloc', 'mark'], 'activation')
     """
     step = _Step(g, _Schedule(resident_bytes, events), grads_resident)
+    step.scaled = grad_scaler
     step.forward(forward_extra)
     step.backward()
     step.update(optimizer, trainable_sizes)
@@ -118,6 +125,7 @@ class _Step:
         self.grads = _Gradients(sch)
         self.replayed: set = set()
         self.rkeep: Dict[int, int] = {}  # recomputed storage -> nodes still to use it
+        self.scaled = False  # the last call is GradScaler.scale(loss)
 
     def _count_keepers(self) -> None:
         """How many holders keep each storage for backward: the nodes that save it
@@ -177,6 +185,7 @@ class _Step:
         bytes are alive for the forward only."""
         g, sch = self.g, self.sch
         born = set(g.resident)
+        held = len(g.calls) - (2 if self.scaled else 1)  # the loss (and its scaled copy)
         sch.alloc(forward_extra, ("activation", 0))
         dies_at: Dict[int, List[int]] = {}
         for i, c in enumerate(g.calls):
@@ -185,7 +194,7 @@ class _Step:
                     born.add(s)
                     self.birth[s] = i
                     sch.alloc(g.storage_bytes[s], ("activation", s))
-                    if s not in self.keep_count and i < len(g.calls) - 1:  # the loss stays held
+                    if s not in self.keep_count and i < held:  # the loss stays held
                         dies_at.setdefault(max(i, self.last_read.get(s, i)), []).append(s)
             self._run_call(i, c)
             for s in dies_at.pop(i, []):
@@ -207,6 +216,9 @@ class _Step:
         for idx in range(len(g.calls) - 1, -1, -1):
             self._node(idx)
         grads.release(root)  # backward has returned
+        if self.scaled:  # then the scaled loss, a temporary of scaler.scale(loss).backward()
+            s = g.value_storage[loss]
+            self.sch.free(g.storage_bytes[s], ("activation", s))
 
     def _node(self, idx: int) -> None:
         """The backward of call ``idx``: replay its checkpointed segment if it is
@@ -317,8 +329,30 @@ class _Step:
             from complexity.cost.optimizers import Optimizer
 
             optimizer = Optimizer()
+        if self.scaled:
+            # scaler.step -> unscale_ (torch/amp/grad_scaler.py): inv_scale =
+            # scale.double().reciprocal().float() (two float64 scalars at once), then
+            # found_inf and the per-device copies of both float32 scalars, alive while
+            # _amp_foreach_non_finite_check_and_unscale_ works on the gradients in
+            # place; the copy of found_inf stays through the update.
+            sch = self.sch
+            sch.alloc(8, ("scaler", "double"))  # scale.double()
+            sch.alloc(8, ("scaler", "reciprocal"))
+            sch.mark()
+            sch.free(8, ("scaler", "double"))
+            sch.alloc(4, ("scaler", "inv_scale"))  # .float()
+            sch.free(8, ("scaler", "reciprocal"))
+            sch.alloc(4, ("scaler", "found_inf"))
+            for what in ("inv_scale", "found_inf"):  # _MultiDeviceReplicator.get: copies
+                sch.alloc(4, ("scaler", what, "copy"))
+            sch.mark()  # _amp_foreach_non_finite_check_and_unscale_, in place
+            for key in (("scaler", "inv_scale", "copy"), ("scaler", "inv_scale"),
+                        ("scaler", "found_inf")):
+                sch.free(4, key)
         self.sch.alloc(optimizer.step_temporaries(trainable_sizes), ("optimizer", 0))
         self.sch.mark()
+        if self.scaled:  # scaler.update() works in place; then the per-optimizer state,
+            self.sch.free(4, ("scaler", "found_inf", "copy"))  # found_inf's copy, goes
 
 
 class _Gradients:

@@ -1,0 +1,183 @@
+"""``StepOptions(grad_scaler=True)``: loss scaling with ``torch.amp.GradScaler``
+(``scaler.scale(loss).backward(); scaler.step(opt); scaler.update()``), predicted
+from the structure and measured on a real CPU step, byte for byte."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from cli_helpers import run_cli
+from complexity.cost.measure import KEYS, LiveBytes, measure
+from complexity.cost.optimizers import Optimizer
+from complexity.cost.options import StepOptions
+from complexity.cost.predict import SCALER_BYTES, predict, predict_step
+from complexity.cost.trainable import set_trainable
+
+
+def small():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(8, 10))
+
+
+def resnet18():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    return torchvision.models.resnet18(num_classes=10)
+
+
+#: Where the step without a scaler already differs from the measurement: a frozen
+#: BatchNorm's save_mean/save_invstd in train mode (an open gap of the baseline,
+#: not of this option); there the scaler's share must still be exact.
+BASELINE_GAP = {("resnet18", "last")}
+
+MODELS = {"small": (small, (2, 3, 16, 16)), "resnet18": (resnet18, (2, 3, 32, 32))}
+OPTIONS = {"adam": StepOptions(grad_scaler=True),
+           "sgd-momentum": StepOptions(optimizer=Optimizer("sgd-momentum"), grad_scaler=True)}
+
+
+def _check(net, shape, options):
+    predicted, measured = predict(net, shape, options=options), \
+        measure(net, shape, how="real", options=options)
+    assert {k: predicted[k] for k in KEYS} == {k: measured[k] for k in KEYS}
+    return predicted
+
+
+@pytest.mark.parametrize("opt", OPTIONS)
+@pytest.mark.parametrize("mode", ["full", "last"])
+@pytest.mark.parametrize("name", MODELS)
+def test_predicted_equals_measured(name, mode, opt):
+    build, shape = MODELS[name]
+    net = build()
+    set_trainable(net, mode)
+    options = OPTIONS[opt]
+    off = options.with_(grad_scaler=False)
+    without = predict(net, shape, options=off)
+    if (name, mode) in BASELINE_GAP:
+        with_scaler = predict(net, shape, options=options)
+        measured = measure(net, shape, how="real", options=options)
+        measured_off = measure(net, shape, how="real", options=off)
+        for k in KEYS:
+            assert with_scaler[k] - without[k] == measured[k] - measured_off[k], k
+    else:
+        with_scaler = _check(net, shape, options)
+    # the scaler adds its state and a few scalars, never FLOPs or saved tensors
+    assert with_scaler["peak_bytes"] > without["peak_bytes"]
+    for k in KEYS:
+        if k != "peak_bytes":
+            assert with_scaler[k] == without[k], k
+
+
+def test_predicted_equals_measured_with_bfloat16_autocast():
+    net = small()
+    _check(net, (2, 3, 16, 16), StepOptions(autocast="bfloat16", grad_scaler=True))
+
+
+def test_backward_peak_holds_the_scaled_loss_and_the_scale():
+    # the peak is in backward (a wide activation, few weights): the scaler's state,
+    # the scaled loss and its gradient are alive there, 12 bytes beyond the step
+    # without scaling
+    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 2, 1))
+    shape = (4, 3, 32, 32)
+    options = StepOptions(grad_scaler=True)
+    p = _check(net, shape, options)
+    assert p["peak_bytes"] - predict(net, shape)["peak_bytes"] == SCALER_BYTES + 4
+
+
+@pytest.mark.parametrize("opt", [Optimizer("sgd"), Optimizer("adam"),
+                                 Optimizer("adamw", foreach=True),
+                                 Optimizer("sgd-momentum", fused=True)],
+                         ids=lambda o: o.label())
+def test_the_update_of_a_real_scaler_step(opt):
+    """scaler.step + scaler.update alone on resident parameters, gradients and state:
+    the most it allocates (the unscaling's scalars, then the optimizer's
+    temporaries) and what it leaves (nothing), as the schedule logs them."""
+    shapes = [(64, 32), (128,), (10,)]
+    torch.manual_seed(0)
+    params = [torch.randn(*s, requires_grad=True) for s in shapes]
+    sizes = [p.numel() * 4 for p in params]
+    optimizer, scaler = opt.make(params), torch.amp.GradScaler("cpu")
+    for _ in range(2):  # the first makes the optimizer's state and the scaler's
+        for p in params:
+            p.grad = torch.randn_like(p)
+        scaler.scale(torch.ones(()))
+        state = [t for s in optimizer.state.values() for t in s.values()
+                 if isinstance(t, torch.Tensor)]
+        live = LiveBytes()
+        live.track(params, [p.grad for p in params], state, scaler._scale,
+                   scaler._growth_tracker)
+        before = live.live
+        with live:
+            scaler.step(optimizer)
+            scaler.update()
+        after = live.live
+        optimizer.zero_grad()
+    # the schedule's update, replayed from its events
+    from complexity.cost.schedule import _Schedule, _Step
+
+    events: list = []
+    step = object.__new__(_Step)
+    step.sch, step.scaled = _Schedule(0, events), True
+    step.update(opt, sizes)
+    alive = top = 0
+    for kind, n, _key in events:
+        if kind == "mark":
+            top = max(top, alive)
+        else:
+            alive += n if kind == "alloc" else -n
+    assert live.peak - before == top
+    # all the scaler made is gone (the schedule's step ends with the optimizer's
+    # temporaries still counted: the step's last moment)
+    assert after == before
+    assert alive == opt.step_temporaries(sizes)
+
+
+def test_events_name_the_scaler_and_free_what_it_made():
+    events: list = []
+    p = predict_step(small(), (2, 3, 16, 16), options=StepOptions(grad_scaler=True),
+                     events=events)
+    scaler = [e for e in events if e[2] is not None and e[2][0] == "scaler"]
+    assert sum(n if k == "alloc" else -n for k, n, _ in scaler) == 0
+    assert max(v for k, v, _ in events if k == "mark") == p.values["peak_bytes"]
+    # the scaled loss is freed when backward returns; the loss itself is still held
+    scaled = p.graph.value_storage[p.graph.calls[-1].outputs[0]]
+    assert ("free", 4, ("activation", scaled)) in events
+
+
+def test_off_is_the_default_and_changes_nothing():
+    assert StepOptions(grad_scaler=False) == StepOptions()
+    assert "grad_scaler" not in StepOptions().to_dict()
+    assert StepOptions(grad_scaler=True).to_dict()["grad_scaler"] is True
+    assert StepOptions(grad_scaler=True).label() == "adam, float32, grad-scaler"
+    with pytest.raises(ValueError, match="grad_scaler"):
+        StepOptions(grad_scaler="yes")
+
+
+def test_fake_measurement_refuses():
+    with pytest.raises(ValueError, match="found_inf.item") as e:
+        measure(small(), (2, 3, 16, 16), options=StepOptions(grad_scaler=True))
+    assert "how='real'" in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["finetune", "--grad-scaler"], "use --measure real or --measure none"),
+    (["finetune", "--grad-scaler", "--measure", "fake"], "cannot run on fake tensors"),
+    (["fit", "stack", "--budget", "1GiB", "--grad-scaler"], "--measure real"),
+])
+def test_cli_refuses_before_any_work(argv, words, capsys, monkeypatch):
+    import complexity.cost.step_formula as sf
+    import complexity.cost.sweep as sweep
+
+    def no_work(*a, **k):
+        raise AssertionError("work began before the error")
+
+    monkeypatch.setattr(sf, "will_it_fit", no_work)
+    monkeypatch.setattr(sweep, "sweep", no_work)
+    monkeypatch.setattr(sweep, "preflight", no_work)
+    code, out, err = run_cli(argv, capsys)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"python -m complexity {argv[0]}: error: ")
+    assert words in err and "--grad-scaler" in err
