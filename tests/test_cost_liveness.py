@@ -4,6 +4,7 @@ tensor that a forward keeps in a local (DenseNet's bottleneck output, alive unti
 the layer's ``conv2`` has run) lives in the schedule as long as in the real step."""
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -82,3 +83,27 @@ def test_densenet121_last_peak():
     m = measure(net, (8, 3, 64, 64))
     assert unmodelled == []
     assert abs(p["peak_bytes"] - m["peak_bytes"]) <= 0.01 * m["peak_bytes"]
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer", "group"])
+def test_a_frozen_norm_still_makes_its_statistics(norm):
+    """A frozen normalisation in train mode (``last``: nothing before the head needs
+    a gradient) still returns its mean and rstd, dropped at once: working memory at
+    its moment of the forward (BatchNorm2d(64): 512 bytes missing before). Against a
+    real step, every key."""
+    import torch
+    from torch import nn
+
+    from complexity.cost.measure import measure
+    from complexity.cost.predict import predict_with_unmodelled
+    from complexity.cost.trainable import set_trainable
+
+    layer = {"batch": nn.BatchNorm2d(64), "layer": nn.LayerNorm([64, 8, 8]),
+             "group": nn.GroupNorm(8, 64)}[norm]
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), layer, nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 5))
+    for mode in ("last", "full"):
+        set_trainable(net, mode)
+        predicted, _ = predict_with_unmodelled(net, (2, 3, 8, 8))
+        assert predicted == measure(net, (2, 3, 8, 8), how="real"), mode

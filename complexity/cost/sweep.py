@@ -21,8 +21,8 @@ Both functions take the model as it is: trainable = parameters with
 >>> set_trainable(net, "last")
 18
 >>> m, p = measure(net, (2, 8, 16, 16)), predict(net, (2, 8, 16, 16))
->>> [q for q in KEYS if m[q] != p[q]], abs(p["peak_bytes"] / m["peak_bytes"] - 1) < 0.01
-(['peak_bytes'], True)
+>>> [q for q in KEYS if m[q] != p[q]]
+[]
 >>> sorted(m) == sorted(KEYS)
 True
 """
