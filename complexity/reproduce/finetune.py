@@ -121,11 +121,7 @@ def _stack_section(stack) -> list:
     md += ["## All n layers vs the last — n similar layers: `stack`, 64×64, batch 8, C = 16", "",
            "`stack` = n blocks Conv 3×3 16→16 → BatchNorm → ReLU, then a 1×1 conv 16 → 2 "
            "(the last layer). Measured, exact bytes and FLOPs (predicted: "
-           + ("the same" if all(r["predicted"][q] == r["measured"][q] for r in stack
-                                for q in KEYS if q != "peak_bytes") else "NOT the same")
-           + " for every quantity but the peak, which is within "
-           + f"{max(abs(r['predicted']['peak_bytes'] - r['measured']['peak_bytes']) for r in stack):,}"
-           + " bytes):", ""]
+           + _agreement(stack) + "):", ""]
     rows = []
     for n in LAYERS:
         for mode in ("full", "last"):
@@ -272,6 +268,19 @@ def beyond(other, unruled):
         + (", ".join(unruled) + " (counted as keeping nothing and costing no FLOPs)"
            if unruled else "none: `nn.MultiheadAttention` is traced through its functional "
            "body, so its projections, attention and dropout meet their rules") + ".", ""]
+
+
+def _agreement(results) -> str:
+    """How the predictions compare with the measurements, in words."""
+    from complexity.cost.measure import KEYS
+
+    off = [q for q in KEYS if q != "peak_bytes"
+           if any(r["predicted"][q] != r["measured"][q] for r in results)]
+    gap = max(abs(r["predicted"]["peak_bytes"] - r["measured"]["peak_bytes"]) for r in results)
+    if not off and gap == 0:
+        return "the same for every quantity, the peak included"
+    head = "the same" if not off else "NOT the same (" + ", ".join(off) + ")"
+    return f"{head} for every quantity but the peak, which is within {gap:,} bytes"
 
 
 def answers(stack, wide, res, deep):
