@@ -446,7 +446,7 @@ def _derive_model(model, symbols, input_shape, model_args, convention, device, c
             except DeriveError as e:
                 raise DeriveError(f"{spec.name}: {e}") from None
             return Derivation(**common, domain=traced["domain"],
-                              domain_text=sym.domain_text(traced), narrowed=[],
+                              domain_text=domain_text(traced), narrowed=[],
                               formulas=dict(traced["formulas"]), verified_points=checked,
                               guards=[str(g) for g in traced["guards"]], method="symbolic")
     # The base point must count, or every later failure would be misread as a

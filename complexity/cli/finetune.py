@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from complexity.cli.step_args import add_step_arguments, step_options
+from complexity.cli.step_args import (add_step_arguments, mode_list, step_options,
+                                       word_list)
 from complexity.cli.common import UsageError, check_plot, distinct, emit, int_list, size
 from complexity.cli.model_args import MODEL_HELP, add_model_args_option, given_model_args
 from complexity.errors import reason
@@ -27,33 +28,17 @@ def _sizes(text: str):
     return distinct(values, text)
 
 
-def _words(text: str):
-    words = [w.strip() for w in text.split(",") if w.strip()]
-    if not words:
-        raise argparse.ArgumentTypeError(f"{text!r} holds no value")
-    return distinct(words, text)
-
-
-def _modes(text: str):
-    words = _words(text)
-    bad = [w for w in words if w not in ("full", "last")]
-    if bad:
-        raise argparse.ArgumentTypeError(f"{bad[0]!r} is not a mode (choose full, last; "
-                                         "or give --trainable PATTERN)")
-    return words
-
-
 def add_arguments(p):
-    p.add_argument("--model", type=_words, default=["stack"], metavar="NAME[,NAME]",
+    p.add_argument("--model", type=word_list, default=["stack"], metavar="NAME[,NAME]",
                    help=MODEL_HELP + "; comma-separated for several (default stack)")
     add_model_args_option(p)
     p.add_argument("--layers", type=int_list, default=None, metavar="N[,N]",
                    help="stack only: number of Conv-BN-ReLU blocks, each >= 1 (1,2,4,8)")
     p.add_argument("--width", type=int_list, default=None, metavar="C",
                    help=f"stack only: channels C of every block ({DEFAULT_WIDTH})")
-    p.add_argument("--mode", type=_modes, default=["full", "last"], metavar="full,last",
+    p.add_argument("--mode", type=mode_list, default=["full", "last"], metavar="full,last",
                    help="full = every parameter trains; last = only the last layer")
-    p.add_argument("--trainable", type=_words, action="append", metavar="PATTERN[,PATTERN]",
+    p.add_argument("--trainable", type=word_list, action="append", metavar="PATTERN[,PATTERN]",
                    help="parameter-name glob (e.g. 'backbone.layer4.*'); a mode of its own; "
                    "repeatable or comma-separated: a parameter trains if any pattern matches")
     p.add_argument("--size", "--sizes", dest="sizes", type=_sizes, default=[(64, 64)],

@@ -8,8 +8,9 @@ import argparse
 import re
 from fractions import Fraction
 
-from complexity.cli.step_args import add_step_arguments, step_options
-from complexity.cli.common import UsageError, distinct, emit, positive_int, size
+from complexity.cli.step_args import (add_step_arguments, mode_list, step_options,
+                                       word_list)
+from complexity.cli.common import UsageError, emit, positive_int, size
 from complexity.cli.model_args import MODEL_HELP, add_model_args_option, given_model_args
 from complexity.errors import reason
 from complexity.output.tables import FORMATS
@@ -52,22 +53,6 @@ def byte_size(text: str, allow_zero: bool = False) -> int:
     return value
 
 
-def _words(text: str):
-    words = [w.strip() for w in text.split(",") if w.strip()]
-    if not words:
-        raise argparse.ArgumentTypeError(f"{text!r} holds no value")
-    return distinct(words, text)
-
-
-def _modes(text: str):
-    words = _words(text)
-    bad = [w for w in words if w not in ("full", "last")]
-    if bad:
-        raise argparse.ArgumentTypeError(f"{bad[0]!r} is not a mode (choose full, last; "
-                                         "or give --trainable GLOB)")
-    return words
-
-
 def _size(text: str):
     """``auto`` or ``H``/``HxW`` (each >= 1).
 
@@ -95,9 +80,9 @@ def add_arguments(p) -> None:
     add_model_args_option(p)
     p.add_argument("--budget", type=_budget, required=True, metavar="SIZE",
                    help="memory to fit in: 24GiB, 24G (binary), 24GB (decimal), 1.5TiB or bytes")
-    p.add_argument("--mode", type=_modes, default=["full", "last"], metavar="full,last",
+    p.add_argument("--mode", type=mode_list, default=["full", "last"], metavar="full,last",
                    help="full = every parameter trains; last = only the last layer (full,last)")
-    p.add_argument("--trainable", type=_words, action="append", metavar="GLOB[,GLOB]",
+    p.add_argument("--trainable", type=word_list, action="append", metavar="GLOB[,GLOB]",
                    help="parameter-name globs (e.g. 'layer4.*,fc.*'): one more trainable set; "
                    "repeatable: each --trainable is a set of its own")
     p.add_argument("--batch", type=positive_int, default=32, metavar="B", help="batch size (32)")

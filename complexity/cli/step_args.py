@@ -15,6 +15,26 @@ from complexity.cost.optimizers import NAMES as OPTIMIZERS
 from complexity.cost.options import AUTOCAST, DTYPES
 
 
+def word_list(text: str):
+    """``A,B`` → ``["A", "B"]``: comma-separated words, none empty, none twice."""
+    from complexity.cli.common import distinct
+
+    words = [w.strip() for w in text.split(",") if w.strip()]
+    if not words:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no value")
+    return distinct(words, text)
+
+
+def mode_list(text: str):
+    """``full,last`` → the modes (each ``full`` or ``last``)."""
+    words = word_list(text)
+    bad = [w for w in words if w not in ("full", "last")]
+    if bad:
+        raise argparse.ArgumentTypeError(f"{bad[0]!r} is not a mode (choose full, last; "
+                                         "or give --trainable GLOB)")
+    return words
+
+
 def _lora(text: str) -> str:
     from complexity.cost.lora import parse_lora
 

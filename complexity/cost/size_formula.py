@@ -48,6 +48,7 @@ import sympy as sp
 from complexity.cost.measure import KEYS
 from complexity.cost.predict import predict
 from complexity.cost.step_formula import FormulaError, StepFormula, envelope, step_log
+from complexity.counting.derive import lagrange_1d
 
 __all__ = ["LADDER", "SizeFormula", "size_formula", "proven_max_size"]
 
@@ -100,17 +101,6 @@ def _line_basis(xs: Sequence[int]) -> List[List[Fraction]]:
                         for i in range(len(coef) + 1)]
         out.append(coef)
     return out
-
-
-def _lagrange_1d(xs, ys, x) -> Fraction:
-    total = Fraction(0)
-    for i, (xi, yi) in enumerate(zip(xs, ys)):
-        term = Fraction(yi)
-        for m, xm in enumerate(xs):
-            if m != i:
-                term *= Fraction(x - xm, xi - xm)
-        total += term
-    return total
 
 
 @dataclass
@@ -340,7 +330,7 @@ def _holds_further(trace, axis, base, step, rows, degree, seen, extra, rng) -> b
         if len(got) != len(rows[0]):
             return False
         for c in range(len(got)):
-            if _lagrange_1d(xs, [r[c] for r in rows[:degree + 1]], j) != got[c]:
+            if lagrange_1d(xs, [r[c] for r in rows[:degree + 1]], j) != got[c]:
                 return False
     return True
 

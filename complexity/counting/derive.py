@@ -99,7 +99,7 @@ def derive(count: Callable[[Dict[str, int]], Dict[str, int]], names: Sequence[st
                 cache[key] = {q: Fraction(v) for q, v in count(dict(point)).items()}
             except Exception as e:  # a size or width the model rejects: outside its domain
                 lines = str(e).strip().splitlines()
-                failures.append(f"{_text(point)}: {type(e).__name__}: "
+                failures.append(f"{point_text(point)}: {type(e).__name__}: "
                                 f"{lines[0][:160] if lines else ''}")
                 cache[key] = None
         if cache[key] is None:
@@ -125,7 +125,7 @@ def derive(count: Callable[[Dict[str, int]], Dict[str, int]], names: Sequence[st
     try:
         formulas = _interpolate(at, names, axes, symbols)
     except _Outside as e:
-        raise DeriveError(f"the model cannot be counted at grid point {_text(e.args[0])}; "
+        raise DeriveError(f"the model cannot be counted at grid point {point_text(e.args[0])}; "
                           "no formula printed") from None
 
     # Prefer the widest domain (from the smallest admissible value); fall back to
@@ -184,12 +184,17 @@ def _holds_further(at, n, base, step, series, degree, seen, extra=4, seed=0):
         except _Outside:
             return False
         for q in QUANTITIES:
-            if _lagrange_1d(xs, series[q][:degree + 1], j) != counts[q]:
+            if lagrange_1d(xs, series[q][:degree + 1], j) != counts[q]:
                 return False
     return True
 
 
-def _lagrange_1d(xs, ys, x):
+def lagrange_1d(xs, ys, x) -> Fraction:
+    """The polynomial through the points ``(xs[i], ys[i])`` at ``x``, exactly.
+
+    >>> lagrange_1d([0, 1, 2], [0, 1, 4], 3)
+    Fraction(9, 1)
+    """
     total = Fraction(0)
     for i, (xi, yi) in enumerate(zip(xs, ys)):
         term = Fraction(yi)
@@ -247,25 +252,44 @@ def _verify(at, formulas, symbols, names, base, steps, lows, checks, seed, used)
         try:
             counts = at(point)
         except _Outside:
-            return 0, f"the model cannot be counted at {_text(point)}"
+            return 0, f"the model cannot be counted at {point_text(point)}"
         subs = {symbols[n]: v for n, v in point.items()}
         for q in QUANTITIES:
             predicted = formulas[q].subs(subs)
             if predicted != sp.Rational(counts[q].numerator, counts[q].denominator):
-                return 0, f"{q} at {_text(point)}: formula {predicted}, counted {counts[q]}"
+                return 0, f"{q} at {point_text(point)}: formula {predicted}, counted {counts[q]}"
     return len(points), ""
 
 
-def _text(point: Dict[str, int]) -> str:
+def point_text(point: Dict[str, int]) -> str:
+    """``{"H": 8, "W": 9}`` → ``'H=8, W=9'``."""
     return ", ".join(f"{n}={v}" for n, v in point.items())
 
 
+def relation_text(relation) -> str:
+    """A sympy relation as code reads it: ``H == 224``, ``Mod(H, 4) == 0``.
+
+    >>> relation_text(sp.Ne(sp.Symbol("H"), 3))
+    'H != 3'
+    """
+    ops = {sp.Eq: "==", sp.Ne: "!=", sp.Ge: ">=", sp.Gt: ">", sp.Le: "<=", sp.Lt: "<"}
+    for cls, op in ops.items():
+        if isinstance(relation, cls):
+            return f"{relation.lhs} {op} {relation.rhs}"
+    return str(relation)
+
+
 def domain_text(result: Dict) -> str:
-    """The domain in words, e.g. ``H >= 32, H ≡ 0 (mod 32)``.
+    """The domain in words: per symbol its min and lattice, then every guard
+    (``result["guards"]``, sympy relations) left over.
 
     >>> domain_text({"symbols": ["H", "n"], "domain": {"H": {"min": 32, "step": 32, "residue": 0},
     ...              "n": {"min": 1, "step": 1, "residue": 0}}})
     'H >= 32, H ≡ 0 (mod 32); n >= 1'
+    >>> H = sp.Symbol("H", integer=True, positive=True)
+    >>> domain_text({"symbols": ["H"], "domain": {"H": {"min": 8, "step": 4, "residue": 0}},
+    ...              "guards": [sp.Ne(sp.floor(H / 8), 3)]})
+    'H >= 8, H ≡ 0 (mod 4); floor(H/8) != 3'
     """
     parts = []
     for n in result["symbols"]:
@@ -274,7 +298,7 @@ def domain_text(result: Dict) -> str:
         if d["step"] > 1:
             text += f", {n} ≡ {d['residue']} (mod {d['step']})"
         parts.append(text)
-    return "; ".join(parts)
+    return "; ".join(parts + [relation_text(g) for g in result.get("guards", [])])
 
 
 # ------------------------------------------------------------- models as counters

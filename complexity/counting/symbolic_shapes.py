@@ -16,6 +16,7 @@ domain (odd sizes included) against concrete counts, by the caller's counter.
 
 >>> import torch
 >>> from torch import nn
+>>> from complexity.counting.derive import domain_text
 >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU())
 >>> r = trace(net, (1, 3, 16, 16), {"H": 2, "W": 3})
 >>> r["formulas"]["macs"], domain_text(r)  # by hand: 4·27 MACs per output position
@@ -41,7 +42,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from complexity.counting import conventions as conv_mod
-from complexity.counting.derive import QUANTITIES, DeriveError
+from complexity.counting.derive import QUANTITIES, DeriveError, point_text, relation_text
 from complexity.counting.hooks import kind_of, mode
 from complexity.counting.profile import decomposed_attention
 
@@ -349,7 +350,7 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
     for n, s in internal.items():
         r = env.replacements.get(s)
         if r is not None and r.is_Integer:
-            guard = next((f"{_text(to_sympy(g.expr, to_user))} at {where(i, g)}"
+            guard = next((f"{relation_text(to_sympy(g.expr, to_user))} at {where(i, g)}"
                           for i, g in enumerate(env.guards)
                           if s in g.expr.free_symbols and isinstance(g.expr, sp.Eq)), "a guard")
             raise Specialised(f"{n} is fixed to {r} by the forward: guard {guard}; "
@@ -378,15 +379,6 @@ def _where(g) -> str:
     if isinstance(loc, str):
         return loc
     return f"{loc.filename.rsplit('site-packages/', 1)[-1]}:{loc.lineno} in {loc.name}"
-
-
-def _text(relation) -> str:
-    """A relation as code reads it: ``H == 224``, ``Mod(H, 4) == 0``."""
-    ops = {sp.Eq: "==", sp.Ne: "!=", sp.Ge: ">=", sp.Gt: ">", sp.Le: "<=", sp.Lt: "<"}
-    for cls, op in ops.items():
-        if isinstance(relation, cls):
-            return f"{relation.lhs} {op} {relation.rhs}"
-    return str(relation)
 
 
 def _domain(symbols: Dict[str, sp.Symbol], guards: List, lower: Dict[str, int],
@@ -424,7 +416,7 @@ def _domain(symbols: Dict[str, sp.Symbol], guards: List, lower: Dict[str, int],
             (s,) = g.free_symbols
             step, _ = steps[s.name]
             if not any(_holds(g, {s: hint[s.name] + step * j}) for j in range(1, 9)):
-                raise Specialised(f"{s} is fixed by the forward: guard {_text(g)} at {where}; "
+                raise Specialised(f"{s} is fixed by the forward: guard {relation_text(g)} at {where}; "
                                   f"no formula in {s}")
 
     lattice = {}  # s -> step·t + residue, t a fresh positive symbol: Mod guards vanish
@@ -524,7 +516,7 @@ def verify(result: Dict, count: Callable[[Dict[str, int]], Dict], base: Dict[str
             counts = count(dict(point))
         except Exception as e:
             lines = str(e).strip().splitlines()
-            raise DeriveError(f"the model cannot be counted at {_point(point)} inside the "
+            raise DeriveError(f"the model cannot be counted at {point_text(point)} inside the "
                               f"traced domain ({lines[0][:160] if lines else type(e).__name__}); "
                               "no formula printed") from None
         subs = {symbols[n]: v for n, v in point.items()}
@@ -532,28 +524,6 @@ def verify(result: Dict, count: Callable[[Dict[str, int]], Dict], base: Dict[str
             predicted = result["formulas"][q].xreplace(subs)
             value = Fraction(counts[q])
             if predicted != sp.Rational(value.numerator, value.denominator):
-                raise DeriveError(f"the traced {q} formula gives {predicted} at {_point(point)}, "
+                raise DeriveError(f"the traced {q} formula gives {predicted} at {point_text(point)}, "
                                   f"counted {counts[q]}; no formula printed")
     return len(points)
-
-
-def _point(point: Dict[str, int]) -> str:
-    return ", ".join(f"{n}={v}" for n, v in point.items())
-
-
-def domain_text(result: Dict) -> str:
-    """The domain in words: per symbol its min and lattice, then every guard left.
-
-    >>> H = sp.Symbol("H", **_pos)
-    >>> domain_text({"symbols": ["H"], "domain": {"H": {"min": 8, "step": 4, "residue": 0}},
-    ...              "guards": [sp.Ne(sp.floor(H / 8), 3)]})
-    'H >= 8, H ≡ 0 (mod 4); floor(H/8) != 3'
-    """
-    parts = []
-    for n in result["symbols"]:
-        d = result["domain"][n]
-        text = f"{n} >= {d['min']}"
-        if d["step"] > 1:
-            text += f", {n} ≡ {d['residue']} (mod {d['step']})"
-        parts.append(text)
-    return "; ".join(parts + [_text(g) for g in result["guards"]])
