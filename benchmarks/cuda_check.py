@@ -2,7 +2,7 @@
 
 For a handful of models (resnet18 and resnet50, all layers and the last, at
 224×224; a small ViT), one training loop of three Adam(foreach=False) steps on
-CUDA, as :func:`complexity.cost.measure.measure_cuda_peak` steps it, with the peak
+CUDA, as :func:`complexity.cost.measure.measure_cuda` steps it, with the peak
 statistics reset before the third: ``torch.cuda.max_memory_allocated`` and
 ``max_memory_reserved`` against :func:`complexity.cost.cuda_memory.cuda_step` on
 the schedule of the same step traced for CUDA. cuBLAS and cuDNN are warmed up
@@ -68,64 +68,12 @@ def cases(batch: int, batch_vit: int):
 
 def measured(model, shape, options=None):
     """(max_memory_allocated, max_memory_reserved) of the third of three steps, less
-    the baseline held before the model was made; ``options``: the step's
-    :class:`~complexity.cost.options.StepOptions` (default: Adam for-loop, float32)."""
-    import contextlib
-    import copy
+    the baseline held before the model was made
+    (:func:`complexity.cost.measure.measure_cuda`)."""
+    from complexity.cost.measure import measure_cuda
 
-    import torch
-    import torch.nn.functional as F
-
-    from complexity.cost.checkpointing import checkpointed
-    from complexity.cost.measure import logits
-    from complexity.cost.options import StepOptions
-
-    options = options or StepOptions()
-
-    torch.cuda.synchronize()
-    torch.cuda.empty_cache()
-    base_alloc, base_res = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
-    dev = torch.device("cuda")
-    net = copy.deepcopy(model).to_empty(device=dev)
-    for (_, p), (_, q) in zip(model.named_parameters(), net.named_parameters()):
-        q.requires_grad_(p.requires_grad)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0, 0.01)
-        for name, b in net.named_buffers():
-            b.fill_(1 if name.endswith("running_var") else 0)
-    net.train()
-    if options.dtype != "float32":
-        net.to(options.torch_dtype())
-    x = torch.randn(*shape, device=dev, dtype=options.torch_dtype())
-    opt = options.optimizer.make([p for p in net.parameters() if p.requires_grad])
-    region = (lambda: torch.autocast("cuda", options.autocast_dtype())) if options.autocast \
-        else contextlib.nullcontext
-    target = None
-    with (checkpointed(net, options.checkpoint) if options.checkpoint
-          else contextlib.nullcontext()):
-        for step in range(3):
-            if step == 2:
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
-            for _ in range(options.grad_accum):
-                with region():
-                    out = logits(net(x))
-                    if target is None:
-                        target = torch.randint(0, out.shape[1],
-                                               (out.shape[0], *out.shape[2:]), device=dev)
-                    loss = F.cross_entropy(out, target)
-                del out
-                loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=options.set_to_none)
-            del loss
-    torch.cuda.synchronize()
-    got = (torch.cuda.max_memory_allocated() - base_alloc,
-           torch.cuda.max_memory_reserved() - base_res)
-    del net, opt, x, target
-    torch.cuda.empty_cache()
-    return got
+    got = measure_cuda(model, shape, options, steps=3)
+    return got["allocated"], got["reserved"]
 
 
 def predicted(model, shape, options=None):

@@ -239,7 +239,7 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
                 # On CUDA dropout keeps a bool mask (a float one elsewhere).
                 result["cuda_predicted_peak_bytes"] = predict_with_unmodelled(
                     model, shape, device_type="cuda", options=options)[0]["peak_bytes"]
-                result["cuda_peak_bytes"] = measure_cuda_peak(model, shape)
+                result["cuda_peak_bytes"] = measure_cuda_peak(model, shape, options)
         except Exception as e:
             raise ConfigurationError(f"{label}: {reason(e)}") from e
         results.append(result)
