@@ -101,20 +101,10 @@ def add_arguments(p) -> None:
 
 def _build(name: str, model_args: dict):
     """(model on the meta device, input channels); UsageError when it cannot be built."""
-    import torch
-
-    from complexity.zoo import build_model, parse_spec
+    from complexity.zoo import build_model
 
     try:
-        if not model_args:
-            return build_model(name)
-        spec = parse_spec(name, model_args)
-        try:
-            with torch.device("meta"):
-                return spec.build(), spec.input_channels
-        except ValueError:  # a constructor that reads values: built on the CPU
-            with torch.device("cpu"):
-                return spec.build().to("meta"), spec.input_channels
+        return build_model(name, model_args=model_args)
     except ValueError as e:
         raise UsageError(str(e)) from None
     except Exception as e:

@@ -11,6 +11,7 @@ storage they overwrote, and no copy.
 """
 from __future__ import annotations
 
+from complexity.cost.rules.elementwise import keep_output
 from complexity.cost.rules.registry import Context, rule
 
 #: Element-wise activations whose backward reads their input.
@@ -18,10 +19,8 @@ KEEP_INPUT = ("hardswish", "hardsigmoid", "silu", "gelu", "elu", "leaky_relu", "
               "relu6", "hardswish_", "hardsigmoid_", "silu_", "hardtanh_", "leaky_relu_", "elu_")
 
 
-@rule("relu", "relu_", "sigmoid", "tanh")
-def keep_output(ctx: Context) -> None:
-    """The result kept."""
-    ctx.call.kept = [ctx.output_storage(0)]
+# Their backward reads the result, as exp's and sqrt's do: elementwise's rule.
+rule("relu", "relu_", "sigmoid", "tanh")(keep_output)
 
 
 #: Position of ``inplace`` in each functional's signature (``F.leaky_relu(x, slope,
