@@ -155,3 +155,27 @@ def test_a_class_token_broadcast_starts_the_formula_at_batch_two():
     assert f.batch_min == 2 and len(f.checked) == 3
     for b in (2, 7):
         assert f.at(b)["peak_bytes"] == concrete(vit, (b, 3, 32, 32))["peak_bytes"]
+
+
+def test_step_counters_follow_the_steps_optimizer():
+    """Adam's float32 ``step`` counters (what a real Adam keeps per trainable tensor)
+    are the only state a CUDA step holds on the CPU; SGD has none (it was once taken
+    as Adam's and came out negative)."""
+    import torch
+
+    from complexity.cost.optimizers import Optimizer
+    from complexity.cost.options import StepOptions
+    from complexity.cost.step_formula import step_log
+    from models.stack import Stack
+
+    net = Stack(2, 4)
+    real = Stack(2, 4)
+    opt = torch.optim.Adam(real.parameters(), foreach=False)
+    for p in real.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    steps = sum(s["step"].numel() * s["step"].element_size() for s in opt.state.values())
+    assert step_log(net, (2, 4, 8, 8))["step_counter_bytes"] == steps
+    for name in ("sgd", "sgd-momentum"):
+        options = StepOptions(optimizer=Optimizer(name))
+        assert step_log(net, (2, 4, 8, 8), options=options)["step_counter_bytes"] == 0

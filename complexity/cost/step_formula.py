@@ -95,8 +95,9 @@ def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = Non
     grads = p.values["grad_bytes"] if options is not None and options.grads_resident else 0
     if grads:
         blocks += p.trainable_sizes
-    # Adam's 4-byte step counters, where the state holds them (on the CPU device).
-    counters = p.state - Optimizer().state_bytes(p.trainable_sizes, "cuda")
+    # Adam's 4-byte step counters, where the state holds them (on the CPU device):
+    # the state less what the same optimizer keeps on a GPU
+    counters = p.state - _optimizer(options).state_bytes(p.trainable_sizes, "cuda")
     return {"values": p.values, "events": events, "weights": p.weights, "io": p.io,
             "optimizer": p.state, "step_counter_bytes": counters, "resident_grads": grads,
             "resident_blocks": blocks,
