@@ -145,6 +145,9 @@ CASES = [
     # the training step's options (issue 11), checked before any step is traced
     case("finetune", ["--autocast", "float16", "--measure", "real"],
          "--autocast float16 cannot run for real on the CPU", id="fp16-autocast-real-cpu"),
+    case("finetune", ["--autocast", "float16", "--checkpoint", "conv*"],
+         "--autocast float16 with --checkpoint can be predicted only",
+         id="fp16-autocast-checkpoint-measured"),
     case("finetune", ["--autocast", "bfloat16", "--dtype", "float16"],
          "does not combine with dtype float16", id="autocast-with-half-weights"),
     case("finetune", ["--foreach", "--fused"], "not allowed with argument --foreach",

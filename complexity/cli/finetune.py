@@ -49,8 +49,10 @@ def add_arguments(p):
     p.add_argument("--cuda", action="store_true",
                    help="also run one real step on the GPU: torch.cuda.max_memory_allocated")
     p.add_argument("--measure", choices=("fake", "real", "none"), default="fake",
-                   help="how the step is measured: on fake CPU tensors (any size), on "
-                   "real CPU tensors (must fit in memory), or not at all (fake)")
+                   help="how the step is measured: on fake CPU tensors (any size; an "
+                   "--autocast float16 step's forward is recorded on fake CUDA tensors "
+                   "and replayed there), on real CPU tensors (must fit in memory), or "
+                   "not at all")
     p.add_argument("--no-measure", dest="measure", action="store_const", const="none",
                    help="prediction only: the same as --measure none")
     add_step_arguments(p)
@@ -106,8 +108,13 @@ def run(args) -> int:
     options, lora_modes = step_options(args)
     if options.autocast == "float16" and args.measure == "real":
         raise UsageError("--autocast float16 cannot run for real on the CPU (no float16 "
-                         "autocast kernels there); use --measure fake (a fake CUDA step) "
+                         "autocast kernels there); use --measure fake (its forward recorded on "
+                         "fake CUDA tensors) "
                          "or --autocast bfloat16")
+    if options.autocast == "float16" and options.checkpoint and args.measure != "none":
+        raise UsageError("--autocast float16 with --checkpoint can be predicted only (use "
+                         "--measure none): the float16 step is measured by replaying its "
+                         "recorded CUDA forward, which recomputes no checkpointed segment")
     if options.grad_scaler and args.measure == "fake":
         raise UsageError("--grad-scaler cannot run on fake tensors (GradScaler.step reads "
                          "found_inf.item()); use --measure real or --measure none")

@@ -70,12 +70,19 @@ class LiveBytes(TorchDispatchMode):
                 self._add(t)
         self.peak = max(self.peak, self.live)
 
-    def _add(self, t: torch.Tensor) -> None:
+    def ignore(self, *tensors) -> None:
+        """Register storages that exist already and are no memory of the device
+        watched (a CUDA optimizer's step counters on the CPU): they count 0 bytes."""
+        for t in tree_flatten(tensors)[0]:
+            if isinstance(t, torch.Tensor):
+                self._add(t, counted=False)
+
+    def _add(self, t: torch.Tensor, counted: bool = True) -> None:
         st = t.untyped_storage()
         key = id(st)
         if key in self._refs and self._refs[key]() is st:
             return
-        nbytes = st.nbytes()
+        nbytes = st.nbytes() if counted else 0
 
         def freed(_ref, key=key, nbytes=nbytes):
             if self._refs.get(key) is _ref:
@@ -312,9 +319,12 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
             gc.disable()
             # the three instruments, one step each: FLOPs (the warm-up), peak, saved
             fwd_flops, bwd_flops, grad_bytes, target = _count_flops(step, x, target, opt)
+            # a float16 (CUDA) step's counters on the host are no device memory
+            host = [t for s in opt.state.values() for k, t in s.items()
+                    if step.replay is not None and _on_host(opt, k)]
             opt_state = [t for s in opt.state.values() for t in s.values()
-                         if isinstance(t, torch.Tensor)]
-            peak = _watch_peak(step, x, target, opt, opt_state + step.scaler_state())
+                         if isinstance(t, torch.Tensor) and not any(t is h for h in host)]
+            peak = _watch_peak(step, x, target, opt, opt_state + step.scaler_state(), host)
             saved_bytes = _saved_bytes(step, x, target)
     except RuntimeError as e:
         if step.fake is None and "alloc" in str(e).lower():
@@ -354,6 +364,13 @@ class _Step:
         else:
             self.context, self.fake = contextlib.nullcontext(), None
         self._copy_state()
+        self.replay = None
+        if self.amp is torch.float16:
+            if options.checkpoint:
+                raise ValueError("autocast float16 with checkpointing: the float16 step is "
+                                 "measured by replaying its traced CUDA forward, which "
+                                 "cannot recompute checkpointed segments")
+            self.replay = _replay(model, self.state, self.attributes)
         self.segments = self._checkpointing()
         # loss scaling: the scaler's scale and growth tracker are made by the warm-up
         self.scaler = (torch.amp.GradScaler(self.device.type) if options.grad_scaler
@@ -437,40 +454,62 @@ class _Step:
                       else batch_target.to(device, torch.long))
             if self.fake is None and batch_target.device.type == "meta":
                 target.zero_()
+        if self.replay is not None:  # traced here, before any instrument is on
+            target = self.replay.prepare(x, target)
         return x, target, self.options.optimizer.make(self.trainable)
 
     def run(self, x, target):
         """Forward and loss; returns the loss and the target it was taken against."""
+        if self.replay is not None:  # float16 autocast: CUDA's policy, replayed
+            return self.replay(x, target)
         # Forward and loss under autocast (its weight cache cleared on exit), as
         # people write it; each caller runs backward outside.
         with autocast_region(self.device.type, self.amp):
-            return self._forward_loss(x, target)
+            if self.options.checkpoint:  # the stand-ins are in place for the whole step
+                return _forward_loss(self.model, x, target)
+            with stand_ins(self.model, self.state, self.attributes):
+                return _forward_loss(self.model, x, target)
 
-    def _forward_loss(self, x, target):
-        with (contextlib.nullcontext() if self.options.checkpoint
-              else stand_ins(self.model, self.state, self.attributes)):
-            out = logits(self.model(x))
-        if target is None:  # warm-up: learn the output's shape
-            target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]),
-                                   device=out.device)
-        target = loss_target(out, target)
-        return F.cross_entropy(out, target), target
+
+def _forward_loss(model: nn.Module, x, target) -> tuple:
+    """``(loss, target)``: cross-entropy of ``model(x)``'s logits against ``target``,
+    drawn at random (class indices of the output's shape) when None."""
+    out = logits(model(x))
+    if target is None:  # warm-up: learn the output's shape
+        target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]),
+                               device=out.device)
+    target = loss_target(out, target)
+    return F.cross_entropy(out, target), target
+
+
+def _replay(model: nn.Module, state: dict, attributes: dict):
+    """The float16 autocast forward of ``model``, traced on fake CUDA tensors and
+    replayed on ``state`` and ``attributes`` (:class:`complexity.cost.cuda_replay.CudaReplay`)."""
+    from complexity.cost.cuda_replay import CudaReplay
+
+    def forward_loss(state, attributes, x, target):
+        with stand_ins(model, state, attributes):
+            return _forward_loss(model, x, target)
+
+    return CudaReplay(forward_loss, state, attributes)
 
 
 def _step_device(how: str, amp) -> torch.device:
-    """Where the step runs: the CPU, or fake CUDA tensors for a float16 autocast
-    step (which needs ``how="fake"`` and a CUDA device for its backward)."""
+    """Where the step runs: the CPU. A float16 autocast step is a CUDA step: it
+    needs ``how="fake"`` (its forward is traced on fake CUDA tensors and replayed on
+    fake CPU ones, :mod:`complexity.cost.cuda_replay`)."""
     if amp is torch.float16 and how == "real":
         raise ValueError("autocast float16 is a CUDA step: measure it with how='fake' "
-                         "(fake CUDA tensors), or use autocast bfloat16 on the CPU")
-    # The step's device: the CPU, or fake CUDA tensors for a float16 autocast step.
-    device = torch.device("cuda" if amp is torch.float16 else "cpu")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        # fake CUDA tensors make a forward anywhere, but autograd's engine starts a
-        # CUDA device thread for their backward
-        raise ValueError("autocast float16 is measured as a fake CUDA step, whose backward "
-                         "needs a CUDA device; none is available here")
-    return device
+                         "(its forward traced on fake CUDA tensors), or use autocast "
+                         "bfloat16 on the CPU")
+    return torch.device("cpu")
+
+
+def _on_host(opt, key: str) -> bool:
+    """Whether the optimizer keeps state ``key`` of a CUDA parameter on the CPU:
+    Adam's ``step`` counters, unless fused or capturable (``torch.optim.adam``'s
+    ``_init_group``). They are no device memory."""
+    return key == "step" and not (opt.defaults.get("fused") or opt.defaults.get("capturable"))
 
 
 def _count_flops(step: _Step, x, target, opt) -> tuple:
@@ -491,10 +530,12 @@ def _count_flops(step: _Step, x, target, opt) -> tuple:
     return fwd_counter.get_total_flops(), bwd_counter.get_total_flops(), grad_bytes, target
 
 
-def _watch_peak(step: _Step, x, target, opt, opt_state) -> int:
+def _watch_peak(step: _Step, x, target, opt, opt_state, host=()) -> int:
     """Pass 2, the peak: the live-bytes tracker alone, around forward, backward
-    (``grad_accum`` micro-batches) and the update, from the state pass 1 left."""
+    (``grad_accum`` micro-batches) and the update, from the state pass 1 left;
+    ``host``: state that is no device memory."""
     live = LiveBytes()
+    live.ignore(list(host))
     live.track(list(step.state.values()), list(step.attributes.values()), opt_state, x, target,
                [p.grad for p in step.trainable if p.grad is not None])  # set_to_none=False
     with live:

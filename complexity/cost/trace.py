@@ -206,8 +206,16 @@ class Tracer(TorchFunctionMode):
         g.calls.append(Call("log_softmax", [lv], [pv], node=grad,
                             kept=[g.value_storage[pv]] if grad else [],
                             grad_inputs=[lv] if grad else []))
-        # nll_loss's total_weight: a scalar of the scores' dtype
-        kept = ([g.value_storage[pv], g.value_storage[tv], g.new_storage(scores.element_size())]
+        if loss.dtype != scores.dtype:
+            # autocast's float32 list holds nll_loss but not log_softmax (CUDA's): the
+            # log-probabilities are cast, a storage of the loss's dtype nll_loss keeps
+            cast = torch.empty_like(scores, dtype=loss.dtype)
+            cv = g.value(cast, new=True)
+            g.calls.append(Call("_to_copy", [pv], [cv], node=grad,
+                                grad_inputs=[pv] if grad else []))
+            pv = cv
+        # nll_loss's total_weight: a scalar of the (log-probabilities') dtype
+        kept = ([g.value_storage[pv], g.value_storage[tv], g.new_storage(loss.element_size())]
                 if grad else [])
         g.calls.append(Call("nll_loss", [pv, tv], [g.value(loss, new=True)], node=grad,
                             kept=kept, grad_inputs=[pv] if grad else []))
