@@ -164,7 +164,6 @@ def test_fake_measurement_refuses():
 @pytest.mark.parametrize("argv, words", [
     (["finetune", "--grad-scaler"], "use --measure real or --measure none"),
     (["finetune", "--grad-scaler", "--measure", "fake"], "cannot run on fake tensors"),
-    (["fit", "stack", "--budget", "1GiB", "--grad-scaler"], "--measure real"),
 ])
 def test_cli_refuses_before_any_work(argv, words, capsys, monkeypatch):
     import complexity.cost.step_formula as sf
@@ -181,3 +180,47 @@ def test_cli_refuses_before_any_work(argv, words, capsys, monkeypatch):
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert err.startswith(f"python -m complexity {argv[0]}: error: ")
     assert words in err and "--grad-scaler" in err
+
+
+def test_fit_formulas_carry_the_scaler():
+    """fit's formulas in B and in (B, H, W) hold the scaler's 8 resident bytes (in the
+    optimizer part) and agree with a real CPU step at a batch and size they were not
+    fitted on; the CUDA allocator model allocates its two scalars."""
+    from complexity.cost import cuda_memory
+    from complexity.cost.size_formula import size_formula
+    from complexity.cost.step_formula import step_formula
+
+    net = small()
+    options = StepOptions(grad_scaler=True)
+    f = step_formula(net, (3, 16, 16), options=options)
+    real = measure(net, (7, 3, 16, 16), how="real", options=options)
+    assert f.at(7) == real
+    plain = step_formula(net, (3, 16, 16))
+    assert f.parts(7)["optimizer"] == plain.parts(7)["optimizer"] + SCALER_BYTES
+    assert f.resident_blocks[-2:] == [(4, 0), (4, 0)]
+    assert cuda_memory.cuda_at(f, 7)["allocated"] > cuda_memory.cuda_at(plain, 7)["allocated"]
+    s = size_formula(net, 3, options=options, base=(16, 16), checks=2)
+    assert s.on_domain(5, 20, 24)
+    assert s.at(5, 20, 24)["peak_bytes"] == measure(
+        net, (5, 3, 20, 24), how="real", options=options)["peak_bytes"]
+
+
+def test_fit_with_the_scaler_agrees_with_a_real_step(capsys):
+    import json
+
+    from complexity.cost.trainable import set_trainable as train
+    from complexity.zoo import build_model
+
+    code, out, err = run_cli(["fit", "stack", "--budget", "8MiB", "--device", "cpu",
+                              "--size", "16", "--batch", "4", "--mode", "full",
+                              "--grad-scaler", "--format", "json"], capsys)
+    assert code == 0, err
+    (r,) = json.loads(out)
+    net, c = build_model("stack")
+    train(net, "full")
+    options = StepOptions(grad_scaler=True)
+    assert r["peak_bytes"] == measure(net, (4, c, 16, 16), how="real",
+                                      options=options)["peak_bytes"]
+    b = r["max_batch"]
+    peak = lambda n: predict(net, (n, c, 16, 16), options=options)["peak_bytes"]  # noqa: E731
+    assert peak(b) <= 8 * 2**20 < peak(b + 1)

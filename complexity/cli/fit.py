@@ -125,9 +125,6 @@ def run(args) -> int:
         raise UsageError("--reserve applies to --device cuda only")
     reserve = DEFAULT_RESERVE if args.reserve is None else args.reserve
     options, lora_sets = step_options(args, args.device)
-    if options.grad_scaler:
-        raise UsageError("--grad-scaler: fit's peak formula does not model the loss scaler; "
-                         "use finetune --grad-scaler --measure real (or --measure none)")
     if options.autocast == "float16" and args.device == "cpu":
         raise UsageError("--autocast float16 runs on CUDA; on --device cpu use bfloat16")
     sets = list(args.mode)

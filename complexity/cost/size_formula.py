@@ -55,7 +55,7 @@ __all__ = ["LADDER", "SizeFormula", "size_formula", "proven_max_size"]
 LADDER = (1, 2, 4, 8, 16, 32, 64)
 _pos = dict(integer=True, positive=True)
 # what must not change with the size (scalars of the log besides the events)
-_CONSTANT = ("weights", "optimizer", "step_counter_bytes", "resident_grads")
+_CONSTANT = ("weights", "optimizer", "step_counter_bytes", "resident_grads", "scaler")
 #: the quantities given as one polynomial each (the peak is a Max of readings)
 VALUES = tuple(k for k in KEYS if k != "peak_bytes")
 
@@ -122,7 +122,8 @@ class SizeFormula:
     readings: int                            # how many readings (and the resident bytes) there were
     events: List[tuple]                      # (kind, Poly, key)
     io: Poly
-    constants: Dict[str, int]                # weights, optimizer, step_counter_bytes, resident_grads
+    constants: Dict[str, int]                # weights, optimizer, step_counter_bytes,
+    #                                          resident_grads, scaler
     resident_blocks: List[Poly]
     trainable_sizes: List[int]
     param_values: set
@@ -197,7 +198,7 @@ class SizeFormula:
             events=[(kind, affine(p), key) for kind, p, key in self.events],
             peak_terms=envelope(terms, bm), trainable_sizes=list(self.trainable_sizes),
             param_values=self.param_values, unmodelled=self.unmodelled, options=self.options,
-            resident_grads=self.constants["resident_grads"])
+            resident_grads=self.constants["resident_grads"], scaler=self.constants["scaler"])
 
     def square_lattice(self) -> Tuple[int, int, int]:
         """``(min, step, residue)`` of the square sizes ``S×S`` in the domain;
@@ -412,7 +413,8 @@ def _assemble(log, polys, names, channels, device_type, monomials, bm, base, ste
     nr = len(log["resident_blocks"])
     start = ne + nk + 1 + len(_CONSTANT)
     resident = tuple(c + (consts["weights"] + consts["optimizer"] + consts["resident_grads"]
-                          if m == (0, 0, 0) else 0) for c, m in zip(io, monomials))
+                          + consts["scaler"] if m == (0, 0, 0) else 0)
+                     for c, m in zip(io, monomials))
     readings = [resident] + [p for kind, p, _ in ev if kind == "mark"]
     domain = {names[0]: {"min": bm, "step": 1, "residue": 0}}
     for n, b, s in zip(names[1:], base, steps):

@@ -46,7 +46,7 @@ import sympy as sp
 
 from complexity.cost.measure import KEYS
 from complexity.cost.optimizers import Optimizer
-from complexity.cost.predict import predict, predict_step
+from complexity.cost.predict import SCALER_BYTES, predict, predict_step
 
 __all__ = ["B", "PARTS", "FormulaError", "StepFormula", "step_log", "step_formula",
            "proven_max_batch"]
@@ -95,12 +95,17 @@ def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = Non
     grads = p.values["grad_bytes"] if options is not None and options.grads_resident else 0
     if grads:
         blocks += p.trainable_sizes
+    # The GradScaler's scale (float32) and growth tracker (int32), made by the first
+    # step's scaler.scale(loss) and resident from then on.
+    scaler = SCALER_BYTES if options is not None and options.grad_scaler else 0
+    if scaler:
+        blocks += [4, 4]
     # Adam's 4-byte step counters, where the state holds them (on the CPU device):
     # the state less what the same optimizer keeps on a GPU
     counters = p.state - _optimizer(options).state_bytes(p.trainable_sizes, "cuda")
     return {"values": p.values, "events": events, "weights": p.weights, "io": p.io,
             "optimizer": p.state, "step_counter_bytes": counters, "resident_grads": grads,
-            "resident_blocks": blocks,
+            "scaler": scaler, "resident_blocks": blocks,
             "trainable_sizes": p.trainable_sizes, "param_values": p.param_values,
             "unmodelled": p.unmodelled}
 
@@ -187,6 +192,7 @@ class StepFormula:
     checked: List[int] = field(default_factory=list)
     options: Optional[object] = None       # the StepOptions traced (None: the default step)
     resident_grads: int = 0                # .grad buffers alive before the step begins
+    scaler: int = 0                        # the GradScaler's scale and growth tracker
 
     def formulas(self) -> Dict[str, sp.Expr]:
         """The :data:`KEYS` as sympy expressions in :data:`B`; the peak a ``Max``."""
@@ -227,14 +233,15 @@ class StepFormula:
         * ``weights``: every parameter and buffer (trainable or not);
         * ``grads``: parameters' ``.grad`` buffers alive then (a gradient made for a
           parameter; one handed to it through a view counts as transient);
-        * ``optimizer``: Adam's ``exp_avg``, ``exp_avg_sq`` and ``step``;
+        * ``optimizer``: Adam's ``exp_avg``, ``exp_avg_sq`` and ``step`` (and a
+          GradScaler's ``scale`` and ``growth_tracker``);
         * ``activations``: forward storages alive — kept for backward, or not yet
           freed — plus the input and the target;
         * ``transient``: activation gradients, a call's workspace, the update's
           temporaries (``exp_avg_sq.sqrt() / c``).
         """
         live = dict.fromkeys(PARTS, 0)
-        live.update(weights=self.weights, optimizer=self.optimizer,
+        live.update(weights=self.weights, optimizer=self.optimizer + self.scaler,
                     grads=self.resident_grads, activations=_value(self.io, batch))
         best = dict(live)
         for kind, size, key in self.events:
@@ -309,11 +316,12 @@ def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] 
                            f"({len(e1)} vs {len(e2)} events): no formula in B")
     if len(first["resident_blocks"]) != len(second["resident_blocks"]):
         raise FormulaError("the number of resident storages changes with the batch")
-    for name in ("weights", "optimizer", "step_counter_bytes", "resident_grads"):
+    for name in ("weights", "optimizer", "step_counter_bytes", "resident_grads", "scaler"):
         if first[name] != second[name]:
             raise FormulaError(f"{name} changes with the batch ({first[name]} vs {second[name]})")
     io = _fit(first["io"], second["io"], start)
-    resident = (first["weights"] + first["optimizer"] + first["resident_grads"] + io[0], io[1])
+    resident = (first["weights"] + first["optimizer"] + first["resident_grads"]
+                + first["scaler"] + io[0], io[1])
     terms = [resident]  # the schedule's peak starts at the resident bytes
     events = []
     for (kind, v1, key), (_, v2, _) in zip(e1, e2):
@@ -342,7 +350,7 @@ def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] 
                                                             second["resident_blocks"])],
         peak_terms=envelope(terms, start), trainable_sizes=first["trainable_sizes"],
         param_values=first["param_values"], unmodelled=first["unmodelled"],
-        options=options, resident_grads=first["resident_grads"])
+        options=options, resident_grads=first["resident_grads"], scaler=first["scaler"])
     for b, log in ((start, first), (start + 1, second)):
         _compare(f, b, log["values"])
     rng = random.Random(seed)
