@@ -2,7 +2,7 @@
 
 For a handful of models (resnet18 and resnet50, all layers and the last, at
 224×224; a small ViT), one training loop of three Adam(foreach=False) steps on
-CUDA, as :func:`complexity.cost.measure.measure_cuda` steps it, with the peak
+CUDA, as :func:`complexity.cost.cuda_step.measure_cuda` steps it, with the peak
 statistics reset before the third: ``torch.cuda.max_memory_allocated`` and
 ``max_memory_reserved`` against :func:`complexity.cost.cuda_memory.cuda_step` on
 the schedule of the same step traced for CUDA. cuBLAS and cuDNN are warmed up
@@ -12,7 +12,7 @@ table for reports/cuda.md; without a CUDA device it says so and exits 0.
 
 Then resnet50 (all layers) with the step options of ``finetune`` and ``fit``: the
 foreach and fused Adam, SGD with momentum, bfloat16 parameters, float16 and
-bfloat16 autocast (no GradScaler: the prediction models none), checkpointing of
+bfloat16 autocast, float16 autocast with a GradScaler, checkpointing of
 ``layer*``, ``zero_grad(set_to_none=False)``.
 
 Options: ``--batch 32`` (``--batch-vit 64``), ``--only resnet18,vit,options``.
@@ -43,6 +43,7 @@ def option_cases():
             ("sgd-momentum", StepOptions(optimizer=Optimizer("sgd-momentum"))),
             ("bfloat16 weights", StepOptions(dtype="bfloat16")),
             ("float16 autocast", StepOptions(autocast="float16")),
+            ("float16 autocast + GradScaler", StepOptions(autocast="float16", grad_scaler=True)),
             ("bfloat16 autocast", StepOptions(autocast="bfloat16")),
             ("checkpoint layer*", StepOptions(checkpoint="layer*")),
             ("zero-grad", StepOptions(set_to_none=False))]
@@ -69,8 +70,8 @@ def cases(batch: int, batch_vit: int):
 def measured(model, shape, options=None):
     """(max_memory_allocated, max_memory_reserved) of the third of three steps, less
     the baseline held before the model was made
-    (:func:`complexity.cost.measure.measure_cuda`)."""
-    from complexity.cost.measure import measure_cuda
+    (:func:`complexity.cost.cuda_step.measure_cuda`)."""
+    from complexity.cost.cuda_step import measure_cuda
 
     got = measure_cuda(model, shape, options, steps=3)
     return got["allocated"], got["reserved"]

@@ -31,7 +31,8 @@ from __future__ import annotations
 import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-from complexity.cost.measure import KEYS, measure, measure_cuda_peak
+from complexity.cost.cuda_step import measure_cuda_peak
+from complexity.cost.measure import KEYS, measure
 from complexity.cost.options import StepOptions
 from complexity.cost.predict import predict_with_unmodelled
 from complexity.cost.trainable import last_layer, set_trainable
