@@ -3,6 +3,7 @@ under the same autocast, its casts recorded) against one real CPU bfloat16 train
 step and the fake step of :func:`complexity.cost.measure.measure`, for every KEY."""
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from complexity.cost.measure import KEYS, measure
@@ -123,10 +124,12 @@ CUDA_MODELS = {"small": (small, (2, 3, 8, 8), {}), "resnet18": (resnet18, (2, 3,
 
 
 def _fake_bn_statistics(net, trainable) -> int:
-    """Bytes the fake CUDA step keeps fewer than cuDNN: PyTorch's fake
-    ``cudnn_batch_norm`` (a decomposition into ``native_batch_norm``) gives a float16
-    input float16 ``save_mean``/``save_var``; cuDNN makes them in the weight's dtype,
-    float32 (``at::empty({num_features}, weight_t.options())`` in
+    """Bytes the replayed float16 step keeps fewer than cuDNN: replayed on CPU
+    tensors, PyTorch's fake ``cudnn_batch_norm`` (a decomposition into
+    ``native_batch_norm``, whose CPU branch returns the statistics in the input's
+    dtype) gives a float16 input float16 ``save_mean``/``save_var``; on fake CUDA
+    tensors it gives float32 ones, as cuDNN makes them in the weight's dtype
+    (``at::empty({num_features}, weight_t.options())`` in
     aten/src/ATen/native/cudnn/BatchNorm.cpp), and the prediction follows cuDNN: 2 bytes
     per channel per statistic, for each batch norm whose input needs a gradient."""
     if trainable != "full":
@@ -212,3 +215,63 @@ def test_bert_lora_float32_attention_math_casts_back():
     assert p.unmodelled == []
     real = measure(net, shape, how="real", options=BF16, **kw)
     assert {k: p.values[k] for k in KEYS} == real
+
+
+@pytest.mark.parametrize("name", ["resnet18", "bert"])
+def test_the_replayed_forward_is_the_recorded_one(name):
+    """The replay itself moves nothing: the forward and loss replayed on fake CPU
+    tensors allocate, free and keep for backward what the eager forward on fake CUDA
+    tensors did under CUDA's float16 autocast — the same peak of live bytes and the
+    same saved bytes (BERT's eager attention holds tensors past their last use:
+    the replay lets go of them where Python did) — but for the batch norm statistics
+    the fake kernel gives CPU tensors in float16 (:func:`_fake_bn_statistics`)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from complexity.cost import cuda_replay
+    from complexity.cost.autocast import autocast_region
+    from complexity.cost.measure import LiveBytes, logits, loss_target, make_input, stand_ins
+    from complexity.cost.measure import tensor_attributes
+
+    make, shape, kw = CUDA_MODELS[name]
+    torch.manual_seed(0)
+    net = make().train()
+    named = dict([*net.named_parameters(), *net.named_buffers()])
+
+    def forward_loss(state, attributes, x, target):
+        with stand_ins(net, state, attributes):
+            out = logits(net(x))
+            if target is None:
+                target = torch.randint(0, out.shape[1], out.shape[:1], device=out.device)
+            target = loss_target(out, target)
+            return F.cross_entropy(out, target), target
+
+    def watch(run):
+        live, saved = LiveBytes(), {}
+
+        def pack(t):
+            saved[id(t.untyped_storage())] = t.untyped_storage()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), live:
+            loss, _ = run()
+            del loss
+        return live.peak, sum(s.nbytes() for s in saved.values())
+
+    with FakeTensorMode():
+        state = {n: cuda_replay._cpu(t) for n, t in named.items()}
+        attributes = {k: cuda_replay._cpu(t) for k, t in tensor_attributes(net).items()}
+        x = make_input(shape, kw.get("input_dtype"), kw.get("input_high"), "cpu")
+        replay = cuda_replay.CudaReplay(forward_loss, state, attributes)
+        target = replay.prepare(x, None)
+        on_cuda = {n: cuda_replay._cuda(t) for n, t in state.items()}
+        attrs_cuda = {k: cuda_replay._cuda(t) for k, t in attributes.items()}
+        xc, tc = cuda_replay._cuda(x), cuda_replay._cuda(target)
+
+        def eager():
+            with autocast_region("cuda", torch.float16):
+                return forward_loss(on_cuda, attrs_cuda, xc, tc)
+
+        (eager_peak, eager_saved), (peak, saved) = watch(eager), watch(lambda: replay(x, target))
+    fake_bn = _fake_bn_statistics(net, "full")
+    assert eager_saved - saved == fake_bn
+    assert 0 <= eager_peak - peak <= fake_bn

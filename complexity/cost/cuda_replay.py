@@ -23,7 +23,10 @@ when the forward ends).
 
 What this cannot see: memory a CUDA kernel allocates inside itself (cuDNN and
 cuBLAS workspaces, a fused attention's scratch), and the caching allocator's
-rounding (:mod:`complexity.cost.cuda_memory` models that). A real CUDA step
+rounding (:mod:`complexity.cost.cuda_memory` models that). And one fake kernel
+differs by device: replayed on CPU tensors, ``cudnn_batch_norm`` keeps float16
+statistics of a float16 input, where fake CUDA tensors and cuDNN keep float32 ones
+(4 bytes per channel fewer kept; the prediction follows cuDNN). A real CUDA step
 (``benchmarks/cuda_check.py``) is the check for both.
 
 One linear layer: its ``addmm`` keeps the float16 copy of the input (its weight
@@ -47,7 +50,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
-from complexity.cost.measure import _cpu_copy, autocast_region
+from complexity.cost.autocast import autocast_region
 
 __all__ = ["CudaReplay"]
 
@@ -176,14 +179,19 @@ class _Recorder(TorchDispatchMode):
         return out
 
 
+def _like(t: torch.Tensor, device) -> torch.Tensor:
+    """A tensor on ``device`` of ``t``'s shape, strides, dtype and ``requires_grad``
+    (fake, under the step's ``FakeTensorMode``)."""
+    copy = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
+    return copy.requires_grad_() if t.requires_grad else copy
+
+
 def _cuda(t: torch.Tensor) -> torch.Tensor:
-    """A fake CUDA tensor of ``t``'s shape, strides, dtype and ``requires_grad``."""
-    return _cpu_copy(t, True, device=_CUDA)
+    return _like(t, _CUDA)
 
 
 def _cpu(t: torch.Tensor) -> torch.Tensor:
-    """A fake CPU tensor of ``t``'s shape, strides, dtype and ``requires_grad``."""
-    return _cpu_copy(t, True)
+    return _like(t, "cpu")
 
 
 def _cpu_device(a):

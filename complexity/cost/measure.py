@@ -42,6 +42,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from complexity.cost.autocast import autocast_region
 from complexity.errors import reason
 
 #: The quantities of one training step, in bytes or FLOPs (all exact integers).
@@ -223,46 +224,6 @@ def stand_ins(model: nn.Module, state: Dict[str, torch.Tensor], attributes=None)
     finally:
         for table, k, t in reversed(undo):
             table[k] = t
-
-
-@contextlib.contextmanager
-def autocast_region(device_type: str, dtype):
-    """``torch.autocast(device_type, dtype)``, also for ``'cuda'`` on a machine
-    without one (for a step on fake CUDA tensors): ``torch.autocast`` then disables
-    itself, so the region is opened as it opens one, at the C level (enabled, dtype,
-    nesting, weight cache), and closed likewise (the cache cleared, the previous
-    settings back). ``dtype`` None: no autocast.
-
-    >>> with autocast_region("cpu", torch.bfloat16):
-    ...     torch.mm(torch.ones(2, 2), torch.ones(2, 2)).dtype
-    torch.bfloat16
-    >>> with autocast_region("cuda", torch.float16):
-    ...     torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
-    (True, torch.float16)
-    >>> torch.is_autocast_enabled("cuda")
-    False
-    """
-    if dtype is None:
-        yield
-        return
-    if device_type != "cuda" or torch.cuda.is_available():
-        with torch.autocast(device_type, dtype):
-            yield
-        return
-    before = (torch.is_autocast_enabled(device_type), torch.get_autocast_dtype(device_type),
-              torch.is_autocast_cache_enabled())
-    torch.set_autocast_enabled(device_type, True)
-    torch.set_autocast_dtype(device_type, dtype)
-    torch.set_autocast_cache_enabled(True)
-    torch.autocast_increment_nesting()
-    try:
-        yield
-    finally:
-        if torch.autocast_decrement_nesting() == 0:
-            torch.clear_autocast_cache()  # as torch.autocast.__exit__: the weight copies go
-        torch.set_autocast_enabled(device_type, before[0])
-        torch.set_autocast_dtype(device_type, before[1])
-        torch.set_autocast_cache_enabled(before[2])
 
 
 #: How :func:`measure` runs the step: on fake CPU tensors, or on real ones.

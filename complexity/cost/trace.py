@@ -28,7 +28,8 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from complexity.cost.checkpointing import checkpoint_modules
 from complexity.cost.graph import Call, Graph, Segment
-from complexity.cost.measure import (autocast_region, loss_target, logits, make_input, stand_ins,
+from complexity.cost.autocast import autocast_region
+from complexity.cost.measure import (loss_target, logits, make_input, stand_ins,
                                      tensor_attributes)
 from complexity.cost.rules import Context, lookup
 from complexity.counting.hooks import mode
