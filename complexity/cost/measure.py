@@ -257,7 +257,10 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     (floating parameters, buffers and a float input cast, as ``model.to(dtype)``),
     ``set_to_none=False`` (the peak step starts with zeroed gradient buffers) and
     ``grad_accum=K`` (the peak is watched over K micro-batches and the update;
-    FLOPs are K forward and backward passes).
+    FLOPs are K forward and backward passes). A float16 autocast step is CUDA's: its
+    forward is recorded on fake CUDA tensors and replayed on the step's fake CPU ones
+    (:mod:`complexity.cost.cuda_replay`; ``how="fake"`` only, no checkpointing), and
+    Adam's step counters, host memory on CUDA, are left out.
     """
     from complexity.cost.options import StepOptions
     from complexity.counting.hooks import mode
