@@ -284,10 +284,12 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
             # the three instruments, one step each: FLOPs (the warm-up), peak, saved
             fwd_flops, bwd_flops, grad_bytes, target = _count_flops(step, x, target, opt)
             # a float16 (CUDA) step's counters on the host are no device memory
-            host = [t for s in opt.state.values() for k, t in s.items()
-                    if step.replay is not None and _on_host(opt, k)]
-            opt_state = [t for s in opt.state.values() for t in s.values()
-                         if isinstance(t, torch.Tensor) and not any(t is h for h in host)]
+            opt_state, host = [], []
+            for s in opt.state.values():
+                for k, t in s.items():
+                    if isinstance(t, torch.Tensor):
+                        on_host = step.replay is not None and _on_host(opt, k)
+                        (host if on_host else opt_state).append(t)
             peak = _watch_peak(step, x, target, opt, opt_state + step.scaler_state(), host)
             saved_bytes = _saved_bytes(step, x, target)
     except RuntimeError as e:
@@ -332,7 +334,7 @@ class _Step:
         if self.amp is torch.float16:
             if options.checkpoint:
                 raise ValueError("autocast float16 with checkpointing: the float16 step is "
-                                 "measured by replaying its traced CUDA forward, which "
+                                 "measured by replaying its recorded CUDA forward, which "
                                  "cannot recompute checkpointed segments")
             self.replay = _replay(model, self.state, self.attributes)
         self.segments = self._checkpointing()
@@ -418,7 +420,7 @@ class _Step:
                       else batch_target.to(device, torch.long))
             if self.fake is None and batch_target.device.type == "meta":
                 target.zero_()
-        if self.replay is not None:  # traced here, before any instrument is on
+        if self.replay is not None:  # recorded here, before any instrument is on
             target = self.replay.prepare(x, target)
         return x, target, self.options.optimizer.make(self.trainable)
 
