@@ -268,9 +268,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     if how not in HOWS:
         raise ValueError(f"how={how!r}: choose one of {', '.join(HOWS)}")
     options = options or StepOptions()
-    if options.grad_scaler and how == "fake":
-        raise ValueError("grad_scaler: GradScaler.step reads found_inf.item(), which fake "
-                         "tensors cannot give; measure it with how='real'")
+    _check_measurable(how, options)
     step = _Step(model, how, options)
     whole = contextlib.ExitStack()  # entered with the step, left when it ends
     gc_was_enabled = gc.isenabled()
@@ -322,7 +320,7 @@ class _Step:
         self.model, self.options = model, options
         self.dtype = options.torch_dtype() if options.dtype != "float32" else None
         self.amp = options.autocast_dtype()
-        self.device = _step_device(how, self.amp)
+        self.device = torch.device("cpu")  # a float16 (CUDA) step too: replayed here
         if how == "fake":
             from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -330,13 +328,8 @@ class _Step:
         else:
             self.context, self.fake = contextlib.nullcontext(), None
         self._copy_state()
-        self.replay = None
-        if self.amp is torch.float16:
-            if options.checkpoint:
-                raise ValueError("autocast float16 with checkpointing: the float16 step is "
-                                 "measured by replaying its recorded CUDA forward, which "
-                                 "cannot recompute checkpointed segments")
-            self.replay = _replay(model, self.state, self.attributes)
+        self.replay = (_replay(model, self.state, self.attributes)
+                       if self.amp is torch.float16 else None)
         self.segments = self._checkpointing()
         # loss scaling: the scaler's scale and growth tracker are made by the warm-up
         self.scaler = (torch.amp.GradScaler(self.device.type) if options.grad_scaler
@@ -460,15 +453,21 @@ def _replay(model: nn.Module, state: dict, attributes: dict):
     return CudaReplay(forward_loss, state, attributes)
 
 
-def _step_device(how: str, amp) -> torch.device:
-    """Where the step runs: the CPU. A float16 autocast step is a CUDA step: it
-    needs ``how="fake"`` (its forward is traced on fake CUDA tensors and replayed on
-    fake CPU ones, :mod:`complexity.cost.cuda_replay`)."""
-    if amp is torch.float16 and how == "real":
+def _check_measurable(how: str, options) -> None:
+    """``ValueError`` (one line) for a step ``how`` cannot measure: a float16 autocast
+    step is CUDA's (replayed on fake tensors, :mod:`complexity.cost.cuda_replay`, which
+    recomputes no checkpointed segment); a GradScaler step reads ``found_inf.item()``."""
+    if options.autocast == "float16" and how == "real":
         raise ValueError("autocast float16 is a CUDA step: measure it with how='fake' "
-                         "(its forward traced on fake CUDA tensors), or use autocast "
+                         "(its forward recorded on fake CUDA tensors), or use autocast "
                          "bfloat16 on the CPU")
-    return torch.device("cpu")
+    if options.autocast == "float16" and options.checkpoint:
+        raise ValueError("autocast float16 with checkpointing: the float16 step is "
+                         "measured by replaying its recorded CUDA forward, which "
+                         "cannot recompute checkpointed segments")
+    if options.grad_scaler and how == "fake":
+        raise ValueError("grad_scaler: GradScaler.step reads found_inf.item(), which fake "
+                         "tensors cannot give; measure it with how='real'")
 
 
 def _on_host(opt, key: str) -> bool:

@@ -66,10 +66,6 @@ class StepOptions:
             raise ValueError(f"grad_scaler {self.grad_scaler!r}: give True or False")
 
     @property
-    def default(self) -> bool:
-        return self == StepOptions()
-
-    @property
     def grads_resident(self) -> bool:
         """Whether gradient buffers exist before the measured forward begins."""
         return not self.set_to_none or self.grad_accum > 1
