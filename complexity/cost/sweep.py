@@ -200,6 +200,8 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
     Every configuration is predicted (a meta-device forward) before any is
     measured or reported to ``progress``, so a model that cannot take an input
     fails first. Any failure is a :class:`ConfigurationError` naming the configuration."""
+    step = {"options": (options or StepOptions()).to_dict(),
+            "step": (options or StepOptions()).label()}
     configs = []
     for name in models:
         for n in (layers if name == "stack" else [None]):
@@ -209,24 +211,29 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
                 raise ConfigurationError(f"model {name}: {reason(e)}") from e
             if n is None:
                 n = _weight_layers(model)
+            # what each mode trains, worked out once per model (a LoRA mode builds
+            # and wraps a model of its own)
+            trained: dict = {}
             for (h, w) in sizes:
                 for b in batches:
                     for mode in modes:
                         label = f"model {name} n={n} size {h}x{w} batch {b} mode {mode}"
                         shape = (b, channels, h, w)
                         try:
-                            net, trainable = _trainable_model(model, name, n, width,
-                                                              model_args, mode)
-                            parts = trainable_parts(net)
+                            if mode not in trained:
+                                net, trainable = _trainable_model(model, name, n, width,
+                                                                  model_args, mode)
+                                trained[mode] = net, trainable, trainable_parts(net)
+                            net, trainable, parts = trained[mode]
+                            if lora_of(mode) is None:  # the model is shared by the modes
+                                set_trainable(net, mode)
                             pred, unmodelled = predict_with_unmodelled(net, shape,
                                                                        options=options)
                         except Exception as e:
                             raise ConfigurationError(f"{label}: {reason(e)}") from e
                         configs.append((label, net, mode, shape, {
                             "model": name, "layers": n, "size": [h, w], "batch": b,
-                            "mode": mode, "trainable_params": trainable, **parts,
-                            "options": (options or StepOptions()).to_dict(),
-                            "step": (options or StepOptions()).label(),
+                            "mode": mode, "trainable_params": trainable, **parts, **step,
                             "predicted": pred, "unmodelled": unmodelled, "measured": None}))
     results = []
     for label, model, mode, shape, result in configs:
