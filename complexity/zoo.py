@@ -219,14 +219,23 @@ def _importable(text: str, model_args: Dict[str, Any]) -> ModelSpec:
         obj = importlib.import_module(module_name)
     except Exception as e:  # ImportError, or anything the module raises on import
         raise ModelSpecError(f"cannot import {module_name!r}: {reason(e)}") from None
+    obj = _factory(obj, attr, lambda: f"{module_name!r} has no attribute {attr!r}",
+                   lambda kind: f"{text} is a {kind}, not a callable that returns an nn.Module")
+    return ModelSpec(text, obj, dict(model_args))
+
+
+def _factory(module, attr: str, missing, not_callable):
+    """``module``'s dotted attribute ``attr``, which must be callable: a
+    ``ModelSpecError`` with ``missing()`` when a part is absent, with
+    ``not_callable(type name)`` when it is no callable."""
+    obj = module
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise ModelSpecError(f"{module_name!r} has no attribute {attr!r}")
+            raise ModelSpecError(missing())
         obj = getattr(obj, part)
     if not callable(obj):
-        raise ModelSpecError(f"{text} is a {type(obj).__name__}, not a callable that returns "
-                             "an nn.Module")
-    return ModelSpec(text, obj, dict(model_args))
+        raise ModelSpecError(not_callable(type(obj).__name__))
+    return obj
 
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -304,18 +313,16 @@ def _file(text: str, model_args: Dict[str, Any]) -> ModelSpec:
         except Exception as e:  # SyntaxError, ImportError, anything the file raises
             del sys.modules[module_name]
             raise ModelSpecError(f"MODEL {text!r}: cannot load {path}: {reason(e)}") from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            defined = sorted(n for n, v in vars(module).items()
-                             if callable(v) and not n.startswith("_")
-                             and getattr(v, "__module__", None) == module_name)
-            raise ModelSpecError(f"MODEL {text!r}: {path} defines no {attr!r} (it defines: "
-                                 f"{', '.join(defined) or 'no class or function'})")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ModelSpecError(f"{text} is a {type(obj).__name__}, not a class or function that "
-                             "returns an nn.Module")
+    def missing():
+        defined = sorted(n for n, v in vars(module).items()
+                         if callable(v) and not n.startswith("_")
+                         and getattr(v, "__module__", None) == module_name)
+        return (f"MODEL {text!r}: {path} defines no {attr!r} (it defines: "
+                f"{', '.join(defined) or 'no class or function'})")
+
+    obj = _factory(module, attr, missing,
+                   lambda kind: f"{text} is a {kind}, not a class or function that returns "
+                   "an nn.Module")
     return ModelSpec(text, obj, dict(model_args))
 
 
