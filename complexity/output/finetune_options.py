@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence
 
+from complexity.output.finetune import error_pct
+
 GIB = 2 ** 30
 
 
 def _err(p: int, m: int) -> str:
-    if m == 0:
-        return "0" if p == 0 else "n/a"
-    e = 100.0 * (p - m) / m
-    return "0" if p == m else f"{e:+.2f}%"
+    if p == m:
+        return "0"
+    return "n/a" if m == 0 else f"{error_pct(p, m):+.2f}%"
 
 
 def _flops(v: Dict[str, int]) -> int:
@@ -51,7 +52,7 @@ def worst_errors(cells: Sequence[dict]) -> Dict[str, float]:
 
     out = {}
     for k in KEYS:
-        errs = [abs(c["predicted"][k] / c["measured"][k] - 1) * 100
+        errs = [abs(error_pct(c["predicted"][k], c["measured"][k]))
                 for c in cells if c["measured"][k]]
         out[k] = max(errs, default=0.0)
     return out
