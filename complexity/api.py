@@ -300,14 +300,16 @@ class Derivation:
             if isinstance(v, bool) or not isinstance(v, int) or v < d["min"] or \
                     (v - d["residue"]) % d["step"]:
                 raise ValueError(f"{n}={v!r} is outside the verified domain ({self.domain_text})")
-        if self.guards:
+        if self.guards:  # only a symbolic trace has guards: torch is loaded already
             import sympy as sp
 
+            from complexity.counting.symbolic_shapes import in_domain
+
             names = {n: sp.Symbol(n, integer=True, positive=True) for n in self.symbols}
-            point = {names[n]: v for n, v in values.items()}
-            for g in self.guards:
-                if not bool(sp.sympify(g, locals=names).xreplace(point)):
-                    raise ValueError(f"{values} is outside the verified domain ({self.domain_text})")
+            traced = {"domain": self.domain,
+                      "guards": [sp.sympify(g, locals=names) for g in self.guards]}
+            if not in_domain(traced, values):
+                raise ValueError(f"{values} is outside the verified domain ({self.domain_text})")
         out = {}
         for q, f in self.formulas.items():
             subs = {s: values[s.name] for s in f.free_symbols}

@@ -67,11 +67,12 @@ def _shape(output):
     return None
 
 
-def _units(output) -> int:
+def units(output) -> int:
+    """Output units of a module call: ``numel`` of every tensor it returned."""
     return sum(t.numel() for t in tree_leaves(output) if isinstance(t, torch.Tensor))
 
 
-def _selectors(convention: str):
+def selectors(convention: str):
     """(counts this parameter?, counts this leaf's outputs?) for ``convention``.
 
     ``torch`` means every parameter and every leaf module's output units, for any
@@ -84,7 +85,7 @@ def _selectors(convention: str):
     return cv.counts_weight, cv.counts_output
 
 
-def _param_owners(module: nn.Module, counts_weight):
+def param_owners(module: nn.Module, counts_weight):
     """``[(owner module name, numel, trainable)]``, each parameter object once."""
     kinds = {name: kind_of(m) for name, m in module.named_modules()}
     owners = []
@@ -99,7 +100,7 @@ def _same_shape(x, *args, **kwargs):
     return torch.empty_like(x)
 
 
-def _shortcut_batchnorm(module: nn.Module) -> List[nn.Module]:
+def shortcut_batchnorm(module: nn.Module) -> List[nn.Module]:
     """On the meta device, run BatchNorm as "a new tensor of the input's shape".
 
     Exact for every count here: BatchNorm's output has its input's shape, and
@@ -210,7 +211,7 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    counts_weight, counts_output = _selectors(convention)
+    counts_weight, counts_output = selectors(convention)
     names = {m: n for n, m in module.named_modules()}
     leaves = {m for m in names if next(m.children(), None) is None}
 
@@ -227,7 +228,7 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
 
     def leaf_hook(mod, _inputs, output):
         if counts_output(kind_of(mod)):
-            state["outputs"] += _units(output)
+            state["outputs"] += units(output)
 
     def post_hook(mod, _inputs, output):
         flops0, outputs0 = stack.pop()
@@ -249,7 +250,7 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
         entered.pop()
 
     handles = []
-    patched = _shortcut_batchnorm(module) if device == "meta" else []
+    patched = shortcut_batchnorm(module) if device == "meta" else []
     for m in names:
         handles.append(m.register_forward_pre_hook(enter))
         handles.append(m.register_forward_hook(leave))
@@ -292,7 +293,7 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
         for m in patched:
             del m.forward
 
-    owners = _param_owners(module, counts_weight)
+    owners = param_owners(module, counts_weight)
     # lecture/course only know the colourization kinds: anything else counts 0.
     uncovered = [] if convention == "torch" else sorted(
         {type(m).__name__ for m in rows if m in leaves and kind_of(m) not in conv_mod.LAYER_KINDS})

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.util
+import math
 import random
 import sys
 import time
@@ -38,13 +39,13 @@ import sympy as sp
 import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from complexity.counting import conventions as conv_mod
 from complexity.counting.derive import QUANTITIES, DeriveError, point_text, relation_text
 from complexity.counting.hooks import kind_of, mode
-from complexity.counting.profile import decomposed_attention
+from complexity.counting.profile import (decomposed_attention, param_owners, selectors,
+                                         shortcut_batchnorm, units)
+from complexity.errors import reason
 
 _pos = dict(integer=True, positive=True)
 #: how far up the smallest admissible size is searched for (binary search)
@@ -58,10 +59,6 @@ class Specialised(DeriveError):
 class Unsupported(DeriveError):
     """The symbolic trace itself failed (an op with no symbolic-shape kernel, a
     forward that needs values); the caller may count concretely instead."""
-
-
-def _same_shape(x, *args, **kwargs):
-    return torch.empty_like(x)
 
 
 @functools.lru_cache(None)
@@ -156,24 +153,6 @@ def _op_name(func) -> str:
     return name[:-len(".default")] if name.endswith(".default") else name
 
 
-def _selectors(convention: str):
-    """(counts this parameter?, counts this leaf's outputs?), as profile counts."""
-    cv = conv_mod.get(convention)
-    if cv.name == "torch":
-        return (lambda kind, name: True), (lambda kind: True)
-    return cv.counts_weight, cv.counts_output
-
-
-def _params(module: nn.Module, counts_weight) -> int:
-    kinds = {name: kind_of(m) for name, m in module.named_modules()}
-    total = 0
-    for full, p in module.named_parameters():  # each parameter object once
-        owner, _, local = full.rpartition(".")
-        if counts_weight(kinds.get(owner, ""), local):
-            total += p.numel()
-    return total
-
-
 def _expr(value) -> sp.Expr:
     """A count (int or SymInt) as a sympy expression in the ShapeEnv's symbols."""
     if isinstance(value, torch.SymInt):
@@ -264,22 +243,19 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
     dynamic = [DimDynamic.STATIC] * rank
     for d in index.values():
         dynamic[d] = DimDynamic.DYNAMIC
-    counts_weight, counts_output = _selectors(convention)
+    counts_weight, counts_output = selectors(convention)
     leaves = [m for m in module.modules() if next(m.children(), None) is None]
     outputs: List = []
 
     def hook(mod, _inputs, output):
         if counts_output(kind_of(mod)):
-            outputs.extend(t.numel() for t in tree_leaves(output) if isinstance(t, torch.Tensor))
+            outputs.append(units(output))
 
     counter = FlopCounterMode(display=False)
     handles = [m.register_forward_hook(hook) for m in leaves]
     # BatchNorm as "a new tensor of the input's shape": same shape, no FlopCounterMode
     # formula; its fake decomposition is most of the trace time otherwise.
-    patched = [m for m in module.modules()
-               if isinstance(m, nn.modules.batchnorm._BatchNorm) and "forward" not in m.__dict__]
-    for m in patched:
-        m.forward = _same_shape
+    patched = shortcut_batchnorm(module)
     # Fake meta tensors throughout, and meta the default device so that tensors the
     # forward makes itself (torch.arange, masks) sit with the input and weights
     # (fake CPU tensors pick up guards of CPU kernel heuristics, e.g. numel <= 20480).
@@ -331,8 +307,7 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
         op = next((ln.split("run meta for ")[1].split()[0] for ln in lines
                    if "run meta for " in ln), None)
         what = f"op {op} " if op else ""
-        raise Unsupported(f"the symbolic trace failed at {what}({type(e).__name__}: "
-                          f"{lines[0][:160] if lines else ''})") from None
+        raise Unsupported(f"the symbolic trace failed at {what}({reason(e)})") from None
     finally:
         locations.__exit__(None, None, None)
         for h in handles:
@@ -361,7 +336,7 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
         if expr is not sp.true:
             guards.append((expr, where(i, g)))
     formulas = {
-        "params": sp.Integer(_params(module, counts_weight)),
+        "params": sp.Integer(sum(n for _, n, _ in param_owners(module, counts_weight))),
         "outputs": to_sympy(sum((_expr(v) for v in outputs), sp.Integer(0)), to_user),
         "macs": to_sympy(_expr(counter.get_total_flops()), to_user) / 2,
     }
@@ -408,7 +383,7 @@ def _domain(symbols: Dict[str, sp.Symbol], guards: List, lower: Dict[str, int],
                     steps[s.name] = (m, r)
                     continue
                 if r == 0 and old_r == 0:  # both multiples: of the lcm
-                    steps[s.name] = (m * old_m // _gcd(m, old_m), 0)
+                    steps[s.name] = (m * old_m // math.gcd(m, old_m), 0)
                     continue
         rest.append(g)
     for g, where in guards:
@@ -468,12 +443,6 @@ def _domain(symbols: Dict[str, sp.Symbol], guards: List, lower: Dict[str, int],
     return domain, left
 
 
-def _gcd(a, b):
-    from math import gcd
-
-    return gcd(a, b)
-
-
 def in_domain(result: Dict, point: Dict[str, int]) -> bool:
     """Whether ``point`` lies in a traced result's domain (lattice, min, guards)."""
     for n, v in point.items():
@@ -515,9 +484,8 @@ def verify(result: Dict, count: Callable[[Dict[str, int]], Dict], base: Dict[str
         try:
             counts = count(dict(point))
         except Exception as e:
-            lines = str(e).strip().splitlines()
             raise DeriveError(f"the model cannot be counted at {point_text(point)} inside the "
-                              f"traced domain ({lines[0][:160] if lines else type(e).__name__}); "
+                              f"traced domain ({reason(e)}); "
                               "no formula printed") from None
         subs = {symbols[n]: v for n, v in point.items()}
         for q in QUANTITIES:
