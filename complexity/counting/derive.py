@@ -40,6 +40,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import sympy as sp
 
+from complexity.errors import reason
+
 QUANTITIES = ("params", "outputs", "macs")
 LADDER = (1, 2, 4, 8, 16, 32, 64)
 _pos = dict(integer=True, positive=True)
@@ -98,9 +100,7 @@ def derive(count: Callable[[Dict[str, int]], Dict[str, int]], names: Sequence[st
                 # Fraction: exact for integers and for half-integer MACs alike
                 cache[key] = {q: Fraction(v) for q, v in count(dict(point)).items()}
             except Exception as e:  # a size or width the model rejects: outside its domain
-                lines = str(e).strip().splitlines()
-                failures.append(f"{point_text(point)}: {type(e).__name__}: "
-                                f"{lines[0][:160] if lines else ''}")
+                failures.append(f"{point_text(point)}: {reason(e)}")
                 cache[key] = None
         if cache[key] is None:
             raise _Outside(point)
