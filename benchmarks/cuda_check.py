@@ -78,13 +78,12 @@ def measured(model, shape, options=None):
 
 
 def predicted(model, shape, options=None):
-    from complexity.cost.cuda_memory import cuda_step
-    from complexity.cost.step_formula import step_log
+    """(allocated, reserved, exact peak) predicted for the third of three steps
+    (:func:`complexity.cost.step_formula.fresh_cuda_step`)."""
+    from complexity.cost.step_formula import fresh_cuda_step
 
-    log = step_log(model, shape, "cuda", options=options)
-    r = cuda_step(log["resident_blocks"], log["events"], log["trainable_sizes"], steps=3,
-                  optimizer=options.optimizer if options is not None else None)
-    return r["allocated"], r["reserved"], log["values"]["peak_bytes"]
+    r = fresh_cuda_step(model, shape, "cuda", options=options, steps=3)
+    return r["allocated"], r["reserved"], r["peak_bytes"]
 
 
 def warm_up():

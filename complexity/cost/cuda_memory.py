@@ -37,7 +37,7 @@ from typing import Dict, Optional, Sequence
 
 __all__ = ["MIN_BLOCK", "SMALL_SIZE", "SMALL_BUFFER", "LARGE_BUFFER", "MIN_LARGE_ALLOC",
            "ROUND_LARGE", "DEFAULT_RESERVE", "Block", "CachingAllocator", "round_size",
-           "segment_size", "replay_step", "cuda_step"]
+           "segment_size", "replay_step", "cuda_step", "step_optimizer", "largest_fitting"]
 
 MIB = 1 << 20
 MIN_BLOCK = 512            # kMinBlockSize
@@ -262,6 +262,22 @@ def cuda_step(resident: Sequence[int], events: Sequence[tuple],
     return {"allocated": alloc.max_allocated, "reserved": alloc.max_reserved}
 
 
+def step_optimizer(options):
+    """The :class:`~complexity.cost.optimizers.Optimizer` of a step's
+    :class:`~complexity.cost.options.StepOptions` (Adam's for-loop when none are
+    given).
+
+    >>> from complexity.cost.optimizers import Optimizer
+    >>> from complexity.cost.options import StepOptions
+    >>> sgd = StepOptions(optimizer=Optimizer("sgd-momentum"))
+    >>> step_optimizer(None).label(), step_optimizer(sgd).label()
+    ('adam', 'sgd-momentum')
+    """
+    from complexity.cost.optimizers import Optimizer
+
+    return options.optimizer if options is not None else Optimizer()
+
+
 def cuda_at(f, batch: int, steps: int = 3) -> Dict[str, int]:
     """:func:`cuda_step` for a :class:`~complexity.cost.step_formula.StepFormula`
     ``f`` (traced with ``device_type="cuda"``) at ``batch``.
@@ -273,9 +289,31 @@ def cuda_at(f, batch: int, steps: int = 3) -> Dict[str, int]:
     >>> f.peak_at(8) - f.step_counter_bytes <= r["allocated"] <= r["reserved"]
     True
     """
-    optimizer = f.options.optimizer if f.options is not None else None
     return cuda_step(f.resident_at(batch), f.events_at(batch), f.trainable_sizes, steps,
-                     optimizer=optimizer)
+                     optimizer=step_optimizer(f.options))
+
+
+def largest_fitting(lo: int, hi: int, fits) -> int:
+    """The largest ``x`` in ``[lo, hi]`` with ``fits(x)``, for a ``fits`` that holds
+    up to some point and not beyond: ``lo`` is taken to fit (it is not tried),
+    ``hi`` is tried first, then bisection between them. ``lo`` when ``hi <= lo``.
+
+    >>> largest_fitting(0, 100, lambda x: x * x <= 50), largest_fitting(0, 5, lambda x: True)
+    (7, 5)
+    >>> largest_fitting(-1, 9, lambda x: False), largest_fitting(3, 2, lambda x: True)
+    (-1, 3)
+    """
+    if hi <= lo:
+        return lo
+    if fits(hi):
+        return hi
+    while hi - lo > 1:  # lo fits, hi does not
+        mid = (lo + hi) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def cuda_max_batch(f, budget: int, reserve: int = DEFAULT_RESERVE,
@@ -298,18 +336,9 @@ def cuda_max_batch(f, budget: int, reserve: int = DEFAULT_RESERVE,
     hi = f.max_batch(room + f.step_counter_bytes)
     if hi is None:
         return None
-    lo = f.batch_min - 1  # fits by convention (nothing)
     if hi < f.batch_min:
-        return lo
-    if fits(hi):
-        lo = hi
-    else:
-        while hi - lo > 1:  # lo fits (or is below batch_min), hi does not
-            mid = (lo + hi) // 2
-            if fits(mid):
-                lo = mid
-            else:
-                hi = mid
+        return f.batch_min - 1
+    lo = largest_fitting(f.batch_min - 1, hi, fits)  # batch_min - 1 fits by convention
     if lo >= f.batch_min and not fits(lo) or fits(lo + 1):
         raise ValueError(f"the allocator model is not monotone in the batch near {lo}: "
                          "no max batch is claimed")

@@ -47,15 +47,15 @@ import sympy as sp
 
 from complexity.cost.measure import KEYS
 from complexity.cost.predict import predict
-from complexity.cost.step_formula import FormulaError, StepFormula, envelope, step_log
+from complexity.cost.step_formula import (FIXED, FormulaError, StepFormula, check_running,
+                                           envelope, fit_affine, fresh_cuda_step,
+                                           resident_bytes, step_log)
 from complexity.counting.derive import lagrange_1d
 
 __all__ = ["LADDER", "SizeFormula", "size_formula", "proven_max_size"]
 
 LADDER = (1, 2, 4, 8, 16, 32, 64)
 _pos = dict(integer=True, positive=True)
-# what must not change with the size (scalars of the log besides the events)
-_CONSTANT = ("weights", "optimizer", "step_counter_bytes", "resident_grads", "scaler")
 #: the quantities given as one polynomial each (the peak is a Max of readings)
 VALUES = tuple(k for k in KEYS if k != "peak_bytes")
 
@@ -66,7 +66,7 @@ Poly = Tuple[Fraction, ...]    # coefficients over SizeFormula.monomials
 def _vector(log: dict) -> List[int]:
     """Every number of a traced step that the formulas give, in a fixed order."""
     return ([size for _, size, _ in log["events"]] + [log["values"][k] for k in VALUES]
-            + [log["io"]] + [log[k] for k in _CONSTANT] + list(log["resident_blocks"])
+            + [log["io"]] + [log[k] for k in FIXED] + list(log["resident_blocks"])
             + list(log["trainable_sizes"]))
 
 
@@ -119,7 +119,6 @@ class SizeFormula:
     monomials: List[Tuple[int, int, int]]
     values: Dict[str, Poly]                  # the KEYS but the peak
     peak_terms: List[Poly]                   # the readings left after pruning
-    readings: int                            # how many readings (and the resident bytes) there were
     events: List[tuple]                      # (kind, Poly, key)
     io: Poly
     constants: Dict[str, int]                # weights, optimizer, step_counter_bytes,
@@ -181,8 +180,7 @@ class SizeFormula:
         bm = self.batch_min
 
         def affine(p):
-            v1, v2 = self._eval(p, (bm, h, w)), self._eval(p, (bm + 1, h, w))
-            return v1 - (v2 - v1) * bm, v2 - v1
+            return fit_affine(self._eval(p, (bm, h, w)), self._eval(p, (bm + 1, h, w)), bm)
 
         terms = [affine(p) for p in self.peak_terms]
         return StepFormula(
@@ -391,55 +389,42 @@ def size_formula(model, channels: int, device_type: Optional[str] = None, *,
     ref = trace(origin)
     f = _assemble(ref, polys, names, channels, device_type, monomials, bm, (h0, w0),
                   (sh, sw), options)
-    for k in _CONSTANT:
-        if any(polys[_offset(ref, k)][1:]):
-            raise FormulaError(f"{k} changes with the size: no formula")
-    _running_check(f)
-    _verify(f, model, trace, kw, checks, seed)
+    _verify(f, polys, model, trace, kw, checks, seed)
     return f
-
-
-def _offset(log, name) -> int:
-    return len(log["events"]) + len(VALUES) + 1 + _CONSTANT.index(name)
 
 
 def _assemble(log, polys, names, channels, device_type, monomials, bm, base, steps,
               options) -> SizeFormula:
+    """The formula from ``polys`` (in :func:`_vector`'s order), the peak not yet
+    pruned; :class:`FormulaError` when one of :data:`~complexity.cost.step_formula.FIXED`
+    changes with the size or a reading is not the running sum of the sizes."""
     ne, nk = len(log["events"]), len(VALUES)
+    for i, k in enumerate(FIXED):
+        if any(polys[ne + nk + 1 + i][1:]):
+            raise FormulaError(f"{k} changes with the size: no formula")
     ev = [(kind, polys[i], key) for i, (kind, _, key) in enumerate(log["events"])]
     values = {k: polys[ne + i] for i, k in enumerate(VALUES)}
     io = polys[ne + nk]
-    consts = {k: log[k] for k in _CONSTANT}
+    consts = {k: log[k] for k in FIXED}
     nr = len(log["resident_blocks"])
-    start = ne + nk + 1 + len(_CONSTANT)
-    resident = tuple(c + (consts["weights"] + consts["optimizer"] + consts["resident_grads"]
-                          + consts["scaler"] if m == (0, 0, 0) else 0)
+    start = ne + nk + 1 + len(FIXED)
+    resident = tuple(c + (resident_bytes(log) if m == (0, 0, 0) else 0)
                      for c, m in zip(io, monomials))
+    # the readings carry the live bytes; the same must come out of the sizes
+    check_running(resident, ev)
     readings = [resident] + [p for kind, p, _ in ev if kind == "mark"]
     domain = {names[0]: {"min": bm, "step": 1, "residue": 0}}
     for n, b, s in zip(names[1:], base, steps):
         domain[n] = {"min": b, "step": s, "residue": b % s}
     f = SizeFormula(names=names, channels=channels, device_type=device_type or "",
                     domain=domain, monomials=monomials, values=values, peak_terms=[],
-                    readings=len(readings), events=ev, io=io, constants=consts,
+                    events=ev, io=io, constants=consts,
                     resident_blocks=polys[start:start + nr],
                     trainable_sizes=list(log["trainable_sizes"]),
                     param_values=log["param_values"], unmodelled=log["unmodelled"],
                     options=options)
     f.peak_terms = readings  # pruned once the domain's corner is known
     return f
-
-
-def _running_check(f: SizeFormula) -> None:
-    """The readings carry the live bytes; the same must come out of the sizes."""
-    running = f.peak_terms[0]
-    for i, (kind, size, _) in enumerate(f.events):
-        if kind == "alloc":
-            running = tuple(a + b for a, b in zip(running, size))
-        elif kind == "free":
-            running = tuple(a - b for a, b in zip(running, size))
-        elif running != size:
-            raise FormulaError(f"event {i}: the reading is not the sum of the sizes before it")
 
 
 def _shifted(poly: Poly, monomials, corner: Point) -> Dict[tuple, Fraction]:
@@ -483,10 +468,12 @@ def prune(terms: Sequence[Poly], monomials, corner: Point) -> List[Poly]:
     return [uniq[i] for i in sorted(kept)]
 
 
-def _verify(f: SizeFormula, model, trace, kw, checks, seed) -> None:
-    """Push the domain's corner down as far as the step keeps its structure, prune
-    the peak, then compare with concrete predictions at the corner and at random
-    held-out points; FormulaError on any difference."""
+def _verify(f: SizeFormula, polys, model, trace, kw, checks, seed) -> None:
+    """Push the domain's corner down as far as the step keeps its structure (every
+    number of the trace there equal to its polynomial in ``polys``, in
+    :func:`_vector`'s order), prune the peak, then compare with concrete
+    predictions at the corner and at random held-out points; FormulaError on any
+    difference."""
     names = f.names
     bm = f.batch_min
     dh, dw = f.domain[names[1]], f.domain[names[2]]
@@ -496,7 +483,7 @@ def _verify(f: SizeFormula, model, trace, kw, checks, seed) -> None:
     while lo_h < dh["min"] or lo_w < dw["min"]:
         try:
             log = trace((bm, lo_h, lo_w))
-            if _vector(log) == [f._eval(p, (bm, lo_h, lo_w)) for p in _all_polys(f)]:
+            if _vector(log) == [f._eval(p, (bm, lo_h, lo_w)) for p in polys]:
                 break
         except Exception:
             pass
@@ -529,16 +516,6 @@ def _verify(f: SizeFormula, model, trace, kw, checks, seed) -> None:
         f.checked.append(p)
 
 
-def _all_polys(f: SizeFormula) -> List[Poly]:
-    """The polynomials in :func:`_vector`'s order."""
-    consts = [tuple(Fraction(f.constants[k]) if m == (0, 0, 0) else Fraction(0)
-                    for m in f.monomials) for k in _CONSTANT]
-    sizes = [tuple(Fraction(s) if m == (0, 0, 0) else Fraction(0) for m in f.monomials)
-             for s in f.trainable_sizes]
-    return ([p for _, p, _ in f.events] + [f.values[k] for k in VALUES]
-            + [f.io] + consts + list(f.resident_blocks) + sizes)
-
-
 def proven_max_size(model, f: SizeFormula, batch: int, budget: int, *, device: str = "cpu",
                     reserve: int = 0, input_dtype=None, input_high=None) -> Optional[int]:
     """The largest square size ``S`` of ``f``'s domain whose step at ``batch`` fits
@@ -569,30 +546,19 @@ def proven_max_size(model, f: SizeFormula, batch: int, budget: int, *, device: s
                                f.device_type or None, **kw)["peak_bytes"] <= budget
     else:
         room = budget - reserve
-        optimizer = f.options.optimizer if f.options is not None else None
         fits = lambda s: cuda_memory.cuda_at(f.restrict(s, s), batch)["reserved"] <= room  # noqa
         hi = f.max_size(batch, room + f.constants["step_counter_bytes"])
         if hi is None:
             return None
         best = 0
-        if hi >= lo:
-            if fits(hi):
-                best = hi
-            else:
-                a, b = -1, (hi - lo) // step  # index a fits (or is below lo), b does not
-                while b - a > 1:
-                    mid = (a + b) // 2
-                    if fits(lo + mid * step):
-                        a = mid
-                    else:
-                        b = mid
-                best = lo + a * step if a >= 0 else 0
+        if hi >= lo:  # hi is on the lattice: by index j (lo + j·step); -1 (below lo) fits
+            j = cuda_memory.largest_fitting(-1, (hi - lo) // step,
+                                            lambda j: fits(lo + j * step))
+            best = lo + j * step if j >= 0 else 0
 
         def fits_fresh(s):
-            log = step_log(model, (batch, f.channels, s, s), f.device_type or None, **kw)
-            got = cuda_memory.cuda_step(log["resident_blocks"], log["events"],
-                                        log["trainable_sizes"], optimizer=optimizer)
-            return got["reserved"] <= room
+            return fresh_cuda_step(model, (batch, f.channels, s, s), f.device_type or None,
+                                   **kw)["reserved"] <= room
     if best is None:
         return None
     for s, want in ((best, True), ((best or lo - step) + step, False)):

@@ -28,10 +28,9 @@ True
 >>> b = f.max_batch(10**6); f.peak_at(b) <= 10**6 < f.peak_at(b + 1)
 True
 
-Only ``B`` is a symbol for now: the input's other sizes are fixed by
-``sample_shape``. More symbols (``H``, ``W``) would fit the events over more
-points (:data:`SYMBOLS` and :meth:`StepFormula.formulas` are the places that
-grow); note sizes in ``H`` and ``W`` are not affine (strides floor them).
+``B`` is the one symbol here: the input's other sizes are fixed by
+``sample_shape``. :mod:`complexity.cost.size_formula` fits the step in the input's
+height and width too (polynomials on a lattice: strides floor the sizes).
 """
 from __future__ import annotations
 
@@ -44,19 +43,23 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import sympy as sp
 
+from complexity.cost import cuda_memory
+from complexity.cost.cuda_memory import step_optimizer
 from complexity.cost.measure import KEYS
-from complexity.cost.optimizers import Optimizer
 from complexity.cost.predict import SCALER_BYTES, predict, predict_step
 
 __all__ = ["B", "PARTS", "FormulaError", "StepFormula", "step_log", "step_formula",
-           "proven_max_batch"]
+           "proven_max_batch", "fresh_cuda_step"]
 
 #: The batch size: the formulas' one symbol.
 B = sp.Symbol("B", integer=True, positive=True)
-SYMBOLS = (B,)
 
 #: The parts of the peak, in the order tables show them (see :meth:`StepFormula.parts`).
 PARTS = ("weights", "grads", "optimizer", "activations", "transient")
+
+#: The numbers of a :func:`step_log` besides the events that must not change with
+#: the batch (nor, in :mod:`complexity.cost.size_formula`, with the size).
+FIXED = ("weights", "optimizer", "step_counter_bytes", "resident_grads", "scaler")
 
 Affine = Tuple[int, int]  # (a, b): a + b·B
 
@@ -102,7 +105,7 @@ def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = Non
         blocks += [4, 4]
     # Adam's 4-byte step counters, where the state holds them (on the CPU device):
     # the state less what the same optimizer keeps on a GPU
-    counters = p.state - _optimizer(options).state_bytes(p.trainable_sizes, "cuda")
+    counters = p.state - step_optimizer(options).state_bytes(p.trainable_sizes, "cuda")
     return {"values": p.values, "events": events, "weights": p.weights, "io": p.io,
             "optimizer": p.state, "step_counter_bytes": counters, "resident_grads": grads,
             "scaler": scaler, "resident_blocks": blocks,
@@ -110,10 +113,45 @@ def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = Non
             "unmodelled": p.unmodelled}
 
 
-def _fit(v1: int, v2: int, b1: int) -> Affine:
-    """The line through (b1, v1) and (b1 + 1, v2)."""
+def fit_affine(v1: int, v2: int, b1: int) -> Affine:
+    """The line through (b1, v1) and (b1 + 1, v2).
+
+    >>> fit_affine(7, 10, 2)      # 1 + 3·B
+    (1, 3)
+    """
     slope = v2 - v1
     return v1 - slope * b1, slope
+
+
+def resident_bytes(log: dict) -> int:
+    """The bytes a :func:`step_log` holds before the step begins, but the input and
+    target: the weights, the optimizer's state, resident ``.grad`` buffers and the
+    GradScaler's."""
+    return log["weights"] + log["optimizer"] + log["resident_grads"] + log["scaler"]
+
+
+def check_running(resident: tuple, events: Sequence[tuple]) -> None:
+    """:class:`FormulaError` unless every reading of ``events`` (a ``"mark"``) is
+    ``resident`` plus the sizes allocated before it less those freed. Sizes are
+    tuples of coefficients (an :data:`Affine`, a polynomial), added elementwise.
+
+    >>> check_running((1, 0), [("alloc", (2, 1), "x"), ("mark", (3, 1), None),
+    ...                        ("free", (2, 1), "x"), ("mark", (1, 0), None)])
+    >>> try:
+    ...     check_running((1, 0), [("alloc", (2, 1), "x"), ("mark", (3, 0), None)])
+    ... except FormulaError as e:
+    ...     print(e)
+    event 1: the reading (3, 0) is not the sum of the sizes before it (3, 1)
+    """
+    running = tuple(resident)
+    for i, (kind, size, _) in enumerate(events):
+        if kind == "alloc":
+            running = tuple(a + b for a, b in zip(running, size))
+        elif kind == "free":
+            running = tuple(a - b for a, b in zip(running, size))
+        elif running != size:
+            raise FormulaError(f"event {i}: the reading {size} is not the sum of the sizes "
+                               f"before it {running}")
 
 
 def _value(t: Affine, batch: int) -> int:
@@ -265,11 +303,6 @@ class StepFormula:
         return "transient"  # a call's workspace, the optimizer's temporaries
 
 
-def _optimizer(options):
-    """The optimizer of a step's options (Adam for-loop when none are given)."""
-    return options.optimizer if options is not None else Optimizer()
-
-
 def _log_at(model, sample_shape, batch, device_type, kw):
     return step_log(model, (batch, *sample_shape), device_type, **kw)
 
@@ -316,38 +349,29 @@ def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] 
                            f"({len(e1)} vs {len(e2)} events): no formula in B")
     if len(first["resident_blocks"]) != len(second["resident_blocks"]):
         raise FormulaError("the number of resident storages changes with the batch")
-    for name in ("weights", "optimizer", "step_counter_bytes", "resident_grads", "scaler"):
+    for name in FIXED:
         if first[name] != second[name]:
             raise FormulaError(f"{name} changes with the batch ({first[name]} vs {second[name]})")
-    io = _fit(first["io"], second["io"], start)
-    resident = (first["weights"] + first["optimizer"] + first["resident_grads"]
-                + first["scaler"] + io[0], io[1])
+    io = fit_affine(first["io"], second["io"], start)
+    resident = (resident_bytes(first) + io[0], io[1])
     terms = [resident]  # the schedule's peak starts at the resident bytes
     events = []
     for (kind, v1, key), (_, v2, _) in zip(e1, e2):
-        events.append((kind, _fit(v1, v2, start), key))
+        events.append((kind, fit_affine(v1, v2, start), key))
         if kind == "mark":  # a reading: the live bytes then
             terms.append(events[-1][1])
     # The readings carry the live bytes; the same must come out of the sizes.
-    running = resident
-    for i, (kind, size, key) in enumerate(events):
-        if kind == "alloc":
-            running = (running[0] + size[0], running[1] + size[1])
-        elif kind == "free":
-            running = (running[0] - size[0], running[1] - size[1])
-        elif running != size:
-            raise FormulaError(f"event {i}: the reading {size} is not the sum of the sizes "
-                               f"before it {running}")
+    check_running(resident, events)
     f = StepFormula(
         sample_shape=sample_shape, device_type=device_type or "", batch_min=start,
         constants={k: first["values"][k] for k in ("param_bytes", "grad_bytes",
                                                    "optimizer_bytes")},
-        affine={k: _fit(first["values"][k], second["values"][k], start)
+        affine={k: fit_affine(first["values"][k], second["values"][k], start)
                 for k in ("saved_activation_bytes", "forward_flops", "backward_flops")},
         weights=first["weights"], optimizer=first["optimizer"],
         step_counter_bytes=first["step_counter_bytes"], io=io, events=events,
-        resident_blocks=[_fit(x, y, start) for x, y in zip(first["resident_blocks"],
-                                                            second["resident_blocks"])],
+        resident_blocks=[fit_affine(x, y, start) for x, y in zip(first["resident_blocks"],
+                                                                  second["resident_blocks"])],
         peak_terms=envelope(terms, start), trainable_sizes=first["trainable_sizes"],
         param_values=first["param_values"], unmodelled=first["unmodelled"],
         options=options, resident_grads=first["resident_grads"], scaler=first["scaler"])
@@ -407,6 +431,27 @@ def proven_max_batch(model, f: StepFormula, budget: int, *, input_dtype=None,
     return best
 
 
+def fresh_cuda_step(model, input_shape: Sequence[int], device_type: Optional[str] = "cuda", *,
+                    input_dtype=None, input_high=None, options=None,
+                    steps: int = 3) -> Dict[str, int]:
+    """:func:`~complexity.cost.cuda_memory.cuda_step` on a step traced afresh at the
+    concrete ``input_shape`` (no formula: what proves a max batch or size):
+    ``{"allocated", "reserved"}``, and the trace's exact ``peak_bytes``.
+
+    >>> from models.stack import Stack
+    >>> r = fresh_cuda_step(Stack(2, 4), (8, 4, 8, 8))
+    >>> r["peak_bytes"] == predict(Stack(2, 4), (8, 4, 8, 8), None, "cuda")["peak_bytes"]
+    True
+    >>> r["allocated"] <= r["reserved"]
+    True
+    """
+    log = step_log(model, input_shape, device_type, input_dtype=input_dtype,
+                   input_high=input_high, options=options)
+    got = cuda_memory.cuda_step(log["resident_blocks"], log["events"], log["trainable_sizes"],
+                                steps, optimizer=step_optimizer(options))
+    return {**got, "peak_bytes": log["values"]["peak_bytes"]}
+
+
 def dominant(parts: Dict[str, int]) -> str:
     """The largest part (the first of :data:`PARTS` on a tie).
 
@@ -442,8 +487,6 @@ def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
     >>> r["fits"], sum(r["parts"].values()) == r["peak_bytes"]
     (True, True)
     """
-    from complexity.cost import cuda_memory
-
     if device not in ("cpu", "cuda"):
         raise ValueError(f"device {device!r}: choose cpu or cuda")
     kw = {"input_dtype": input_dtype, "input_high": input_high}
@@ -469,10 +512,7 @@ def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
         for b, fits in ((best, True), (best + 1, False)):
             if b < f.batch_min:
                 continue
-            log = step_log(model, (b, *f.sample_shape), device, **kw)
-            got = cuda_memory.cuda_step(log["resident_blocks"], log["events"],
-                                        log["trainable_sizes"],
-                                        optimizer=_optimizer(options))["reserved"]
+            got = fresh_cuda_step(model, (b, *f.sample_shape), device, **kw)["reserved"]
             if (got + reserve <= budget) != fits:
                 raise FormulaError(f"max batch {best}: the allocator model gives "
                                    f"{got} bytes reserved at B={b} on a fresh trace")

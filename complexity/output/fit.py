@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from typing import List, Sequence
 
+from complexity.cost.step_formula import PARTS
 from complexity.output.tables import Cell, prose, render_table
 from complexity.output.units import bytes_text
 
-PARTS = ("weights", "grads", "optimizer", "activations", "transient")
 #: the keys of each JSON object, in order (the contract of docs/cli.md)
 JSON_KEYS = ("model", "mode", "device", "batch", "size", "budget_bytes", "peak_bytes", "fits",
              "max_batch", "max_size", "parts", "dominant", "cuda", "peak_formula",
@@ -75,12 +75,10 @@ def note(results: Sequence[dict]) -> str:
     if r["device"] == "cuda":
         what = ("fits = the caching allocator's predicted max_memory_reserved + the reserve "
                 "for the CUDA context (an estimate, --reserve) <= budget")
-    else:
-        what = "fits = the predicted peak of one step (every live tensor) <= budget"
-    if r["device"] == "cuda":
         how = ("found by bisection on the allocator model below the bound the peak's "
                "formula in B gives, and checked on fresh traces")
     else:
+        what = "fits = the predicted peak of one step (every live tensor) <= budget"
         how = "solved from the peak's formula in B and proved by two concrete predictions"
     lines = [f"{budget}; {what}.",
              f"max batch: the largest batch that fits, {how} (it fits, one more does not); "
