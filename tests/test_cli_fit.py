@@ -43,14 +43,18 @@ def test_bad_input_is_one_line_exit_2_before_any_trace(argv, words, capsys, monk
     if "--lora" in argv:  # without peft, its absence is the error
         pytest.importorskip("peft")
 
+    calls = []  # fit catches Exception around will_it_fit: a raise alone would be swallowed
+
     def no_work(*a, **k):  # a size the model cannot take is found by the trace itself
         if "--size" in argv:
             return real(*a, **k)
+        calls.append((a, k))
         raise AssertionError("traced before the input was checked")
 
     real = sf.will_it_fit
     monkeypatch.setattr(sf, "will_it_fit", no_work)
     code, out, err = run_cli(["fit", *argv], capsys)
+    assert calls == [], "traced before the input was checked"
     assert code == 2 and out == ""
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert words in err
@@ -127,7 +131,10 @@ def test_csv_holds_the_json_integers_and_the_markdown_is_pinned(capsys, golden):
         assert code == 0
     data = json.loads(texts["json"])
     rows = list(csv.DictReader(io.StringIO(texts["csv"])))
+    assert [d["mode"] for d in data] == ["full", "last"]  # one per --mode
+    assert len(rows) == len(data) == 2
     for d, row in zip(data, rows):
+        assert row["mode"] == d["mode"]
         assert int(row["peak"]) == d["peak_bytes"] and int(row["max batch"]) == d["max_batch"]
         assert int(row["reserved"]) == d["cuda"]["reserved"]
         assert [int(row[p]) for p in d["parts"]] == list(d["parts"].values())

@@ -22,16 +22,36 @@ from complexity.cost.trainable import set_trainable
 from complexity.zoo import build_model
 
 
-def _fresh_points(f, n, seed, batch_hi=64, span=12):
+def _built(net, channels, **kw):
+    """:func:`size_formula` and every ``(B, H, W)`` its construction traced (the
+    lattice scans, the interpolation grid, the corner search), recorded at the
+    trace itself."""
+    import complexity.cost.size_formula as sfm
+
+    traced = set()
+    real = sfm.step_log
+
+    def recording(model, shape, *a, **k):
+        traced.add((shape[0], shape[2], shape[3]))
+        return real(model, shape, *a, **k)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sfm, "step_log", recording)
+        f = size_formula(net, channels, **kw)
+    assert traced  # the recording saw the construction
+    return f, traced
+
+
+def _fresh_points(f, traced, n, seed, batch_hi=64, span=12):
     """Random (B, H, W) of the domain, none of them a point the formula was built
-    or checked at."""
+    (``traced``, from :func:`_built`) or checked at."""
     rng = random.Random(seed)
     d = [f.domain[s] for s in f.names]
     out = set()
     while len(out) < n:
         p = tuple(x["min"] + x["step"] * rng.randint(0, hi)
                   for x, hi in zip(d, (batch_hi, span, span)))
-        if p not in f.checked:
+        if p not in f.checked and p not in traced:
             out.add(p)
     return sorted(out)
 
@@ -56,12 +76,12 @@ def _strided():
 
 def test_strided_net_at_odd_sizes_narrows_the_lattice():
     net = _strided()
-    f = size_formula(net, 3, base=(21, 19))
+    f, traced = _built(net, 3, base=(21, 19))
     # two stride-2 layers: the sizes are polynomial only every 4 values
     assert f.domain["H"]["step"] == 4 and f.domain["H"]["residue"] == 21 % 4
     assert f.domain["W"]["step"] == 4 and f.domain["W"]["residue"] == 19 % 4
     assert len(f.checked) >= 6  # the domain's corner and 5 random points
-    _agrees(net, f, _fresh_points(f, 5, seed=1))
+    _agrees(net, f, _fresh_points(f, traced, 5, seed=1))
     # off the lattice no formula is claimed
     h, w = f.domain["H"]["min"] + 4 * 3 + 1, f.domain["W"]["min"] + 4 * 2
     assert not f.on_domain(3, h, w)
@@ -72,8 +92,8 @@ def test_strided_net_at_odd_sizes_narrows_the_lattice():
 @pytest.mark.parametrize("name,base", [("unet", (32, 32)), ("cnn", (32, 24))])
 def test_course_models(name, base):
     net, c = build_model(name)
-    f = size_formula(net, c, base=base, checks=5)
-    _agrees(net, f, _fresh_points(f, 3, seed=2, span=6))
+    f, traced = _built(net, c, base=base, checks=5)
+    _agrees(net, f, _fresh_points(f, traced, 3, seed=2, span=6))
     # conv nets: every size is bilinear in H, W (and affine in B)
     assert all(j <= 1 and k <= 1 for _, j, k in f.monomials)
 
@@ -81,9 +101,12 @@ def test_course_models(name, base):
 def test_resnet18_small_sizes_and_last_layer_only():
     net, c = build_model("resnet18")
     set_trainable(net, "last")
-    f = size_formula(net, c, base=(64, 64), checks=5)
+    f, traced = _built(net, c, base=(64, 64), checks=5)
     assert f.domain["H"] == {"min": 64, "step": 32, "residue": 0}  # B=1 at 32×32: BN fails
-    _agrees(net, f, [(2, 96, 64), (5, 64, 160)])
+    # (2, 96, 64) is a point of the interpolation grid; the others were never traced
+    fresh = [(5, 64, 160), (3, 128, 96), (2, 160, 128)]
+    assert not set(fresh) & (traced | set(f.checked))
+    _agrees(net, f, [(2, 96, 64), *fresh])
     peak = f.formulas()["peak_bytes"]
     assert peak.subs({s: v for s, v in zip(f.symbols(), (3, 128, 96))}) == f.peak_at(3, 128, 96)
 

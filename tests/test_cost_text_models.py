@@ -88,6 +88,13 @@ def test_token_target_shape(text_model):
             == measure(model, SHAPE, **TOKENS))
     assert (predict_with_unmodelled(model, SHAPE, target.to("meta"), **TOKENS)
             == predict_with_unmodelled(model, SHAPE, **TOKENS))
+    # the equalities above would hold if the target were ignored: one a token too
+    # long reaches the loss and is refused there, in the measurement and the trace
+    wrong = torch.zeros(target.shape[:-1] + (target.shape[-1] + 1,), dtype=torch.long)
+    with pytest.raises(ValueError, match="batch_size"):
+        measure(model, SHAPE, batch_target=wrong, **TOKENS)
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_with_unmodelled(model, SHAPE, wrong.to("meta"), **TOKENS)
 
 
 def test_step_cost_tokens():

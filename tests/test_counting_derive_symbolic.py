@@ -118,7 +118,12 @@ def test_colourization_nets_against_hooks(name):
     cls = CNN if name == "cnn" else UNet
     step = d.domain["H"]["step"]
     if name == "unet":  # UNet asks for H, W divisible by 4: the domain says so
-        assert d.domain["H"] == {"min": d.domain["H"]["min"], "step": 4, "residue": 0}
+        # by hand: H a multiple of 4, and two MaxPool2d(2) take H to H/4 at the
+        # bottleneck, which the symbolic trace cannot let be 1 (a size-1 dimension is
+        # a special case of the strides: the guard floor(H/4) != 1); H/4 >= 2, so the
+        # least H is 8 — the same for W
+        for s in ("H", "W"):
+            assert d.domain[s] == {"min": 8, "step": 4, "residue": 0}, s
         assert "(mod 4)" in d.domain_text
     with torch.device("meta"):
         net = cls(3, 32, 24, 1)
@@ -130,6 +135,15 @@ def test_colourization_nets_against_hooks(name):
     if name == "unet":
         with pytest.raises(ValueError, match="outside"):
             d.at(H=37, W=40)
+        # the minimum is taken (and agrees with the hooks), the lattice point below it not
+        for hv, wv in [(8, 8), (8, 12), (12, 8)]:
+            counted = hooks.count(net, (1, 1, hv, wv), "torch")
+            got = d.at(H=hv, W=wv)
+            assert (got["params"], got["outputs"], got["macs"]) == \
+                (counted["weights"], counted["outputs"], counted["connections"])
+        for hv, wv in [(4, 8), (8, 4)]:
+            with pytest.raises(ValueError, match="outside"):
+                d.at(H=hv, W=wv)
 
 
 class FixedSize(nn.Module):

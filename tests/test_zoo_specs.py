@@ -91,7 +91,15 @@ def test_file_that_fails_to_load(tmp_path):
 
 def test_module_specs_are_not_taken_for_files():
     assert not is_file_spec("models.stack:Stack")
-    assert parse_spec("models.stack:Stack", {"layers": 2, "width": 3}).build() is not None
+    from models.stack import Stack
+
+    net = parse_spec("models.stack:Stack", {"layers": 2, "width": 3}).build()
+    direct = Stack(layers=2, width=3)
+    assert type(net) is Stack
+    assert [(n, p.shape) for n, p in net.named_parameters()] == \
+        [(n, p.shape) for n, p in direct.named_parameters()]
+    # by hand: 2 blocks of Conv 3x3 3->3 (81 + 3) and BatchNorm (3 + 3), head 1x1 3->2 (6 + 2)
+    assert n_params(net) == n_params(direct) == 2 * (81 + 3 + 3 + 3) + 6 + 2 == 188
 
 
 def test_timm_spec_matches_timm_directly():
