@@ -114,8 +114,7 @@ def _build(name: str, model_args: dict):
 def run(args) -> int:
     from complexity.cost.cuda_memory import DEFAULT_RESERVE
     from complexity.cost.step_formula import FormulaError, will_it_fit
-    from complexity.cost.lora import apply_lora, target_modules
-    from complexity.cost.sweep import lora_of
+    from complexity.cost.lora import lora_of, target_modules, trainable_model
     from complexity.cost.trainable import set_trainable
     from complexity.output import fit as fit_report
     from complexity.output.units import bytes_text
@@ -163,11 +162,9 @@ def run(args) -> int:
     h, w = AUTO_BASE if auto else args.size
     results = []
     for s in sets + lora_sets:
-        if lora_of(s) is None:
-            net = model
-            set_trainable(model, s)
-        else:  # a fresh build with the adapters, the base frozen
-            net = apply_lora(_build(args.model, given_model_args(args.model_args))[0], lora_of(s))
+        # LoRA: a fresh build with the adapters, the base frozen
+        net, _ = trainable_model(model, s, lambda: _build(args.model,
+                                                          given_model_args(args.model_args))[0])
         extra, formula = {}, None
         if auto:
             extra, formula, h, w = _auto_size(args, net, channels, s, options, reserve)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-__all__ = ["LoRA", "parse_lora", "apply_lora", "target_modules", "unwrapped_name"]
+__all__ = ["LoRA", "parse_lora", "apply_lora", "target_modules", "unwrapped_name", "lora_of",
+           "trainable_model"]
 
 #: where peft's ``get_peft_model`` puts the wrapped model: globs and reports name
 #: the model's own modules, without this prefix
@@ -132,3 +133,28 @@ def apply_lora(model, lora: LoRA):
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=f"(?:{pattern})")
     return get_peft_model(model, config)
+
+
+def lora_of(mode: str):
+    """The :class:`LoRA` a mode names (``"lora:r=8,alpha=16,targets=GLOB"``), or None
+    for ``full``, ``last`` and parameter globs.
+
+    >>> lora_of("lora:r=4,targets=*.query").r, lora_of("last")
+    (4, None)
+    """
+    if not mode.startswith("lora:"):
+        return None
+    return parse_lora(mode[len("lora:"):])
+
+
+def trainable_model(model, mode: str, rebuild):
+    """``(the model a mode trains, its trainable parameter count)``: ``model`` with
+    :func:`~complexity.cost.trainable.set_trainable`, or for a LoRA mode a fresh
+    ``rebuild()`` wrapped by peft (the base frozen, the adapters trainable)."""
+    lora = lora_of(mode)
+    if lora is None:
+        from complexity.cost.trainable import set_trainable
+
+        return model, set_trainable(model, mode)
+    wrapped = apply_lora(rebuild(), lora)
+    return wrapped, sum(p.numel() for p in wrapped.parameters() if p.requires_grad)

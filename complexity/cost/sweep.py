@@ -32,6 +32,7 @@ import math
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from complexity.cost.cuda_step import measure_cuda_peak
+from complexity.cost.lora import lora_of, trainable_model
 from complexity.cost.measure import KEYS, measure
 from complexity.cost.options import StepOptions
 from complexity.cost.predict import predict_with_unmodelled
@@ -92,7 +93,7 @@ def preflight(name: str, modes: Sequence[str], shape: Tuple[int, int, int, int],
     """Can ``name`` take a training step here, in every mode? Built on the meta
     device (nothing allocated), each mode must train some parameter and one
     forward of a ``shape`` batch (its channels replaced by the model's) must run
-    on shapes alone; a LoRA mode (:func:`lora_of`) must find its target layers and
+    on shapes alone; a LoRA mode (:func:`~complexity.cost.lora.lora_of`) must find its target layers and
     ``options.checkpoint`` some module to checkpoint. Cheap next to :func:`sweep`,
     so a command calls it first; :class:`ConfigurationError` with one line naming
     the model otherwise.
@@ -147,33 +148,6 @@ def preflight(name: str, modes: Sequence[str], shape: Tuple[int, int, int, int],
                                  f"{'×'.join(map(str, batch))} image batch: {reason(e)}") from None
 
 
-def lora_of(mode: str):
-    """The :class:`complexity.cost.lora.LoRA` a mode names (``"lora:r=8,alpha=16,
-    targets=GLOB"``), or None for ``full``, ``last`` and parameter globs.
-
-    >>> lora_of("lora:r=4,targets=*.query").r, lora_of("last")
-    (4, None)
-    """
-    if not mode.startswith("lora:"):
-        return None
-    from complexity.cost.lora import parse_lora
-
-    return parse_lora(mode[len("lora:"):])
-
-
-def _trainable_model(model, name, n, width, model_args, mode):
-    """The model a mode trains: ``model`` with :func:`set_trainable`, or for a LoRA
-    mode a fresh build wrapped by peft (the base frozen, the adapters trainable)."""
-    lora = lora_of(mode)
-    if lora is None:
-        return model, set_trainable(model, mode)
-    from complexity.cost.lora import apply_lora
-
-    fresh, _ = build_model(name, n or 1, width, model_args)
-    wrapped = apply_lora(fresh, lora)
-    return wrapped, sum(p.numel() for p in wrapped.parameters() if p.requires_grad)
-
-
 def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[int, int]],
           batches: Sequence[int], modes: Sequence[str], width: int = 16,
           measured: bool = True, cuda: bool = False, progress=None,
@@ -195,7 +169,7 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
     (:func:`complexity.zoo.build_model`). ``options``: how every step runs
     (:class:`complexity.cost.options.StepOptions`: optimizer, dtype, autocast,
     checkpointing, gradient buffers, accumulation); a mode ``"lora:r=…,targets=…"``
-    trains LoRA adapters (:func:`lora_of`).
+    trains LoRA adapters (:func:`~complexity.cost.lora.lora_of`).
 
     Every configuration is predicted (a meta-device forward) before any is
     measured or reported to ``progress``, so a model that cannot take an input
@@ -221,8 +195,9 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
                         shape = (b, channels, h, w)
                         try:
                             if mode not in trained:
-                                net, trainable = _trainable_model(model, name, n, width,
-                                                                  model_args, mode)
+                                net, trainable = trainable_model(
+                                    model, mode,
+                                    lambda: build_model(name, n, width, model_args)[0])
                                 trained[mode] = net, trainable, trainable_parts(net)
                             net, trainable, parts = trained[mode]
                             if lora_of(mode) is None:  # the model is shared by the modes
