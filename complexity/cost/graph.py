@@ -32,6 +32,7 @@ ALIASING = frozenset({"view", "reshape", "flatten", "__getitem__", "contiguous",
 
 #: Calls whose backward hands the output gradient (or views of it) to the inputs
 #: without allocating: add passes it through, cat and views slice or reshape it.
+#: Their rule (:mod:`complexity.cost.rules.shape`) sets :attr:`Call.shares_grad`.
 SHARES_GRAD = ALIASING | {"cat", "add", "add_", "__add__", "__iadd__", "__radd__"}
 
 

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from complexity.cost.options import StepOptions
-from complexity.cost.schedule import peak, recomputed_calls
+from complexity.cost.schedule import peak, recomputed_calls, saving_calls, unpacks
 from complexity.cost.trace import trace
 
 __all__ = ["mark", "predict", "predict_with_unmodelled", "predict_step", "StepPrediction"]
@@ -98,9 +98,9 @@ class StepPrediction:
     """Everything :func:`predict_step` worked out: the :data:`KEYS` ``values``, the
     ``unmodelled`` calls, the traced ``graph``, the bytes of each trainable tensor
     the loss reaches (``trainable_sizes``, in the optimizer's order) and their
-    value ids (``param_values``), the optimizer ``state`` bytes, and the
-    ``weights`` (parameters, buffers) and ``io`` (input, target) bytes resident
-    through the step."""
+    value ids (``param_values``), the optimizer ``state`` bytes (the same as
+    ``values["optimizer_bytes"]``), and the ``weights`` (parameters, buffers) and
+    ``io`` (input, target) bytes resident through the step."""
 
     values: Dict[str, int]
     unmodelled: List[str]
@@ -170,7 +170,8 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
             needed.update(c.grad_inputs)
         else:
             c.backward_flops = 0
-    trainable = [b for v, b in g.params.items() if v in needed]
+    reached = [v for v in g.params if v in needed]
+    trainable = [g.params[v] for v in reached]
     # The optimizer's state (cost/optimizers.py: Adam keeps exp_avg, exp_avg_sq and
     # a float32 step counter per trainable tensor, SGD with momentum one buffer).
     optimizer = options.optimizer.state_bytes(trainable, g.device_type)
@@ -190,9 +191,10 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
     kept = {s for i, c in enumerate(g.calls) if i not in inside for s in c.kept}
     kept.update(s for sg in g.segments for s in sg.saved)
     kept -= state
+    # A segment replays if a saving node of it runs: ``needed`` is what the schedule's
+    # backward gives a gradient (each value is made by one call, read by later ones).
     replayed = sum(g.calls[i].forward_flops for sg in g.segments
-                   if any(c.kept and c.node and any(v in needed for v in c.outputs)
-                          for c in g.calls[sg.start:sg.end])
+                   if any(unpacks(g.calls[j], needed) for j in saving_calls(g, sg))
                    for i in recomputed_calls(g, sg))
     # K micro-batches per optimizer step: K forward and backward passes.
     passes = options.grad_accum
@@ -206,9 +208,9 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
                            # the previous micro-batch's loss, bound until the next is made
                            forward_extra=(g.value_bytes[loss_value]
                                           if options.grad_accum > 1 else 0),
-                           **({"grad_scaler": True} if options.grad_scaler else {})),
+                           grad_scaler=options.grad_scaler),
         "forward_flops": passes * sum(c.forward_flops for c in g.calls),
         "backward_flops": passes * (sum(c.backward_flops for c in g.calls) + replayed),
     }
-    return StepPrediction(values, sorted(g.unmodelled), g, trainable,
-                          {v for v in g.params if v in needed}, optimizer, weights, io)
+    return StepPrediction(values, sorted(g.unmodelled), g, trainable, set(reached),
+                          optimizer, weights, io)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from complexity.cost.graph import SHARES_GRAD, Graph
+from complexity.cost.graph import Graph
 
 
 class _Schedule:
@@ -99,8 +99,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     >>> [e[0] for e in ev][:2], ev[0][2][0]
     (['alloc', 'mark'], 'activation')
     """
-    step = _Step(g, _Schedule(resident_bytes, events), grads_resident)
-    step.scaled = grad_scaler
+    step = _Step(g, _Schedule(resident_bytes, events), grads_resident, grad_scaler)
     step.forward(forward_extra)
     step.backward()
     step.update(optimizer, trainable_sizes)
@@ -112,10 +111,12 @@ class _Step:
     :meth:`backward` (with :meth:`replay` for checkpointed segments), then
     :meth:`update`, each logging to ``sch``. It holds what outlives a phase: who
     keeps each storage for backward (``keep_count``), each storage's last reader
-    (``last_read``) and maker (``birth``), and the gradient buffers (``grads``)."""
+    (``last_read``) and maker (``birth``), and the gradient buffers (``grads``).
+    ``scaled``: the last call is ``GradScaler.scale(loss)``."""
 
-    def __init__(self, g: Graph, sch: _Schedule, grads_resident: bool):
+    def __init__(self, g: Graph, sch: _Schedule, grads_resident: bool, scaled: bool = False):
         self.g, self.sch, self.grads_resident = g, sch, grads_resident
+        self.scaled = scaled
         self.keep_count: Dict[int, int] = {}
         self.seg_of: Dict[int, int] = {}
         self.let_go: Dict[int, int] = {}  # segment -> the node after which its inputs go
@@ -125,7 +126,6 @@ class _Step:
         self.grads = _Gradients(sch)
         self.replayed: set = set()
         self.rkeep: Dict[int, int] = {}  # recomputed storage -> nodes still to use it
-        self.scaled = False  # the last call is GradScaler.scale(loss)
 
     def _count_keepers(self) -> None:
         """How many holders keep each storage for backward: the nodes that save it
@@ -135,7 +135,7 @@ class _Step:
         # arguments are held by the checkpoint until the last of its nodes that saves a
         # tensor has run (the first of them in forward order), if any node saves one.
         for k, sg in enumerate(g.segments):
-            saving = [i for i in range(sg.start, sg.end) if g.calls[i].kept]
+            saving = saving_calls(g, sg)
             self.seg_of.update((i, k) for i in range(sg.start, sg.end))
             if saving:
                 self.let_go[k] = saving[0]
@@ -227,7 +227,7 @@ class _Step:
         c = self.g.calls[idx]
         k = self.seg_of.get(idx)
         outs = [v for v in c.outputs if v in self.grads.of]
-        if k is not None and c.kept and c.node and outs and k not in self.replayed:
+        if k is not None and k not in self.replayed and unpacks(c, self.grads.of):
             self.replayed.add(k)  # this node unpacks a saved tensor first
             self.replay(k)
         arriving = self._run_node(c, outs) if c.node and outs else []
@@ -254,12 +254,10 @@ class _Step:
         """Node ``idx`` has run: each tensor it kept (its recomputed copy, in a
         checkpointed segment) loses a holder, and the segment's checkpoint lets go
         of its arguments once the last of its saving nodes has run."""
-        g, sch, keep_count = self.g, self.sch, self.keep_count
+        g, sch = self.g, self.sch
         # The engine releases a node's kept tensors as soon as it has run ...
-        for s in c.kept if k is None else ():
-            keep_count[s] -= 1
-            if keep_count[s] == 0 and s not in g.resident:
-                sch.free(g.storage_bytes[s], ("activation", s))
+        if k is None:
+            self._let_go(c.kept)
         for s in c.kept if k is not None else ():  # recomputed ones, checkpointed
             if s in self.rkeep:
                 self.rkeep[s] -= 1
@@ -267,10 +265,16 @@ class _Step:
                     del self.rkeep[s]
                     sch.free(g.storage_bytes[s], ("activation", s, "recomputed"))
         if k is not None and self.let_go.get(k) == idx:  # the checkpoint lets go of its inputs
-            for s in dict.fromkeys(g.segments[k].held):
-                keep_count[s] -= 1
-                if keep_count[s] == 0 and s not in g.resident:
-                    sch.free(g.storage_bytes[s], ("activation", s))
+            self._let_go(dict.fromkeys(g.segments[k].held))
+
+    def _let_go(self, storages) -> None:
+        """Each of ``storages`` loses a holder (:attr:`keep_count`); one that no
+        holder keeps any more, unless resident, is freed."""
+        g, keep_count = self.g, self.keep_count
+        for s in storages:
+            keep_count[s] -= 1
+            if keep_count[s] == 0 and s not in g.resident:
+                self.sch.free(g.storage_bytes[s], ("activation", s))
 
     def _accumulate(self, arriving: List[tuple]) -> None:
         """The gradients a node made arrive at its inputs: into a parameter's
@@ -301,7 +305,7 @@ class _Step:
         stop; what the segment's nodes keep stays, the rest goes at the stop."""
         g, sch, segment = self.g, self.sch, self.g.segments[k]
         calls = recomputed_calls(g, segment)
-        stop = max(i for i in range(segment.start, segment.end) if g.calls[i].kept)
+        stop = saving_calls(g, segment)[-1]
         inside = set(calls)
         kept = [s for i in range(segment.start, stop + 1) for s in g.calls[i].kept
                 if self.birth.get(s, -1) in inside]
@@ -394,11 +398,26 @@ def _hands_on(g: Graph, c, v: int) -> bool:
     in), ``sum_to_size`` (an expanded or broadcast input, a class token or position
     embedding: the engine's ``validate_outputs`` reduces it) or a cast to the
     input's dtype (an autocast add of a bfloat16 and a float32 tensor)."""
-    if not (c.name in SHARES_GRAD or c.shares_grad):
+    if not c.shares_grad:
         return False
     if c.name in ("cat", "concat"):
         return True
     return g.value_bytes[v] == g.value_bytes[c.outputs[0]]
+
+
+def saving_calls(g: Graph, segment) -> List[int]:
+    """The calls (indices) of checkpointed ``segment`` that keep a tensor for
+    backward, in forward order: the checkpoint holds the segment's arguments until
+    the first of them has run in backward, its recomputation stops at the last."""
+    return [i for i in range(segment.start, segment.end) if g.calls[i].kept]
+
+
+def unpacks(c, with_grad) -> bool:
+    """Whether call ``c`` of a checkpointed segment unpacks a saved tensor in
+    backward: its node keeps one and runs (an output of ``c`` is in ``with_grad``,
+    the values a gradient reaches). The segment's forward is replayed when the
+    first such node runs, and not at all if none does."""
+    return bool(c.kept) and c.node and any(v in with_grad for v in c.outputs)
 
 
 def recomputed_calls(g: Graph, segment) -> List[int]:
@@ -421,7 +440,7 @@ def recomputed_calls(g: Graph, segment) -> List[int]:
     >>> recomputed_calls(g, g.segments[0])  # conv keeps its input: stops before computing
     []
     """
-    saving = [i for i in range(segment.start, segment.end) if g.calls[i].kept]
+    saving = saving_calls(g, segment)
     if not saving:
         return []
     stop = saving[-1]

@@ -17,6 +17,7 @@ True
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import List, Optional, Sequence
 
@@ -105,6 +106,12 @@ class Casts(TorchDispatchMode):
         return out
 
 
+def _cast(src: int, dst: int, node: bool) -> Call:
+    """A dtype cast the trace records itself (``_to_copy`` of value ``src`` into the
+    new value ``dst``): keeps nothing; with a ``node``, it makes ``src``'s gradient."""
+    return Call("_to_copy", [src], [dst], node=node, grad_inputs=[src] if node else [])
+
+
 class Tracer(TorchFunctionMode):
     """Records every functional call into ``graph``, costed by its rule.
 
@@ -179,8 +186,7 @@ class Tracer(TorchFunctionMode):
                 continue
             sv = self.g.value(src)
             node = src.requires_grad and dst.requires_grad
-            self.g.calls.append(Call("_to_copy", [sv], [self.g.value(dst, new=True)], node=node,
-                                     grad_inputs=[sv] if node else []))
+            self.g.calls.append(_cast(sv, self.g.value(dst, new=True), node))
             swap[id(src)] = dst
             if src.is_leaf and src.requires_grad:
                 self.cached[id(src)] = (weakref.ref(src), weakref.ref(dst))
@@ -212,8 +218,7 @@ class Tracer(TorchFunctionMode):
             # log-probabilities are cast, a storage of the loss's dtype nll_loss keeps
             cast = torch.empty_like(scores, dtype=loss.dtype)
             cv = g.value(cast, new=True)
-            g.calls.append(Call("_to_copy", [pv], [cv], node=grad,
-                                grad_inputs=[pv] if grad else []))
+            g.calls.append(_cast(pv, cv, grad))
             pv = cv
         # nll_loss's total_weight: a scalar of the (log-probabilities') dtype
         kept = ([g.value_storage[pv], g.value_storage[tv], g.new_storage(loss.element_size())]
@@ -245,11 +250,12 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
     [('_to_copy', 4), ('_to_copy', 12), ('_to_copy', 24), ('linear', 16)]
     """
     if autocast is None:
-        return _trace(model, input_shape, target, device_type, input_dtype, input_high, dtype,
-                      checkpoint=checkpoint)
-    from torch._subclasses.fake_tensor import FakeTensorMode
+        tensors = contextlib.nullcontext()
+    else:  # fake tensors: autocast does not act on meta ones
+        from torch._subclasses.fake_tensor import FakeTensorMode
 
-    with FakeTensorMode():
+        tensors = FakeTensorMode()
+    with tensors:
         return _trace(model, input_shape, target, device_type, input_dtype, input_high, dtype,
                       autocast, checkpoint)
 

@@ -116,8 +116,8 @@ def scaled_dot_product_attention(ctx: Context) -> Optional[bool]:
     # q·√s and kᵀ·√s are new tensors: whatever the first product keeps of them is new.
     for plan, t in ((first[1], qs), (first[2], kt)):
         if plan is not None:
-            kept.append(ctx.new_storage(t.numel() * t.element_size() if plan == "same" else plan))
-    nbytes = scores.numel() * scores.element_size()
+            kept.append(ctx.new_storage(_nbytes(t) if plan == "same" else plan))
+    nbytes = _nbytes(scores)
     if gq or gk:
         kept.append(ctx.new_storage(nbytes))          # the softmax result
         if p > 0:
@@ -129,11 +129,10 @@ def scaled_dot_product_attention(ctx: Context) -> Optional[bool]:
         kept.append(ctx.input_storage(iv) if second[2] == "same" else ctx.new_storage(second[2]))
     ctx.call.kept = kept
     made = sum(ctx.graph.storage_bytes[s] for s in dict.fromkeys(kept) if s < 0)
-    out_bytes = ctx.outs[0].numel() * ctx.outs[0].element_size()
     ctx.call.transient = max(0, _math_high_water(qs, kt, scores, v, mask, p, first, second,
                                                  bool(ctx.arg(5, "is_causal", False)),
                                                  ctx.outs[0].dtype)
-                             - out_bytes - made)
+                             - _nbytes(ctx.outs[0]) - made)
     ctx.call.forward_flops = first[0] + second[0]
     ctx.call.backward_flops = first[0] * (int(gq) + int(gk)) + second[0] * (int(gq or gk) + int(gv))
     return None
@@ -166,7 +165,7 @@ def _math_high_water(qs, kt, scores, v, mask, p: float, first, second, causal: b
     still exist: this is the call's transient peak (BERT, GPT-2 with attention
     dropout, ``last`` mode)."""
     q_b, k_b, s_b = _nbytes(qs), _nbytes(kt), _nbytes(scores)
-    out_b = _nbytes(scores) // scores.shape[-1] * v.shape[-1]
+    out_b = s_b // scores.shape[-1] * v.shape[-1]
     copy1 = matmul_plan(qs, kt, True, True)        # copies made whether or not kept
     copy2 = matmul_plan(scores, v, True, True)
     copies1 = sum(c for c in copy1[1:] if c != "same")

@@ -10,8 +10,8 @@ it is a view, a copy otherwise; the FLOPs are those of the ``bmm``\\ s. Rather t
 restate that algorithm (its dimension ordering, its copies, its path choice), the
 rule runs the call itself on meta tensors with the arguments' sizes, strides,
 dtypes and ``requires_grad``, and reads off what autograd saves
-(``saved_tensors_hooks``) and what ``FlopCounterMode`` counts, forward and
-backward: exact for the decomposition the real step runs (the same code path,
+(``saved_tensors_hooks``) and what ``FlopCounterMode`` counts
+(:func:`complexity.cost.flops.flop_counter`), forward and backward: exact for the decomposition the real step runs (the same code path,
 shapes alone decide it). A saved storage is the call's argument ``i`` when it is
 that argument's (meta) storage, the result's when it is the result's, else a
 storage of its own of the saved storage's size.
@@ -28,8 +28,8 @@ from typing import Optional
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import tree_map
-from torch.utils.flop_counter import FlopCounterMode
 
+from complexity.cost.flops import flop_counter
 from complexity.cost.rules.matmul import as_meta
 from complexity.cost.rules.registry import Context, rule
 
@@ -62,12 +62,12 @@ def emulate(ctx: Context, func) -> Optional[bool]:
         return t
 
     try:
-        with torch.enable_grad(), FlopCounterMode(display=False) as fwd:
+        with torch.enable_grad(), flop_counter() as fwd:
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 out = func(*args, **kwargs)
         backward = 0
         if isinstance(out, torch.Tensor) and out.requires_grad:
-            with FlopCounterMode(display=False) as bwd:
+            with flop_counter() as bwd:
                 out.backward(torch.ones_like(out))
             backward = bwd.get_total_flops()
     except Exception:  # a form meta tensors cannot run: unmodelled

@@ -11,7 +11,7 @@ concatenation, addition, nearest/bilinear upsampling, sums and means,
 """
 from __future__ import annotations
 
-from complexity.cost.graph import ALIASING
+from complexity.cost.graph import ALIASING, SHARES_GRAD
 from complexity.cost.rules.registry import Context, rule
 
 #: Calls that keep nothing for backward (their backward needs only sizes).
@@ -28,7 +28,10 @@ FACTORIES = ("zeros", "ones", "empty", "full", "randn", "rand", "randint", "aran
 
 @rule(*sorted(ALIASING), *KEEP_NOTHING, *FACTORIES)
 def keep_nothing(ctx: Context) -> None:
-    """Nothing kept, no FLOPs."""
+    """Nothing kept, no FLOPs; the calls of :data:`complexity.cost.graph.SHARES_GRAD`
+    hand the output gradient on (``Call.shares_grad``)."""
+    if ctx.name in SHARES_GRAD:
+        ctx.call.shares_grad = True
 
 
 @rule("pad")
