@@ -113,8 +113,9 @@ class StepPrediction:
 
 
 #: The GradScaler's resident state: ``_scale`` (float32) and ``_growth_tracker``
-#: (int32), one element each.
-SCALER_BYTES = 4 + 4
+#: (int32), one element each: two storages, and their bytes.
+SCALER_BLOCKS = (4, 4)
+SCALER_BYTES = sum(SCALER_BLOCKS)
 
 
 def _scale_loss(g) -> None:

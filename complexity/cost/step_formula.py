@@ -46,7 +46,7 @@ import sympy as sp
 from complexity.cost import cuda_memory
 from complexity.cost.cuda_memory import step_optimizer
 from complexity.cost.measure import KEYS
-from complexity.cost.predict import SCALER_BYTES, predict, predict_step
+from complexity.cost.predict import SCALER_BLOCKS, SCALER_BYTES, predict, predict_step
 
 __all__ = ["B", "PARTS", "FormulaError", "StepFormula", "step_log", "step_formula",
            "proven_max_batch", "fresh_cuda_step"]
@@ -102,7 +102,7 @@ def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = Non
     # step's scaler.scale(loss) and resident from then on.
     scaler = SCALER_BYTES if options is not None and options.grad_scaler else 0
     if scaler:
-        blocks += [4, 4]
+        blocks += SCALER_BLOCKS
     # Adam's 4-byte step counters, where the state holds them (on the CPU device):
     # the state less what the same optimizer keeps on a GPU
     counters = p.state - step_optimizer(options).state_bytes(p.trainable_sizes, "cuda")
