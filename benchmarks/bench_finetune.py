@@ -16,9 +16,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from complexity.cost.measure import measure  # noqa: E402
-from complexity.cost.predict import predict  # noqa: E402
-from complexity.cost.trainable import set_trainable  # noqa: E402
+from complexity.cost.measure.cpu_step import measure  # noqa: E402
+from complexity.cost.predict.prediction import predict  # noqa: E402
+from complexity.cost.step.trainable import set_trainable  # noqa: E402
 from complexity.zoo import build_model  # noqa: E402
 from models.stack import Stack  # noqa: E402
 

@@ -2,9 +2,9 @@
 
 For a handful of models (resnet18 and resnet50, all layers and the last, at
 224×224; a small ViT), one training loop of three Adam(foreach=False) steps on
-CUDA, as :func:`complexity.cost.cuda_step.measure_cuda` steps it, with the peak
+CUDA, as :func:`complexity.cost.measure.cuda_step.measure_cuda` steps it, with the peak
 statistics reset before the third: ``torch.cuda.max_memory_allocated`` and
-``max_memory_reserved`` against :func:`complexity.cost.cuda_memory.cuda_step` on
+``max_memory_reserved`` against :func:`complexity.cost.fit.allocator.cuda_step` on
 the schedule of the same step traced for CUDA. cuBLAS and cuDNN are warmed up
 first and what they then hold is the baseline, subtracted from the measured
 figures (it is part of what ``fit --reserve`` stands for). Prints a markdown
@@ -35,8 +35,8 @@ def small_vit():
 
 def option_cases():
     """(label, StepOptions) of the step options checked on resnet50."""
-    from complexity.cost.optimizers import Optimizer
-    from complexity.cost.options import StepOptions
+    from complexity.cost.step.optimizers import Optimizer
+    from complexity.cost.step.options import StepOptions
 
     return [("adam foreach", StepOptions(optimizer=Optimizer("adam", foreach=True))),
             ("adam fused", StepOptions(optimizer=Optimizer("adam", fused=True))),
@@ -70,8 +70,8 @@ def cases(batch: int, batch_vit: int):
 def measured(model, shape, options=None):
     """(max_memory_allocated, max_memory_reserved) of the third of three steps, less
     the baseline held before the model was made
-    (:func:`complexity.cost.cuda_step.measure_cuda`)."""
-    from complexity.cost.cuda_step import measure_cuda
+    (:func:`complexity.cost.measure.cuda_step.measure_cuda`)."""
+    from complexity.cost.measure.cuda_step import measure_cuda
 
     got = measure_cuda(model, shape, options, steps=3)
     return got["allocated"], got["reserved"]
@@ -79,8 +79,8 @@ def measured(model, shape, options=None):
 
 def predicted(model, shape, options=None):
     """(allocated, reserved, exact peak) predicted for the third of three steps
-    (:func:`complexity.cost.step_formula.fresh_cuda_step`)."""
-    from complexity.cost.step_formula import fresh_cuda_step
+    (:func:`complexity.cost.fit.step_formula.fresh_cuda_step`)."""
+    from complexity.cost.fit.step_formula import fresh_cuda_step
 
     r = fresh_cuda_step(model, shape, "cuda", options=options, steps=3)
     return r["allocated"], r["reserved"], r["peak_bytes"]
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from complexity.cost.trainable import set_trainable
+    from complexity.cost.step.trainable import set_trainable
     from complexity.output.units import bytes_text
     from complexity.zoo import build_model
 

@@ -4,10 +4,10 @@
 transformers rows) runs, for every torchvision classification and segmentation
 model, a spread of timm models and a few Hugging Face transformers built from small
 configs (nothing is downloaded), with every parameter training (``full``) and only
-the last layer (``last``, :func:`complexity.cost.trainable.set_trainable`):
+the last layer (``last``, :func:`complexity.cost.step.trainable.set_trainable`):
 
-* predicted: :func:`complexity.cost.predict.predict_with_unmodelled`;
-* measured: :func:`complexity.cost.measure.measure`, a real CPU step
+* predicted: :func:`complexity.cost.predict.prediction.predict_with_unmodelled`;
+* measured: :func:`complexity.cost.measure.cpu_step.measure`, a real CPU step
   (``how="real"``) for models up to ``--real-limit`` parameters, fake tensors
   above (``how="fake"``), or as ``--how`` says;
 * ``profile`` MACs on the cpu device against the meta device (eval mode, no_grad).
@@ -111,7 +111,7 @@ def hf_entries():
 
     def built(make):
         def build(device):
-            model = make()  # complexity.cost.measure.logits reads a ModelOutput's .logits
+            model = make()  # complexity.cost.step.batch.logits reads a ModelOutput's .logits
             return model if device == "cpu" else model.to(device)
         return build
 
@@ -143,9 +143,9 @@ def error(pred, meas):
 
 
 def run_one(entry, size, batch, how, real_limit, do_profile, modes=("full", "last")):
-    from complexity.cost.measure import measure
-    from complexity.cost.predict import predict_with_unmodelled
-    from complexity.cost.trainable import set_trainable
+    from complexity.cost.measure.cpu_step import measure
+    from complexity.cost.predict.prediction import predict_with_unmodelled
+    from complexity.cost.step.trainable import set_trainable
 
     row = {"model": entry.name, "family": entry.family, "error": None}
     t0 = time.perf_counter()
@@ -323,9 +323,9 @@ def main(argv=None):
 
     import inspect
 
-    from complexity.cost.measure import measure
+    from complexity.cost.measure.cpu_step import measure
     if "how" not in inspect.signature(measure).parameters:
-        sys.exit("complexity.cost.measure.measure has no how= argument: this benchmark needs it")
+        sys.exit("complexity.cost.measure.cpu_step.measure has no how= argument: this benchmark needs it")
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
     entries = hf_entries() + timm_entries() + torchvision_entries()[::-1]

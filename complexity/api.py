@@ -476,7 +476,7 @@ class StepCost:
     """Memory and FLOPs of one Adam training step (forward, cross-entropy, backward,
     ``optimizer.step()``): ``predicted`` from the model's structure and ``measured``
     on fake tensors (None when not measured), each with the keys of
-    :data:`complexity.cost.measure.KEYS`, in bytes and FLOPs. ``unmodelled``: calls
+    :data:`complexity.cost.keys.KEYS`, in bytes and FLOPs. ``unmodelled``: calls
     with no rule; when non-empty, the predicted saved, peak and FLOP values are
     approximate (≈), not bounds.
 
@@ -514,7 +514,7 @@ class StepCost:
         """One row per quantity: predicted, measured, error."""
         from tabulate import tabulate
 
-        from complexity.cost.predict import mark
+        from complexity.cost.predict.prediction import mark
 
         errors = self.errors() or {}
         rows = []
@@ -567,9 +567,9 @@ def step_cost(model, input_shape: Sequence[int], trainable: Optional[str] = "ful
     """
     from torch import nn
 
-    from complexity.cost.measure import measure as _measure
-    from complexity.cost.predict import predict_with_unmodelled
-    from complexity.cost.trainable import set_trainable
+    from complexity.cost.measure.cpu_step import measure as _measure
+    from complexity.cost.predict.prediction import predict_with_unmodelled
+    from complexity.cost.step.trainable import set_trainable
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, not {type(model).__name__}")

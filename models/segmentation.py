@@ -14,7 +14,7 @@ model's last parameters, so "train the last layer" means "train :data:`HEAD`".
 >>> net.classifier[4]
 Conv2d(256, 2, kernel_size=(1, 1), stride=(1, 1))
 
-Only modules here: freezing is :func:`complexity.cost.trainable.set_trainable`, and
+Only modules here: freezing is :func:`complexity.cost.step.trainable.set_trainable`, and
 local weights load with :func:`complexity.experiments.segmentation.weights.load_weights`.
 """
 from __future__ import annotations

@@ -18,7 +18,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import complexity
-from complexity.cost.measure import KEYS, measure
+from complexity.cost.keys import KEYS
+from complexity.cost.measure.cpu_step import measure
 from models.colourization import CNN, UNet
 from models.stack import Stack
 from tests import profile_models as pm

@@ -43,7 +43,7 @@ WORK = {
               ("complexity.experiments.colourization.batch_sweep", "batch_sweep"),
               ("complexity.experiments.colourization.invariance", "run_study"),
               ("complexity.experiments.segmentation.train", "fit"),
-              ("complexity.cost.sweep", "sweep"),
+              ("complexity.cost.finetune", "sweep"),
               ("complexity.counting.report", "build")],
 }
 

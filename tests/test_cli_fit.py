@@ -8,8 +8,8 @@ import json
 import pytest
 
 from cli_helpers import run_cli
-from complexity.cost.predict import predict
-from complexity.cost.trainable import set_trainable
+from complexity.cost.predict.prediction import predict
+from complexity.cost.step.trainable import set_trainable
 from complexity.zoo import build_model
 
 BAD = [
@@ -38,7 +38,7 @@ BAD = [
 
 @pytest.mark.parametrize("argv,words", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_is_one_line_exit_2_before_any_trace(argv, words, capsys, monkeypatch):
-    import complexity.cost.step_formula as sf
+    import complexity.cost.fit.step_formula as sf
 
     if "--lora" in argv:  # without peft, its absence is the error
         pytest.importorskip("peft")
@@ -89,8 +89,8 @@ def test_json_max_batch_is_proved_and_the_parts_add_up(capsys):
 
 
 def test_cuda_verdict_adds_the_reserve_to_the_allocator_model(capsys):
-    from complexity.cost.cuda_memory import cuda_step
-    from complexity.cost.step_formula import step_log
+    from complexity.cost.fit.allocator import cuda_step
+    from complexity.cost.fit.step_formula import step_log
 
     code, out, _ = run_cli(["fit", "stack", "--budget", "600MiB", "--reserve", "512MiB",
                             "--size", "32", "--mode", "last", "--format", "json"], capsys)
@@ -147,9 +147,9 @@ def test_csv_holds_the_json_integers_and_the_markdown_is_pinned(capsys, golden):
 def test_step_options_reach_the_verdict_and_a_real_step_agrees(step, capsys):
     """The peak fit reports at the given batch is the peak a real CPU step with the
     same options measures; the max batch is proved with the same options."""
-    from complexity.cost.measure import measure
-    from complexity.cost.optimizers import Optimizer
-    from complexity.cost.options import StepOptions
+    from complexity.cost.measure.cpu_step import measure
+    from complexity.cost.step.optimizers import Optimizer
+    from complexity.cost.step.options import StepOptions
 
     budget = 8 * 2**20
     code, out, err = run_cli(["fit", "stack", "--budget", str(budget), "--device", "cpu",

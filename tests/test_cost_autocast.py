@@ -1,16 +1,17 @@
 """Mixed precision: ``StepOptions(autocast=...)`` predicted (a trace on fake tensors
 under the same autocast, its casts recorded) against one real CPU bfloat16 training
-step and the fake step of :func:`complexity.cost.measure.measure`, for every KEY."""
+step and the fake step of :func:`complexity.cost.measure.cpu_step.measure`, for every KEY."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from complexity.cost.measure import KEYS, measure
-from complexity.cost.optimizers import Optimizer
-from complexity.cost.options import StepOptions
-from complexity.cost.predict import predict_step
-from complexity.cost.trainable import set_trainable
+from complexity.cost.keys import KEYS
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.step.optimizers import Optimizer
+from complexity.cost.step.options import StepOptions
+from complexity.cost.predict.prediction import predict_step
+from complexity.cost.step.trainable import set_trainable
 
 BF16 = StepOptions(autocast="bfloat16")
 
@@ -203,7 +204,7 @@ def test_bert_lora_float32_attention_math_casts_back():
     pytest.importorskip("transformers")
     from transformers import BertConfig, BertForSequenceClassification
 
-    from complexity.cost.lora import LoRA, apply_lora
+    from complexity.cost.step.lora import LoRA, apply_lora
 
     torch.manual_seed(0)
     net = apply_lora(BertForSequenceClassification(BertConfig(
@@ -227,10 +228,12 @@ def test_the_replayed_forward_is_the_recorded_one(name):
     the fake kernel gives CPU tensors in float16 (:func:`_fake_bn_statistics`)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from complexity.cost import cuda_replay
-    from complexity.cost.autocast import autocast_region
-    from complexity.cost.measure import LiveBytes, logits, loss_target, make_input, stand_ins
-    from complexity.cost.measure import tensor_attributes
+    from complexity.cost.measure import cuda_replay
+    from complexity.cost.step.autocast import autocast_region
+    from complexity.cost.measure.live_bytes import LiveBytes
+    from complexity.cost.step.batch import logits, loss_target, make_input
+    from complexity.cost.step.state import stand_ins
+    from complexity.cost.step.state import tensor_attributes
 
     make, shape, kw = CUDA_MODELS[name]
     torch.manual_seed(0)

@@ -10,12 +10,13 @@ import torch
 import torchvision
 from torch import nn
 
-from complexity.cost.checkpointing import checkpoint_modules, checkpointed
-from complexity.cost.measure import KEYS, measure
-from complexity.cost.optimizers import Optimizer
-from complexity.cost.options import StepOptions
-from complexity.cost.predict import predict_step
-from complexity.cost.trainable import set_trainable
+from complexity.cost.step.checkpointing import checkpoint_modules, checkpointed
+from complexity.cost.keys import KEYS
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.step.optimizers import Optimizer
+from complexity.cost.step.options import StepOptions
+from complexity.cost.predict.prediction import predict_step
+from complexity.cost.step.trainable import set_trainable
 
 
 def _blocks(last_conv: bool = False):
@@ -169,7 +170,7 @@ def _bert_lora(seq: int = 64):
     transformers = pytest.importorskip("transformers")
     BertConfig, BertForSequenceClassification = (transformers.BertConfig,
                                                  transformers.BertForSequenceClassification)
-    from complexity.cost.lora import LoRA, apply_lora
+    from complexity.cost.step.lora import LoRA, apply_lora
 
     torch.manual_seed(0)
     net = BertForSequenceClassification(BertConfig(

@@ -1,4 +1,4 @@
-"""The caching-allocator model (complexity.cost.cuda_memory) on hand-made request
+"""The caching-allocator model (complexity.cost.fit.allocator) on hand-made request
 sequences whose outcome is worked out by hand, in the comments, from the rules of
 c10/cuda/CUDACachingAllocator.cpp: kMinBlockSize 512, kSmallSize 1 MiB,
 kSmallBuffer 2 MiB, kLargeBuffer 20 MiB, kMinLargeAlloc 10 MiB, kRoundLarge 2 MiB.
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import random
 
-from complexity.cost.cuda_memory import CachingAllocator, cuda_at, cuda_step
-from complexity.cost.step_formula import step_formula
+from complexity.cost.fit.allocator import CachingAllocator, cuda_at, cuda_step
+from complexity.cost.fit.step_formula import step_formula
 from models.stack import Stack
 
 K, M = 1 << 10, 1 << 20

@@ -11,11 +11,12 @@ import torch
 from hypothesis import given, settings, strategies as st
 from torch import nn
 
-from complexity.cost import closed_forms as fs
-from complexity.cost.measure import KEYS, measure
-from complexity.cost.predict import predict, predict_with_unmodelled
-from complexity.cost.sweep import slopes, sweep
-from complexity.cost.trainable import last_layer, set_trainable
+from complexity.cost.fit import closed_forms as fs
+from complexity.cost.keys import KEYS
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.predict.prediction import predict, predict_with_unmodelled
+from complexity.cost.finetune import slopes, sweep
+from complexity.cost.step.trainable import last_layer, set_trainable
 from complexity.counting.symbolic import evaluate
 from complexity.zoo import build_model
 from models.colourization import CNN, UNet

@@ -8,11 +8,13 @@ import torch
 from torch import nn
 
 from cli_helpers import run_cli
-from complexity.cost.measure import KEYS, LiveBytes, measure
-from complexity.cost.optimizers import Optimizer
-from complexity.cost.options import StepOptions
-from complexity.cost.predict import predict, predict_step
-from complexity.cost.trainable import set_trainable
+from complexity.cost.keys import KEYS
+from complexity.cost.measure.live_bytes import LiveBytes
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.step.optimizers import Optimizer
+from complexity.cost.step.options import StepOptions
+from complexity.cost.predict.prediction import predict, predict_step
+from complexity.cost.step.trainable import set_trainable
 
 
 def small():
@@ -114,7 +116,7 @@ def test_the_update_of_a_real_scaler_step(opt):
     assert sum(t.numel() * t.element_size()
                for t in (scaler._scale, scaler._growth_tracker)) == SCALER_STATE
     # the schedule's update, replayed from its events
-    from complexity.cost.schedule import _Schedule, _Step
+    from complexity.cost.predict.schedule import _Schedule, _Step
 
     events: list = []
     step = object.__new__(_Step)
@@ -165,8 +167,8 @@ def test_fake_measurement_refuses():
     (["finetune", "--grad-scaler", "--measure", "fake"], "cannot run on fake tensors"),
 ])
 def test_cli_refuses_before_any_work(argv, words, capsys, monkeypatch):
-    import complexity.cost.step_formula as sf
-    import complexity.cost.sweep as sweep
+    import complexity.cost.fit.step_formula as sf
+    import complexity.cost.finetune as sweep
 
     def no_work(*a, **k):
         raise AssertionError("work began before the error")
@@ -185,9 +187,9 @@ def test_fit_formulas_carry_the_scaler():
     """fit's formulas in B and in (B, H, W) hold the scaler's 8 resident bytes (in the
     optimizer part) and agree with a real CPU step at a batch and size they were not
     fitted on; the CUDA allocator model allocates its two scalars."""
-    from complexity.cost import cuda_memory
-    from complexity.cost.size_formula import size_formula
-    from complexity.cost.step_formula import step_formula
+    from complexity.cost.fit import allocator
+    from complexity.cost.fit.size_formula import size_formula
+    from complexity.cost.fit.step_formula import step_formula
 
     net = small()
     options = StepOptions(grad_scaler=True)
@@ -197,7 +199,7 @@ def test_fit_formulas_carry_the_scaler():
     plain = step_formula(net, (3, 16, 16))
     assert f.parts(7)["optimizer"] == plain.parts(7)["optimizer"] + SCALER_STATE
     assert f.resident_blocks[-2:] == [(4, 0), (4, 0)]
-    assert cuda_memory.cuda_at(f, 7)["allocated"] > cuda_memory.cuda_at(plain, 7)["allocated"]
+    assert allocator.cuda_at(f, 7)["allocated"] > allocator.cuda_at(plain, 7)["allocated"]
     s = size_formula(net, 3, options=options, base=(16, 16), checks=2)
     assert s.on_domain(5, 20, 24)
     assert s.at(5, 20, 24)["peak_bytes"] == measure(
@@ -207,7 +209,7 @@ def test_fit_formulas_carry_the_scaler():
 def test_fit_with_the_scaler_agrees_with_a_real_step(capsys):
     import json
 
-    from complexity.cost.trainable import set_trainable as train
+    from complexity.cost.step.trainable import set_trainable as train
     from complexity.zoo import build_model
 
     code, out, err = run_cli(["fit", "stack", "--budget", "8MiB", "--device", "cpu",

@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from complexity.cost.measure import measure
-from complexity.cost.predict import predict_with_unmodelled
-from complexity.cost.trace import trace, trace_calls
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.predict.prediction import predict_with_unmodelled
+from complexity.cost.predict.trace import trace, trace_calls
 
 
 class _HoldsALocal(nn.Module):
@@ -71,7 +71,7 @@ def test_freed_after_records_the_last_call_before_python_frees():
 
 def test_densenet121_last_peak():
     import torchvision
-    from complexity.cost.trainable import set_trainable
+    from complexity.cost.step.trainable import set_trainable
 
     with torch.device("meta"):
         net = torchvision.models.densenet121()
@@ -94,9 +94,9 @@ def test_a_frozen_norm_still_makes_its_statistics(norm):
     import torch
     from torch import nn
 
-    from complexity.cost.measure import measure
-    from complexity.cost.predict import predict_with_unmodelled
-    from complexity.cost.trainable import set_trainable
+    from complexity.cost.measure.cpu_step import measure
+    from complexity.cost.predict.prediction import predict_with_unmodelled
+    from complexity.cost.step.trainable import set_trainable
 
     layer = {"batch": nn.BatchNorm2d(64), "layer": nn.LayerNorm([64, 8, 8]),
              "group": nn.GroupNorm(8, 64)}[norm]

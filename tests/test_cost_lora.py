@@ -4,9 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from complexity.cost.lora import LoRA, apply_lora, parse_lora, target_modules
-from complexity.cost.measure import measure
-from complexity.cost.predict import predict_with_unmodelled
+from complexity.cost.step.lora import LoRA, apply_lora, parse_lora, target_modules
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.predict.prediction import predict_with_unmodelled
 
 pytest.importorskip("peft")
 

@@ -23,8 +23,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from complexity.cost.measure import KEYS, logits, measure
-from complexity.cost.trainable import set_trainable
+from complexity.cost.keys import KEYS
+from complexity.cost.step.batch import logits
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.step.trainable import set_trainable
 from complexity.zoo import build_model
 
 
@@ -272,7 +274,7 @@ def test_shared_module_and_tensor_attribute(device, mode):
     plain tensor attribute, and leaves the model's own tensors in place (CoaT's
     ``last`` row failed because ``functional_call`` left fake stand-ins in a shared
     module); fake = real = predicted, every quantity."""
-    from complexity.cost.predict import predict
+    from complexity.cost.predict.prediction import predict
 
     torch.manual_seed(0)
     with torch.device(device):

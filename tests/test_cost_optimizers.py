@@ -3,8 +3,8 @@ on the CPU watched by the live-bytes tracker (every storage an aten op makes).""
 import pytest
 import torch
 
-from complexity.cost.measure import LiveBytes
-from complexity.cost.optimizers import NAMES, Optimizer, parse
+from complexity.cost.measure.live_bytes import LiveBytes
+from complexity.cost.step.optimizers import NAMES, Optimizer, parse
 
 SHAPES = [(64, 32), (128,), (32, 16, 3, 3), (10,)]
 

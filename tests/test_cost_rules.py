@@ -4,7 +4,7 @@ One call runs on small real CPU tensors twice: once under
 ``torch.autograd.graph.saved_tensors_hooks`` and ``FlopCounterMode`` (the oracle:
 what autograd really keeps, each storage once, parameters and buffers left out,
 and the FLOPs PyTorch counts forward and backward), once under the tracer of
-:mod:`complexity.cost.trace` (:func:`trace_calls`: the rule's prediction for that
+:mod:`complexity.cost.predict.trace` (:func:`trace_calls`: the rule's prediction for that
 call). Kept storages are compared by size and by what they are: an input of the
 call (``in0``, ``in1``), its result (``out``) or a storage of its own (``new``:
 indices, masks, statistics, copies).
@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from complexity.cost.predict import predict_with_unmodelled
-from complexity.cost.rules import RULES, lookup, rule
-from complexity.cost.trace import trace_calls
+from complexity.cost.predict.prediction import predict_with_unmodelled
+from complexity.cost.predict.rules import RULES, lookup, rule
+from complexity.cost.predict.trace import trace_calls
 
 
 def _label(key, inputs, out) -> str:
@@ -396,7 +396,7 @@ def test_every_registered_name_maps_to_a_callable():
 def test_a_name_cannot_get_two_rules():
     with pytest.raises(ValueError, match="conv2d"):
         rule("conv2d")(lambda ctx: None)
-    assert RULES["conv2d"].__module__ == "complexity.cost.rules.conv"
+    assert RULES["conv2d"].__module__ == "complexity.cost.predict.rules.conv"
 
 
 def made_up_op(x):

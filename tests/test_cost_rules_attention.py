@@ -3,7 +3,7 @@
 As in ``test_cost_rules.py``: one call on small real CPU tensors under
 ``saved_tensors_hooks`` and ``FlopCounterMode`` (what autograd keeps, what PyTorch
 counts) against the rule's prediction from the tracer; then whole attention
-models, predicted against :func:`complexity.cost.measure.measure` and a real CPU
+models, predicted against :func:`complexity.cost.measure.cpu_step.measure` and a real CPU
 step.
 """
 from __future__ import annotations
@@ -14,11 +14,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from complexity.cost.measure import logits, measure
-from complexity.cost.predict import predict_with_unmodelled
-from complexity.cost.rules.attention import flash_on_cpu
-from complexity.cost.trace import trace_calls
-from complexity.cost.trainable import set_trainable
+from complexity.cost.step.batch import logits
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.predict.prediction import predict_with_unmodelled
+from complexity.cost.predict.rules.attention import flash_on_cpu
+from complexity.cost.predict.trace import trace_calls
+from complexity.cost.step.trainable import set_trainable
 from test_cost_rules import _check, _label, _state, _x, autograd_oracle
 
 

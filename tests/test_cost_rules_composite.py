@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from complexity.cost.trace import trace_calls
+from complexity.cost.predict.trace import trace_calls
 from tests.test_cost_rules import _check, _label, _x, autograd_oracle
 
 

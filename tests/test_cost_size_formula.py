@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 from cli_helpers import run_cli
-from complexity.cost.measure import KEYS, measure
-from complexity.cost.predict import predict
-from complexity.cost.size_formula import size_formula
-from complexity.cost.step_formula import FormulaError
-from complexity.cost.trainable import set_trainable
+from complexity.cost.keys import KEYS
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.predict.prediction import predict
+from complexity.cost.fit.size_formula import size_formula
+from complexity.cost.fit.step_formula import FormulaError
+from complexity.cost.step.trainable import set_trainable
 from complexity.zoo import build_model
 
 
@@ -26,7 +27,7 @@ def _built(net, channels, **kw):
     """:func:`size_formula` and every ``(B, H, W)`` its construction traced (the
     lattice scans, the interpolation grid, the corner search), recorded at the
     trace itself."""
-    import complexity.cost.size_formula as sfm
+    import complexity.cost.fit.size_formula as sfm
 
     traced = set()
     real = sfm.step_log

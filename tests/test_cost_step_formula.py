@@ -1,4 +1,4 @@
-"""The training step's formulas in the batch B (complexity.cost.step_formula)
+"""The training step's formulas in the batch B (complexity.cost.fit.step_formula)
 against independent routes: a fake-tensor training step (measure) for every
 quantity it measures exactly, concrete predictions at batch sizes the formula was
 not fitted or checked at, brute force for the envelope and the max batch, and the
@@ -11,11 +11,16 @@ import pytest
 import torch
 from torch import nn
 
-from complexity.cost.measure import measure
-from complexity.cost.predict import predict
-from complexity.cost.step_formula import (PARTS, FormulaError, envelope, proven_max_batch,
-                                          step_formula)
-from complexity.cost.trainable import set_trainable
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.predict.prediction import predict
+from complexity.cost.fit.step_formula import (
+    PARTS,
+    FormulaError,
+    envelope,
+    proven_max_batch,
+    step_formula,
+)
+from complexity.cost.step.trainable import set_trainable
 from models.stack import Stack
 
 EXACT = ("param_bytes", "grad_bytes", "optimizer_bytes", "saved_activation_bytes",
@@ -60,7 +65,7 @@ def test_peak_is_a_max_of_affine_terms_on_its_envelope():
     net = Stack(2, 8)
     f = step_formula(net, (8, 16, 16))
     expr = f.formulas()["peak_bytes"]
-    from complexity.cost.step_formula import B
+    from complexity.cost.fit.step_formula import B
     for b in (1, 5, 40):
         assert int(expr.subs(B, b)) == predict(net, (b, 8, 16, 16))["peak_bytes"]
     # every kept term is the largest somewhere at B >= 1 (else it would be pruned)
@@ -145,8 +150,8 @@ def test_a_class_token_broadcast_starts_the_formula_at_batch_two():
     import torch
     import torchvision
 
-    from complexity.cost.predict import predict as concrete
-    from complexity.cost.step_formula import step_formula as formula
+    from complexity.cost.predict.prediction import predict as concrete
+    from complexity.cost.fit.step_formula import step_formula as formula
 
     with torch.device("meta"):
         vit = torchvision.models.VisionTransformer(image_size=32, patch_size=8, num_layers=1,
@@ -163,9 +168,9 @@ def test_step_counters_follow_the_steps_optimizer():
     as Adam's and came out negative)."""
     import torch
 
-    from complexity.cost.optimizers import Optimizer
-    from complexity.cost.options import StepOptions
-    from complexity.cost.step_formula import step_log
+    from complexity.cost.step.optimizers import Optimizer
+    from complexity.cost.step.options import StepOptions
+    from complexity.cost.fit.step_formula import step_log
     from models.stack import Stack
 
     net = Stack(2, 4)

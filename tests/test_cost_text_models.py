@@ -1,8 +1,8 @@
 """Text models: integer token ids in, a Hugging Face ``ModelOutput`` out.
 
-The batch is made by :func:`complexity.cost.measure.make_input` (``input_dtype``,
+The batch is made by :func:`complexity.cost.step.batch.make_input` (``input_dtype``,
 ``input_high``); the loss is cross-entropy on ``output.logits``, token logits
-``(N, L, V)`` flattened to ``(N·L, V)`` (:func:`complexity.cost.measure.logits`),
+``(N, L, V)`` flattened to ``(N·L, V)`` (:func:`complexity.cost.step.batch.logits`),
 identically in the trace and the measurement. Skipped without ``transformers``.
 """
 from __future__ import annotations
@@ -13,8 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from complexity.cost.measure import KEYS, logits, make_input, measure
-from complexity.cost.predict import predict_with_unmodelled
+from complexity.cost.keys import KEYS
+from complexity.cost.step.batch import logits, make_input
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.predict.prediction import predict_with_unmodelled
 
 transformers = pytest.importorskip("transformers")
 
@@ -59,7 +61,7 @@ def test_predicted_fake_real(text_model, trainable):
     keeps them: BERT was 16.8 % short before they were counted), in ``full`` mode
     it is in backward, where ``loss.backward()`` holds the 4-byte root gradient
     to the end (4 bytes short before)."""
-    from complexity.cost.trainable import set_trainable
+    from complexity.cost.step.trainable import set_trainable
 
     _name, model = text_model
     flags = [p.requires_grad for p in model.parameters()]

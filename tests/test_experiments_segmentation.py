@@ -15,7 +15,7 @@ from hypothesis import given, settings, strategies as st
 from torch import nn
 
 from complexity.__main__ import main
-from complexity.cost.trainable import last_layer, set_trainable
+from complexity.cost.step.trainable import last_layer, set_trainable
 from complexity.experiments import checkpoint
 from complexity.experiments.segmentation.cost import step_cost
 from complexity.experiments.segmentation.data import DataError, Flowers, Shapes, oxford_pairs

@@ -296,7 +296,7 @@ def test_derive_formats_one_row_per_quantity(capsys):
 # ------------------------------------------------------------------ finetune
 
 def test_finetune_formats_agree_with_json(capsys):
-    from complexity.cost.measure import KEYS
+    from complexity.cost.keys import KEYS
     from complexity.output import finetune as fr
 
     argv = ["finetune", "--no-measure", "--layers", "1,2", "--width", "4", "--size", "8",
@@ -313,7 +313,7 @@ def test_finetune_formats_agree_with_json(capsys):
 
 
 def test_finetune_measured_error_is_a_plain_percentage():
-    from complexity.cost.measure import KEYS
+    from complexity.cost.keys import KEYS
     from complexity.output import finetune as fr
 
     r = {"model": "stack", "layers": 2, "size": [8, 8], "batch": 1, "mode": "full",

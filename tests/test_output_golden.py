@@ -38,7 +38,7 @@ def test_counts_report_table(golden):
 
 
 def test_finetune_report_tables(golden):
-    from complexity.cost import sweep as finetune
+    from complexity.cost import finetune
     from complexity.output import finetune as finetune_report
 
     results = finetune.sweep(["stack"], [1, 2, 4], [(8, 8), (16, 16)], [2], ["full", "last"],

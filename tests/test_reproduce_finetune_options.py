@@ -31,7 +31,7 @@ def test_state_bytes_are_exact_and_peaks_close_in_every_cell(cells):
     """Every cell on its own (not through the report's summary, which skips a cell
     whose measured value is 0): the state and FLOPs exact, saved and peak close,
     and no call left unmodelled."""
-    from complexity.cost.measure import KEYS
+    from complexity.cost.keys import KEYS
 
     assert set(EXACT) | set(CLOSE) == set(KEYS)
     for c in cells:

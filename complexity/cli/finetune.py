@@ -60,8 +60,8 @@ def add_arguments(p):
 
 def _check_trainable(name: str, pattern: str, layers, width: int, model_args) -> None:
     """The --trainable patterns (comma-joined) must each match at every depth n of
-    --layers (stack); other models are checked by :func:`~complexity.cost.sweep.preflight`."""
-    from complexity.cost.trainable import set_trainable
+    --layers (stack); other models are checked by :func:`~complexity.cost.finetune.preflight`."""
+    from complexity.cost.step.trainable import set_trainable
     from complexity.zoo import build_model
 
     misses = []
@@ -85,7 +85,7 @@ def _check_trainable(name: str, pattern: str, layers, width: int, model_args) ->
 
 
 def run(args) -> int:
-    from complexity.cost import sweep as finetune
+    from complexity.cost import finetune
     from complexity.output import finetune as finetune_report
 
     # every option and path first: nothing is built before the last check passes

@@ -1,6 +1,6 @@
 """``python -m complexity fit``: will one training step fit in a memory budget, for
 each trainable set, and what is the largest batch that does? Wires
-:func:`complexity.cost.step_formula.will_it_fit` to the options; imports torch
+:func:`complexity.cost.fit.step_formula.will_it_fit` to the options; imports torch
 only inside :func:`run`."""
 from __future__ import annotations
 
@@ -112,10 +112,10 @@ def _build(name: str, model_args: dict):
 
 
 def run(args) -> int:
-    from complexity.cost.cuda_memory import DEFAULT_RESERVE
-    from complexity.cost.step_formula import FormulaError, will_it_fit
-    from complexity.cost.lora import lora_of, target_modules, trainable_model
-    from complexity.cost.trainable import set_trainable
+    from complexity.cost.fit.allocator import DEFAULT_RESERVE
+    from complexity.cost.fit.step_formula import FormulaError, will_it_fit
+    from complexity.cost.step.lora import lora_of, target_modules, trainable_model
+    from complexity.cost.step.trainable import set_trainable
     from complexity.output import fit as fit_report
     from complexity.output.units import bytes_text
 
@@ -151,7 +151,7 @@ def run(args) -> int:
                 raise UsageError(f"model {args.model}: {e}") from None
     try:
         if options.checkpoint:
-            from complexity.cost.checkpointing import checkpoint_modules
+            from complexity.cost.step.checkpointing import checkpoint_modules
 
             checkpoint_modules(model, options.checkpoint)
         for mode in lora_sets:
@@ -186,8 +186,8 @@ def _auto_size(args, net, channels, mode, options, reserve):
     """``--size auto`` for one trainable set: ``(JSON additions, the step's formula
     in B at the size reported, H, W)``. The size reported is the max size, or the
     domain's smallest square size when none fits."""
-    from complexity.cost.size_formula import proven_max_size, size_formula
-    from complexity.cost.step_formula import FormulaError
+    from complexity.cost.fit.size_formula import proven_max_size, size_formula
+    from complexity.cost.fit.step_formula import FormulaError
 
     try:
         f = size_formula(net, channels, args.device, base=AUTO_BASE, options=options)

@@ -5,14 +5,14 @@ gradient accumulation, loss scaling (GradScaler), and LoRA adapters as one more 
 
 :func:`add_step_arguments` adds them to a parser; :func:`step_options` checks
 them together (exit 2, one line) and returns a
-:class:`complexity.cost.options.StepOptions` and the LoRA modes."""
+:class:`complexity.cost.step.options.StepOptions` and the LoRA modes."""
 from __future__ import annotations
 
 import argparse
 
 from complexity.cli.common import UsageError, positive_int
-from complexity.cost.optimizers import NAMES as OPTIMIZERS
-from complexity.cost.options import AUTOCAST, DTYPES
+from complexity.cost.step.optimizers import NAMES as OPTIMIZERS
+from complexity.cost.step.options import AUTOCAST, DTYPES
 
 
 def word_list(text: str):
@@ -36,7 +36,7 @@ def mode_list(text: str):
 
 
 def _lora(text: str) -> str:
-    from complexity.cost.lora import parse_lora
+    from complexity.cost.step.lora import parse_lora
 
     try:
         parse_lora(text)
@@ -83,8 +83,8 @@ def step_options(args, device: str = "cpu"):
     """``(StepOptions, lora_modes)`` from the parsed options; ``device`` picks the
     update PyTorch uses by default (foreach on CUDA, the for-loop on the CPU).
     :class:`UsageError` for options that do not go together, before any work."""
-    from complexity.cost.optimizers import Optimizer
-    from complexity.cost.options import StepOptions
+    from complexity.cost.step.optimizers import Optimizer
+    from complexity.cost.step.options import StepOptions
 
     foreach = args.foreach if args.foreach is not None else (device == "cuda" and not args.fused)
     try:

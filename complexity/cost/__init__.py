@@ -1,10 +1,25 @@
-"""The cost of one Adam training step: memory and FLOPs, predicted and measured.
+"""One training step — forward, loss, backward, the optimizer's update — and what
+it costs in memory and FLOPs: predicted from the model's structure, measured on a
+real or fake run, and turned into answers ("will it fit?").
 
-Lowest first: :mod:`~complexity.cost.graph` (the record of a traced step),
-:mod:`~complexity.cost.rules` (per-call rules, a registry),
-:mod:`~complexity.cost.trace` (the tracer), :mod:`~complexity.cost.schedule`
-(peak memory), :mod:`~complexity.cost.predict`; :mod:`~complexity.cost.measure`
-and :mod:`~complexity.cost.flops` (the measurement); :mod:`~complexity.cost.closed_forms`
-(formulas); :mod:`~complexity.cost.trainable` (which parameters train) and
-:mod:`~complexity.cost.sweep` (grids of configurations, fitted slopes).
+The package is laid out by the four questions it answers; imports point down
+this list, and prediction never imports measurement (``tests/test_layers.py``):
+
+* :mod:`~complexity.cost.step` — what a step *is*: its options, the optimizers,
+  which parameters train, LoRA, activation checkpointing, autocast, the GradScaler,
+  the batch, the loss and its target, and the stand-in tensors a step runs on.
+* :mod:`~complexity.cost.predict` — how a step is *predicted*: the graph of a
+  traced forward, the per-call rules, the liveness schedule,
+  and :func:`~complexity.cost.predict.prediction.predict`.
+* :mod:`~complexity.cost.measure` — how a step is *measured*: the live-bytes
+  tracker, the fake or real CPU step, the float16 CUDA replay and the real GPU step.
+* :mod:`~complexity.cost.fit` — whether it *fits*: exact formulas in the batch and
+  in the input's size, the CUDA caching-allocator model, budget verdicts and their
+  proofs, and the closed forms of the course's networks.
+
+Shared by all four: :mod:`~complexity.cost.keys` (the names of the quantities) and
+:mod:`~complexity.cost.flops` (PyTorch's FLOP counter, corrected for grouped
+convolutions). :mod:`~complexity.cost.finetune` is the sweep behind the
+``finetune`` command: grids of models, sizes, batches and trainable sets,
+predicted and measured.
 """

@@ -182,7 +182,7 @@ def evaluate(expr: sp.Expr, values: Dict) -> int:
     Symbols are matched by name, so a formula parsed back from its JSON string
     (plain symbols, no assumptions) evaluates the same as the original, and so do
     formulas in other symbols (the training-cost closed forms of
-    :mod:`complexity.cost.closed_forms`: n, C, K, B …). ``ValueError`` when a
+    :mod:`complexity.cost.fit.closed_forms`: n, C, K, B …). ``ValueError`` when a
     symbol has no value or the value is not an integer (never truncated).
 
     >>> evaluate(formulas("cnn", "lecture")["weights"], dict(NF=32, NC=24, k=3, NIC=1, H=32, W=32))

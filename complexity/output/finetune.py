@@ -18,9 +18,9 @@ import os
 from typing import List, Sequence
 
 
-from complexity.cost.measure import KEYS
-from complexity.cost.predict import mark
-from complexity.cost.sweep import slopes
+from complexity.cost.keys import KEYS
+from complexity.cost.predict.prediction import mark
+from complexity.cost.finetune import slopes
 from complexity.output.units import bytes_text, flops_text
 
 MEMORY = ("param_bytes", "grad_bytes", "optimizer_bytes", "saved_activation_bytes", "peak_bytes")

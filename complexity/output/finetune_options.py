@@ -48,7 +48,7 @@ def table(cells: Sequence[dict]) -> str:
 
 def worst_errors(cells: Sequence[dict]) -> Dict[str, float]:
     """The largest |predicted / measured − 1| per quantity, in percent."""
-    from complexity.cost.measure import KEYS
+    from complexity.cost.keys import KEYS
 
     out = {}
     for k in KEYS:

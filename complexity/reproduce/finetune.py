@@ -3,7 +3,7 @@ fine-tuning all n layers against only the last one, and on doubling the input's
 height and width, measured: ``python -m complexity reproduce --only finetune``.
 
 Every figure in the report is computed in this run (prediction and fake-tensor
-measurement, complexity.cost.sweep); the prose only names what the numbers show.
+measurement, complexity.cost.finetune); the prose only names what the numbers show.
 Takes a minute or two on two CPU cores; needs no GPU and no download. torch is
 imported when the report is written, not with this module.
 """
@@ -30,7 +30,7 @@ def one(results, **kw):
 
 def worst_error(results):
     """Largest |error| % per quantity over ``results``."""
-    from complexity.cost.measure import KEYS
+    from complexity.cost.keys import KEYS
     from complexity.output import finetune as fr
 
     return {q: max(abs(fr.error_pct(r["predicted"][q], r["measured"][q])) for r in results)
@@ -42,8 +42,8 @@ def write(ctx) -> list:
     :class:`~complexity.reproduce.context.Context`); returns their paths."""
     from tabulate import tabulate
 
-    from complexity.cost import sweep as ft
-    from complexity.cost.measure import KEYS
+    from complexity.cost import finetune as ft
+    from complexity.cost.keys import KEYS
     from complexity.output import finetune as fr
 
     out_dir = ctx.reports
@@ -112,9 +112,9 @@ def _stack_section(stack) -> list:
     """The `stack` sweep: n similar layers, all trained vs the last."""
     from tabulate import tabulate
 
-    from complexity.cost import closed_forms as fs
-    from complexity.cost import sweep as ft
-    from complexity.cost.measure import KEYS
+    from complexity.cost.fit import closed_forms as fs
+    from complexity.cost import finetune as ft
+    from complexity.cost.keys import KEYS
     from complexity.output import finetune as fr
 
     md = []
@@ -157,7 +157,7 @@ def _deeplab_section(deep) -> list:
     """deeplabv3_resnet101, all layers vs the head: predicted vs measured."""
     from tabulate import tabulate
 
-    from complexity.cost.measure import KEYS
+    from complexity.cost.keys import KEYS
     from complexity.output import finetune as fr
 
     md = []
@@ -179,8 +179,8 @@ def _doubling_section(res, deep) -> list:
     """Measured ratios when H and W double, and the closed forms of the kept activations."""
     from tabulate import tabulate
 
-    from complexity.cost import closed_forms as fs
-    from complexity.cost.measure import KEYS
+    from complexity.cost.fit import closed_forms as fs
+    from complexity.cost.keys import KEYS
     from complexity.counting import symbolic as sym
 
     md = []
@@ -202,7 +202,7 @@ def _doubling_section(res, deep) -> list:
     md += [tabulate(crow, ["model", "mode", "H=W"] + list(KEYS), tablefmt="github",
                     disable_numparse=True), ""]
     md += ["Closed forms of the kept activations, full mode (bytes; B batch, NF, NC, "
-           "NIC = 1 input channel, H×W; from `complexity.cost.closed_forms`, equal to the "
+           "NIC = 1 input channel, H×W; from `complexity.cost.fit.closed_forms`, equal to the "
            "measurement in the tests). Every term but the BatchNorm statistics (8·NF, "
            "8·NC: per channel, not per pixel) and the 4-byte loss scalar scales with H·W "
            "(exactly ×4 on doubling when H and W are multiples of 4; the CNN floors):", ""]
@@ -237,7 +237,7 @@ def beyond(other, unruled):
     """Other torchvision models: where the prediction's rules, or the counter, end."""
     from tabulate import tabulate
 
-    from complexity.cost.measure import KEYS
+    from complexity.cost.keys import KEYS
     from complexity.output import finetune as fr
 
     dw = depthwise_counts()
@@ -272,7 +272,7 @@ def beyond(other, unruled):
 
 def _agreement(results) -> str:
     """How the predictions compare with the measurements, in words."""
-    from complexity.cost.measure import KEYS
+    from complexity.cost.keys import KEYS
 
     off = [q for q in KEYS if q != "peak_bytes"
            if any(r["predicted"][q] != r["measured"][q] for r in results)]
@@ -285,7 +285,7 @@ def _agreement(results) -> str:
 
 def answers(stack, wide, res, deep):
     """The prose answers, every number taken from this run."""
-    from complexity.cost import sweep as ft
+    from complexity.cost import finetune as ft
 
     sl = {(s["mode"], tuple(s["range"])): s for t in (False, True)
           for s in ft.slopes(stack, "layers", tail=t)}

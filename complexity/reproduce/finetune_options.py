@@ -5,8 +5,8 @@ For resnet50 and vit_b_16 at 224×224, batch 32, and a BERT-base built from its
 default config (nothing downloaded) at sequence length 512, batch 8: the peak
 memory and the training FLOPs of full / last-layer / LoRA fine-tuning × float32 /
 bfloat16 autocast × Adam / SGD with momentum × activation checkpointing off / on,
-each predicted (:func:`complexity.cost.predict.predict_with_unmodelled`) and
-measured on a fake-tensor CPU step (:func:`complexity.cost.measure.measure`), with
+each predicted (:func:`complexity.cost.predict.prediction.predict_with_unmodelled`) and
+measured on a fake-tensor CPU step (:func:`complexity.cost.measure.cpu_step.measure`), with
 the error of every cell. ``--quick``: the same grid on small stand-ins.
 """
 from __future__ import annotations
@@ -66,12 +66,12 @@ def cells(models, progress=None):
     options, ``predicted`` and ``measured`` (fake step) values, seconds taken."""
     import torch
 
-    from complexity.cost.lora import LoRA, apply_lora
-    from complexity.cost.measure import measure
-    from complexity.cost.optimizers import Optimizer
-    from complexity.cost.options import StepOptions
-    from complexity.cost.predict import predict_with_unmodelled
-    from complexity.cost.trainable import set_trainable
+    from complexity.cost.step.lora import LoRA, apply_lora
+    from complexity.cost.measure.cpu_step import measure
+    from complexity.cost.step.optimizers import Optimizer
+    from complexity.cost.step.options import StepOptions
+    from complexity.cost.predict.prediction import predict_with_unmodelled
+    from complexity.cost.step.trainable import set_trainable
 
     out = []
     for (label, how, shape, high, lora_targets, ckpt) in models:

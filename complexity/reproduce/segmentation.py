@@ -76,7 +76,7 @@ def _train(run: str, s: dict, out_dir: str, model=None):
 def _costs() -> dict:
     import torch
 
-    from complexity.cost.trainable import set_trainable
+    from complexity.cost.step.trainable import set_trainable
     from complexity.experiments.segmentation.cost import step_cost
     from complexity.experiments.segmentation.train import trainable_mode
     from models.segmentation import deeplab

@@ -46,19 +46,19 @@ from torch.utils.data import DataLoader
 
 from complexity.counting.hooks import mode
 
-from complexity.cost.trainable import set_trainable
+from complexity.cost.step.trainable import set_trainable
 from complexity.experiments.segmentation import checkpoints
 from complexity.experiments.segmentation.metrics import confusion, course_iou, mean_iou
 
 NUM_CLASSES = 2
-#: ``segment --train`` → the mode of :func:`complexity.cost.trainable.set_trainable`:
+#: ``segment --train`` → the mode of :func:`complexity.cost.step.trainable.set_trainable`:
 #: ``last`` trains the module owning the last parameter, which for DeepLabV3 without
 #: its auxiliary head is the new head ``classifier.4``.
 TRAIN_MODES = {"last": "last", "all": "full"}
 
 
 def trainable_mode(train: str) -> str:
-    """The :func:`~complexity.cost.trainable.set_trainable` mode of ``--train last|all``.
+    """The :func:`~complexity.cost.step.trainable.set_trainable` mode of ``--train last|all``.
 
     >>> trainable_mode("all")
     'full'

@@ -1,0 +1,578 @@
+"""One training step's cost as exact formulas in the batch ``B`` and the input's
+height ``H`` and width ``W``.
+
+:mod:`complexity.cost.fit.step_formula` fits the step in ``B`` at one input size. Here
+the size varies too. Every size in the schedule's event log (each allocation,
+release and peak reading, :func:`complexity.cost.predict.schedule.peak`) is affine in
+``B`` and, on a lattice ``H ≡ H0 (mod s_H)``, ``W ≡ W0 (mod s_W)``, a polynomial
+in ``H`` and ``W`` (strided layers floor, ``⌊(H + 2p − k)/s⌋ + 1``, which is
+linear on such a lattice). How:
+
+1. **Step and degree per symbol.** ``H`` (then ``W``) is varied along
+   ``H0 + j·s`` for ``s`` = 1, 2, 4, … 64 until the finite differences of every
+   event size vanish (and the 1-D interpolant holds at points further out: a
+   floor repeats values); the event sequence (kinds and keys) must be the same at
+   every point, else :class:`~complexity.cost.fit.step_formula.FormulaError`.
+2. **Exact interpolation.** On the tensor grid (degree + 1 points per size symbol,
+   two batches) every event size, quantity and reading is interpolated by
+   Lagrange in exact fractions.
+3. **The peak** is ``Max`` over the readings' polynomials (and the resident
+   bytes), duplicates dropped and every term dropped that another is at least
+   everywhere on the domain (a sufficient test: the difference, shifted to the
+   domain's corner, has no negative coefficient).
+4. **Verification.** Every quantity is compared with a concrete
+   :func:`~complexity.cost.predict.prediction.predict` at the domain's corner and at random
+   held-out ``(B, H, W)`` points of the domain: one difference raises, so an
+   unverified formula is never returned.
+
+>>> from torch import nn
+>>> net = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), nn.ReLU(), nn.Conv2d(4, 2, 1))
+>>> f = size_formula(net, 3, base=(9, 9))
+>>> f.domain["H"]
+{'min': 3, 'step': 2, 'residue': 1}
+>>> f.at(5, 11, 13) == predict(net, (5, 3, 11, 13))
+True
+"""
+from __future__ import annotations
+
+import random
+import warnings
+from dataclasses import dataclass, field
+from fractions import Fraction
+from itertools import product
+from math import comb
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import sympy as sp
+
+from complexity.cost.keys import KEYS
+from complexity.cost.predict.prediction import predict
+from complexity.cost.fit.step_formula import (
+    FIXED,
+    FormulaError,
+    StepFormula,
+    check_running,
+    envelope,
+    fit_affine,
+    fresh_cuda_step,
+    resident_bytes,
+    step_log,
+)
+from complexity.counting.derive import lagrange_1d
+
+__all__ = ["LADDER", "SizeFormula", "size_formula", "proven_max_size"]
+
+LADDER = (1, 2, 4, 8, 16, 32, 64)
+_pos = dict(integer=True, positive=True)
+#: the quantities given as one polynomial each (the peak is a Max of readings)
+VALUES = tuple(k for k in KEYS if k != "peak_bytes")
+
+Point = Tuple[int, int, int]   # (B, H, W)
+Poly = Tuple[Fraction, ...]    # coefficients over SizeFormula.monomials
+
+
+def _vector(log: dict) -> List[int]:
+    """Every number of a traced step that the formulas give, in a fixed order."""
+    return ([size for _, size, _ in log["events"]] + [log["values"][k] for k in VALUES]
+            + [log["io"]] + [log[k] for k in FIXED] + list(log["resident_blocks"])
+            + list(log["trainable_sizes"]))
+
+
+def _structure(log: dict) -> tuple:
+    return ([(kind, key) for kind, _, key in log["events"]], len(log["resident_blocks"]),
+            len(log["trainable_sizes"]))
+
+
+def _degree(rows: Sequence[Sequence[int]], max_degree: int, confirm: int):
+    """For vectors along a line: (d, None) once every component's (d+1)-th
+    differences vanish (at least ``confirm`` of them); (None, True) once no
+    d ≤ max_degree can; (None, False) while undecided."""
+    diffs = []
+    for _ in range(max_degree + 1):
+        rows = [[b - a for a, b in zip(u, v)] for u, v in zip(rows, rows[1:])]
+        diffs.append(rows)
+    for d, row in enumerate(diffs):
+        if len(row) >= confirm and not any(any(v) for v in row):
+            return d, None
+    return None, all(any(any(v) for v in row) for row in diffs)
+
+
+def _line_basis(xs: Sequence[int]) -> List[List[Fraction]]:
+    """The Lagrange basis on ``xs``: coefficient lists (constant first)."""
+    out = []
+    for j, xj in enumerate(xs):
+        coef = [Fraction(1)]
+        for m, xm in enumerate(xs):
+            if m != j:  # multiply by (x - xm) / (xj - xm)
+                d = Fraction(1, xj - xm)
+                coef = [(coef[i - 1] if i else 0) * d - (coef[i] if i < len(coef) else 0) * xm * d
+                        for i in range(len(coef) + 1)]
+        out.append(coef)
+    return out
+
+
+@dataclass
+class SizeFormula:
+    """The formulas of one training step in ``B``, ``H``, ``W``, valid on
+    :attr:`domain` (``{symbol: {"min", "step", "residue"}}``: every value ≥ min
+    congruent to residue modulo step) and verified at :attr:`checked`.
+
+    Each polynomial is a tuple of exact coefficients over :attr:`monomials`
+    (exponents of ``B``, ``H``, ``W``)."""
+
+    names: Tuple[str, str, str]
+    channels: int
+    device_type: str
+    domain: Dict[str, Dict[str, int]]
+    monomials: List[Tuple[int, int, int]]
+    values: Dict[str, Poly]                  # the KEYS but the peak
+    peak_terms: List[Poly]                   # the readings left after pruning
+    events: List[tuple]                      # (kind, Poly, key)
+    io: Poly
+    constants: Dict[str, int]                # weights, optimizer, step_counter_bytes,
+    #                                          resident_grads, scaler
+    resident_blocks: List[Poly]
+    trainable_sizes: List[int]
+    param_values: set
+    unmodelled: List[str]
+    options: Optional[object] = None
+    checked: List[Point] = field(default_factory=list)
+
+    @property
+    def batch_min(self) -> int:
+        return self.domain[self.names[0]]["min"]
+
+    def symbols(self) -> Tuple[sp.Symbol, ...]:
+        return tuple(sp.Symbol(n, **_pos) for n in self.names)
+
+    def _expr(self, poly: Poly) -> sp.Expr:
+        syms = self.symbols()
+        return sp.expand(sum(sp.Rational(c.numerator, c.denominator)
+                             * syms[0] ** i * syms[1] ** j * syms[2] ** k
+                             for c, (i, j, k) in zip(poly, self.monomials) if c))
+
+    def formulas(self) -> Dict[str, sp.Expr]:
+        """The :data:`KEYS` as sympy expressions; the peak a ``Max``."""
+        out = {k: self._expr(p) for k, p in self.values.items()}
+        # already pruned: evaluating the Max would compare every pair under the
+        # symbols' assumptions, seconds for a few dozen terms
+        out["peak_bytes"] = sp.Max(*[self._expr(p) for p in self.peak_terms], evaluate=False)
+        return {k: out[k] for k in KEYS}
+
+    def _eval(self, poly: Poly, point: Point) -> int:
+        b, h, w = point
+        v = sum(c * b ** i * h ** j * w ** k for c, (i, j, k) in zip(poly, self.monomials) if c)
+        if v.denominator != 1:
+            raise FormulaError(f"a formula gives the non-integer {v} at B={b}, H={h}, W={w}")
+        return int(v)
+
+    def on_domain(self, batch: int, h: int, w: int) -> bool:
+        """Whether ``(batch, h, w)`` lies in the domain."""
+        return all(v >= d["min"] and v % d["step"] == d["residue"]
+                   for v, d in zip((batch, h, w), (self.domain[n] for n in self.names)))
+
+    def at(self, batch: int, h: int, w: int) -> Dict[str, int]:
+        """The :data:`KEYS` at ``(batch, h, w)``, exact integers."""
+        out = {k: self._eval(p, (batch, h, w)) for k, p in self.values.items()}
+        out["peak_bytes"] = self.peak_at(batch, h, w)
+        return {k: out[k] for k in KEYS}
+
+    def peak_at(self, batch: int, h: int, w: int) -> int:
+        return max(self._eval(p, (batch, h, w)) for p in self.peak_terms)
+
+    def restrict(self, h: int, w: int) -> StepFormula:
+        """The :class:`~complexity.cost.fit.step_formula.StepFormula` (formulas in ``B``
+        alone) at the size ``h × w``, read off these formulas (no trace)."""
+        if not self.on_domain(self.batch_min, h, w):
+            raise FormulaError(f"{h}x{w} is outside the domain {self.domain_text()}")
+        bm = self.batch_min
+
+        def affine(p):
+            return fit_affine(self._eval(p, (bm, h, w)), self._eval(p, (bm + 1, h, w)), bm)
+
+        terms = [affine(p) for p in self.peak_terms]
+        return StepFormula(
+            sample_shape=(self.channels, h, w), device_type=self.device_type,
+            batch_min=bm,
+            constants={k: self._eval(self.values[k], (bm, h, w))
+                       for k in ("param_bytes", "grad_bytes", "optimizer_bytes")},
+            affine={k: affine(self.values[k])
+                    for k in ("saved_activation_bytes", "forward_flops", "backward_flops")},
+            weights=self.constants["weights"], optimizer=self.constants["optimizer"],
+            step_counter_bytes=self.constants["step_counter_bytes"], io=affine(self.io),
+            resident_blocks=[affine(p) for p in self.resident_blocks],
+            events=[(kind, affine(p), key) for kind, p, key in self.events],
+            peak_terms=envelope(terms, bm), trainable_sizes=list(self.trainable_sizes),
+            param_values=self.param_values, unmodelled=self.unmodelled, options=self.options,
+            resident_grads=self.constants["resident_grads"], scaler=self.constants["scaler"])
+
+    def square_lattice(self) -> Tuple[int, int, int]:
+        """``(min, step, residue)`` of the square sizes ``S×S`` in the domain;
+        :class:`FormulaError` when there are none."""
+        dh, dw = self.domain[self.names[1]], self.domain[self.names[2]]
+        small, big = sorted((dh, dw), key=lambda d: d["step"])
+        if big["residue"] % small["step"] != small["residue"]:
+            raise FormulaError(f"no square size lies in the domain {self.domain_text()}")
+        lo = max(dh["min"], dw["min"])
+        step, res = big["step"], big["residue"]
+        lo += (res - lo) % step
+        return lo, step, res
+
+    def max_size(self, batch: int, budget: int) -> Optional[int]:
+        """The largest square size ``S`` of the domain whose peak at ``batch`` is at
+        most ``budget`` bytes, solved from the peak's terms (each a polynomial in
+        ``S`` at ``H = W = S``): the feasible set ends at a real root of some term
+        minus the budget, so the answer is the largest lattice point below a root
+        that every term allows. 0 when none fits; None when the peak does not grow
+        with the size (every size fits)."""
+        s = sp.Symbol("S", real=True)
+        lo, step, _ = self.square_lattice()
+        polys = [sp.Poly(self._expr(p).subs(dict(zip(self.symbols(), (batch, s, s))))
+                         - budget, s) for p in self.peak_terms]
+        if all(p.LC() <= 0 or p.degree() <= 0 for p in polys):
+            return None if self.peak_at(batch, lo, lo) <= budget else 0
+        fits = lambda x: self.peak_at(batch, x, x) <= budget  # noqa: E731
+        candidates = set()
+        for p in polys:
+            for r in sp.Poly(p, s).real_roots() if p.degree() > 0 else []:
+                x = int(sp.floor(r))
+                if x >= lo:
+                    candidates.add(x - (x - lo) % step)
+        for x in sorted(candidates, reverse=True):
+            if fits(x):
+                return x
+        return 0
+
+    def domain_text(self) -> str:
+        """The domain in words: ``B >= 1, H >= 32, H ≡ 0 (mod 32), …``."""
+        parts = []
+        for n in self.names:
+            d = self.domain[n]
+            parts.append(f"{n} >= {d['min']}" + (f", {n} ≡ {d['residue']} (mod {d['step']})"
+                                                 if d["step"] > 1 else ""))
+        return ", ".join(parts)
+
+
+class _Tracer:
+    """Traced steps by ``(B, H, W)``, cached; failures kept as the exception."""
+
+    def __init__(self, model, channels, device_type, kw):
+        self.model, self.channels, self.device_type, self.kw = model, channels, device_type, kw
+        self.cache: Dict[Point, object] = {}
+        self.ref = None
+
+    def __call__(self, point: Point) -> dict:
+        if point not in self.cache:
+            b, h, w = point
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)
+                    log = step_log(self.model, (b, self.channels, h, w), self.device_type,
+                                   **self.kw)
+                if self.ref is None:
+                    self.ref = log
+                self.cache[point] = (log, _structure(log) == _structure(self.ref)
+                                     and log["trainable_sizes"] == self.ref["trainable_sizes"])
+            except Exception as e:  # a size the model cannot take: outside the domain
+                self.cache[point] = e
+        got = self.cache[point]
+        if isinstance(got, Exception):
+            raise got
+        log, same = got
+        if not same:
+            raise FormulaError(f"the step's schedule at B={point[0]}, H={point[1]}, "
+                               f"W={point[2]} is not the same sequence of events as at "
+                               f"the base size: no formula in the size")
+        return log
+
+
+def _scan(trace, axis: int, base: Point, max_degree: int, confirm: int, further: int):
+    """(step, degree) of size symbol ``axis`` (1: H, 2: W): the first step of the
+    ladder on which every number of the step is a polynomial along the axis."""
+    rng = random.Random(axis)
+    changed = ""
+    for step in LADDER:
+        rows: List[List[int]] = []
+        for j in range(max_degree + confirm + 1):
+            p = list(base)
+            p[axis] += j * step
+            try:
+                rows.append(_vector(trace(tuple(p))))
+            except FormulaError as e:  # off this lattice the step does other things
+                changed = str(e)
+                break
+            except Exception:
+                break
+            d, reject = _degree(rows, max_degree, confirm)
+            if reject:
+                break
+            if d is not None:
+                try:
+                    if _holds_further(trace, axis, base, step, rows, d, len(rows), further,
+                                      rng):
+                        return step, d
+                except FormulaError as e:
+                    changed = str(e)
+                break
+    if changed:
+        raise FormulaError(changed)
+    raise FormulaError(f"the step is not polynomial in {'HW'[axis - 1]} (degree <= "
+                       f"{max_degree}) on any lattice {'HW'[axis - 1]} = {base[axis]} + s*j, "
+                       f"s in {', '.join(map(str, LADDER))}: no formula in the size")
+
+
+def _holds_further(trace, axis, base, step, rows, degree, seen, extra, rng) -> bool:
+    """Whether the 1-D interpolant also fits points further out (up to 2·64/step
+    lattice steps): a floor of period p repeats values p times."""
+    xs = list(range(degree + 1))
+    for j in rng.sample(range(seen, seen + 2 * max(LADDER) // step + 8), extra):
+        p = list(base)
+        p[axis] += j * step
+        try:
+            got = _vector(trace(tuple(p)))
+        except FormulaError:
+            raise
+        except Exception:  # the model fails further out: no polynomial along this line
+            return False
+        if len(got) != len(rows[0]):
+            return False
+        for c in range(len(got)):
+            if lagrange_1d(xs, [r[c] for r in rows[:degree + 1]], j) != got[c]:
+                return False
+    return True
+
+
+def size_formula(model, channels: int, device_type: Optional[str] = None, *,
+                 symbols: Sequence[str] = ("B", "H", "W"), base: Tuple[int, int] = (64, 64),
+                 checks: int = 5, seed: int = 0, max_degree: int = 2,
+                 input_dtype=None, input_high=None, options=None) -> SizeFormula:
+    """The :class:`SizeFormula` of one training step of ``model`` (its parameters
+    with ``requires_grad`` train) on inputs ``(B, channels, H, W)``: the lattice
+    found around ``base``, the domain's low corner pushed down as far as the step
+    keeps its structure, verified against :func:`~complexity.cost.predict.prediction.predict`
+    at the domain's corner and ``checks`` random held-out points. ``symbols``: the
+    names of batch, height, width. :class:`~complexity.cost.fit.step_formula.FormulaError`
+    when the step's structure or a size is not polynomial, or a check fails.
+
+    >>> from models.stack import Stack
+    >>> f = size_formula(Stack(2, 4), 4, base=(8, 8), checks=2)
+    >>> f.formulas()["forward_flops"]
+    592*B*H*W
+    >>> f.domain["W"], len(f.checked)
+    ({'min': 2, 'step': 1, 'residue': 0}, 3)
+    """
+    names = tuple(symbols)
+    if len(names) != 3 or len(set(names)) != 3:
+        raise ValueError(f"symbols {names}: give three distinct names (batch, height, width)")
+    kw = {"input_dtype": input_dtype, "input_high": input_high, "options": options}
+    trace = _Tracer(model, channels, device_type, kw)
+    h0, w0 = base
+    try:
+        trace((1, h0, w0))
+        bm = 1
+    except ValueError:  # e.g. BatchNorm over one value per channel: B = 1 cannot train
+        bm = 2
+        trace((bm, h0, w0))
+    origin = (bm, h0, w0)
+    (sh, dh), (sw, dw) = (_scan(trace, 1, origin, max_degree, 2, 3),
+                          _scan(trace, 2, origin, max_degree, 2, 3))
+    axes = [[bm, bm + 1], [h0 + j * sh for j in range(dh + 1)],
+            [w0 + j * sw for j in range(dw + 1)]]
+    monomials = list(product(range(2), range(dh + 1), range(dw + 1)))
+    bases = [_line_basis(a) for a in axes]
+    grid = list(product(*(range(len(a)) for a in axes)))
+    vectors = []
+    for idx in grid:
+        try:
+            vectors.append(_vector(trace(tuple(a[i] for a, i in zip(axes, idx)))))
+        except FormulaError:
+            raise
+        except Exception as e:
+            raise FormulaError(f"the model cannot take grid point {idx}: {e}") from None
+    weights = [[bases[0][i][m0] * bases[1][j][m1] * bases[2][k][m2]
+                for (m0, m1, m2) in monomials] for (i, j, k) in grid]
+    n = len(vectors[0])
+    polys = [tuple(sum(weights[g][m] * vectors[g][c] for g in range(len(grid)))
+                   for m in range(len(monomials))) for c in range(n)]
+    ref = trace(origin)
+    f = _assemble(ref, polys, names, channels, device_type, monomials, bm, (h0, w0),
+                  (sh, sw), options)
+    _verify(f, polys, model, trace, kw, checks, seed)
+    return f
+
+
+def _assemble(log, polys, names, channels, device_type, monomials, bm, base, steps,
+              options) -> SizeFormula:
+    """The formula from ``polys`` (in :func:`_vector`'s order), the peak not yet
+    pruned; :class:`FormulaError` when one of :data:`~complexity.cost.fit.step_formula.FIXED`
+    changes with the size or a reading is not the running sum of the sizes."""
+    ne, nk = len(log["events"]), len(VALUES)
+    for i, k in enumerate(FIXED):
+        if any(polys[ne + nk + 1 + i][1:]):
+            raise FormulaError(f"{k} changes with the size: no formula")
+    ev = [(kind, polys[i], key) for i, (kind, _, key) in enumerate(log["events"])]
+    values = {k: polys[ne + i] for i, k in enumerate(VALUES)}
+    io = polys[ne + nk]
+    consts = {k: log[k] for k in FIXED}
+    nr = len(log["resident_blocks"])
+    start = ne + nk + 1 + len(FIXED)
+    resident = tuple(c + (resident_bytes(log) if m == (0, 0, 0) else 0)
+                     for c, m in zip(io, monomials))
+    # the readings carry the live bytes; the same must come out of the sizes
+    check_running(resident, ev)
+    readings = [resident] + [p for kind, p, _ in ev if kind == "mark"]
+    domain = {names[0]: {"min": bm, "step": 1, "residue": 0}}
+    for n, b, s in zip(names[1:], base, steps):
+        domain[n] = {"min": b, "step": s, "residue": b % s}
+    f = SizeFormula(names=names, channels=channels, device_type=device_type or "",
+                    domain=domain, monomials=monomials, values=values, peak_terms=[],
+                    events=ev, io=io, constants=consts,
+                    resident_blocks=polys[start:start + nr],
+                    trainable_sizes=list(log["trainable_sizes"]),
+                    param_values=log["param_values"], unmodelled=log["unmodelled"],
+                    options=options)
+    f.peak_terms = readings  # pruned once the domain's corner is known
+    return f
+
+
+def _shifted(poly: Poly, monomials, corner: Point) -> Dict[tuple, Fraction]:
+    """``poly`` in ``(B - B0, H - H0, W - W0)``: its coefficients there."""
+    out: Dict[tuple, Fraction] = {}
+    for c, (i, j, k) in zip(poly, monomials):
+        if not c:
+            continue
+        for a, b, d in product(range(i + 1), range(j + 1), range(k + 1)):
+            # binomial expansion of (x + x0)^i (y + y0)^j (z + z0)^k
+            coef = (c * comb(i, a) * corner[0] ** (i - a) * comb(j, b)
+                    * corner[1] ** (j - b) * comb(k, d) * corner[2] ** (k - d))
+            out[(a, b, d)] = out.get((a, b, d), 0) + coef
+    return out
+
+
+def prune(terms: Sequence[Poly], monomials, corner: Point) -> List[Poly]:
+    """The terms of a ``Max`` that no other term is at least everywhere on
+    ``B ≥ B0, H ≥ H0, W ≥ W0`` (reals; ``corner = (B0, H0, W0)``): duplicates go,
+    and a term goes when its difference from another, shifted to the corner, has
+    no positive coefficient (a sufficient test, so a kept term may still be
+    dominated; the ``Max`` is the same either way).
+
+    >>> mons = [(0, 0, 0), (1, 0, 0)]
+    >>> prune([(Fraction(5), Fraction(1)), (Fraction(3), Fraction(1)), (Fraction(0), Fraction(2))],
+    ...       mons, (1, 1, 1))
+    [(Fraction(5, 1), Fraction(1, 1)), (Fraction(0, 1), Fraction(2, 1))]
+    """
+    uniq = list(dict.fromkeys(terms))
+    shifted = [_shifted(t, monomials, corner) for t in uniq]
+    keys = sorted(set().union(*shifted)) if shifted else []
+    vecs = [tuple(s.get(k, 0) for k in keys) for s in shifted]
+    # a term another dominates is no larger at the corner nor in its coefficients'
+    # sum: in this order the dominating term is met first
+    order = sorted(range(len(uniq)), key=lambda i: (shifted[i].get((0, 0, 0), 0),
+                                                   sum(vecs[i])), reverse=True)
+    kept: List[int] = []
+    for i in order:
+        if not any(all(a >= b for a, b in zip(vecs[j], vecs[i])) for j in kept):
+            kept.append(i)
+    return [uniq[i] for i in sorted(kept)]
+
+
+def _verify(f: SizeFormula, polys, model, trace, kw, checks, seed) -> None:
+    """Push the domain's corner down as far as the step keeps its structure (every
+    number of the trace there equal to its polynomial in ``polys``, in
+    :func:`_vector`'s order), prune the peak, then compare with concrete
+    predictions at the corner and at random held-out points; FormulaError on any
+    difference."""
+    names = f.names
+    bm = f.batch_min
+    dh, dw = f.domain[names[1]], f.domain[names[2]]
+    # the smallest sizes of the lattice that the model takes with the same schedule
+    lo_h = dh["residue"] or dh["step"]
+    lo_w = dw["residue"] or dw["step"]
+    while lo_h < dh["min"] or lo_w < dw["min"]:
+        try:
+            log = trace((bm, lo_h, lo_w))
+            if _vector(log) == [f._eval(p, (bm, lo_h, lo_w)) for p in polys]:
+                break
+        except Exception:
+            pass
+        lo_h, lo_w = min(lo_h + dh["step"], dh["min"]), min(lo_w + dw["step"], dw["min"])
+    dh["min"], dw["min"] = lo_h, lo_w
+    f.peak_terms = prune(f.peak_terms, f.monomials, (bm, lo_h, lo_w))
+    rng = random.Random(seed)
+    span = 24
+    points = [(bm, lo_h, lo_w)]
+    while len(points) < checks + 1:
+        b = min(4096, int(bm * (4096 / bm) ** rng.random()))
+        p = (b, lo_h + dh["step"] * rng.randint(0, span), lo_w + dw["step"] * rng.randint(0, span))
+        if p not in trace.cache and p not in points:
+            points.append(p)
+    for p in points:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            try:
+                concrete = predict(model, (p[0], f.channels, p[1], p[2]), None,
+                                   f.device_type or None, **kw)
+            except Exception as e:
+                raise FormulaError(f"the model cannot take B={p[0]}, H={p[1]}, W={p[2]} "
+                                   f"inside the domain ({e})") from None
+        got = f.at(*p)
+        wrong = [k for k in KEYS if got[k] != concrete[k]]
+        if wrong:
+            k = wrong[0]
+            raise FormulaError(f"the formula for {k} gives {got[k]} at B={p[0]}, H={p[1]}, "
+                               f"W={p[2]}, predict gives {concrete[k]}")
+        f.checked.append(p)
+
+
+def proven_max_size(model, f: SizeFormula, batch: int, budget: int, *, device: str = "cpu",
+                    reserve: int = 0, input_dtype=None, input_high=None) -> Optional[int]:
+    """The largest square size ``S`` of ``f``'s domain whose step at ``batch`` fits
+    ``budget`` — on ``"cpu"`` the exact peak (:meth:`SizeFormula.max_size`), on
+    ``"cuda"`` the caching-allocator model's reserved bytes plus ``reserve``
+    (bisection on the lattice below the peak's bound) — proved by fresh
+    traces: ``S`` fits, the next lattice size does not. 0 when none fits, None
+    when every size does. :class:`FormulaError` if the proof fails.
+
+    >>> from models.stack import Stack
+    >>> net = Stack(2, 4)
+    >>> f = size_formula(net, 4, base=(8, 8), checks=1)
+    >>> s = proven_max_size(net, f, 2, 10**6)
+    >>> predict(net, (2, 4, s, s))["peak_bytes"] <= 10**6 < predict(net, (2, 4, s + 1, s + 1))["peak_bytes"]
+    True
+    """
+    from complexity.cost.fit import allocator
+
+    kw = {"input_dtype": input_dtype, "input_high": input_high, "options": f.options}
+    lo, step, _ = f.square_lattice()
+    if device == "cpu":
+        best = f.max_size(batch, budget)
+
+        def fits_fresh(s):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return predict(model, (batch, f.channels, s, s), None,
+                               f.device_type or None, **kw)["peak_bytes"] <= budget
+    else:
+        room = budget - reserve
+        fits = lambda s: allocator.cuda_at(f.restrict(s, s), batch)["reserved"] <= room  # noqa
+        hi = f.max_size(batch, room + f.constants["step_counter_bytes"])
+        if hi is None:
+            return None
+        best = 0
+        if hi >= lo:  # hi is on the lattice: by index j (lo + j·step); -1 (below lo) fits
+            j = allocator.largest_fitting(-1, (hi - lo) // step,
+                                            lambda j: fits(lo + j * step))
+            best = lo + j * step if j >= 0 else 0
+
+        def fits_fresh(s):
+            return fresh_cuda_step(model, (batch, f.channels, s, s), f.device_type or None,
+                                   **kw)["reserved"] <= room
+    if best is None:
+        return None
+    for s, want in ((best, True), ((best or lo - step) + step, False)):
+        if s < lo:
+            continue
+        if fits_fresh(s) != want:
+            raise FormulaError(f"max size {best} for {budget} bytes at B={batch}: a fresh "
+                               f"prediction at {s}x{s} {'does not fit' if want else 'fits'}")
+    return best

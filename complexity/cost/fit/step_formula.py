@@ -1,0 +1,521 @@
+"""One training step's cost as exact formulas in the batch size ``B``.
+
+Every quantity :func:`complexity.cost.predict.prediction.predict` gives is, for a fixed model
+and input size, a function of the batch ``B``: the parameters, their gradients
+and Adam's state are constants; the saved activations and the FLOPs are affine,
+``a + b·B`` (every activation and every call's work scales with the batch); the
+peak is the most of the schedule's readings (:func:`complexity.cost.predict.schedule.peak`),
+each of them affine, so ``peak(B) = Max(a_1 + b_1·B, …)``.
+
+How: the schedule's event log (every allocation, release and reading, in order)
+is recorded at two batch sizes; the two logs must have the same sequence of
+events (the step does the same things at every ``B``) — else
+:class:`FormulaError` — and each event's size is fitted ``a + b·B`` from the two.
+The readings are summed up from the sizes, the ``Max`` is pruned to its upper
+envelope over ``B ≥ 1`` (a term below another for every such ``B`` goes), and the
+formulas are checked against a concrete :func:`~complexity.cost.predict.prediction.predict`
+at several held-out batch sizes: one that differs raises :class:`FormulaError`,
+so an unverified formula is never returned.
+
+>>> from models.stack import Stack
+>>> f = step_formula(Stack(2, 4), (4, 8, 8))
+>>> f.formulas()["grad_bytes"] == 4 * (2 * (4 * 4 * 9 + 4 + 8) + 4 * 2 + 2)  # 2 blocks, head 4→2
+True
+>>> f.formulas()["forward_flops"] == (2 * 2 * 64 * 4 * 36 + 2 * 64 * 4 * 2) * B
+True
+>>> f.at(3)["peak_bytes"] == predict(Stack(2, 4), (3, 4, 8, 8))["peak_bytes"]
+True
+>>> b = f.max_batch(10**6); f.peak_at(b) <= 10**6 < f.peak_at(b + 1)
+True
+
+``B`` is the one symbol here: the input's other sizes are fixed by
+``sample_shape``. :mod:`complexity.cost.fit.size_formula` fits the step in the input's
+height and width too (polynomials on a lattice: strides floor the sizes).
+"""
+from __future__ import annotations
+
+import random
+import warnings
+from dataclasses import dataclass, field
+from fractions import Fraction
+from math import floor
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import sympy as sp
+
+from complexity.cost.fit import allocator
+from complexity.cost.fit.allocator import step_optimizer
+from complexity.cost.keys import KEYS
+from complexity.cost.predict.prediction import predict, predict_step
+from complexity.cost.step.grad_scaler import SCALER_BLOCKS, SCALER_BYTES
+
+__all__ = ["B", "PARTS", "FormulaError", "StepFormula", "step_log", "step_formula",
+           "proven_max_batch", "fresh_cuda_step"]
+
+#: The batch size: the formulas' one symbol.
+B = sp.Symbol("B", integer=True, positive=True)
+
+#: The parts of the peak, in the order tables show them (see :meth:`StepFormula.parts`).
+PARTS = ("weights", "grads", "optimizer", "activations", "transient")
+
+#: The numbers of a :func:`step_log` besides the events that must not change with
+#: the batch (nor, in :mod:`complexity.cost.fit.size_formula`, with the size).
+FIXED = ("weights", "optimizer", "step_counter_bytes", "resident_grads", "scaler")
+
+Affine = Tuple[int, int]  # (a, b): a + b·B
+
+
+class FormulaError(ValueError):
+    """The step's structure changed with the batch, or a formula disagreed with a
+    concrete prediction: no formula is given."""
+
+
+def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = None, *,
+             input_dtype=None, input_high=None, options=None) -> dict:
+    """One traced step at a concrete ``input_shape``: ``values`` (the :data:`KEYS`
+    that :func:`~complexity.cost.predict.prediction.predict` gives, computed the same way),
+    ``events`` (the schedule's log, :func:`~complexity.cost.predict.schedule.peak`),
+    ``weights`` (parameter and buffer bytes), ``io`` (input and target bytes),
+    ``optimizer`` (Adam state bytes), ``resident_blocks`` (the bytes of each
+    parameter, buffer, input and target storage, in the order made), ``step_counter_bytes`` (Adam's 4-byte ``step``
+    per trainable tensor, inside ``optimizer``), ``trainable_sizes`` (in Adam's
+    order), ``param_values`` (value ids of trainable parameters: a gradient of one
+    of them is its ``.grad``) and ``unmodelled``.
+
+    >>> from models.stack import Stack
+    >>> log = step_log(Stack(2, 4), (2, 4, 8, 8))
+    >>> log["values"] == predict(Stack(2, 4), (2, 4, 8, 8))
+    True
+    """
+    events: list = []
+    p = predict_step(model, input_shape, None, device_type, input_dtype=input_dtype,
+                     input_high=input_high, events=events, options=options)
+    g = p.graph
+    # One block per resident storage, in the order they were made (parameters,
+    # buffers, input, target): what a caching-allocator model allocates first;
+    # then the gradient buffers that outlive a step (zero_grad(set_to_none=False),
+    # gradient accumulation).
+    blocks = [g.storage_bytes[s] for s in sorted(g.resident)]
+    grads = p.values["grad_bytes"] if options is not None and options.grads_resident else 0
+    if grads:
+        blocks += p.trainable_sizes
+    # The GradScaler's scale (float32) and growth tracker (int32), made by the first
+    # step's scaler.scale(loss) and resident from then on.
+    scaler = SCALER_BYTES if options is not None and options.grad_scaler else 0
+    if scaler:
+        blocks += SCALER_BLOCKS
+    # Adam's 4-byte step counters, where the state holds them (on the CPU device):
+    # the state less what the same optimizer keeps on a GPU
+    counters = p.state - step_optimizer(options).state_bytes(p.trainable_sizes, "cuda")
+    return {"values": p.values, "events": events, "weights": p.weights, "io": p.io,
+            "optimizer": p.state, "step_counter_bytes": counters, "resident_grads": grads,
+            "scaler": scaler, "resident_blocks": blocks,
+            "trainable_sizes": p.trainable_sizes, "param_values": p.param_values,
+            "unmodelled": p.unmodelled}
+
+
+def fit_affine(v1: int, v2: int, b1: int) -> Affine:
+    """The line through (b1, v1) and (b1 + 1, v2).
+
+    >>> fit_affine(7, 10, 2)      # 1 + 3·B
+    (1, 3)
+    """
+    slope = v2 - v1
+    return v1 - slope * b1, slope
+
+
+def resident_bytes(log: dict) -> int:
+    """The bytes a :func:`step_log` holds before the step begins, but the input and
+    target: the weights, the optimizer's state, resident ``.grad`` buffers and the
+    GradScaler's."""
+    return log["weights"] + log["optimizer"] + log["resident_grads"] + log["scaler"]
+
+
+def check_running(resident: tuple, events: Sequence[tuple]) -> None:
+    """:class:`FormulaError` unless every reading of ``events`` (a ``"mark"``) is
+    ``resident`` plus the sizes allocated before it less those freed. Sizes are
+    tuples of coefficients (an :data:`Affine`, a polynomial), added elementwise.
+
+    >>> check_running((1, 0), [("alloc", (2, 1), "x"), ("mark", (3, 1), None),
+    ...                        ("free", (2, 1), "x"), ("mark", (1, 0), None)])
+    >>> try:
+    ...     check_running((1, 0), [("alloc", (2, 1), "x"), ("mark", (3, 0), None)])
+    ... except FormulaError as e:
+    ...     print(e)
+    event 1: the reading (3, 0) is not the sum of the sizes before it (3, 1)
+    """
+    running = tuple(resident)
+    for i, (kind, size, _) in enumerate(events):
+        if kind == "alloc":
+            running = tuple(a + b for a, b in zip(running, size))
+        elif kind == "free":
+            running = tuple(a - b for a, b in zip(running, size))
+        elif running != size:
+            raise FormulaError(f"event {i}: the reading {size} is not the sum of the sizes "
+                               f"before it {running}")
+
+
+def _value(t: Affine, batch: int) -> int:
+    return t[0] + t[1] * batch
+
+
+def envelope(terms: Sequence[Affine], start: int = 1) -> List[Affine]:
+    """The terms of ``max(a + b·B)`` that are the largest for some real ``B ≥ start``,
+    in the order they take over (slopes increasing); the others are dropped.
+
+    >>> envelope([(10, 0), (0, 1), (5, 0), (2, 1), (-100, 3)])
+    [(10, 0), (2, 1), (-100, 3)]
+    >>> envelope([(0, 2), (1, 1)])       # equal at B = 1, then 2·B above
+    [(0, 2)]
+    """
+    lines = {}
+    for a, b in terms:  # one line per slope: the highest
+        lines[b] = max(a, lines.get(b, a))
+    # the term on top at B = start (the steeper one on a tie: it stays above)
+    cur = max(lines.items(), key=lambda ab: (ab[1] + ab[0] * start, ab[0]))
+    out, x = [(cur[1], cur[0])], Fraction(start)
+    while True:
+        best = None
+        for b, a in lines.items():
+            if b <= cur[0]:
+                continue
+            cross = max(Fraction(cur[1] - a, b - cur[0]), x)  # where it overtakes
+            if best is None or (cross, -b) < (best[0], -best[1][0]):
+                best = (cross, (b, a))
+        if best is None:
+            return out
+        x, cur = best[0], best[1]
+        out.append((cur[1], cur[0]))
+
+
+def _largest(terms: Sequence[Affine], budget: int, start: int) -> Optional[int]:
+    """Largest integer ``B ≥ start`` with every term ≤ ``budget`` (``start - 1`` when
+    none; None when no term grows: every ``B`` fits)."""
+    hi = None
+    for a, b in terms:
+        if b > 0:
+            n = floor(Fraction(budget - a, b))
+            hi = n if hi is None else min(hi, n)
+        elif b == 0 and a > budget:
+            return start - 1
+        elif b < 0:  # a falling term only rules out small B: not met in a step
+            raise FormulaError("a peak term falls with the batch; no max batch is solved")
+    if hi is None:
+        return None
+    return max(hi, start - 1)
+
+
+@dataclass
+class StepFormula:
+    """The formulas of one training step in the batch ``B`` (valid for
+    ``B ≥ batch_min``), verified at :attr:`checked`. Sizes are bytes, work FLOPs.
+
+    ``events`` is the schedule's log with each size as ``(a, b)`` (``a + b·B``);
+    ``peak_terms`` the peak's readings that form the upper envelope."""
+
+    sample_shape: Tuple[int, ...]
+    device_type: str
+    batch_min: int
+    constants: Dict[str, int]              # param_bytes, grad_bytes, optimizer_bytes
+    affine: Dict[str, Affine]              # saved_activation_bytes, forward/backward_flops
+    weights: int
+    optimizer: int
+    step_counter_bytes: int
+    io: Affine                             # input and target
+    resident_blocks: List[Affine]          # each parameter, buffer, input, target storage
+    events: List[tuple]
+    peak_terms: List[Affine]
+    trainable_sizes: List[int]
+    param_values: set
+    unmodelled: List[str]
+    checked: List[int] = field(default_factory=list)
+    options: Optional[object] = None       # the StepOptions traced (None: the default step)
+    resident_grads: int = 0                # .grad buffers alive before the step begins
+    scaler: int = 0                        # the GradScaler's scale and growth tracker
+
+    def formulas(self) -> Dict[str, sp.Expr]:
+        """The :data:`KEYS` as sympy expressions in :data:`B`; the peak a ``Max``."""
+        out = {k: sp.Integer(v) for k, v in self.constants.items()}
+        out.update({k: sp.Integer(a) + b * B for k, (a, b) in self.affine.items()})
+        out["peak_bytes"] = sp.Max(*[sp.Integer(a) + b * B for a, b in self.peak_terms])
+        return {k: out[k] for k in KEYS}
+
+    def at(self, batch: int) -> Dict[str, int]:
+        """The :data:`KEYS` at ``batch``, exact integers."""
+        out = dict(self.constants)
+        out.update({k: _value(t, batch) for k, t in self.affine.items()})
+        out["peak_bytes"] = self.peak_at(batch)
+        return {k: out[k] for k in KEYS}
+
+    def peak_at(self, batch: int) -> int:
+        """The peak at ``batch``: the largest envelope term."""
+        return max(_value(t, batch) for t in self.peak_terms)
+
+    def events_at(self, batch: int) -> List[tuple]:
+        """The schedule's event log at ``batch`` (what :func:`step_log` would record)."""
+        return [(kind, _value(size, batch), key) for kind, size, key in self.events]
+
+    def resident_at(self, batch: int) -> List[int]:
+        """The bytes of each parameter, buffer, input and target storage at ``batch``."""
+        return [_value(t, batch) for t in self.resident_blocks]
+
+    def max_batch(self, budget: int) -> Optional[int]:
+        """The largest ``B`` whose peak is at most ``budget`` bytes, solved from the
+        envelope's terms (``batch_min - 1`` when none fits, None when the peak does
+        not grow with ``B``)."""
+        return _largest(self.peak_terms, budget, self.batch_min)
+
+    def parts(self, batch: int) -> Dict[str, int]:
+        """What the peak at ``batch`` is made of, at the first moment it is reached;
+        the parts sum to :meth:`peak_at`:
+
+        * ``weights``: every parameter and buffer (trainable or not);
+        * ``grads``: parameters' ``.grad`` buffers alive then (a gradient made for a
+          parameter; one handed to it through a view counts as transient);
+        * ``optimizer``: Adam's ``exp_avg``, ``exp_avg_sq`` and ``step`` (and a
+          GradScaler's ``scale`` and ``growth_tracker``);
+        * ``activations``: forward storages alive — kept for backward, or not yet
+          freed — plus the input and the target;
+        * ``transient``: activation gradients, a call's workspace, the update's
+          temporaries (``exp_avg_sq.sqrt() / c``).
+        """
+        live = dict.fromkeys(PARTS, 0)
+        live.update(weights=self.weights, optimizer=self.optimizer + self.scaler,
+                    grads=self.resident_grads, activations=_value(self.io, batch))
+        best = dict(live)
+        for kind, size, key in self.events:
+            if kind == "mark":
+                if sum(live.values()) > sum(best.values()):
+                    best = dict(live)
+                continue
+            part = self._part(key)
+            live[part] += _value(size, batch) * (1 if kind == "alloc" else -1)
+        if sum(best.values()) != self.peak_at(batch):
+            raise FormulaError(f"the parts at B={batch} sum to {sum(best.values())}, "
+                               f"not the peak {self.peak_at(batch)}")
+        return best
+
+    def _part(self, key) -> str:
+        what = key[0]
+        if what == "activation":
+            return "activations"
+        if what == "grad":
+            return "grads" if key[2] in self.param_values else "transient"
+        return "transient"  # a call's workspace, the optimizer's temporaries
+
+
+def _log_at(model, sample_shape, batch, device_type, kw):
+    return step_log(model, (batch, *sample_shape), device_type, **kw)
+
+
+def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] = None, *,
+                 checks: int = 5, seed: int = 0, check_range: int = 4096,
+                 input_dtype=None, input_high=None, options=None) -> StepFormula:
+    """The :class:`StepFormula` of ``model`` (its parameters with ``requires_grad``
+    train) on inputs of shape ``(B, *sample_shape)``, fitted from two traced steps
+    and verified against :func:`~complexity.cost.predict.prediction.predict` at ``checks``
+    random batch sizes in ``[batch_min + 2, check_range]`` (log-uniform, drawn with
+    ``seed``).
+    :class:`FormulaError` if the step's structure changes with ``B`` or a check
+    fails. ``device_type``: as :func:`~complexity.cost.predict.prediction.predict` takes it;
+    ``options``: the step's :class:`~complexity.cost.step.options.StepOptions`.
+
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 2, 1))
+    >>> f = step_formula(net, (3, 16, 16))
+    >>> # per sample: the input 3·16·16, the ReLU output 8·14·14 (also conv 2's input),
+    >>> # log-softmax 2·14·14 (float32), target 14·14 (int64); total_weight: 4 bytes
+    >>> f.formulas()["saved_activation_bytes"] == 4 * (768 + 1568 + 392) * B + 8 * 196 * B + 4
+    True
+    >>> len(f.checked)
+    5
+    """
+    kw = {"input_dtype": input_dtype, "input_high": input_high, "options": options}
+    sample_shape = tuple(sample_shape)
+    try:
+        first, start = _log_at(model, sample_shape, 1, device_type, kw), 1
+    except ValueError:  # e.g. BatchNorm over one value per channel: B = 1 cannot train
+        first, start = _log_at(model, sample_shape, 2, device_type, kw), 2
+    second = _log_at(model, sample_shape, start + 1, device_type, kw)
+    e1, e2 = first["events"], second["events"]
+    if start == 1 and [(k, key) for k, _, key in e1] != [(k, key) for k, _, key in e2]:
+        # At B = 1 a broadcast over the batch (a ViT's class token expanded to B rows)
+        # is the same size as its input, so its backward hands the gradient on instead
+        # of reducing into a new one: the step from B = 2 on is the regular one.
+        first, start = second, 2
+        second = _log_at(model, sample_shape, 3, device_type, kw)
+        e1, e2 = first["events"], second["events"]
+    if [(k, key) for k, _, key in e1] != [(k, key) for k, _, key in e2]:
+        raise FormulaError(f"the step's schedule differs between B={start} and B={start + 1} "
+                           f"({len(e1)} vs {len(e2)} events): no formula in B")
+    if len(first["resident_blocks"]) != len(second["resident_blocks"]):
+        raise FormulaError("the number of resident storages changes with the batch")
+    for name in FIXED:
+        if first[name] != second[name]:
+            raise FormulaError(f"{name} changes with the batch ({first[name]} vs {second[name]})")
+    io = fit_affine(first["io"], second["io"], start)
+    resident = (resident_bytes(first) + io[0], io[1])
+    terms = [resident]  # the schedule's peak starts at the resident bytes
+    events = []
+    for (kind, v1, key), (_, v2, _) in zip(e1, e2):
+        events.append((kind, fit_affine(v1, v2, start), key))
+        if kind == "mark":  # a reading: the live bytes then
+            terms.append(events[-1][1])
+    # The readings carry the live bytes; the same must come out of the sizes.
+    check_running(resident, events)
+    f = StepFormula(
+        sample_shape=sample_shape, device_type=device_type or "", batch_min=start,
+        constants={k: first["values"][k] for k in ("param_bytes", "grad_bytes",
+                                                   "optimizer_bytes")},
+        affine={k: fit_affine(first["values"][k], second["values"][k], start)
+                for k in ("saved_activation_bytes", "forward_flops", "backward_flops")},
+        weights=first["weights"], optimizer=first["optimizer"],
+        step_counter_bytes=first["step_counter_bytes"], io=io, events=events,
+        resident_blocks=[fit_affine(x, y, start) for x, y in zip(first["resident_blocks"],
+                                                                  second["resident_blocks"])],
+        peak_terms=envelope(terms, start), trainable_sizes=first["trainable_sizes"],
+        param_values=first["param_values"], unmodelled=first["unmodelled"],
+        options=options, resident_grads=first["resident_grads"], scaler=first["scaler"])
+    for b, log in ((start, first), (start + 1, second)):
+        _compare(f, b, log["values"])
+    rng = random.Random(seed)
+    top = max(check_range, start + 2 + 4 * checks)
+    picks: set = set()
+    while len(picks) < checks:  # log-uniform: small batches and large ones
+        picks.add(min(top, int((start + 2) * (top / (start + 2)) ** rng.random())))
+    for b in sorted(picks):
+        with warnings.catch_warnings():  # unmodelled calls: reported in f.unmodelled
+            warnings.simplefilter("ignore", UserWarning)
+            _compare(f, b, predict(model, (b, *sample_shape), None, device_type, **kw))
+        f.checked.append(b)
+    return f
+
+
+def _compare(f: StepFormula, batch: int, concrete: Dict[str, int]) -> None:
+    got = f.at(batch)
+    wrong = [k for k in KEYS if got[k] != concrete[k]]
+    if wrong:
+        k = wrong[0]
+        raise FormulaError(f"the formula for {k} gives {got[k]} at B={batch}, "
+                           f"predict gives {concrete[k]}")
+
+
+def proven_max_batch(model, f: StepFormula, budget: int, *, input_dtype=None,
+                     input_high=None) -> Optional[int]:  # the options: those f was made with
+    """:meth:`StepFormula.max_batch` for ``budget``, proved by two concrete
+    predictions of ``model`` (with the trainable flags ``f`` was made with): the
+    peak at the max batch fits the budget, at one more it does not. None when every
+    batch fits (the peak does not grow); ``f.batch_min - 1`` when none does.
+    :class:`FormulaError` if the proof fails.
+
+    >>> from models.stack import Stack
+    >>> net = Stack(2, 4)
+    >>> f = step_formula(net, (4, 8, 8))
+    >>> proven_max_batch(net, f, 2 * 10**6) == f.max_batch(2 * 10**6)
+    True
+    """
+    kw = {"input_dtype": input_dtype, "input_high": input_high, "options": f.options}
+    best = f.max_batch(budget)
+    if best is None:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for b, fits in ((best, True), (best + 1, False)):
+            if b < f.batch_min:
+                continue
+            p = predict(model, (b, *f.sample_shape), None, f.device_type or None,
+                        **kw)["peak_bytes"]
+            if (p <= budget) != fits:
+                raise FormulaError(f"max batch {best} for {budget} bytes: predict gives a "
+                                   f"peak of {p} at B={b}, which "
+                                   f"{'does not fit' if fits else 'fits'}")
+    return best
+
+
+def fresh_cuda_step(model, input_shape: Sequence[int], device_type: Optional[str] = "cuda", *,
+                    input_dtype=None, input_high=None, options=None,
+                    steps: int = 3) -> Dict[str, int]:
+    """:func:`~complexity.cost.fit.allocator.cuda_step` on a step traced afresh at the
+    concrete ``input_shape`` (no formula: what proves a max batch or size):
+    ``{"allocated", "reserved"}``, and the trace's exact ``peak_bytes``.
+
+    >>> from models.stack import Stack
+    >>> r = fresh_cuda_step(Stack(2, 4), (8, 4, 8, 8))
+    >>> r["peak_bytes"] == predict(Stack(2, 4), (8, 4, 8, 8), None, "cuda")["peak_bytes"]
+    True
+    >>> r["allocated"] <= r["reserved"]
+    True
+    """
+    log = step_log(model, input_shape, device_type, input_dtype=input_dtype,
+                   input_high=input_high, options=options)
+    got = allocator.cuda_step(log["resident_blocks"], log["events"], log["trainable_sizes"],
+                                steps, optimizer=step_optimizer(options))
+    return {**got, "peak_bytes": log["values"]["peak_bytes"]}
+
+
+def dominant(parts: Dict[str, int]) -> str:
+    """The largest part (the first of :data:`PARTS` on a tie).
+
+    >>> dominant({"weights": 1, "grads": 0, "optimizer": 2, "activations": 2, "transient": 0})
+    'optimizer'
+    """
+    return max(PARTS, key=lambda p: (parts[p], -PARTS.index(p)))
+
+
+def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
+                device: str = "cuda", reserve: Optional[int] = None, checks: int = 5,
+                input_dtype=None, input_high=None, options=None,
+                formula: Optional[StepFormula] = None) -> dict:
+    """Does one training step of ``model`` (its trainable flags as set) at
+    ``(batch, *sample_shape)`` fit in ``budget`` bytes, and what is the largest batch
+    that does? ``device="cpu"``: the exact peak must fit; ``"cuda"``: the caching
+    allocator's predicted ``max_memory_reserved``
+    (:mod:`complexity.cost.fit.allocator`) plus ``reserve`` (default
+    :data:`~complexity.cost.fit.allocator.DEFAULT_RESERVE`, an estimate for the CUDA
+    context). The max batch is proved: it fits, one more does not — by
+    :func:`~complexity.cost.predict.prediction.predict` (cpu) or by the allocator model on
+    freshly traced steps (cuda).
+
+    Returns ``{"device", "batch", "budget_bytes", "peak_bytes", "fits", "max_batch",
+    "parts", "dominant", "cuda", "peak_formula", "unmodelled"}``; ``cuda`` is None
+    on the CPU, else ``{"allocated", "reserved", "reserve_for_context"}``.
+    ``formula``: a verified :class:`StepFormula` of this step at this size (e.g.
+    :meth:`complexity.cost.fit.size_formula.SizeFormula.restrict`), used instead of
+    tracing one.
+
+    >>> from models.stack import Stack
+    >>> r = will_it_fit(Stack(2, 4), (4, 8, 8), 8, 10**6, device="cpu", checks=1)
+    >>> r["fits"], sum(r["parts"].values()) == r["peak_bytes"]
+    (True, True)
+    """
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: choose cpu or cuda")
+    kw = {"input_dtype": input_dtype, "input_high": input_high}
+    f = formula if formula is not None else step_formula(model, sample_shape, device,
+                                                         checks=checks, options=options, **kw)
+    kw["options"] = options
+    parts = f.parts(batch)
+    out = {"device": device, "batch": batch, "budget_bytes": budget,
+           "peak_bytes": f.peak_at(batch), "fits": None, "max_batch": None,
+           "parts": parts, "dominant": dominant(parts), "cuda": None,
+           "peak_formula": str(f.formulas()["peak_bytes"]), "unmodelled": f.unmodelled}
+    if device == "cpu":
+        out["fits"] = out["peak_bytes"] <= budget
+        out["max_batch"] = proven_max_batch(model, f, budget, input_dtype=input_dtype,
+                                             input_high=input_high)
+        return out
+    reserve = allocator.DEFAULT_RESERVE if reserve is None else reserve
+    cuda = allocator.cuda_at(f, batch)
+    out["cuda"] = {**cuda, "reserve_for_context": reserve}
+    out["fits"] = cuda["reserved"] + reserve <= budget
+    best = allocator.cuda_max_batch(f, budget, reserve)
+    if best is not None:  # the proof, on steps traced afresh at best and best + 1
+        for b, fits in ((best, True), (best + 1, False)):
+            if b < f.batch_min:
+                continue
+            got = fresh_cuda_step(model, (b, *f.sample_shape), device, **kw)["reserved"]
+            if (got + reserve <= budget) != fits:
+                raise FormulaError(f"max batch {best}: the allocator model gives "
+                                   f"{got} bytes reserved at B={b} on a fresh trace")
+    out["max_batch"] = best
+    return out

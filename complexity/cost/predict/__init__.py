@@ -1,0 +1,17 @@
+"""How one training step is predicted from the model's structure, without running
+it (the meta device: nothing allocated). Never imports
+:mod:`complexity.cost.measure`.
+
+* :mod:`~complexity.cost.predict.graph` — the record of a traced forward: values,
+  storages, calls, checkpointed segments.
+* :mod:`~complexity.cost.predict.trace` — the tracer that fills it, one call per
+  functional call of the forward and the loss.
+* :mod:`~complexity.cost.predict.rules` — per-call rules (a registry keyed by the
+  call's name): what each call keeps for backward and what it costs in FLOPs.
+* :mod:`~complexity.cost.predict.schedule` — the liveness schedule: forward,
+  backward and the update walked in order, every storage made and freed; the peak.
+* :mod:`~complexity.cost.predict.recompute` — which calls of a checkpointed
+  segment save tensors, and which backward replays them.
+* :mod:`~complexity.cost.predict.prediction` — :func:`predict`: the step's
+  quantities (:data:`complexity.cost.keys.KEYS`), and which calls were unmodelled.
+"""

@@ -1,0 +1,213 @@
+"""The cost of one training step, predicted from the model's structure.
+
+Three steps: :func:`complexity.cost.predict.trace.trace` records the functional calls of
+one forward pass on the meta device; the per-call rules of
+:mod:`complexity.cost.predict.rules` (PyTorch's derivative definitions and
+``torch.utils.flop_counter``'s formulas, restated) say what each call keeps for
+backward and what it costs; :func:`complexity.cost.predict.schedule.peak` finds the
+peak memory.
+
+Memory is the sum of resident storages (parameters, buffers, Adam's two moments
+and step counter per trainable tensor, input and target) plus a liveness
+schedule: forward outputs live until their last use or, if kept, until their
+node's backward; backward runs the nodes in reverse order, each allocating its
+input gradients before it frees its output gradient and kept tensors;
+``Adam(foreach=False)`` then needs two temporaries the size of a parameter
+(``exp_avg_sq.sqrt() / c``) plus the previous parameter's ``denom``.
+
+>>> from models.stack import Stack
+>>> p = predict(Stack(2, 4), (1, 4, 8, 8))
+>>> p["forward_flops"] == 2 * 64 * (2 * 4 * 36 + 2 * 4)
+True
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from complexity.cost.step.grad_scaler import SCALER_BYTES
+from complexity.cost.step.options import StepOptions
+from complexity.cost.predict.recompute import recomputed_calls, saving_calls, unpacks
+from complexity.cost.predict.schedule import peak
+from complexity.cost.predict.trace import trace
+
+__all__ = ["mark", "predict", "predict_with_unmodelled", "predict_step", "StepPrediction"]
+
+#: The quantities no call of the forward can change: parameters, their gradients
+#: and Adam's state. Every other prediction depends on every call having a rule.
+CALL_FREE = ("param_bytes", "grad_bytes", "optimizer_bytes")
+
+
+def mark(quantity: str, unmodelled) -> str:
+    """The sign before a predicted value: ``'≈ '`` when a call without a rule may
+    move it (counted as keeping nothing and costing no FLOPs — which is no proven
+    bound either way: such a call may return a view a ruled call then keeps twice),
+    ``''`` when every call has a rule or the quantity depends on no call.
+
+    >>> mark("forward_flops", ["pad"]), mark("peak_bytes", ["pad"]), mark("peak_bytes", [])
+    ('≈ ', '≈ ', '')
+    >>> mark("param_bytes", ["pad"])
+    ''
+    """
+    if not unmodelled or quantity in CALL_FREE:
+        return ""
+    return "≈ "
+
+
+def predict(model: nn.Module, input_shape: Sequence[int], target=None,
+            device_type: Optional[str] = None, *, input_dtype=None,
+            input_high=None, options: Optional[StepOptions] = None) -> Dict[str, int]:
+    """Predict one Adam training step of ``model`` on a batch of ``input_shape``:
+    the same keys as :func:`complexity.cost.measure.cpu_step.measure`. Trainable =
+    parameters with ``requires_grad``; ``model`` is not modified. A call with no
+    rule (see :func:`predict_with_unmodelled`) gives a ``UserWarning``: the values
+    are then approximate (:func:`mark`). ``device_type``: where the real step runs (default: the
+    device of the model's parameters), e.g. ``'cuda'`` for bool dropout masks.
+    ``input_dtype``, ``input_high``: the input's dtype (float32 by default) and, for
+    integer token ids, their bound (:func:`complexity.cost.step.batch.make_input`).
+    ``options``: how the step runs (:class:`complexity.cost.step.options.StepOptions`)."""
+    values, unmodelled = predict_with_unmodelled(model, input_shape, target, device_type,
+                                                 input_dtype=input_dtype,
+                                                 input_high=input_high, options=options)
+    if unmodelled:
+        import warnings
+        warnings.warn("finetune.predict: no rule for " + ", ".join(unmodelled)
+                      + " (counted as keeping nothing and costing no FLOPs)", stacklevel=2)
+    return values
+
+
+def predict_with_unmodelled(model: nn.Module, input_shape: Sequence[int], target=None,
+                            device_type: Optional[str] = None, *, input_dtype=None,
+                            input_high=None, options: Optional[StepOptions] = None,
+                            events: Optional[list] = None):
+    """``(values, unmodelled)``: :func:`predict`'s values and the sorted names of
+    the calls that no rule covers (on the gradient path or off it). Those calls
+    are counted as keeping nothing and costing no FLOPs, so with a non-empty list
+    the saved, peak and FLOP values are approximate (:func:`mark`). ``options``:
+    how the step runs (:class:`complexity.cost.step.options.StepOptions`: optimizer,
+    dtype, gradient buffers, accumulation); ``events``: a list that receives the
+    liveness schedule's events (:func:`complexity.cost.predict.schedule.peak`)."""
+    p = predict_step(model, input_shape, target, device_type, input_dtype=input_dtype,
+                     input_high=input_high, options=options, events=events)
+    return p.values, p.unmodelled
+
+
+@dataclass
+class StepPrediction:
+    """Everything :func:`predict_step` worked out: the :data:`KEYS` ``values``, the
+    ``unmodelled`` calls, the traced ``graph``, the bytes of each trainable tensor
+    the loss reaches (``trainable_sizes``, in the optimizer's order) and their
+    value ids (``param_values``), the optimizer ``state`` bytes (the same as
+    ``values["optimizer_bytes"]``), and the ``weights`` (parameters, buffers) and
+    ``io`` (input, target) bytes resident through the step."""
+
+    values: Dict[str, int]
+    unmodelled: List[str]
+    graph: object
+    trainable_sizes: List[int]
+    param_values: set
+    state: int
+    weights: int
+    io: int
+
+
+def _scale_loss(g) -> None:
+    """Record ``scaler.scale(loss)`` as the graph's last call: ``loss * scale``, a
+    new float32 scalar (a 0-dim product promotes to float32) whose autograd node
+    keeps only the resident scale and makes the loss's gradient. FlopCounterMode
+    counts no FLOPs for it."""
+    from complexity.cost.predict.graph import Call
+
+    loss = g.calls[-1].outputs[0]
+    grad = g.calls[-1].node
+    scaled = g.value(torch.empty((), dtype=torch.float32, device="meta"), new=True)
+    g.calls.append(Call("mul", [loss], [scaled], node=grad,
+                        grad_inputs=[loss] if grad else []))
+
+
+def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
+                 device_type: Optional[str] = None, *, input_dtype=None, input_high=None,
+                 options: Optional[StepOptions] = None,
+                 events: Optional[list] = None) -> StepPrediction:
+    """:func:`predict_with_unmodelled`, with the parts it is made of
+    (:class:`StepPrediction`).
+
+    >>> from models.stack import Stack
+    >>> net = Stack(2, 4)
+    >>> p = predict_step(net, (1, 4, 8, 8))
+    >>> p.values["grad_bytes"] == sum(p.trainable_sizes)
+    True
+    >>> p.weights == sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
+    True
+    """
+    options = options or StepOptions()
+    dtype = options.torch_dtype() if options.dtype != "float32" else None
+    amp = options.autocast_dtype()
+    if amp is not None and device_type is None:
+        # where the measurement runs an autocast step: float16 on (fake) CUDA
+        device_type = "cuda" if amp is torch.float16 else "cpu"
+    g = trace(model, input_shape, target, device_type, input_dtype=input_dtype,
+              input_high=input_high, dtype=dtype, autocast=amp, checkpoint=options.checkpoint)
+    loss_value = g.calls[-1].outputs[0]
+    if options.grad_scaler:
+        _scale_loss(g)
+    params = list(model.parameters())
+    size = lambda p: p.numel() * (dtype.itemsize if dtype is not None and  # noqa: E731
+                                  p.dtype.is_floating_point else p.element_size())
+    if not any(p.requires_grad for p in params):
+        raise ValueError("no parameter of the model requires grad: nothing to train")
+    # Only what the loss reaches gets a gradient (GoogLeNet's auxiliary heads in
+    # train mode, an unused parameter: no .grad, no Adam state, no backward).
+    needed = {g.calls[-1].outputs[0]}  # the loss, or the scaled loss
+    for c in reversed(g.calls):
+        if c.node and any(v in needed for v in c.outputs):
+            needed.update(c.grad_inputs)
+        else:
+            c.backward_flops = 0
+    reached = [v for v in g.params if v in needed]
+    trainable = [g.params[v] for v in reached]
+    # The optimizer's state (cost/optimizers.py: Adam keeps exp_avg, exp_avg_sq and
+    # a float32 step counter per trainable tensor, SGD with momentum one buffer).
+    optimizer = options.optimizer.state_bytes(trainable, g.device_type)
+    state = g.params_storages()
+    weights = sum(g.storage_bytes[s] for s in g.resident if s in state)
+    io = sum(g.storage_bytes[s] for s in g.resident if s not in state)
+    resident = weights + io + optimizer
+    if options.grads_resident:
+        resident += sum(trainable)
+    if options.grad_scaler:
+        resident += SCALER_BYTES
+    # Checkpointed segments keep nothing of their own: checkpoint saves each
+    # segment's positional tensor arguments instead (the saved-tensor hooks see
+    # them) and replays the segment's forward, up to its early stop, in backward
+    # when a node of it that runs first unpacks a tensor.
+    inside = {i for sg in g.segments for i in range(sg.start, sg.end)}
+    kept = {s for i, c in enumerate(g.calls) if i not in inside for s in c.kept}
+    kept.update(s for sg in g.segments for s in sg.saved)
+    kept -= state
+    # A segment replays if a saving node of it runs: ``needed`` is what the schedule's
+    # backward gives a gradient (each value is made by one call, read by later ones).
+    replayed = sum(g.calls[i].forward_flops for sg in g.segments
+                   if any(unpacks(g.calls[j], needed) for j in saving_calls(g, sg))
+                   for i in recomputed_calls(g, sg))
+    # K micro-batches per optimizer step: K forward and backward passes.
+    passes = options.grad_accum
+    values = {
+        "param_bytes": sum(size(p) for p in params),
+        "grad_bytes": sum(trainable),
+        "optimizer_bytes": optimizer,
+        "saved_activation_bytes": sum(g.storage_bytes[s] for s in kept),
+        "peak_bytes": peak(g, trainable, resident, events, optimizer=options.optimizer,
+                           grads_resident=options.grads_resident,
+                           # the previous micro-batch's loss, bound until the next is made
+                           forward_extra=(g.value_bytes[loss_value]
+                                          if options.grad_accum > 1 else 0),
+                           grad_scaler=options.grad_scaler),
+        "forward_flops": passes * sum(c.forward_flops for c in g.calls),
+        "backward_flops": passes * (sum(c.backward_flops for c in g.calls) + replayed),
+    }
+    return StepPrediction(values, sorted(g.unmodelled), g, trainable, set(reached),
+                          optimizer, weights, io)

@@ -1,0 +1,76 @@
+"""Per-call rules: what one functional call keeps for backward and what it costs.
+
+Each rule restates PyTorch's derivative definitions
+(``tools/autograd/derivatives.yaml``) and ``torch.utils.flop_counter``'s
+formulas for one family of calls, one module per family (listed below the table):
+
+=================  ====================================  =============================
+call               kept for backward (if a grad flows)   FLOPs (forward; backward)
+=================  ====================================  =============================
+conv1d/2d/3d,      input (weight is a parameter)         2·out·fan-in (transposed:
+conv_transpose*d,                                        2·in·numel(w[0])); same
+linear                                                   again for input grad, for
+                                                         weight grad
+matmul, bmm, mm    each operand, for the other's grad    2·out·K; same again per
+(both ≥ 2-D)                                             operand grad
+batch_norm, train  input, save_mean, save_invstd (2C)    0
+relu               output                                0
+max_pool*d,        input, int64 indices (output size)    0
+adaptive_max_pool
+avg_pool*d, adapt. input (adaptive to 1×1: nothing, a    0
+avg_pool*d         mean)
+group_norm         input, mean and rstd per (N, group)   0
+dropout, train     mask: bool on CUDA, else float        0
+layer_norm         input, mean and rstd per row          0
+sigmoid, tanh      output                                0
+hardswish, silu,   input (in-place forms: a copy)        0
+gelu, relu6 …
+mul                each operand, for the other's grad    0
+cross_entropy      log-softmax output, target,           0
+                   total_weight (a 4-byte scalar)
+where, masked_fill the bool mask                         0
+cat, add, sub,     nothing                               0
+views, pad, roll,
+interpolate,
+factories
+=================  ====================================  =============================
+
+The families: :mod:`.conv` (convolutions, linear), :mod:`.matmul`, :mod:`.norm`
+(batch_norm, layer_norm), :mod:`.activation` (relu, sigmoid, tanh, the
+keep-input activations and their in-place forms), :mod:`.pool`, :mod:`.dropout`,
+:mod:`.composite` (einsum, gather, norm: run on meta tensors), :mod:`.elementwise` (mul; element-wise calls off the gradient path) and
+:mod:`.shape` (views and calls that keep nothing). Cross-entropy, the loss, is
+handled by :mod:`complexity.cost.predict.trace` (two nodes: log-softmax, nll_loss); the
+registry itself is :mod:`.registry`.
+
+A call makes an autograd node only if one of its tensor arguments requires grad
+("input gradients only where something upstream trains"); with no node, nothing
+is kept and no backward FLOPs are counted, whatever the rule said. A call whose
+name has no rule, or whose rule declines it, is *unmodelled*, on the gradient path
+or off it, factories included: counted as keeping nothing and costing no FLOPs,
+and reported (there is no default rule).
+
+>>> sorted(n for n, r in RULES.items() if r is RULES["conv2d"])[:3]
+['conv1d', 'conv2d', 'conv3d']
+>>> lookup("exp").__name__, lookup("no_such_call")
+('keep_output', None)
+"""
+from __future__ import annotations
+
+from complexity.cost.predict.rules import (  # noqa: F401  (importing a family registers its rules)
+    activation,
+    composite,
+    conv,
+    dropout,
+    elementwise,
+    embedding,
+    matmul,
+    norm,
+    pool,
+    shape,
+    softmax,
+)
+from complexity.cost.predict.rules import attention  # noqa: F401,E402  (after shape: its views first)
+from complexity.cost.predict.rules.registry import RULES, Context, Rule, lookup, rule
+
+__all__ = ["RULES", "Context", "Rule", "lookup", "rule"]

@@ -1,0 +1,114 @@
+"""Calls whose saved tensors and FLOPs follow from how ATen decomposes them:
+``einsum``, ``gather``, ``norm``/``linalg.vector_norm``.
+
+``einsum`` is ``CompositeImplicitAutograd`` (``aten/src/ATen/native/Linear.cpp``:
+``einsum`` → permutes and ``sumproduct_pair`` → ``reshape``/``permute`` → ``bmm``,
+or ``mul`` and ``sum`` where nothing is contracted; more than two operands in the
+order ``opt_einsum`` picks). Autograd sees the inner ops, so what is kept is what
+those ``bmm``/``mul`` keep: an operand as given when the permute+reshape that feeds
+it is a view, a copy otherwise; the FLOPs are those of the ``bmm``\\ s. Rather than
+restate that algorithm (its dimension ordering, its copies, its path choice), the
+rule runs the call itself on meta tensors with the arguments' sizes, strides,
+dtypes and ``requires_grad``, and reads off what autograd saves
+(``saved_tensors_hooks``) and what ``FlopCounterMode`` counts
+(:func:`complexity.cost.flops.flop_counter`), forward and backward: exact for the decomposition the real step runs (the same code path,
+shapes alone decide it). A saved storage is the call's argument ``i`` when it is
+that argument's (meta) storage, the result's when it is the result's, else a
+storage of its own of the saved storage's size.
+
+``gather`` keeps its index (``gather_backward(grad, self, dim, index, ...)``,
+which reads only ``self``'s sizes) when its input requires grad; ``norm`` keeps its
+input and its result (``linalg_vector_norm_backward(grad, self, ord, result, ...)``).
+They go through the same emulation.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._pytree import tree_map
+
+from complexity.cost.flops import flop_counter
+from complexity.cost.predict.rules.matmul import as_meta
+from complexity.cost.predict.rules.registry import Context, rule
+
+
+def _key(t: torch.Tensor) -> int:
+    return StorageWeakRef(t.untyped_storage()).cdata
+
+
+def emulate(ctx: Context, func) -> Optional[bool]:
+    """Fill ``ctx.call`` by running ``func(*args, **kwargs)`` on meta stand-ins of
+    the call's tensors: saved storages (as input/result/new) and FLOPs."""
+    metas = {}
+
+    def meta(obj):
+        if not isinstance(obj, torch.Tensor):
+            return obj
+        if id(obj) not in metas:
+            m = as_meta(obj)
+            if obj.requires_grad and (m.is_floating_point() or m.is_complex()):
+                m.requires_grad_(True)
+            metas[id(obj)] = m
+        return metas[id(obj)]
+
+    args, kwargs = tree_map(meta, ctx.args), tree_map(meta, ctx.kwargs)
+    saved = {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        saved.setdefault(_key(t), st.nbytes())
+        return t
+
+    try:
+        with torch.enable_grad(), flop_counter() as fwd:
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                out = func(*args, **kwargs)
+        backward = 0
+        if isinstance(out, torch.Tensor) and out.requires_grad:
+            with flop_counter() as bwd:
+                out.backward(torch.ones_like(out))
+            backward = bwd.get_total_flops()
+    except Exception:  # a form meta tensors cannot run: unmodelled
+        return False
+    if not isinstance(out, torch.Tensor):
+        return False
+    where = {}
+    for i, t in enumerate(ctx.ins):
+        if id(t) in metas:
+            where.setdefault(_key(metas[id(t)]), ("in", i))
+    where.setdefault(_key(out), ("out", 0))
+    kept = []
+    for k, nbytes in saved.items():
+        if not nbytes:
+            continue
+        kind, i = where.get(k, ("new", nbytes))
+        kept.append(ctx.input_storage(i) if kind == "in" else
+                    ctx.output_storage(0) if kind == "out" else ctx.new_storage(nbytes))
+    ctx.call.kept = kept
+    ctx.call.forward_flops = fwd.get_total_flops()
+    ctx.call.backward_flops = backward
+    return None
+
+
+@rule("einsum")
+def einsum(ctx: Context) -> Optional[bool]:
+    """What ATen's decomposition (permutes, reshapes, ``bmm``/``mul``, ``sum``)
+    keeps and counts, read off a meta run."""
+    return emulate(ctx, torch.einsum)
+
+
+@rule("gather")
+def gather(ctx: Context) -> Optional[bool]:
+    """The index kept if the input requires grad; no FLOPs."""
+    return emulate(ctx, torch.gather)
+
+
+@rule("norm", "vector_norm", "linalg_vector_norm")
+def norm(ctx: Context) -> Optional[bool]:
+    """Input and result kept (vector norms); matrix norms declined."""
+    p = ctx.arg(1, "p", ctx.kwargs.get("ord", 2))
+    if isinstance(p, str) and p != "fro":
+        return False
+    return emulate(ctx, torch.Tensor.norm if ctx.name == "norm" else torch.linalg.vector_norm)

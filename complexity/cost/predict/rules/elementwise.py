@@ -1,0 +1,100 @@
+"""Element-wise calls (no FLOPs counted, as in ``FlopCounterMode``).
+
+What each keeps for backward, when an autograd node is made
+(``tools/autograd/derivatives.yaml``):
+
+* ``mul``: d(a·b)/da = b and d(a·b)/db = a, so each tensor operand is kept when
+  another operand requires grad; ``div`` by a tensor keeps the divisor for the
+  dividend's gradient and both for the divisor's (``div_tensor_other_backward``);
+  by a number, nothing.
+* :data:`KEEP_OUTPUT` (``exp``, ``sqrt``, ``rsqrt``): the result.
+* :data:`KEEP_INPUT` (``log``, ``abs``, ``pow`` by a number, ``clamp``): the input
+  (an in-place form keeps a copy of it).
+* :data:`KEEP_NOTHING` (subtraction, negation, dtype conversions, the in-place
+  fills and random fills — stochastic depth's ``empty().bernoulli_().div_()``
+  noise — and the comparisons, whose bool result makes no node).
+* ``where(cond, a, b)`` and ``masked_fill(x, mask, v)``: the bool mask
+  (``where(condition, grad, 0)``, ``grad.masked_fill(mask, 0)``).
+
+A form not covered (``pow`` by a tensor, ``where(cond)`` alone) is declined:
+unmodelled.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from complexity.cost.predict.rules.registry import Context, rule
+
+#: Element-wise calls whose backward reads their result.
+KEEP_OUTPUT = ("exp", "exp_", "sqrt", "sqrt_", "rsqrt", "rsqrt_")
+
+#: Element-wise calls whose backward reads their input.
+KEEP_INPUT = ("log", "abs", "pow", "__pow__", "clamp", "clamp_", "clamp_min", "clamp_max")
+
+#: Element-wise calls whose backward needs no tensor (or that make no node).
+KEEP_NOTHING = ("sub", "sub_", "__sub__", "__isub__", "__rsub__", "rsub", "neg", "__neg__",
+                "to", "float", "double", "half", "type_as", "fill_", "zero_", "normal_",
+                "uniform_", "bernoulli_", "bernoulli",
+                "eq", "ne", "gt", "lt", "ge", "le", "__eq__", "__ne__", "__gt__", "__lt__",
+                "__ge__", "__le__", "logical_not", "logical_and", "logical_or", "__invert__",
+                "__and__", "__or__", "isnan", "isinf")
+
+
+@rule("mul", "__mul__", "__rmul__")
+def mul(ctx: Context) -> None:
+    """Each tensor operand kept if another operand requires grad."""
+    ctx.call.kept = [ctx.input_storage(i) for i in range(len(ctx.ins))
+                     if any(o.requires_grad for j, o in enumerate(ctx.ins) if j != i)]
+
+
+@rule("div", "div_", "__truediv__", "__itruediv__")
+def div(ctx: Context) -> Optional[bool]:
+    """a / b: b kept for a's gradient; a and b for b's (a number: nothing)."""
+    if len(ctx.ins) == 1:
+        return None if ctx.ins[0] is ctx.args[0] else False  # by a number; else rdiv
+    a, b = ctx.ins
+    if ctx.name.endswith("_") or ctx.name.startswith("__i"):
+        return False if b.requires_grad else None  # in place: a's old value needed
+    kept = [ctx.input_storage(1)] if a.requires_grad or b.requires_grad else []
+    if b.requires_grad:
+        kept.insert(0, ctx.input_storage(0))
+    ctx.call.kept = kept
+    return None
+
+
+@rule(*KEEP_OUTPUT)
+def keep_output(ctx: Context) -> None:
+    """The result kept."""
+    ctx.call.kept = [ctx.output_storage(0)]
+
+
+@rule(*KEEP_INPUT)
+def keep_input(ctx: Context) -> Optional[bool]:
+    """The input kept (in place: a copy of it); ``pow`` by a tensor declined."""
+    if len(ctx.ins) > 1:
+        return False
+    if ctx.name.endswith("_"):
+        ctx.call.kept = [ctx.new_storage(ctx.input_bytes(0))]
+    else:
+        ctx.call.kept = [ctx.input_storage(0)]
+    return None
+
+
+@rule(*KEEP_NOTHING)
+def keep_nothing(ctx: Context) -> None:
+    """Nothing kept."""
+
+
+@rule("where")
+def where(ctx: Context) -> Optional[bool]:
+    """The condition kept (``where(cond)`` alone, a nonzero, declined)."""
+    if len(ctx.args) + len(ctx.kwargs) < 3:
+        return False
+    ctx.call.kept = [ctx.input_storage(0)]
+    return None
+
+
+@rule("masked_fill", "masked_fill_")
+def masked_fill(ctx: Context) -> None:
+    """The mask kept."""
+    ctx.call.kept = [ctx.input_storage(1)]

@@ -1,0 +1,42 @@
+"""Calls that keep nothing for backward and cost no FLOPs.
+
+Views (:data:`complexity.cost.predict.graph.ALIASING`) make no storage (``contiguous`` or
+``reshape`` of a tensor no view can express copies: the trace sees the new
+storage, and the copy's backward keeps nothing); the calls of
+:data:`KEEP_NOTHING` need only sizes for their backward (``derivatives.yaml``):
+concatenation, addition, nearest/bilinear upsampling, sums and means,
+``roll``, ``chunk``/``split``; ``pad`` in ``constant`` or ``circular`` mode
+(``reflect``/``replicate`` padding keeps its input). The factories of
+:data:`FACTORIES` allocate their result and make no autograd node.
+"""
+from __future__ import annotations
+
+from complexity.cost.predict.graph import ALIASING, SHARES_GRAD
+from complexity.cost.predict.rules.registry import Context, rule
+
+#: Calls that keep nothing for backward (their backward needs only sizes).
+KEEP_NOTHING = ("cat", "concat", "stack", "add", "add_", "__add__", "__iadd__", "__radd__",
+                "interpolate", "upsample", "sum", "mean", "roll", "chunk", "split", "unbind",
+                "clone")
+
+#: Calls that make a new tensor from sizes (and a dtype), not from values.
+FACTORIES = ("zeros", "ones", "empty", "full", "randn", "rand", "randint", "arange", "eye",
+             "linspace", "empty_strided", "zeros_like", "ones_like", "empty_like", "full_like",
+             "rand_like", "randn_like", "new_zeros", "new_ones", "new_full", "new_empty",
+             "tensor", "as_tensor", "scalar_tensor", "new_tensor")
+
+
+@rule(*sorted(ALIASING), *KEEP_NOTHING, *FACTORIES)
+def keep_nothing(ctx: Context) -> None:
+    """Nothing kept, no FLOPs; the calls of :data:`complexity.cost.predict.graph.SHARES_GRAD`
+    hand the output gradient on (``Call.shares_grad``)."""
+    if ctx.name in SHARES_GRAD:
+        ctx.call.shares_grad = True
+
+
+@rule("pad")
+def pad(ctx: Context) -> None:
+    """Constant and circular padding keep nothing; reflect and replicate keep the
+    input (``reflection_pad*d_backward(grad, self, padding)``)."""
+    if ctx.arg(2, "mode", "constant") in ("reflect", "replicate"):
+        ctx.call.kept = [ctx.input_storage(0)]

@@ -1,0 +1,398 @@
+"""Peak memory of one training step, from a traced graph: a liveness schedule.
+
+:func:`peak` walks the calls recorded by :func:`complexity.cost.predict.trace.trace`
+three times — forward, backward in reverse, then the Adam update — adding each
+storage when it is made and dropping it when nothing holds it any more, and
+returns the most ever alive. What holds a storage: the caller of the module it
+was passed to (until that module returns), a later call that reads it, an
+autograd node that keeps it (until that node's backward), a parameter's
+``.grad``. Gradients follow PyTorch's engine: add, cat and views hand the output
+gradient on without a copy; a node's kept tensors go as soon as it has run; a
+second gradient for the same tensor is summed into a new one (in place only for
+a parameter's ``.grad``).
+
+A graph of one call, the loss ``sum`` of a resident 1 KiB input: the peak is the
+input, the 4-byte loss and the loss's 4-byte gradient (nothing trains).
+
+>>> import torch
+>>> from complexity.cost.predict.graph import Call
+>>> g = Graph()
+>>> x = g.value(torch.empty(256, device="meta"))
+>>> g.resident.add(g.value_storage[x])
+>>> g.calls.append(Call("sum", [x], [g.value(torch.empty((), device="meta"), new=True)]))
+>>> peak(g, [], resident_bytes=1024)
+1032
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional
+
+from complexity.cost.predict.graph import Graph
+from complexity.cost.step.grad_scaler import AFTER_UPDATE, UNSCALE
+from complexity.cost.predict.recompute import recomputed_calls, saving_calls, unpacks
+
+
+class _Schedule:
+    """Live bytes, and their maximum, as storages come and go. With ``events`` (a
+    list), every allocation ``("alloc", nbytes, key)``, release ``("free", nbytes,
+    key)`` and moment the peak is read ``("mark", live, None)`` is appended to it, in
+    order: the sequence a caching-allocator model or a symbolic peak replays. A key
+    names what was allocated: ``("activation", storage)`` (a forward result or a
+    tensor a node keeps), ``("grad", n, value)`` (a gradient buffer; ``value`` is the
+    tensor it is the gradient of, a parameter's value id for ``.grad``),
+    ``("transient", call index)`` (a call's workspace) or ``("optimizer", 0)``
+    (the update's temporaries); with loss scaling, ``("scaler", what)`` and
+    ``("scaler", what, "copy")`` (the scalars ``GradScaler.unscale_`` makes before
+    the update: ``"double"``, ``"reciprocal"``, ``"inv_scale"``, ``"found_inf"``).
+    With checkpointing, a tensor made again by a segment's recomputation during
+    backward is ``("activation", storage, "recomputed")`` (the storage id of the
+    forward tensor it repeats)."""
+
+    def __init__(self, resident_bytes: int, events: Optional[list] = None):
+        self.live = self.peak = resident_bytes
+        self.events = events
+
+    def alloc(self, nbytes: int, key=None) -> None:
+        self.live += nbytes
+        # the update is logged even when it allocates nothing: a replay makes the
+        # optimizer's state there
+        if self.events is not None and (nbytes or key == ("optimizer", 0)):
+            self.events.append(("alloc", nbytes, key))
+
+    def free(self, nbytes: int, key=None) -> None:
+        self.live -= nbytes
+        if self.events is not None and nbytes:
+            self.events.append(("free", nbytes, key))
+
+    def mark(self) -> None:
+        self.peak = max(self.peak, self.live)
+        if self.events is not None:
+            self.events.append(("mark", self.live, None))
+
+
+def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
+         events: Optional[list] = None, *, optimizer=None, grads_resident: bool = False,
+         forward_extra: int = 0, grad_scaler: bool = False) -> int:
+    """Most bytes alive at once; ``resident_bytes`` are alive throughout (weights,
+    buffers, Adam state, input, target), ``trainable_sizes`` in Adam's order.
+    ``events``: a list that receives the schedule's allocations, releases and peak
+    readings in order (see :class:`_Schedule`); the resident bytes are not in it.
+    ``optimizer``: the :class:`complexity.cost.step.optimizers.Optimizer` whose update
+    ends the step (default ``Adam(foreach=False)``). ``grads_resident``: the
+    parameters' ``.grad`` buffers exist before the forward (``zero_grad(set_to_none=
+    False)``, or a later micro-batch of gradient accumulation) and must be counted
+    in ``resident_bytes``: each gradient arriving in backward is then added into
+    its buffer in place and freed. ``forward_extra``: bytes alive through the
+    forward only (the previous micro-batch's loss, still bound to its name until
+    the new loss replaces it). Checkpointed segments (``g.segments``) keep nothing
+    in the forward but their arguments; the first of their nodes to run in
+    backward replays their forward up to :func:`recomputed_calls`' early stop.
+    ``grad_scaler``: the graph's last call is ``scaler.scale(loss)`` (the loss, the
+    call before it, stays bound; the scaled loss goes when backward returns) and
+    ``scaler.step`` unscales the gradients before the update (:meth:`_Step.update`).
+
+    >>> import torch
+    >>> from complexity.cost.predict.trace import trace_calls
+    >>> x = torch.ones(64, requires_grad=True)
+    >>> g = trace_calls(lambda t: (t * 2).sum(), x, state=[x])
+    >>> ev = []
+    >>> peak(g, [256], 256, ev) == max(v for k, v, _ in ev if k == "mark")
+    True
+    >>> [e[0] for e in ev][:2], ev[0][2][0]
+    (['alloc', 'mark'], 'activation')
+    """
+    step = _Step(g, _Schedule(resident_bytes, events), grads_resident, grad_scaler)
+    step.forward(forward_extra)
+    step.backward()
+    step.update(optimizer, trainable_sizes)
+    return step.sch.peak
+
+
+class _Step:
+    """The liveness of one step over graph ``g``, phase by phase: :meth:`forward`,
+    :meth:`backward` (with :meth:`replay` for checkpointed segments), then
+    :meth:`update`, each logging to ``sch``. It holds what outlives a phase: who
+    keeps each storage for backward (``keep_count``), each storage's last reader
+    (``last_read``) and maker (``birth``), and the gradient buffers (``grads``).
+    ``scaled``: the last call is ``GradScaler.scale(loss)``."""
+
+    def __init__(self, g: Graph, sch: _Schedule, grads_resident: bool, scaled: bool = False):
+        self.g, self.sch, self.grads_resident = g, sch, grads_resident
+        self.scaled = scaled
+        self.keep_count: Dict[int, int] = {}
+        self.seg_of: Dict[int, int] = {}
+        self.let_go: Dict[int, int] = {}  # segment -> the node after which its inputs go
+        self._count_keepers()
+        self.last_read = self._last_reads()
+        self.birth: Dict[int, int] = {}  # storage -> the call that made it
+        self.grads = _Gradients(sch)
+        self.replayed: set = set()
+        self.rkeep: Dict[int, int] = {}  # recomputed storage -> nodes still to use it
+
+    def _count_keepers(self) -> None:
+        """How many holders keep each storage for backward: the nodes that save it
+        and the checkpoints whose arguments it is."""
+        g, keep_count = self.g, self.keep_count
+        # Checkpointed segments: their calls keep nothing in the forward; the segment's
+        # arguments are held by the checkpoint until the last of its nodes that saves a
+        # tensor has run (the first of them in forward order), if any node saves one.
+        for k, sg in enumerate(g.segments):
+            saving = saving_calls(g, sg)
+            self.seg_of.update((i, k) for i in range(sg.start, sg.end))
+            if saving:
+                self.let_go[k] = saving[0]
+                for s in dict.fromkeys(sg.held):
+                    keep_count[s] = keep_count.get(s, 0) + 1
+        for i, c in enumerate(g.calls):
+            for s in c.kept if i not in self.seg_of else ():
+                keep_count[s] = keep_count.get(s, 0) + 1
+
+    def _last_reads(self) -> Dict[int, int]:
+        """Storage -> the last forward call that reads it or runs while Python
+        still references it."""
+        g = self.g
+        # Forward: a storage lives from the call that makes it to its last read,
+        # or, if a node keeps it, until that node's backward.
+        last_read: Dict[int, int] = {}
+        for i, c in enumerate(g.calls):
+            for v in c.inputs:
+                last_read[g.value_storage[v]] = i
+        # What Python still references stays alive too: a module's caller holds its
+        # arguments until it returns, and a forward's locals (DenseBlock's list of
+        # features, DenseLayer's bottleneck output) hold what they name until it
+        # returns. The trace saw, for each storage, the last call before its Python
+        # object was freed.
+        for held in (g.held_until, g.freed_after):
+            for s, i in held.items():
+                last_read[s] = max(last_read.get(s, i), i)
+        return last_read
+
+    def _made(self, c) -> List[int]:
+        """The storages call ``c`` makes, each once: its outputs' and the new
+        tensors it keeps (negative ids: indices, statistics)."""
+        fresh = [self.g.value_storage[v] for v in c.outputs] + [s for s in c.kept if s < 0]
+        return list(dict.fromkeys(fresh))
+
+    def _run_call(self, i: int, c) -> None:
+        """Call ``i`` runs: its workspace is alive with everything else for the
+        moment of the call (a peak reading), then goes."""
+        self.sch.alloc(c.transient, ("transient", i))
+        self.sch.mark()
+        self.sch.free(c.transient, ("transient", i))
+
+    def forward(self, forward_extra: int) -> None:
+        """The forward and the loss: each call's results are allocated as it runs
+        and freed after their last reader, unless a node keeps them for backward
+        (they go there) or they are the loss (held to the end). ``forward_extra``
+        bytes are alive for the forward only."""
+        g, sch = self.g, self.sch
+        born = set(g.resident)
+        held = len(g.calls) - (2 if self.scaled else 1)  # the loss (and its scaled copy)
+        sch.alloc(forward_extra, ("activation", 0))
+        dies_at: Dict[int, List[int]] = {}
+        for i, c in enumerate(g.calls):
+            for s in self._made(c):
+                if s not in born:
+                    born.add(s)
+                    self.birth[s] = i
+                    sch.alloc(g.storage_bytes[s], ("activation", s))
+                    if s not in self.keep_count and i < held:  # the loss stays held
+                        dies_at.setdefault(max(i, self.last_read.get(s, i)), []).append(s)
+            self._run_call(i, c)
+            for s in dies_at.pop(i, []):
+                sch.free(g.storage_bytes[s], ("activation", s))
+        sch.free(forward_extra, ("activation", 0))
+
+    def backward(self) -> None:
+        """``loss.backward()``: nodes in reverse order of creation (the engine's
+        order for a single device: highest sequence number first), from the loss's
+        gradient, which is freed when backward returns."""
+        g, grads = self.g, self.grads
+        # d loss / d loss = 1: ``loss.backward()`` makes it (``_make_grads``) and holds
+        # it in a local of ``torch.autograd.backward`` until the engine returns, so it
+        # outlives the loss's node (one reference for the node, one for Python).
+        loss = g.calls[-1].outputs[0]
+        root = grads.new(g.value_bytes[loss], loss)  # ones_like(loss): the loss's dtype
+        grads.of[loss] = root
+        grads.refs[root] = 2
+        for idx in range(len(g.calls) - 1, -1, -1):
+            self._node(idx)
+        grads.release(root)  # backward has returned
+        if self.scaled:  # then the scaled loss, a temporary of scaler.scale(loss).backward()
+            s = g.value_storage[loss]
+            self.sch.free(g.storage_bytes[s], ("activation", s))
+
+    def _node(self, idx: int) -> None:
+        """The backward of call ``idx``: replay its checkpointed segment if it is
+        the first of the segment to unpack a saved tensor, run it, let go of what
+        it kept, and hand its input gradients on."""
+        c = self.g.calls[idx]
+        k = self.seg_of.get(idx)
+        outs = [v for v in c.outputs if v in self.grads.of]
+        if k is not None and k not in self.replayed and unpacks(c, self.grads.of):
+            self.replayed.add(k)  # this node unpacks a saved tensor first
+            self.replay(k)
+        arriving = self._run_node(c, outs) if c.node and outs else []
+        self._drop_kept(idx, c, k)
+        self._accumulate(arriving)
+
+    def _run_node(self, c, outs: List[int]) -> List[tuple]:
+        """Node ``c`` computes its input gradients (a new buffer each, or its output
+        gradient handed on) and frees its output gradients; returns the
+        ``(value, gradient)`` pairs that arrive at its inputs."""
+        g, grads = self.g, self.grads
+        arriving = []
+        for v in c.grad_inputs:
+            gid = (grads.of[outs[0]] if _hands_on(g, c, v)
+                   else grads.new(g.value_bytes[v], v))
+            grads.refs[gid] += 1
+            arriving.append((v, gid))
+        self.sch.mark()  # the node ran: its kept tensors, output and input grads alive
+        for v in outs:
+            grads.release(grads.of.pop(v))
+        return arriving
+
+    def _drop_kept(self, idx: int, c, k: Optional[int]) -> None:
+        """Node ``idx`` has run: each tensor it kept (its recomputed copy, in a
+        checkpointed segment) loses a holder, and the segment's checkpoint lets go
+        of its arguments once the last of its saving nodes has run."""
+        g, sch = self.g, self.sch
+        # The engine releases a node's kept tensors as soon as it has run ...
+        if k is None:
+            self._let_go(c.kept)
+        for s in c.kept if k is not None else ():  # recomputed ones, checkpointed
+            if s in self.rkeep:
+                self.rkeep[s] -= 1
+                if self.rkeep[s] == 0:
+                    del self.rkeep[s]
+                    sch.free(g.storage_bytes[s], ("activation", s, "recomputed"))
+        if k is not None and self.let_go.get(k) == idx:  # the checkpoint lets go of its inputs
+            self._let_go(dict.fromkeys(g.segments[k].held))
+
+    def _let_go(self, storages) -> None:
+        """Each of ``storages`` loses a holder (:attr:`keep_count`); one that no
+        holder keeps any more, unless resident, is freed."""
+        g, keep_count = self.g, self.keep_count
+        for s in storages:
+            keep_count[s] -= 1
+            if keep_count[s] == 0 and s not in g.resident:
+                self.sch.free(g.storage_bytes[s], ("activation", s))
+
+    def _accumulate(self, arriving: List[tuple]) -> None:
+        """The gradients a node made arrive at its inputs: into a parameter's
+        ``.grad``, as the first gradient of a tensor, or summed with an earlier one."""
+        g, grads = self.g, self.grads
+        # ... then adds its outputs into the waiting gradients.
+        for v, gid in arriving:
+            if v in g.params and (self.grads_resident or v in grads.of):
+                # AccumulateGrad: .grad exists, so .grad += new, in place
+                grads.release(gid)
+            elif v not in grads.of:
+                grads.of[v] = gid
+                if v in g.params:
+                    grads.refs[gid] += 1  # .grad keeps it
+            else:
+                # InputBuffer::accumulate adds in place only for a plain tensor it
+                # holds the last reference to (never for fake tensors): old + new.
+                total = grads.new(g.value_bytes[v], v)
+                grads.refs[total] += 1
+                self.sch.mark()
+                grads.release(grads.of[v])
+                grads.release(gid)
+                grads.of[v] = total
+
+    def replay(self, k: int) -> None:
+        """Checkpoint's recomputation of segment ``k``, run when the engine first
+        unpacks one of its saved tensors: the forward's liveness, up to the early
+        stop; what the segment's nodes keep stays, the rest goes at the stop."""
+        g, sch, segment = self.g, self.sch, self.g.segments[k]
+        calls = recomputed_calls(g, segment)
+        stop = saving_calls(g, segment)[-1]
+        inside = set(calls)
+        kept = [s for i in range(segment.start, stop + 1) for s in g.calls[i].kept
+                if self.birth.get(s, -1) in inside]
+        for s in kept:
+            self.rkeep[s] = self.rkeep.get(s, 0) + 1
+        ends: Dict[int, List[int]] = {}
+        for i in calls:
+            c = g.calls[i]
+            for s in self._made(c):
+                if self.birth.get(s) == i:
+                    sch.alloc(g.storage_bytes[s], ("activation", s, "recomputed"))
+                    if s not in self.rkeep:
+                        ends.setdefault(min(calls[-1], max(i, self.last_read.get(s, i))),
+                                        []).append(s)
+            self._run_call(i, c)
+            for s in ends.pop(i, []):
+                sch.free(g.storage_bytes[s], ("activation", s, "recomputed"))
+
+    def update(self, optimizer, trainable_sizes: List[int]) -> None:
+        """``optimizer.step()``: the step's last moment, the gradients and the
+        optimizer's temporaries alive at once (default ``Adam(foreach=False)``)."""
+        # The update's temporaries (Adam(foreach=False): exp_avg_sq.sqrt() / c per
+        # parameter while the previous denom is bound; foreach: one list-wide sqrt).
+        if optimizer is None:
+            from complexity.cost.step.optimizers import Optimizer
+
+            optimizer = Optimizer()
+        if self.scaled:  # scaler.step -> unscale_: its scalars, in order
+            self._play(UNSCALE)
+        self.sch.alloc(optimizer.step_temporaries(trainable_sizes), ("optimizer", 0))
+        self.sch.mark()
+        if self.scaled:  # scaler.update() works in place; found_inf's copy goes
+            self._play(AFTER_UPDATE)
+
+    def _play(self, script) -> None:
+        """Play a script of :mod:`complexity.cost.step.grad_scaler` (``(op, bytes,
+        name)``: alloc, free or a reading) on the schedule."""
+        for op, nbytes, name in script:
+            if op == "mark":
+                self.sch.mark()
+            else:
+                getattr(self.sch, op)(nbytes, ("scaler", name))
+
+
+class _Gradients:
+    """The gradient buffers of backward, counted by reference: a buffer is freed
+    when the last holder lets it go. Holders are the node waiting for it (one
+    reference per input it feeds), a parameter's ``.grad``, and, for the loss's
+    gradient, ``torch.autograd.backward`` itself. ``of[v]``: the gradient waiting
+    for value ``v`` (summed there as more arrive)."""
+
+    def __init__(self, sch: _Schedule):
+        self.sch = sch
+        self.refs: Dict[int, int] = {}
+        self.sizes: Dict[int, int] = {}
+        self.keys: Dict[int, tuple] = {}
+        self.of: Dict[int, int] = {}
+
+    def new(self, nbytes: int, value: int) -> int:
+        """Allocate a gradient of ``nbytes`` for ``value``, held by nobody yet."""
+        gid = len(self.sizes)
+        self.sizes[gid], self.refs[gid] = nbytes, 0
+        self.keys[gid] = ("grad", gid, value)
+        self.sch.alloc(nbytes, self.keys[gid])
+        return gid
+
+    def release(self, gid: int) -> None:
+        """One holder lets ``gid`` go; the last one frees it."""
+        self.refs[gid] -= 1
+        if self.refs[gid] == 0:
+            self.sch.free(self.sizes[gid], self.keys[gid])
+
+
+def _hands_on(g: Graph, c, v: int) -> bool:
+    """Whether ``c``'s backward hands its output gradient (or a view of it) to input
+    ``v`` without allocating. ``cat`` always does (each input's gradient is a slice
+    of the output's). A view, an add or an identity does only where the input has
+    the output's size and dtype (equal bytes): otherwise the gradient made for it is
+    a new tensor of the input's size — ``select_backward``/``slice_backward`` (an
+    indexed or narrowed tensor: zeros of the input's shape, the gradient copied
+    in), ``sum_to_size`` (an expanded or broadcast input, a class token or position
+    embedding: the engine's ``validate_outputs`` reduces it) or a cast to the
+    input's dtype (an autocast add of a bfloat16 and a float32 tensor)."""
+    if not c.shares_grad:
+        return False
+    if c.name in ("cat", "concat"):
+        return True
+    return g.value_bytes[v] == g.value_bytes[c.outputs[0]]

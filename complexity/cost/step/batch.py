@@ -1,0 +1,94 @@
+"""The batch of one training step and the loss taken on it: the input
+(:func:`make_input`: images, token ids), the logits a model's output holds
+(:func:`logits`), the target reshaped to them (:func:`loss_target`), and the
+forward and cross-entropy loss as a training loop writes it (:func:`forward_loss`).
+Prediction (the tracer) and measurement run the same step through these.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def logits(output):
+    """The tensor the loss is taken on, classes on dim 1: the output,
+    ``output["out"]`` (torchvision segmentation models return a dict), or a tuple's
+    ``.logits`` or first element (GoogLeNet and Inception v3 add auxiliary logits
+    in train mode).
+
+    A Hugging Face ``ModelOutput`` (a dict with a ``.logits`` attribute): its
+    ``.logits``; token logits ``(N, L, V)`` (classes last, as Hugging Face's own
+    losses take them) are flattened to ``(N·L, V)`` — a view of the contiguous
+    logits — so the loss is one cross-entropy over ``N·L`` tokens against a target
+    of ``N·L`` class indices (an ``(N, L)`` target is reshaped to that).
+
+    >>> from collections import OrderedDict
+    >>> class Out(OrderedDict):  # a ModelOutput stand-in
+    ...     logits = property(lambda self: self["logits"])
+    >>> logits(Out(logits=torch.zeros(2, 5, 7))).shape
+    torch.Size([10, 7])
+    >>> logits({"out": torch.zeros(2, 3, 4, 4)}).shape
+    torch.Size([2, 3, 4, 4])
+    """
+    if isinstance(output, dict) and hasattr(output, "logits"):  # transformers' ModelOutput
+        out = output.logits
+        return out.flatten(0, -2) if out.dim() > 2 else out
+    if isinstance(output, dict):
+        return output["out"]
+    if isinstance(output, tuple):  # GoogLeNet/Inception in train mode: a namedtuple
+        return output.logits if hasattr(output, "logits") else output[0]
+    return output
+
+
+def make_input(input_shape: Sequence[int], input_dtype=None, input_high=None,
+               device="cpu") -> torch.Tensor:
+    """The batch fed to the model: ``torch.randn(*input_shape)`` by default (float32);
+    for an integer ``input_dtype`` (token ids), ``torch.randint(0, input_high, shape)``;
+    on the meta device, an empty tensor of that shape and dtype.
+
+    >>> make_input((2, 3), torch.long, 10).dtype, make_input((2, 3)).dtype
+    (torch.int64, torch.float32)
+    >>> make_input((2, 3), torch.long, 10, device="meta").device.type
+    'meta'
+    """
+    dtype = input_dtype if input_dtype is not None else torch.get_default_dtype()
+    shape = tuple(input_shape)
+    integer = not (dtype.is_floating_point or dtype.is_complex)
+    if integer and dtype is not torch.bool and input_high is None:
+        raise ValueError(f"input_dtype={dtype}: give input_high (e.g. the vocabulary size), "
+                         "the exclusive upper bound of the input's values")
+    if torch.device(device).type == "meta":
+        return torch.empty(shape, dtype=dtype, device=device)
+    if dtype is torch.bool:
+        return torch.randint(0, 2, shape, device=device).bool()
+    if integer:
+        return torch.randint(0, int(input_high), shape, dtype=dtype, device=device)
+    return torch.randn(shape, dtype=dtype, device=device)
+
+
+def loss_target(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``target`` with the shape of ``out`` less its class dim: an ``(N, L)`` token
+    target for logits flattened to ``(N·L, V)`` (:func:`logits`) is reshaped."""
+    shape = (out.shape[0], *out.shape[2:])
+    if tuple(target.shape) != shape and target.numel() == out.numel() // out.shape[1]:
+        target = target.reshape(shape)
+    return target
+
+
+def forward_loss(model: nn.Module, x, target) -> tuple:
+    """``(loss, target)``: cross-entropy of ``model(x)``'s logits against ``target``,
+    drawn at random (class indices of the output's shape) when None.
+
+    >>> loss, target = forward_loss(nn.Conv2d(1, 3, 1), torch.randn(2, 1, 4, 4), None)
+    >>> tuple(target.shape), loss.dim()
+    ((2, 4, 4), 0)
+    """
+    out = logits(model(x))
+    if target is None:  # warm-up: learn the output's shape
+        target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]),
+                               device=out.device)
+    target = loss_target(out, target)
+    return F.cross_entropy(out, target), target

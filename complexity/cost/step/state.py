@@ -1,0 +1,69 @@
+"""The model's tensors swapped for the step's own (fake or real CPU copies, fake
+CUDA ones): the plain tensor attributes ``functional_call`` misses
+(:func:`tensor_attributes`) and a swap that handles shared modules and tied
+parameters (:func:`stand_ins`). Prediction (the tracer) and measurement both run
+the model on stand-ins.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Dict
+
+import torch
+from torch import nn
+
+
+def tensor_attributes(model: nn.Module) -> Dict[tuple, torch.Tensor]:
+    """``{(module, name): tensor}``: the plain tensors ``model``'s modules hold as
+    attributes, neither parameter nor buffer (a cached mask, a constant table), which
+    ``functional_call`` does not replace: the step needs them on its own device.
+
+    >>> m = nn.Linear(2, 2); m.table = torch.zeros(3)
+    >>> [(type(k[0]).__name__, k[1], tuple(v.shape)) for k, v in tensor_attributes(m).items()]
+    [('Linear', 'table', (3,))]
+    """
+    return {(mod, k): v for mod in model.modules() for k, v in vars(mod).items()
+            if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter)}
+
+
+@contextlib.contextmanager
+def stand_ins(model: nn.Module, state: Dict[str, torch.Tensor], attributes=None):
+    """``model`` with each parameter and buffer replaced by ``state[name]`` (names
+    as ``named_parameters()``/``named_buffers()`` give them) and each plain tensor
+    attribute by ``attributes[(module, name)]``, restored on exit.
+
+    Unlike ``torch.func.functional_call``, a module reached by several paths (timm
+    CoaT's shared ``cpe``/``crpe``) or a parameter held by several modules (tied
+    embeddings) is swapped once per holder and restored to its original tensor:
+    ``functional_call`` swaps a shared module once per path, reads the stand-in
+    back as the "original" at the second path, and leaves it there on exit.
+
+    >>> lin = nn.Linear(2, 2)
+    >>> shared = nn.Sequential(lin, lin)
+    >>> w = lin.weight
+    >>> with stand_ins(shared, {"0.weight": torch.zeros(2, 2)}):
+    ...     float(shared[1].weight.sum())
+    0.0
+    >>> shared[1].weight is w
+    True
+    """
+    new = {}
+    for name, t in (*model.named_parameters(), *model.named_buffers()):
+        if name in state:
+            new[id(t)] = state[name]
+    undo = []
+    try:
+        for mod in model.modules():  # each module once, however many paths reach it
+            for table in (mod._parameters, mod._buffers):
+                for k, t in table.items():
+                    if t is not None and id(t) in new:
+                        undo.append((table, k, t))
+                        table[k] = new[id(t)]
+        for (mod, k), t in (attributes or {}).items():
+            undo.append((mod.__dict__, k, mod.__dict__[k]))
+            mod.__dict__[k] = t
+        yield model
+    finally:
+        for table, k, t in reversed(undo):
+            table[k] = t
+
