@@ -93,6 +93,34 @@ def test_computation_never_imports_presentation():
     assert _violations(lambda m, t, _: _within(m, COMPUTING) and _within(t, PRESENTING)) == []
 
 
+def test_prediction_never_imports_measurement():
+    """What a step costs is predicted from the model's structure alone: nothing in
+    ``cost/step`` or ``cost/predict`` may lean on the instruments that check it."""
+    assert _violations(lambda m, t, _: _within(m, ["complexity.cost.predict",
+                                                   "complexity.cost.step"])
+                       and _within(t, ["complexity.cost.measure"])) == []
+
+
+def test_what_a_step_is_knows_nothing_of_how_it_is_costed():
+    """``cost/step`` (options, optimizers, trainable sets …) sits below prediction,
+    measurement and fit; ``cost/keys`` and ``cost/flops`` below everything."""
+    upper = ["complexity.cost.predict", "complexity.cost.measure", "complexity.cost.fit",
+             "complexity.cost.finetune"]
+    assert _violations(lambda m, t, _: _within(m, ["complexity.cost.step"])
+                       and _within(t, upper)) == []
+    assert _violations(lambda m, t, _: _within(m, ["complexity.cost.keys", "complexity.cost.flops"])
+                       and _within(t, ["complexity"])) == []
+
+
+def test_fit_and_measurement_are_apart():
+    """The fit answers from predictions (``cost/fit`` never runs the measurement) and
+    the measurement never reads the fit's formulas."""
+    assert _violations(lambda m, t, _: _within(m, ["complexity.cost.fit"])
+                       and _within(t, ["complexity.cost.measure"])) == []
+    assert _violations(lambda m, t, _: _within(m, ["complexity.cost.measure"])
+                       and _within(t, ["complexity.cost.fit", "complexity.cost.predict"])) == []
+
+
 def test_output_never_imports_reproduce_or_cli():
     assert _violations(lambda m, t, _: _within(m, ["complexity.output"])
                        and _within(t, ["complexity.reproduce", "complexity.cli"])) == []
