@@ -90,7 +90,7 @@ def test_json_max_batch_is_proved_and_the_parts_add_up(capsys):
 
 def test_cuda_verdict_adds_the_reserve_to_the_allocator_model(capsys):
     from complexity.cost.fit.allocator import cuda_step
-    from complexity.cost.fit.step_formula import step_log
+    from complexity.cost.predict.prediction import step_log
 
     code, out, _ = run_cli(["fit", "stack", "--budget", "600MiB", "--reserve", "512MiB",
                             "--size", "32", "--mode", "last", "--format", "json"], capsys)
@@ -102,7 +102,7 @@ def test_cuda_verdict_adds_the_reserve_to_the_allocator_model(capsys):
 
     def reserved(b):  # the allocator model on a fresh trace at b
         log = step_log(net, (b, c, 32, 32), "cuda")
-        return cuda_step(log["resident_blocks"], log["events"], log["trainable_sizes"])["reserved"]
+        return cuda_step(log.resident_blocks, log.events, log.trainable_sizes)["reserved"]
 
     assert r["cuda"]["reserve_for_context"] == 512 * 2**20
     assert r["cuda"]["reserved"] == reserved(32)

@@ -144,7 +144,7 @@ def _fake_bn_statistics(net, trainable) -> int:
 def test_cuda_float16_against_the_fake_cuda_step(name, trainable):
     """float16 autocast is CUDA's: the measurement records the forward on fake CUDA
     tensors (CUDA's autocast lists, cuDNN's batch norm) and replays it on fake CPU
-    ones for autograd's backward and the update (cost/cuda_replay.py). Every key
+    ones for autograd's backward and the update (cost/measure/cuda_replay.py). Every key
     exact, but for the fake batch norm's statistics."""
     make, shape, kw = CUDA_MODELS[name]
     torch.manual_seed(0)

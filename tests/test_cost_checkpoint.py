@@ -11,7 +11,8 @@ import torchvision
 from torch import nn
 
 from complexity.cost.step.checkpointing import checkpoint_modules, checkpointed
-from complexity.cost.keys import KEYS
+from complexity.cost.keys import KEYS, Category
+from complexity.cost.predict.log import Kind, What
 from complexity.cost.measure.cpu_step import measure
 from complexity.cost.step.optimizers import Optimizer
 from complexity.cost.step.options import StepOptions
@@ -112,10 +113,11 @@ def test_events_name_the_recomputed_tensors():
     model, events = _blocks(), []
     p = predict_step(model, (2, 4, 8, 8), options=StepOptions(checkpoint="[0-2]"),
                      events=events)
-    recomputed = [e for e in events if e[2] and e[2][0] == "activation" and
-                  e[2][2:] == ("recomputed",)]
-    assert recomputed and sum(n if k == "alloc" else -n for k, n, _ in recomputed) == 0
-    assert max(v for k, v, _ in events if k == "mark") == p.values["peak_bytes"]
+    recomputed = [e for e in events if e.key is not None and e.key.what is What.RECOMPUTED]
+    assert recomputed and sum(e.size if e.kind is Kind.ALLOC else -e.size
+                              for e in recomputed) == 0
+    assert {e.category for e in recomputed} == {Category.ACTIVATIONS}
+    assert max(e.size for e in events if e.kind is Kind.MARK) == p.values["peak_bytes"]
 
 
 def test_a_glob_matching_nothing():

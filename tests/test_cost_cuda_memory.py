@@ -9,6 +9,7 @@ import random
 
 from complexity.cost.fit.allocator import CachingAllocator, cuda_at, cuda_step
 from complexity.cost.fit.step_formula import step_formula
+from complexity.cost.predict.log import Event, Key, Kind, What
 from models.stack import Stack
 
 K, M = 1 << 10, 1 << 20
@@ -125,7 +126,7 @@ def test_adam_update_is_replayed_parameter_by_parameter():
     # parameter sqrt (t) and denom, frees t, then the previous denom: at the second
     # parameter, denom_1 + t_2 + denom_2 are alive: (1 MiB + 512) + 2 (2 MiB + 512).
     p1, p2 = M + 512, 2 * M + 512
-    events = [("alloc", p1 + p2, ("optimizer", 0)), ("mark", 0, None)]
+    events = [Event(Kind.ALLOC, p1 + p2, Key(What.UPDATE)), Event(Kind.MARK, 0)]
     r = cuda_step([p1, p2], events, [p1, p2], steps=2)
     resident = 3 * (p1 + p2)                         # weights, exp_avg, exp_avg_sq
     assert r["allocated"] == resident + p1 + 2 * p2

@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from cli_helpers import run_cli
-from complexity.cost.keys import KEYS
+from complexity.cost.keys import KEYS, Category
+from complexity.cost.predict.log import Event, Key, Kind, What
 from complexity.cost.measure.live_bytes import LiveBytes
 from complexity.cost.measure.cpu_step import measure
 from complexity.cost.step.optimizers import Optimizer
@@ -123,11 +124,11 @@ def test_the_update_of_a_real_scaler_step(opt):
     step.sch, step.scaled = _Schedule(0, events), True
     step.update(opt, sizes)
     alive = top = 0
-    for kind, n, _key in events:
-        if kind == "mark":
+    for e in events:
+        if e.kind is Kind.MARK:
             top = max(top, alive)
         else:
-            alive += n if kind == "alloc" else -n
+            alive += e.size if e.kind is Kind.ALLOC else -e.size
     assert live.peak - before == top
     # all the scaler made is gone (the schedule's step ends with the optimizer's
     # temporaries still counted: the step's last moment)
@@ -139,12 +140,15 @@ def test_events_name_the_scaler_and_free_what_it_made():
     events: list = []
     p = predict_step(small(), (2, 3, 16, 16), options=StepOptions(grad_scaler=True),
                      events=events)
-    scaler = [e for e in events if e[2] is not None and e[2][0] == "scaler"]
-    assert sum(n if k == "alloc" else -n for k, n, _ in scaler) == 0
-    assert max(v for k, v, _ in events if k == "mark") == p.values["peak_bytes"]
+    scaler = [e for e in events if e.key is not None and e.key.what is What.SCALER]
+    assert [e.key.ident for e in scaler if e.kind is Kind.ALLOC] == [
+        "double", "reciprocal", "inv_scale", "found_inf", "inv_scale copy", "found_inf copy"]
+    assert sum(e.size if e.kind is Kind.ALLOC else -e.size for e in scaler) == 0
+    assert {e.category for e in scaler} == {Category.TRANSIENT}
+    assert max(e.size for e in events if e.kind is Kind.MARK) == p.values["peak_bytes"]
     # the scaled loss is freed when backward returns; the loss itself is still held
     scaled = p.graph.value_storage[p.graph.calls[-1].outputs[0]]
-    assert ("free", 4, ("activation", scaled)) in events
+    assert Event(Kind.FREE, 4, Key(What.ACTIVATION, scaled), Category.ACTIVATIONS) in events
 
 
 def test_off_is_the_default_and_changes_nothing():

@@ -1,4 +1,4 @@
-"""The training step's formulas in B, H, W (complexity/cost/size_formula.py) and
+"""The training step's formulas in B, H, W (complexity/cost/fit/size_formula.py) and
 ``fit --size auto``, against independent routes: concrete ``predict`` (itself
 equal to a real CPU step, tests/test_cost_*) at fresh random points of the
 domain, off the construction grid; the peak against a real CPU step

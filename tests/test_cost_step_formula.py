@@ -170,7 +170,7 @@ def test_step_counters_follow_the_steps_optimizer():
 
     from complexity.cost.step.optimizers import Optimizer
     from complexity.cost.step.options import StepOptions
-    from complexity.cost.fit.step_formula import step_log
+    from complexity.cost.predict.prediction import step_log
     from models.stack import Stack
 
     net = Stack(2, 4)
@@ -180,7 +180,7 @@ def test_step_counters_follow_the_steps_optimizer():
         p.grad = torch.zeros_like(p)
     opt.step()
     steps = sum(s["step"].numel() * s["step"].element_size() for s in opt.state.values())
-    assert step_log(net, (2, 4, 8, 8))["step_counter_bytes"] == steps
+    assert step_log(net, (2, 4, 8, 8)).step_counter_bytes == steps
     for name in ("sgd", "sgd-momentum"):
         options = StepOptions(optimizer=Optimizer(name))
-        assert step_log(net, (2, 4, 8, 8), options=options)["step_counter_bytes"] == 0
+        assert step_log(net, (2, 4, 8, 8), options=options).step_counter_bytes == 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import List, Sequence
 
-from complexity.cost.fit.step_formula import PARTS
+from complexity.cost.keys import PARTS
 from complexity.output.tables import Cell, prose, render_table
 from complexity.output.units import bytes_text
 

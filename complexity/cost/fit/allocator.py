@@ -35,6 +35,8 @@ from __future__ import annotations
 import bisect
 from typing import Dict, Optional, Sequence
 
+from complexity.cost.predict.log import Event, Kind, What
+
 __all__ = ["MIN_BLOCK", "SMALL_SIZE", "SMALL_BUFFER", "LARGE_BUFFER", "MIN_LARGE_ALLOC",
            "ROUND_LARGE", "DEFAULT_RESERVE", "Block", "CachingAllocator", "round_size",
            "segment_size", "replay_step", "cuda_step", "step_optimizer", "largest_fitting"]
@@ -164,11 +166,11 @@ class CachingAllocator:
         self.max_allocated, self.max_reserved = self.allocated, self.reserved
 
 
-def replay_step(alloc: CachingAllocator, events: Sequence[tuple],
+def replay_step(alloc: CachingAllocator, events: Sequence[Event],
                 trainable_sizes: Sequence[int], init_state: bool = False,
                 state: Optional[list] = None, optimizer=None) -> None:
     """Replay one step's event log (:func:`complexity.cost.predict.schedule.peak`) on
-    ``alloc``. The update (the ``("optimizer", 0)`` event) is replayed as
+    ``alloc``. The update (the allocation keyed ``What.UPDATE``) is replayed as
     ``Adam(foreach=False)`` runs it, parameter by parameter: ``exp_avg_sq.sqrt()``
     and ``/ c`` (two blocks of the parameter's size), the first freed at once, the
     second (``denom``) when the next parameter's replaces it. ``init_state``: the
@@ -180,9 +182,11 @@ def replay_step(alloc: CachingAllocator, events: Sequence[tuple],
     foreach Adam's ``torch._foreach_sqrt`` makes one tensor per parameter, all alive
     together (and a fused Adam keeps its ``step`` counters on the GPU).
 
+    >>> from complexity.cost.predict.log import Event, Key, Kind, What
+    >>> x = Key(What.ACTIVATION, 1)
     >>> a = CachingAllocator()
-    >>> replay_step(a, [("alloc", 4096, ("activation", 1)), ("mark", 0, None),
-    ...                 ("free", 4096, ("activation", 1))], [])
+    >>> replay_step(a, [Event(Kind.ALLOC, 4096, x), Event(Kind.MARK, 0),
+    ...                 Event(Kind.FREE, 4096, x)], [])
     >>> a.allocated, a.max_allocated, a.reserved
     (0, 4096, 2097152)
     """
@@ -190,8 +194,8 @@ def replay_step(alloc: CachingAllocator, events: Sequence[tuple],
 
     opt = optimizer or Optimizer()
     live: Dict[object, Block] = {}
-    for kind, nbytes, key in events:
-        if kind == "alloc" and key == ("optimizer", 0):
+    for e in events:
+        if e.kind is Kind.ALLOC and e.key.what is What.UPDATE:
             if init_state:
                 for n in trainable_sizes:
                     if opt.adam:
@@ -217,17 +221,17 @@ def replay_step(alloc: CachingAllocator, events: Sequence[tuple],
                 denom = new_denom
             if denom is not None:
                 alloc.free(denom)
-        elif kind == "alloc":
-            if key in live:
-                raise ValueError(f"{key} allocated twice")
-            live[key] = alloc.malloc(nbytes)
-        elif kind == "free":
-            alloc.free(live.pop(key))
+        elif e.kind is Kind.ALLOC:
+            if e.key in live:
+                raise ValueError(f"{e.key} allocated twice")
+            live[e.key] = alloc.malloc(e.size)
+        elif e.kind is Kind.FREE:
+            alloc.free(live.pop(e.key))
     for block in live.values():
         alloc.free(block)
 
 
-def cuda_step(resident: Sequence[int], events: Sequence[tuple],
+def cuda_step(resident: Sequence[int], events: Sequence[Event],
               trainable_sizes: Sequence[int], steps: int = 3,
               optimizer=None) -> Dict[str, int]:
     """``{"allocated", "reserved"}``: the predicted ``max_memory_allocated`` and
@@ -242,8 +246,9 @@ def cuda_step(resident: Sequence[int], events: Sequence[tuple],
     temporaries; the small blocks share one 2 MiB segment, the activation takes a
     20 MiB one (a 1–10 MiB request) that the later steps reuse.
 
-    >>> events = [("alloc", 3 * MIB, ("activation", 1)), ("mark", 0, None),
-    ...           ("alloc", 2 * 4096, ("optimizer", 0)), ("mark", 0, None)]
+    >>> from complexity.cost.predict.log import Event, Key, Kind, What
+    >>> events = [Event(Kind.ALLOC, 3 * MIB, Key(What.ACTIVATION, 1)), Event(Kind.MARK, 0),
+    ...           Event(Kind.ALLOC, 2 * 4096, Key(What.UPDATE)), Event(Kind.MARK, 0)]
     >>> r = cuda_step([4096], events, [4096])
     >>> r["allocated"] == 4096 + 2 * 4096 + 3 * MIB + 2 * 4096
     True

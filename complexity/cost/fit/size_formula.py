@@ -45,19 +45,17 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import sympy as sp
 
-from complexity.cost.keys import KEYS
-from complexity.cost.predict.prediction import predict
 from complexity.cost.fit.step_formula import (
-    FIXED,
     FormulaError,
     StepFormula,
     check_running,
     envelope,
     fit_affine,
     fresh_cuda_step,
-    resident_bytes,
-    step_log,
 )
+from complexity.cost.keys import KEYS
+from complexity.cost.predict.log import Event, Kind, StepLog, shapes
+from complexity.cost.predict.prediction import predict, step_log
 from complexity.counting.derive import lagrange_1d
 
 __all__ = ["LADDER", "SizeFormula", "size_formula", "proven_max_size"]
@@ -71,16 +69,47 @@ Point = Tuple[int, int, int]   # (B, H, W)
 Poly = Tuple[Fraction, ...]    # coefficients over SizeFormula.monomials
 
 
-def _vector(log: dict) -> List[int]:
-    """Every number of a traced step that the formulas give, in a fixed order."""
-    return ([size for _, size, _ in log["events"]] + [log["values"][k] for k in VALUES]
-            + [log["io"]] + [log[k] for k in FIXED] + list(log["resident_blocks"])
-            + list(log["trainable_sizes"]))
+def _sections(log: StepLog) -> Dict[str, List[int]]:
+    """Every number of a traced step that the formulas give, by name: each event's
+    size, the :data:`VALUES`, the input and target bytes, the numbers that must not
+    change with the size (:attr:`StepLog.FIXED`), the resident blocks and the
+    trainable tensors' sizes. Interpolation works on them flattened
+    (:func:`_vector`); :func:`_unflatten` names the polynomials again."""
+    return {"events": [e.size for e in log.events],
+            "values": [log.values[k] for k in VALUES],
+            "io": [log.io],
+            "fixed": list(log.fixed().values()),
+            "resident_blocks": list(log.resident_blocks),
+            "trainable_sizes": list(log.trainable_sizes)}
 
 
-def _structure(log: dict) -> tuple:
-    return ([(kind, key) for kind, _, key in log["events"]], len(log["resident_blocks"]),
-            len(log["trainable_sizes"]))
+def _vector(log: StepLog) -> List[int]:
+    """:func:`_sections` in one list, in a fixed order."""
+    return [x for section in _sections(log).values() for x in section]
+
+
+def _unflatten(log: StepLog, flat: Sequence) -> Dict[str, list]:
+    """``flat`` (one entry per number of :func:`_vector`, e.g. its polynomials) cut
+    into :func:`_sections`' parts, by name.
+
+    >>> from models.stack import Stack
+    >>> log = step_log(Stack(1, 2), (1, 2, 4, 4))
+    >>> parts = _unflatten(log, _vector(log))
+    >>> parts["values"] == [log.values[k] for k in VALUES], parts["io"] == [log.io]
+    (True, True)
+    """
+    out, start = {}, 0
+    for name, section in _sections(log).items():
+        out[name] = list(flat[start:start + len(section)])
+        start += len(section)
+    if start != len(flat):
+        raise ValueError(f"{len(flat)} numbers for a step of {start}")
+    return out
+
+
+def _structure(log: StepLog) -> tuple:
+    """What must be equal for two traces to be one schedule (sizes aside)."""
+    return shapes(log.events), len(log.resident_blocks), len(log.trainable_sizes)
 
 
 def _degree(rows: Sequence[Sequence[int]], max_degree: int, confirm: int):
@@ -127,13 +156,12 @@ class SizeFormula:
     monomials: List[Tuple[int, int, int]]
     values: Dict[str, Poly]                  # the KEYS but the peak
     peak_terms: List[Poly]                   # the readings left after pruning
-    events: List[tuple]                      # (kind, Poly, key)
+    events: List[Event]                      # each size a Poly
     io: Poly
     constants: Dict[str, int]                # weights, optimizer, step_counter_bytes,
     #                                          resident_grads, scaler
     resident_blocks: List[Poly]
     trainable_sizes: List[int]
-    param_values: set
     unmodelled: List[str]
     options: Optional[object] = None
     checked: List[Point] = field(default_factory=list)
@@ -201,9 +229,9 @@ class SizeFormula:
             weights=self.constants["weights"], optimizer=self.constants["optimizer"],
             step_counter_bytes=self.constants["step_counter_bytes"], io=affine(self.io),
             resident_blocks=[affine(p) for p in self.resident_blocks],
-            events=[(kind, affine(p), key) for kind, p, key in self.events],
+            events=[e.resized(affine(e.size)) for e in self.events],
             peak_terms=envelope(terms, bm), trainable_sizes=list(self.trainable_sizes),
-            param_values=self.param_values, unmodelled=self.unmodelled, options=self.options,
+            unmodelled=self.unmodelled, options=self.options,
             resident_grads=self.constants["resident_grads"], scaler=self.constants["scaler"])
 
     def square_lattice(self) -> Tuple[int, int, int]:
@@ -261,7 +289,7 @@ class _Tracer:
         self.cache: Dict[Point, object] = {}
         self.ref = None
 
-    def __call__(self, point: Point) -> dict:
+    def __call__(self, point: Point) -> StepLog:
         if point not in self.cache:
             b, h, w = point
             try:
@@ -272,7 +300,7 @@ class _Tracer:
                 if self.ref is None:
                     self.ref = log
                 self.cache[point] = (log, _structure(log) == _structure(self.ref)
-                                     and log["trainable_sizes"] == self.ref["trainable_sizes"])
+                                     and log.trainable_sizes == self.ref.trainable_sizes)
             except Exception as e:  # a size the model cannot take: outside the domain
                 self.cache[point] = e
         got = self.cache[point]
@@ -401,38 +429,33 @@ def size_formula(model, channels: int, device_type: Optional[str] = None, *,
     return f
 
 
-def _assemble(log, polys, names, channels, device_type, monomials, bm, base, steps,
-              options) -> SizeFormula:
-    """The formula from ``polys`` (in :func:`_vector`'s order), the peak not yet
-    pruned; :class:`FormulaError` when one of :data:`~complexity.cost.fit.step_formula.FIXED`
-    changes with the size or a reading is not the running sum of the sizes."""
-    ne, nk = len(log["events"]), len(VALUES)
-    for i, k in enumerate(FIXED):
-        if any(polys[ne + nk + 1 + i][1:]):
+def _assemble(log: StepLog, polys, names, channels, device_type, monomials, bm, base,
+              steps, options) -> SizeFormula:
+    """The formula from ``polys`` (one per number of :func:`_vector`), the peak not
+    yet pruned; :class:`FormulaError` when one of :attr:`StepLog.FIXED` changes with
+    the size or a reading is not the running sum of the sizes."""
+    parts = _unflatten(log, polys)
+    for k, poly in zip(log.FIXED, parts["fixed"]):
+        if any(poly[1:]):
             raise FormulaError(f"{k} changes with the size: no formula")
-    ev = [(kind, polys[i], key) for i, (kind, _, key) in enumerate(log["events"])]
-    values = {k: polys[ne + i] for i, k in enumerate(VALUES)}
-    io = polys[ne + nk]
-    consts = {k: log[k] for k in FIXED}
-    nr = len(log["resident_blocks"])
-    start = ne + nk + 1 + len(FIXED)
-    resident = tuple(c + (resident_bytes(log) if m == (0, 0, 0) else 0)
+    ev = [e.resized(p) for e, p in zip(log.events, parts["events"])]
+    (io,) = parts["io"]
+    resident = tuple(c + (log.resident_bytes() if m == (0, 0, 0) else 0)
                      for c, m in zip(io, monomials))
     # the readings carry the live bytes; the same must come out of the sizes
     check_running(resident, ev)
-    readings = [resident] + [p for kind, p, _ in ev if kind == "mark"]
     domain = {names[0]: {"min": bm, "step": 1, "residue": 0}}
     for n, b, s in zip(names[1:], base, steps):
         domain[n] = {"min": b, "step": s, "residue": b % s}
-    f = SizeFormula(names=names, channels=channels, device_type=device_type or "",
-                    domain=domain, monomials=monomials, values=values, peak_terms=[],
-                    events=ev, io=io, constants=consts,
-                    resident_blocks=polys[start:start + nr],
-                    trainable_sizes=list(log["trainable_sizes"]),
-                    param_values=log["param_values"], unmodelled=log["unmodelled"],
-                    options=options)
-    f.peak_terms = readings  # pruned once the domain's corner is known
-    return f
+    return SizeFormula(names=names, channels=channels, device_type=device_type or "",
+                       domain=domain, monomials=monomials,
+                       values=dict(zip(VALUES, parts["values"])),
+                       # pruned once the domain's corner is known
+                       peak_terms=[resident] + [e.size for e in ev if e.kind is Kind.MARK],
+                       events=ev, io=io, constants=log.fixed(),
+                       resident_blocks=parts["resident_blocks"],
+                       trainable_sizes=list(log.trainable_sizes),
+                       unmodelled=log.unmodelled, options=options)
 
 
 def _shifted(poly: Poly, monomials, corner: Point) -> Dict[tuple, Fraction]:
@@ -477,14 +500,19 @@ def prune(terms: Sequence[Poly], monomials, corner: Point) -> List[Poly]:
 
 
 def _verify(f: SizeFormula, polys, model, trace, kw, checks, seed) -> None:
+    """Push the domain's corner down (:func:`_lower_corner`), prune the peak there,
+    then check the formulas against concrete predictions (:func:`_check`)."""
+    corner = _lower_corner(f, polys, trace)
+    f.peak_terms = prune(f.peak_terms, f.monomials, corner)
+    _check(f, model, trace, kw, checks, seed)
+
+
+def _lower_corner(f: SizeFormula, polys, trace) -> Point:
     """Push the domain's corner down as far as the step keeps its structure (every
     number of the trace there equal to its polynomial in ``polys``, in
-    :func:`_vector`'s order), prune the peak, then compare with concrete
-    predictions at the corner and at random held-out points; FormulaError on any
-    difference."""
-    names = f.names
+    :func:`_vector`'s order); returns the corner ``(B, H, W)``."""
     bm = f.batch_min
-    dh, dw = f.domain[names[1]], f.domain[names[2]]
+    dh, dw = f.domain[f.names[1]], f.domain[f.names[2]]
     # the smallest sizes of the lattice that the model takes with the same schedule
     lo_h = dh["residue"] or dh["step"]
     lo_w = dw["residue"] or dw["step"]
@@ -497,7 +525,15 @@ def _verify(f: SizeFormula, polys, model, trace, kw, checks, seed) -> None:
             pass
         lo_h, lo_w = min(lo_h + dh["step"], dh["min"]), min(lo_w + dw["step"], dw["min"])
     dh["min"], dw["min"] = lo_h, lo_w
-    f.peak_terms = prune(f.peak_terms, f.monomials, (bm, lo_h, lo_w))
+    return bm, lo_h, lo_w
+
+
+def _check(f: SizeFormula, model, trace, kw, checks, seed) -> None:
+    """Compare ``f`` with concrete predictions at the domain's corner and at
+    ``checks`` random points no trace was made at; FormulaError on any difference."""
+    bm = f.batch_min
+    dh, dw = f.domain[f.names[1]], f.domain[f.names[2]]
+    lo_h, lo_w = dh["min"], dw["min"]
     rng = random.Random(seed)
     span = 24
     points = [(bm, lo_h, lo_w)]

@@ -45,22 +45,15 @@ import sympy as sp
 
 from complexity.cost.fit import allocator
 from complexity.cost.fit.allocator import step_optimizer
-from complexity.cost.keys import KEYS
-from complexity.cost.predict.prediction import predict, predict_step
-from complexity.cost.step.grad_scaler import SCALER_BLOCKS, SCALER_BYTES
+from complexity.cost.keys import KEYS, PARTS
+from complexity.cost.predict.log import Event, Kind, StepLog, shapes
+from complexity.cost.predict.prediction import predict, step_log
 
-__all__ = ["B", "PARTS", "FormulaError", "StepFormula", "step_log", "step_formula",
+__all__ = ["B", "FormulaError", "StepFormula", "step_formula",
            "proven_max_batch", "fresh_cuda_step"]
 
 #: The batch size: the formulas' one symbol.
 B = sp.Symbol("B", integer=True, positive=True)
-
-#: The parts of the peak, in the order tables show them (see :meth:`StepFormula.parts`).
-PARTS = ("weights", "grads", "optimizer", "activations", "transient")
-
-#: The numbers of a :func:`step_log` besides the events that must not change with
-#: the batch (nor, in :mod:`complexity.cost.fit.size_formula`, with the size).
-FIXED = ("weights", "optimizer", "step_counter_bytes", "resident_grads", "scaler")
 
 Affine = Tuple[int, int]  # (a, b): a + b·B
 
@@ -68,50 +61,6 @@ Affine = Tuple[int, int]  # (a, b): a + b·B
 class FormulaError(ValueError):
     """The step's structure changed with the batch, or a formula disagreed with a
     concrete prediction: no formula is given."""
-
-
-def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = None, *,
-             input_dtype=None, input_high=None, options=None) -> dict:
-    """One traced step at a concrete ``input_shape``: ``values`` (the :data:`KEYS`
-    that :func:`~complexity.cost.predict.prediction.predict` gives, computed the same way),
-    ``events`` (the schedule's log, :func:`~complexity.cost.predict.schedule.peak`),
-    ``weights`` (parameter and buffer bytes), ``io`` (input and target bytes),
-    ``optimizer`` (Adam state bytes), ``resident_blocks`` (the bytes of each
-    parameter, buffer, input and target storage, in the order made), ``step_counter_bytes`` (Adam's 4-byte ``step``
-    per trainable tensor, inside ``optimizer``), ``trainable_sizes`` (in Adam's
-    order), ``param_values`` (value ids of trainable parameters: a gradient of one
-    of them is its ``.grad``) and ``unmodelled``.
-
-    >>> from models.stack import Stack
-    >>> log = step_log(Stack(2, 4), (2, 4, 8, 8))
-    >>> log["values"] == predict(Stack(2, 4), (2, 4, 8, 8))
-    True
-    """
-    events: list = []
-    p = predict_step(model, input_shape, None, device_type, input_dtype=input_dtype,
-                     input_high=input_high, events=events, options=options)
-    g = p.graph
-    # One block per resident storage, in the order they were made (parameters,
-    # buffers, input, target): what a caching-allocator model allocates first;
-    # then the gradient buffers that outlive a step (zero_grad(set_to_none=False),
-    # gradient accumulation).
-    blocks = [g.storage_bytes[s] for s in sorted(g.resident)]
-    grads = p.values["grad_bytes"] if options is not None and options.grads_resident else 0
-    if grads:
-        blocks += p.trainable_sizes
-    # The GradScaler's scale (float32) and growth tracker (int32), made by the first
-    # step's scaler.scale(loss) and resident from then on.
-    scaler = SCALER_BYTES if options is not None and options.grad_scaler else 0
-    if scaler:
-        blocks += SCALER_BLOCKS
-    # Adam's 4-byte step counters, where the state holds them (on the CPU device):
-    # the state less what the same optimizer keeps on a GPU
-    counters = p.state - step_optimizer(options).state_bytes(p.trainable_sizes, "cuda")
-    return {"values": p.values, "events": events, "weights": p.weights, "io": p.io,
-            "optimizer": p.state, "step_counter_bytes": counters, "resident_grads": grads,
-            "scaler": scaler, "resident_blocks": blocks,
-            "trainable_sizes": p.trainable_sizes, "param_values": p.param_values,
-            "unmodelled": p.unmodelled}
 
 
 def fit_affine(v1: int, v2: int, b1: int) -> Affine:
@@ -124,34 +73,30 @@ def fit_affine(v1: int, v2: int, b1: int) -> Affine:
     return v1 - slope * b1, slope
 
 
-def resident_bytes(log: dict) -> int:
-    """The bytes a :func:`step_log` holds before the step begins, but the input and
-    target: the weights, the optimizer's state, resident ``.grad`` buffers and the
-    GradScaler's."""
-    return log["weights"] + log["optimizer"] + log["resident_grads"] + log["scaler"]
+def check_running(resident: tuple, events: Sequence[Event]) -> None:
+    """:class:`FormulaError` unless every reading of ``events`` (a
+    :attr:`~complexity.cost.predict.log.Kind.MARK`) is ``resident`` plus the sizes
+    allocated before it less those freed. Sizes are tuples of coefficients (an
+    :data:`Affine`, a polynomial), added elementwise.
 
-
-def check_running(resident: tuple, events: Sequence[tuple]) -> None:
-    """:class:`FormulaError` unless every reading of ``events`` (a ``"mark"``) is
-    ``resident`` plus the sizes allocated before it less those freed. Sizes are
-    tuples of coefficients (an :data:`Affine`, a polynomial), added elementwise.
-
-    >>> check_running((1, 0), [("alloc", (2, 1), "x"), ("mark", (3, 1), None),
-    ...                        ("free", (2, 1), "x"), ("mark", (1, 0), None)])
+    >>> from complexity.cost.predict.log import Key, What
+    >>> x = Key(What.ACTIVATION, 1)
+    >>> check_running((1, 0), [Event(Kind.ALLOC, (2, 1), x), Event(Kind.MARK, (3, 1)),
+    ...                        Event(Kind.FREE, (2, 1), x), Event(Kind.MARK, (1, 0))])
     >>> try:
-    ...     check_running((1, 0), [("alloc", (2, 1), "x"), ("mark", (3, 0), None)])
+    ...     check_running((1, 0), [Event(Kind.ALLOC, (2, 1), x), Event(Kind.MARK, (3, 0))])
     ... except FormulaError as e:
     ...     print(e)
     event 1: the reading (3, 0) is not the sum of the sizes before it (3, 1)
     """
     running = tuple(resident)
-    for i, (kind, size, _) in enumerate(events):
-        if kind == "alloc":
-            running = tuple(a + b for a, b in zip(running, size))
-        elif kind == "free":
-            running = tuple(a - b for a, b in zip(running, size))
-        elif running != size:
-            raise FormulaError(f"event {i}: the reading {size} is not the sum of the sizes "
+    for i, e in enumerate(events):
+        if e.kind is Kind.ALLOC:
+            running = tuple(a + b for a, b in zip(running, e.size))
+        elif e.kind is Kind.FREE:
+            running = tuple(a - b for a, b in zip(running, e.size))
+        elif running != e.size:
+            raise FormulaError(f"event {i}: the reading {e.size} is not the sum of the sizes "
                                f"before it {running}")
 
 
@@ -210,7 +155,8 @@ class StepFormula:
     """The formulas of one training step in the batch ``B`` (valid for
     ``B ≥ batch_min``), verified at :attr:`checked`. Sizes are bytes, work FLOPs.
 
-    ``events`` is the schedule's log with each size as ``(a, b)`` (``a + b·B``);
+    ``events`` is the schedule's log (:class:`~complexity.cost.predict.log.Event`)
+    with each size as ``(a, b)`` (``a + b·B``);
     ``peak_terms`` the peak's readings that form the upper envelope."""
 
     sample_shape: Tuple[int, ...]
@@ -223,10 +169,9 @@ class StepFormula:
     step_counter_bytes: int
     io: Affine                             # input and target
     resident_blocks: List[Affine]          # each parameter, buffer, input, target storage
-    events: List[tuple]
+    events: List[Event]                    # each size an Affine
     peak_terms: List[Affine]
     trainable_sizes: List[int]
-    param_values: set
     unmodelled: List[str]
     checked: List[int] = field(default_factory=list)
     options: Optional[object] = None       # the StepOptions traced (None: the default step)
@@ -251,9 +196,10 @@ class StepFormula:
         """The peak at ``batch``: the largest envelope term."""
         return max(_value(t, batch) for t in self.peak_terms)
 
-    def events_at(self, batch: int) -> List[tuple]:
-        """The schedule's event log at ``batch`` (what :func:`step_log` would record)."""
-        return [(kind, _value(size, batch), key) for kind, size, key in self.events]
+    def events_at(self, batch: int) -> List[Event]:
+        """The schedule's event log at ``batch`` (what
+        :func:`~complexity.cost.predict.log.step_log` would record)."""
+        return [e.resized(_value(e.size, batch)) for e in self.events]
 
     def resident_at(self, batch: int) -> List[int]:
         """The bytes of each parameter, buffer, input and target storage at ``batch``."""
@@ -269,42 +215,28 @@ class StepFormula:
         """What the peak at ``batch`` is made of, at the first moment it is reached;
         the parts sum to :meth:`peak_at`:
 
-        * ``weights``: every parameter and buffer (trainable or not);
-        * ``grads``: parameters' ``.grad`` buffers alive then (a gradient made for a
-          parameter; one handed to it through a view counts as transient);
-        * ``optimizer``: Adam's ``exp_avg``, ``exp_avg_sq`` and ``step`` (and a
-          GradScaler's ``scale`` and ``growth_tracker``);
-        * ``activations``: forward storages alive — kept for backward, or not yet
-          freed — plus the input and the target;
-        * ``transient``: activation gradients, a call's workspace, the update's
-          temporaries (``exp_avg_sq.sqrt() / c``).
+        the :data:`~complexity.cost.keys.PARTS`, each event counted in its
+        :class:`~complexity.cost.keys.Category` (a gradient made for a parameter is
+        ``grads``; one handed to it through a view is ``transient``).
         """
         live = dict.fromkeys(PARTS, 0)
         live.update(weights=self.weights, optimizer=self.optimizer + self.scaler,
                     grads=self.resident_grads, activations=_value(self.io, batch))
         best = dict(live)
-        for kind, size, key in self.events:
-            if kind == "mark":
+        for e in self.events:
+            if e.kind is Kind.MARK:
                 if sum(live.values()) > sum(best.values()):
                     best = dict(live)
                 continue
-            part = self._part(key)
-            live[part] += _value(size, batch) * (1 if kind == "alloc" else -1)
+            sign = 1 if e.kind is Kind.ALLOC else -1
+            live[e.category.value] += sign * _value(e.size, batch)
         if sum(best.values()) != self.peak_at(batch):
             raise FormulaError(f"the parts at B={batch} sum to {sum(best.values())}, "
                                f"not the peak {self.peak_at(batch)}")
         return best
 
-    def _part(self, key) -> str:
-        what = key[0]
-        if what == "activation":
-            return "activations"
-        if what == "grad":
-            return "grads" if key[2] in self.param_values else "transient"
-        return "transient"  # a call's workspace, the optimizer's temporaries
 
-
-def _log_at(model, sample_shape, batch, device_type, kw):
+def _log_at(model, sample_shape, batch, device_type, kw) -> StepLog:
     return step_log(model, (batch, *sample_shape), device_type, **kw)
 
 
@@ -332,52 +264,10 @@ def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] 
     """
     kw = {"input_dtype": input_dtype, "input_high": input_high, "options": options}
     sample_shape = tuple(sample_shape)
-    try:
-        first, start = _log_at(model, sample_shape, 1, device_type, kw), 1
-    except ValueError:  # e.g. BatchNorm over one value per channel: B = 1 cannot train
-        first, start = _log_at(model, sample_shape, 2, device_type, kw), 2
-    second = _log_at(model, sample_shape, start + 1, device_type, kw)
-    e1, e2 = first["events"], second["events"]
-    if start == 1 and [(k, key) for k, _, key in e1] != [(k, key) for k, _, key in e2]:
-        # At B = 1 a broadcast over the batch (a ViT's class token expanded to B rows)
-        # is the same size as its input, so its backward hands the gradient on instead
-        # of reducing into a new one: the step from B = 2 on is the regular one.
-        first, start = second, 2
-        second = _log_at(model, sample_shape, 3, device_type, kw)
-        e1, e2 = first["events"], second["events"]
-    if [(k, key) for k, _, key in e1] != [(k, key) for k, _, key in e2]:
-        raise FormulaError(f"the step's schedule differs between B={start} and B={start + 1} "
-                           f"({len(e1)} vs {len(e2)} events): no formula in B")
-    if len(first["resident_blocks"]) != len(second["resident_blocks"]):
-        raise FormulaError("the number of resident storages changes with the batch")
-    for name in FIXED:
-        if first[name] != second[name]:
-            raise FormulaError(f"{name} changes with the batch ({first[name]} vs {second[name]})")
-    io = fit_affine(first["io"], second["io"], start)
-    resident = (resident_bytes(first) + io[0], io[1])
-    terms = [resident]  # the schedule's peak starts at the resident bytes
-    events = []
-    for (kind, v1, key), (_, v2, _) in zip(e1, e2):
-        events.append((kind, fit_affine(v1, v2, start), key))
-        if kind == "mark":  # a reading: the live bytes then
-            terms.append(events[-1][1])
-    # The readings carry the live bytes; the same must come out of the sizes.
-    check_running(resident, events)
-    f = StepFormula(
-        sample_shape=sample_shape, device_type=device_type or "", batch_min=start,
-        constants={k: first["values"][k] for k in ("param_bytes", "grad_bytes",
-                                                   "optimizer_bytes")},
-        affine={k: fit_affine(first["values"][k], second["values"][k], start)
-                for k in ("saved_activation_bytes", "forward_flops", "backward_flops")},
-        weights=first["weights"], optimizer=first["optimizer"],
-        step_counter_bytes=first["step_counter_bytes"], io=io, events=events,
-        resident_blocks=[fit_affine(x, y, start) for x, y in zip(first["resident_blocks"],
-                                                                  second["resident_blocks"])],
-        peak_terms=envelope(terms, start), trainable_sizes=first["trainable_sizes"],
-        param_values=first["param_values"], unmodelled=first["unmodelled"],
-        options=options, resident_grads=first["resident_grads"], scaler=first["scaler"])
+    start, first, second = _two_logs(model, sample_shape, device_type, kw)
+    f = _fitted(first, second, start, sample_shape, device_type, options)
     for b, log in ((start, first), (start + 1, second)):
-        _compare(f, b, log["values"])
+        _compare(f, b, log.values)
     rng = random.Random(seed)
     top = max(check_range, start + 2 + 4 * checks)
     picks: set = set()
@@ -389,6 +279,59 @@ def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] 
             _compare(f, b, predict(model, (b, *sample_shape), None, device_type, **kw))
         f.checked.append(b)
     return f
+
+
+def _two_logs(model, sample_shape, device_type, kw) -> Tuple[int, StepLog, StepLog]:
+    """``(start, log at start, log at start + 1)``: the first two batches from which
+    the step is the same schedule; :class:`FormulaError` if those two differ."""
+    try:
+        first, start = _log_at(model, sample_shape, 1, device_type, kw), 1
+    except ValueError:  # e.g. BatchNorm over one value per channel: B = 1 cannot train
+        first, start = _log_at(model, sample_shape, 2, device_type, kw), 2
+    second = _log_at(model, sample_shape, start + 1, device_type, kw)
+    if start == 1 and shapes(first.events) != shapes(second.events):
+        # At B = 1 a broadcast over the batch (a ViT's class token expanded to B rows)
+        # is the same size as its input, so its backward hands the gradient on instead
+        # of reducing into a new one: the step from B = 2 on is the regular one.
+        first, start = second, 2
+        second = _log_at(model, sample_shape, 3, device_type, kw)
+    if shapes(first.events) != shapes(second.events):
+        raise FormulaError(f"the step's schedule differs between B={start} and B={start + 1} "
+                           f"({len(first.events)} vs {len(second.events)} events): "
+                           "no formula in B")
+    if len(first.resident_blocks) != len(second.resident_blocks):
+        raise FormulaError("the number of resident storages changes with the batch")
+    for name, v in first.fixed().items():
+        if v != getattr(second, name):
+            raise FormulaError(f"{name} changes with the batch ({v} vs {getattr(second, name)})")
+    return start, first, second
+
+
+def _fitted(first: StepLog, second: StepLog, start: int, sample_shape, device_type,
+            options) -> StepFormula:
+    """The :class:`StepFormula` through two logs of one schedule at ``start`` and
+    ``start + 1`` (not yet checked against a prediction)."""
+    io = fit_affine(first.io, second.io, start)
+    resident = (first.resident_bytes() + io[0], io[1])
+    events = [e.resized(fit_affine(e.size, e2.size, start))
+              for e, e2 in zip(first.events, second.events)]
+    # The peak starts at the resident bytes; each reading is the live bytes then.
+    terms = [resident] + [e.size for e in events if e.kind is Kind.MARK]
+    # The readings carry the live bytes; the same must come out of the sizes.
+    check_running(resident, events)
+    return StepFormula(
+        sample_shape=sample_shape, device_type=device_type or "", batch_min=start,
+        constants={k: first.values[k] for k in ("param_bytes", "grad_bytes",
+                                                "optimizer_bytes")},
+        affine={k: fit_affine(first.values[k], second.values[k], start)
+                for k in ("saved_activation_bytes", "forward_flops", "backward_flops")},
+        weights=first.weights, optimizer=first.optimizer,
+        step_counter_bytes=first.step_counter_bytes, io=io, events=events,
+        resident_blocks=[fit_affine(x, y, start) for x, y in zip(first.resident_blocks,
+                                                                  second.resident_blocks)],
+        peak_terms=envelope(terms, start), trainable_sizes=first.trainable_sizes,
+        unmodelled=first.unmodelled, options=options,
+        resident_grads=first.resident_grads, scaler=first.scaler)
 
 
 def _compare(f: StepFormula, batch: int, concrete: Dict[str, int]) -> None:
@@ -448,9 +391,9 @@ def fresh_cuda_step(model, input_shape: Sequence[int], device_type: Optional[str
     """
     log = step_log(model, input_shape, device_type, input_dtype=input_dtype,
                    input_high=input_high, options=options)
-    got = allocator.cuda_step(log["resident_blocks"], log["events"], log["trainable_sizes"],
+    got = allocator.cuda_step(log.resident_blocks, log.events, log.trainable_sizes,
                                 steps, optimizer=step_optimizer(options))
-    return {**got, "peak_bytes": log["values"]["peak_bytes"]}
+    return {**got, "peak_bytes": log.values["peak_bytes"]}
 
 
 def dominant(parts: Dict[str, int]) -> str:

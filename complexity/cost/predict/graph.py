@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import weakref
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
@@ -86,6 +86,7 @@ class Graph:
         self.held_until: Dict[int, int] = {}      # storage -> last call of the module it entered
         self.freed_after: Dict[int, int] = {}     # storage -> last call before Python freed it
         self.segments: List[Segment] = []         # checkpointed module calls, in order
+        self.loss: Optional[int] = None           # the loss's value (None: the last call's)
 
     def value(self, t: torch.Tensor, new: bool = False) -> int:
         """The value id of ``t``: its latest one, or (``new``) a fresh one, as for
@@ -126,6 +127,20 @@ class Graph:
         if trainable:
             self.params[v] = self.value_bytes[v]
         return v
+
+    def loss_call(self) -> int:
+        """The index of the call that makes the loss, which stays bound to its name
+        to the end of the step: the last call, unless calls on the loss follow it
+        (``scaler.scale(loss)``).
+
+        >>> g = Graph()
+        >>> g.calls = [Call("sum", [0], [1]), Call("mul", [1], [2])]
+        >>> g.loss_call(), (setattr(g, "loss", 1), g.loss_call())[1]
+        (1, 0)
+        """
+        if self.loss is None:
+            return len(self.calls) - 1
+        return next(i for i, c in enumerate(self.calls) if self.loss in c.outputs)
 
     def params_storages(self) -> set:
         """Storages of parameters and buffers (not activations)."""

@@ -28,13 +28,16 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from complexity.cost.step.grad_scaler import SCALER_BYTES
+from complexity.cost.predict.log import StepLog
+from complexity.cost.step.grad_scaler import SCALER_BLOCKS, SCALER_BYTES
+from complexity.cost.step.optimizers import Optimizer
 from complexity.cost.step.options import StepOptions
 from complexity.cost.predict.recompute import recomputed_calls, saving_calls, unpacks
 from complexity.cost.predict.schedule import peak
 from complexity.cost.predict.trace import trace
 
-__all__ = ["mark", "predict", "predict_with_unmodelled", "predict_step", "StepPrediction"]
+__all__ = ["mark", "predict", "predict_with_unmodelled", "predict_step", "StepPrediction",
+           "step_log"]
 
 #: The quantities no call of the forward can change: parameters, their gradients
 #: and Adam's state. Every other prediction depends on every call having a rule.
@@ -151,7 +154,7 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
         device_type = "cuda" if amp is torch.float16 else "cpu"
     g = trace(model, input_shape, target, device_type, input_dtype=input_dtype,
               input_high=input_high, dtype=dtype, autocast=amp, checkpoint=options.checkpoint)
-    loss_value = g.calls[-1].outputs[0]
+    loss_value = g.loss = g.calls[-1].outputs[0]
     if options.grad_scaler:
         _scale_loss(g)
     params = list(model.parameters())
@@ -169,7 +172,7 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
             c.backward_flops = 0
     reached = [v for v in g.params if v in needed]
     trainable = [g.params[v] for v in reached]
-    # The optimizer's state (cost/optimizers.py: Adam keeps exp_avg, exp_avg_sq and
+    # The optimizer's state (cost/step/optimizers.py: Adam keeps exp_avg, exp_avg_sq and
     # a float32 step counter per trainable tensor, SGD with momentum one buffer).
     optimizer = options.optimizer.state_bytes(trainable, g.device_type)
     state = g.params_storages()
@@ -211,3 +214,43 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
     }
     return StepPrediction(values, sorted(g.unmodelled), g, trainable, set(reached),
                           optimizer, weights, io)
+
+
+def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = None, *,
+             input_dtype=None, input_high=None, options=None) -> StepLog:
+    """Trace one step of ``model`` at a concrete ``input_shape`` (arguments as
+    :func:`~complexity.cost.predict.prediction.predict` takes them) and return its
+    :class:`StepLog`.
+
+    >>> from models.stack import Stack
+    >>> log = step_log(Stack(2, 4), (2, 4, 8, 8))
+    >>> log.values == predict(Stack(2, 4), (2, 4, 8, 8))
+    True
+    >>> max(e.size for e in log.events if e.kind.value == "mark") == log.values["peak_bytes"]
+    True
+    """
+    events: List[Event] = []
+    p = predict_step(model, input_shape, None, device_type, input_dtype=input_dtype,
+                     input_high=input_high, events=events, options=options)
+    g = p.graph
+    # One block per resident storage, in the order they were made (parameters,
+    # buffers, input, target): what a caching-allocator model allocates first;
+    # then the gradient buffers that outlive a step (zero_grad(set_to_none=False),
+    # gradient accumulation).
+    blocks = [g.storage_bytes[s] for s in sorted(g.resident)]
+    grads = p.values["grad_bytes"] if options is not None and options.grads_resident else 0
+    if grads:
+        blocks += p.trainable_sizes
+    # The GradScaler's scale (float32) and growth tracker (int32), made by the first
+    # step's scaler.scale(loss) and resident from then on.
+    scaler = SCALER_BYTES if options is not None and options.grad_scaler else 0
+    if scaler:
+        blocks += SCALER_BLOCKS
+    # Adam's 4-byte step counters, where the state holds them (on the CPU device):
+    # the state less what the same optimizer keeps on a GPU
+    optimizer = options.optimizer if options is not None else Optimizer()
+    counters = p.state - optimizer.state_bytes(p.trainable_sizes, "cuda")
+    return StepLog(values=p.values, events=events, weights=p.weights, io=p.io,
+                   optimizer=p.state, step_counter_bytes=counters, resident_grads=grads,
+                   scaler=scaler, resident_blocks=blocks, trainable_sizes=p.trainable_sizes,
+                   unmodelled=p.unmodelled)

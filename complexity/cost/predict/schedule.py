@@ -27,47 +27,48 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+from complexity.cost.keys import Category
 from complexity.cost.predict.graph import Graph
+from complexity.cost.predict.log import Event, Key, Kind, What
 from complexity.cost.step.grad_scaler import AFTER_UPDATE, UNSCALE
 from complexity.cost.predict.recompute import recomputed_calls, saving_calls, unpacks
 
 
 class _Schedule:
     """Live bytes, and their maximum, as storages come and go. With ``events`` (a
-    list), every allocation ``("alloc", nbytes, key)``, release ``("free", nbytes,
-    key)`` and moment the peak is read ``("mark", live, None)`` is appended to it, in
-    order: the sequence a caching-allocator model or a symbolic peak replays. A key
-    names what was allocated: ``("activation", storage)`` (a forward result or a
-    tensor a node keeps), ``("grad", n, value)`` (a gradient buffer; ``value`` is the
-    tensor it is the gradient of, a parameter's value id for ``.grad``),
-    ``("transient", call index)`` (a call's workspace) or ``("optimizer", 0)``
-    (the update's temporaries); with loss scaling, ``("scaler", what)`` and
-    ``("scaler", what, "copy")`` (the scalars ``GradScaler.unscale_`` makes before
-    the update: ``"double"``, ``"reciprocal"``, ``"inv_scale"``, ``"found_inf"``).
-    With checkpointing, a tensor made again by a segment's recomputation during
-    backward is ``("activation", storage, "recomputed")`` (the storage id of the
-    forward tensor it repeats)."""
+    list), every allocation, release and moment the peak is read is appended to it
+    as an :class:`~complexity.cost.predict.log.Event`, in order: the sequence a
+    caching-allocator model or a formula replays. Each allocation is named by a
+    :class:`~complexity.cost.predict.log.Key` (what it is and which) and tagged
+    with the :class:`~complexity.cost.keys.Category` of the peak it belongs to."""
 
     def __init__(self, resident_bytes: int, events: Optional[list] = None):
         self.live = self.peak = resident_bytes
         self.events = events
 
-    def alloc(self, nbytes: int, key=None) -> None:
+    def alloc(self, nbytes: int, key: Key, category: Category = Category.TRANSIENT) -> None:
         self.live += nbytes
         # the update is logged even when it allocates nothing: a replay makes the
         # optimizer's state there
-        if self.events is not None and (nbytes or key == ("optimizer", 0)):
-            self.events.append(("alloc", nbytes, key))
+        if self.events is not None and (nbytes or key.what is What.UPDATE):
+            self.events.append(Event(Kind.ALLOC, nbytes, key, category))
 
-    def free(self, nbytes: int, key=None) -> None:
+    def free(self, nbytes: int, key: Key, category: Category = Category.TRANSIENT) -> None:
         self.live -= nbytes
         if self.events is not None and nbytes:
-            self.events.append(("free", nbytes, key))
+            self.events.append(Event(Kind.FREE, nbytes, key, category))
 
     def mark(self) -> None:
         self.peak = max(self.peak, self.live)
         if self.events is not None:
-            self.events.append(("mark", self.live, None))
+            self.events.append(Event(Kind.MARK, self.live))
+
+    def activation(self, alloc: bool, nbytes: int, storage: int,
+                   recomputed: bool = False) -> None:
+        """A forward storage (or its copy made again by a checkpoint's replay) made
+        or freed."""
+        key = Key(What.RECOMPUTED if recomputed else What.ACTIVATION, storage)
+        (self.alloc if alloc else self.free)(nbytes, key, Category.ACTIVATIONS)
 
 
 def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
@@ -76,7 +77,8 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     """Most bytes alive at once; ``resident_bytes`` are alive throughout (weights,
     buffers, Adam state, input, target), ``trainable_sizes`` in Adam's order.
     ``events``: a list that receives the schedule's allocations, releases and peak
-    readings in order (see :class:`_Schedule`); the resident bytes are not in it.
+    readings in order (:class:`~complexity.cost.predict.log.Event`); the resident
+    bytes are not in it.
     ``optimizer``: the :class:`complexity.cost.step.optimizers.Optimizer` whose update
     ends the step (default ``Adam(foreach=False)``). ``grads_resident``: the
     parameters' ``.grad`` buffers exist before the forward (``zero_grad(set_to_none=
@@ -96,10 +98,10 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     >>> x = torch.ones(64, requires_grad=True)
     >>> g = trace_calls(lambda t: (t * 2).sum(), x, state=[x])
     >>> ev = []
-    >>> peak(g, [256], 256, ev) == max(v for k, v, _ in ev if k == "mark")
+    >>> peak(g, [256], 256, ev) == max(e.size for e in ev if e.kind is Kind.MARK)
     True
-    >>> [e[0] for e in ev][:2], ev[0][2][0]
-    (['alloc', 'mark'], 'activation')
+    >>> [e.kind.value for e in ev][:2], ev[0].key.what.value, ev[0].category.value
+    (['alloc', 'mark'], 'activation', 'activations')
     """
     step = _Step(g, _Schedule(resident_bytes, events), grads_resident, grad_scaler)
     step.forward(forward_extra)
@@ -125,7 +127,7 @@ class _Step:
         self._count_keepers()
         self.last_read = self._last_reads()
         self.birth: Dict[int, int] = {}  # storage -> the call that made it
-        self.grads = _Gradients(sch)
+        self.grads = _Gradients(sch, g.params)
         self.replayed: set = set()
         self.rkeep: Dict[int, int] = {}  # recomputed storage -> nodes still to use it
 
@@ -176,9 +178,9 @@ class _Step:
     def _run_call(self, i: int, c) -> None:
         """Call ``i`` runs: its workspace is alive with everything else for the
         moment of the call (a peak reading), then goes."""
-        self.sch.alloc(c.transient, ("transient", i))
+        self.sch.alloc(c.transient, Key(What.WORKSPACE, i))
         self.sch.mark()
-        self.sch.free(c.transient, ("transient", i))
+        self.sch.free(c.transient, Key(What.WORKSPACE, i))
 
     def forward(self, forward_extra: int) -> None:
         """The forward and the loss: each call's results are allocated as it runs
@@ -187,21 +189,21 @@ class _Step:
         bytes are alive for the forward only."""
         g, sch = self.g, self.sch
         born = set(g.resident)
-        held = len(g.calls) - (2 if self.scaled else 1)  # the loss (and its scaled copy)
-        sch.alloc(forward_extra, ("activation", 0))
+        held = g.loss_call()  # the loss (and its scaled copy) stay held
+        sch.alloc(forward_extra, Key(What.EXTRA), Category.ACTIVATIONS)
         dies_at: Dict[int, List[int]] = {}
         for i, c in enumerate(g.calls):
             for s in self._made(c):
                 if s not in born:
                     born.add(s)
                     self.birth[s] = i
-                    sch.alloc(g.storage_bytes[s], ("activation", s))
+                    sch.activation(True, g.storage_bytes[s], s)
                     if s not in self.keep_count and i < held:  # the loss stays held
                         dies_at.setdefault(max(i, self.last_read.get(s, i)), []).append(s)
             self._run_call(i, c)
             for s in dies_at.pop(i, []):
-                sch.free(g.storage_bytes[s], ("activation", s))
-        sch.free(forward_extra, ("activation", 0))
+                sch.activation(False, g.storage_bytes[s], s)
+        sch.free(forward_extra, Key(What.EXTRA), Category.ACTIVATIONS)
 
     def backward(self) -> None:
         """``loss.backward()``: nodes in reverse order of creation (the engine's
@@ -220,7 +222,7 @@ class _Step:
         grads.release(root)  # backward has returned
         if self.scaled:  # then the scaled loss, a temporary of scaler.scale(loss).backward()
             s = g.value_storage[loss]
-            self.sch.free(g.storage_bytes[s], ("activation", s))
+            self.sch.activation(False, g.storage_bytes[s], s)
 
     def _node(self, idx: int) -> None:
         """The backward of call ``idx``: replay its checkpointed segment if it is
@@ -265,7 +267,7 @@ class _Step:
                 self.rkeep[s] -= 1
                 if self.rkeep[s] == 0:
                     del self.rkeep[s]
-                    sch.free(g.storage_bytes[s], ("activation", s, "recomputed"))
+                    sch.activation(False, g.storage_bytes[s], s, recomputed=True)
         if k is not None and self.let_go.get(k) == idx:  # the checkpoint lets go of its inputs
             self._let_go(dict.fromkeys(g.segments[k].held))
 
@@ -276,7 +278,7 @@ class _Step:
         for s in storages:
             keep_count[s] -= 1
             if keep_count[s] == 0 and s not in g.resident:
-                self.sch.free(g.storage_bytes[s], ("activation", s))
+                self.sch.activation(False, g.storage_bytes[s], s)
 
     def _accumulate(self, arriving: List[tuple]) -> None:
         """The gradients a node made arrive at its inputs: into a parameter's
@@ -318,13 +320,13 @@ class _Step:
             c = g.calls[i]
             for s in self._made(c):
                 if self.birth.get(s) == i:
-                    sch.alloc(g.storage_bytes[s], ("activation", s, "recomputed"))
+                    sch.activation(True, g.storage_bytes[s], s, recomputed=True)
                     if s not in self.rkeep:
                         ends.setdefault(min(calls[-1], max(i, self.last_read.get(s, i))),
                                         []).append(s)
             self._run_call(i, c)
             for s in ends.pop(i, []):
-                sch.free(g.storage_bytes[s], ("activation", s, "recomputed"))
+                sch.activation(False, g.storage_bytes[s], s, recomputed=True)
 
     def update(self, optimizer, trainable_sizes: List[int]) -> None:
         """``optimizer.step()``: the step's last moment, the gradients and the
@@ -337,7 +339,7 @@ class _Step:
             optimizer = Optimizer()
         if self.scaled:  # scaler.step -> unscale_: its scalars, in order
             self._play(UNSCALE)
-        self.sch.alloc(optimizer.step_temporaries(trainable_sizes), ("optimizer", 0))
+        self.sch.alloc(optimizer.step_temporaries(trainable_sizes), Key(What.UPDATE))
         self.sch.mark()
         if self.scaled:  # scaler.update() works in place; found_inf's copy goes
             self._play(AFTER_UPDATE)
@@ -349,7 +351,7 @@ class _Step:
             if op == "mark":
                 self.sch.mark()
             else:
-                getattr(self.sch, op)(nbytes, ("scaler", name))
+                getattr(self.sch, op)(nbytes, Key(What.SCALER, name))
 
 
 class _Gradients:
@@ -359,26 +361,32 @@ class _Gradients:
     gradient, ``torch.autograd.backward`` itself. ``of[v]``: the gradient waiting
     for value ``v`` (summed there as more arrive)."""
 
-    def __init__(self, sch: _Schedule):
+    def __init__(self, sch: _Schedule, params):
         self.sch = sch
         self.refs: Dict[int, int] = {}
         self.sizes: Dict[int, int] = {}
-        self.keys: Dict[int, tuple] = {}
+        self.keys: Dict[int, Key] = {}
+        self.params = params  # the parameters' values: their gradients are .grad
         self.of: Dict[int, int] = {}
 
     def new(self, nbytes: int, value: int) -> int:
         """Allocate a gradient of ``nbytes`` for ``value``, held by nobody yet."""
         gid = len(self.sizes)
         self.sizes[gid], self.refs[gid] = nbytes, 0
-        self.keys[gid] = ("grad", gid, value)
-        self.sch.alloc(nbytes, self.keys[gid])
+        self.keys[gid] = Key(What.GRAD, gid, value)
+        self.sch.alloc(nbytes, self.keys[gid], self._category(gid))
         return gid
 
     def release(self, gid: int) -> None:
         """One holder lets ``gid`` go; the last one frees it."""
         self.refs[gid] -= 1
         if self.refs[gid] == 0:
-            self.sch.free(self.sizes[gid], self.keys[gid])
+            self.sch.free(self.sizes[gid], self.keys[gid], self._category(gid))
+
+    def _category(self, gid: int) -> Category:
+        """A gradient made for a parameter is its ``.grad`` (one handed to it through
+        a view is the view's: transient)."""
+        return Category.GRADS if self.keys[gid].of in self.params else Category.TRANSIENT
 
 
 def _hands_on(g: Graph, c, v: int) -> bool:
