@@ -79,8 +79,8 @@ def measured(model, shape, options=None):
 
 def predicted(model, shape, options=None):
     """(allocated, reserved, exact peak) predicted for the third of three steps
-    (:func:`complexity.cost.fit.step_formula.fresh_cuda_step`)."""
-    from complexity.cost.fit.step_formula import fresh_cuda_step
+    (:func:`complexity.cost.fit.proofs.fresh_cuda_step`)."""
+    from complexity.cost.fit.proofs import fresh_cuda_step
 
     r = fresh_cuda_step(model, shape, "cuda", options=options, steps=3)
     return r["allocated"], r["reserved"], r["peak_bytes"]

@@ -38,7 +38,7 @@ BAD = [
 
 @pytest.mark.parametrize("argv,words", BAD, ids=[" ".join(a) for a, _ in BAD])
 def test_bad_input_is_one_line_exit_2_before_any_trace(argv, words, capsys, monkeypatch):
-    import complexity.cost.fit.step_formula as sf
+    import complexity.cost.fit.proofs as sf
 
     if "--lora" in argv:  # without peft, its absence is the error
         pytest.importorskip("peft")

@@ -117,10 +117,10 @@ def test_the_update_of_a_real_scaler_step(opt):
     assert sum(t.numel() * t.element_size()
                for t in (scaler._scale, scaler._growth_tracker)) == SCALER_STATE
     # the schedule's update, replayed from its events
-    from complexity.cost.predict.schedule import _Schedule, _Step
+    from complexity.cost.predict.schedule import _Schedule, _Liveness
 
     events: list = []
-    step = object.__new__(_Step)
+    step = object.__new__(_Liveness)
     step.sch, step.scaled = _Schedule(0, events), True
     step.update(opt, sizes)
     alive = top = 0
@@ -171,7 +171,7 @@ def test_fake_measurement_refuses():
     (["finetune", "--grad-scaler", "--measure", "fake"], "cannot run on fake tensors"),
 ])
 def test_cli_refuses_before_any_work(argv, words, capsys, monkeypatch):
-    import complexity.cost.fit.step_formula as sf
+    import complexity.cost.fit.proofs as sf
     import complexity.cost.finetune as sweep
 
     def no_work(*a, **k):

@@ -13,13 +13,9 @@ from torch import nn
 
 from complexity.cost.measure.cpu_step import measure
 from complexity.cost.predict.prediction import predict
-from complexity.cost.fit.step_formula import (
-    PARTS,
-    FormulaError,
-    envelope,
-    proven_max_batch,
-    step_formula,
-)
+from complexity.cost.fit.proofs import proven_max_batch
+from complexity.cost.fit.step_formula import FormulaError, envelope, step_formula
+from complexity.cost.keys import PARTS
 from complexity.cost.step.trainable import set_trainable
 from models.stack import Stack
 

@@ -1,6 +1,6 @@
 """``python -m complexity fit``: will one training step fit in a memory budget, for
 each trainable set, and what is the largest batch that does? Wires
-:func:`complexity.cost.fit.step_formula.will_it_fit` to the options; imports torch
+:func:`complexity.cost.fit.proofs.will_it_fit` to the options; imports torch
 only inside :func:`run`."""
 from __future__ import annotations
 
@@ -113,7 +113,8 @@ def _build(name: str, model_args: dict):
 
 def run(args) -> int:
     from complexity.cost.fit.allocator import DEFAULT_RESERVE
-    from complexity.cost.fit.step_formula import FormulaError, will_it_fit
+    from complexity.cost.fit.proofs import will_it_fit
+    from complexity.cost.fit.step_formula import FormulaError
     from complexity.cost.step.lora import lora_of, target_modules, trainable_model
     from complexity.cost.step.trainable import set_trainable
     from complexity.output import fit as fit_report
@@ -186,7 +187,8 @@ def _auto_size(args, net, channels, mode, options, reserve):
     """``--size auto`` for one trainable set: ``(JSON additions, the step's formula
     in B at the size reported, H, W)``. The size reported is the max size, or the
     domain's smallest square size when none fits."""
-    from complexity.cost.fit.size_formula import proven_max_size, size_formula
+    from complexity.cost.fit.proofs import proven_max_size
+    from complexity.cost.fit.size_formula import size_formula
     from complexity.cost.fit.step_formula import FormulaError
 
     try:

@@ -2,11 +2,12 @@
 
 * :mod:`~complexity.cost.fit.step_formula` — the step's quantities as exact
   formulas in the batch size ``B`` (one input size), fitted from two traced steps
-  and verified at held-out batches; the verdict at a batch and the largest batch
-  that fits, proved (it fits, one more does not).
+  and verified at held-out batches.
 * :mod:`~complexity.cost.fit.size_formula` — the same in ``B``, ``H`` and ``W``,
-  interpolated on the lattice of sizes the strided layers allow; the largest
-  input size that fits, proved.
+  interpolated on the lattice of sizes the strided layers allow.
+* :mod:`~complexity.cost.fit.proofs` — will it fit: the verdict at a batch and the
+  peak's parts, the largest batch and square input size that fit, each proved on
+  steps traced afresh (it fits, one more does not).
 * :mod:`~complexity.cost.fit.allocator` — a model of PyTorch's CUDA caching
   allocator replaying a step's log: ``max_memory_reserved`` on a GPU.
 * :mod:`~complexity.cost.fit.closed_forms` — hand-derived formulas of the course's

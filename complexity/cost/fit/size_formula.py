@@ -51,14 +51,13 @@ from complexity.cost.fit.step_formula import (
     check_running,
     envelope,
     fit_affine,
-    fresh_cuda_step,
 )
 from complexity.cost.keys import KEYS
 from complexity.cost.predict.log import Event, Kind, StepLog, shapes
 from complexity.cost.predict.prediction import predict, step_log
 from complexity.counting.derive import lagrange_1d
 
-__all__ = ["LADDER", "SizeFormula", "size_formula", "proven_max_size"]
+__all__ = ["LADDER", "SizeFormula", "size_formula"]
 
 LADDER = (1, 2, 4, 8, 16, 32, 64)
 _pos = dict(integer=True, positive=True)
@@ -558,57 +557,3 @@ def _check(f: SizeFormula, model, trace, kw, checks, seed) -> None:
             raise FormulaError(f"the formula for {k} gives {got[k]} at B={p[0]}, H={p[1]}, "
                                f"W={p[2]}, predict gives {concrete[k]}")
         f.checked.append(p)
-
-
-def proven_max_size(model, f: SizeFormula, batch: int, budget: int, *, device: str = "cpu",
-                    reserve: int = 0, input_dtype=None, input_high=None) -> Optional[int]:
-    """The largest square size ``S`` of ``f``'s domain whose step at ``batch`` fits
-    ``budget`` — on ``"cpu"`` the exact peak (:meth:`SizeFormula.max_size`), on
-    ``"cuda"`` the caching-allocator model's reserved bytes plus ``reserve``
-    (bisection on the lattice below the peak's bound) — proved by fresh
-    traces: ``S`` fits, the next lattice size does not. 0 when none fits, None
-    when every size does. :class:`FormulaError` if the proof fails.
-
-    >>> from models.stack import Stack
-    >>> net = Stack(2, 4)
-    >>> f = size_formula(net, 4, base=(8, 8), checks=1)
-    >>> s = proven_max_size(net, f, 2, 10**6)
-    >>> predict(net, (2, 4, s, s))["peak_bytes"] <= 10**6 < predict(net, (2, 4, s + 1, s + 1))["peak_bytes"]
-    True
-    """
-    from complexity.cost.fit import allocator
-
-    kw = {"input_dtype": input_dtype, "input_high": input_high, "options": f.options}
-    lo, step, _ = f.square_lattice()
-    if device == "cpu":
-        best = f.max_size(batch, budget)
-
-        def fits_fresh(s):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                return predict(model, (batch, f.channels, s, s), None,
-                               f.device_type or None, **kw)["peak_bytes"] <= budget
-    else:
-        room = budget - reserve
-        fits = lambda s: allocator.cuda_at(f.restrict(s, s), batch)["reserved"] <= room  # noqa
-        hi = f.max_size(batch, room + f.constants["step_counter_bytes"])
-        if hi is None:
-            return None
-        best = 0
-        if hi >= lo:  # hi is on the lattice: by index j (lo + j·step); -1 (below lo) fits
-            j = allocator.largest_fitting(-1, (hi - lo) // step,
-                                            lambda j: fits(lo + j * step))
-            best = lo + j * step if j >= 0 else 0
-
-        def fits_fresh(s):
-            return fresh_cuda_step(model, (batch, f.channels, s, s), f.device_type or None,
-                                   **kw)["reserved"] <= room
-    if best is None:
-        return None
-    for s, want in ((best, True), ((best or lo - step) + step, False)):
-        if s < lo:
-            continue
-        if fits_fresh(s) != want:
-            raise FormulaError(f"max size {best} for {budget} bytes at B={batch}: a fresh "
-                               f"prediction at {s}x{s} {'does not fit' if want else 'fits'}")
-    return best

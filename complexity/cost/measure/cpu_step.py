@@ -92,7 +92,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
         raise ValueError(f"how={how!r}: choose one of {', '.join(HOWS)}")
     options = options or StepOptions()
     _check_measurable(how, options)
-    step = _Step(model, how, options)
+    step = _CpuStep(model, how, options)
     whole = contextlib.ExitStack()  # entered with the step, left when it ends
     gc_was_enabled = gc.isenabled()
     try:
@@ -133,7 +133,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     }
 
 
-class _Step:
+class _CpuStep:
     """What :func:`measure`'s three passes share: the step's device, CPU copies of
     ``model``'s parameters, buffers and tensor attributes on it (fake or real), the
     context that makes its tensors (``FakeTensorMode`` or none), the checkpointing
@@ -289,7 +289,7 @@ def _on_host(opt, key: str) -> bool:
     return key == "step" and not (opt.defaults.get("fused") or opt.defaults.get("capturable"))
 
 
-def _count_flops(step: _Step, x, target, opt) -> tuple:
+def _count_flops(step: _CpuStep, x, target, opt) -> tuple:
     """Pass 1, FLOPs: the counter alone, around forward + loss, then backward;
     ``(forward FLOPs, backward FLOPs, gradient bytes, target)``."""
     from complexity.cost.flops import flop_counter
@@ -307,7 +307,7 @@ def _count_flops(step: _Step, x, target, opt) -> tuple:
     return fwd_counter.get_total_flops(), bwd_counter.get_total_flops(), grad_bytes, target
 
 
-def _watch_peak(step: _Step, x, target, opt, opt_state, host=()) -> int:
+def _watch_peak(step: _CpuStep, x, target, opt, opt_state, host=()) -> int:
     """Pass 2, the peak: the live-bytes tracker alone, around forward, backward
     (``grad_accum`` micro-batches) and the update, from the state pass 1 left;
     ``host``: state that is no device memory."""
@@ -325,7 +325,7 @@ def _watch_peak(step: _Step, x, target, opt, opt_state, host=()) -> int:
     return live.peak
 
 
-def _saved_bytes(step: _Step, x, target) -> int:
+def _saved_bytes(step: _CpuStep, x, target) -> int:
     """Pass 3, saved for backward: the saved-tensor hooks alone, around the
     forward; each storage counted once, parameters' and buffers' left out."""
     # Each storage is held until the end, so that no id is reused.

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
-from complexity.cost.predict.log import StepLog
+from complexity.cost.predict.log import Event, StepLog
 from complexity.cost.step.grad_scaler import SCALER_BLOCKS, SCALER_BYTES
 from complexity.cost.step.optimizers import Optimizer
 from complexity.cost.step.options import StepOptions

@@ -91,7 +91,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     backward replays their forward up to :func:`recomputed_calls`' early stop.
     ``grad_scaler``: the graph's last call is ``scaler.scale(loss)`` (the loss, the
     call before it, stays bound; the scaled loss goes when backward returns) and
-    ``scaler.step`` unscales the gradients before the update (:meth:`_Step.update`).
+    ``scaler.step`` unscales the gradients before the update (:meth:`_Liveness.update`).
 
     >>> import torch
     >>> from complexity.cost.predict.trace import trace_calls
@@ -103,14 +103,14 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     >>> [e.kind.value for e in ev][:2], ev[0].key.what.value, ev[0].category.value
     (['alloc', 'mark'], 'activation', 'activations')
     """
-    step = _Step(g, _Schedule(resident_bytes, events), grads_resident, grad_scaler)
+    step = _Liveness(g, _Schedule(resident_bytes, events), grads_resident, grad_scaler)
     step.forward(forward_extra)
     step.backward()
     step.update(optimizer, trainable_sizes)
     return step.sch.peak
 
 
-class _Step:
+class _Liveness:
     """The liveness of one step over graph ``g``, phase by phase: :meth:`forward`,
     :meth:`backward` (with :meth:`replay` for checkpointed segments), then
     :meth:`update`, each logging to ``sch``. It holds what outlives a phase: who
