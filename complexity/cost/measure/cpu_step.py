@@ -37,7 +37,9 @@ from typing import Dict, Sequence
 
 import torch
 from torch import nn
+from torch.autograd.graph import get_gradient_edge
 
+from complexity.cost.keys import Category
 from complexity.cost.measure.live_bytes import LiveBytes
 from complexity.cost.step.autocast import autocast_region
 from complexity.cost.step.batch import forward_loss, make_input
@@ -55,8 +57,8 @@ HOWS = ("fake", "real")
 
 def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
             batch_target=None, input_dtype=None, input_high=None,
-            options=None) -> Dict[str, int]:
-    """Measure one Adam training step of ``model`` on a batch of ``input_shape``.
+            options=None, parts: bool = False) -> Dict[str, int]:
+    """Measure one training step of ``model`` on a batch of ``input_shape``.
 
     Trainable = parameters with ``requires_grad``. The loss is cross-entropy on the
     output (or ``output["out"]``) against class indices: ``batch_target`` if given
@@ -84,6 +86,10 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     forward is recorded on fake CUDA tensors and replayed on the step's fake CPU ones
     (:mod:`complexity.cost.measure.cuda_replay`; ``how="fake"`` only, no checkpointing), and
     Adam's step counters, host memory on CUDA, are left out.
+    ``parts``: also ``"peak_parts"``, the storages alive at the peak by
+    :class:`~complexity.cost.keys.Category` (weights, grads, optimizer,
+    activations, transient; :meth:`LiveBytes.parts`), to compare with the
+    predicted parts (:meth:`complexity.cost.fit.step_formula.StepFormula.parts`).
     """
     from complexity.cost.step.options import StepOptions
     from complexity.counting.hooks import mode
@@ -111,7 +117,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
                     if isinstance(t, torch.Tensor):
                         on_host = step.replay is not None and _on_host(opt, k)
                         (host if on_host else opt_state).append(t)
-            peak = _watch_peak(step, x, target, opt, opt_state + step.scaler_state(), host)
+            live = _watch_peak(step, x, target, opt, opt_state + step.scaler_state(), host)
             saved_bytes = _saved_bytes(step, x, target)
     except RuntimeError as e:
         if step.fake is None and "alloc" in str(e).lower():
@@ -122,15 +128,18 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     finally:
         if gc_was_enabled:
             gc.enable()
-    return {
+    out = {
         "param_bytes": _nbytes(step.params.values()),
         "grad_bytes": grad_bytes,
         "optimizer_bytes": _nbytes(opt_state),
         "saved_activation_bytes": saved_bytes,
-        "peak_bytes": peak,
+        "peak_bytes": live.peak,
         "forward_flops": options.grad_accum * fwd_flops,
         "backward_flops": options.grad_accum * bwd_flops,
     }
+    if parts:
+        out["peak_parts"] = live.parts()
+    return out
 
 
 class _CpuStep:
@@ -307,22 +316,42 @@ def _count_flops(step: _CpuStep, x, target, opt) -> tuple:
     return fwd_counter.get_total_flops(), bwd_counter.get_total_flops(), grad_bytes, target
 
 
-def _watch_peak(step: _CpuStep, x, target, opt, opt_state, host=()) -> int:
+def _watch_peak(step: _CpuStep, x, target, opt, opt_state, host=()) -> LiveBytes:
     """Pass 2, the peak: the live-bytes tracker alone, around forward, backward
     (``grad_accum`` micro-batches) and the update, from the state pass 1 left;
-    ``host``: state that is no device memory."""
+    ``host``: state that is no device memory. Storages are tagged as they come:
+    weights, optimizer state, the batch and the forward's results as activations,
+    backward's and the update's as transient, and every gradient autograd hands to
+    a parameter's ``.grad`` (a pre-hook on its AccumulateGrad node) as grads."""
     live = LiveBytes()
     live.ignore(list(host))
-    live.track(list(step.state.values()), list(step.attributes.values()), opt_state, x, target,
-               [p.grad for p in step.trainable if p.grad is not None])  # set_to_none=False
-    with live:
-        for _ in range(step.options.grad_accum):  # as a training loop writes it
-            loss, _ = step.run(x, target)
-            step.backward(loss)
-        step.update(opt)
-    del loss
+    live.track(list(step.state.values()), list(step.attributes.values()),
+               category=Category.WEIGHTS)
+    live.track(opt_state, category=Category.OPTIMIZER)
+    live.track(x, target, category=Category.ACTIVATIONS)
+    live.track([p.grad for p in step.trainable if p.grad is not None],  # set_to_none=False
+               category=Category.GRADS)
+    # A leaf's AccumulateGrad node lives only while something holds it: hold them
+    # all through the pass, or the forward makes new ones without the hooks.
+    accumulators = [get_gradient_edge(p).node for p in step.trainable]
+    hooks = [node.register_prehook(
+        lambda grads: live.retag(grads[0], Category.GRADS) if grads[0] is not None else None)
+        for node in accumulators]
+    try:
+        with live:
+            for _ in range(step.options.grad_accum):  # as a training loop writes it
+                live.category = Category.ACTIVATIONS
+                loss, _ = step.run(x, target)
+                live.category = Category.TRANSIENT
+                step.backward(loss)
+            step.update(opt)
+        del loss
+    finally:
+        for h in hooks:
+            h.remove()
+        del accumulators
     opt.zero_grad(set_to_none=True)
-    return live.peak
+    return live
 
 
 def _saved_bytes(step: _CpuStep, x, target) -> int:
