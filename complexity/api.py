@@ -378,24 +378,51 @@ def derive(model, symbols: Union[str, Sequence[str], None] = None, input_shape=N
 
 def _derive_model(model, symbols, input_shape, model_args, convention, device, checks, seed,
                   max_degree) -> Derivation:
-    """:func:`derive`'s work, with the heap set aside."""
+    """:func:`derive`'s work, with the heap set aside: the symbols chosen, the model
+    resolved, the symbols bound, then a symbolic trace or an interpolation."""
     from torch import nn
 
-    from complexity.counting.derive import (DeriveError, bind_symbols, derive as _derive,
-        domain_text, model_counter, parse_symbolic_input, parse_symbols)
+    from complexity.counting.derive import bind_symbols, model_counter
 
     if checks < 20:
         raise ValueError(f"checks={checks} is too few (need >= 20 verification points)")
+    text, input_shape, input_dims = _chosen_symbols(model, symbols, input_shape, model_args)
+    spec, shape, module = _derived_model(model, input_shape, model_args, device)
+    names, bindings, base = bind_symbols(text, spec, shape, module, input_dims)
+    if isinstance(model, nn.Module):  # a built module: input sizes only
+        _check_input_symbols(names, bindings)
+    count = model_counter(spec, shape, bindings, convention, device, built=module)
+    binds = {n: (f"input[{len(shape) + bindings[n][1]}]" if bindings[n][0] == "input"
+                 else bindings[n][1]) for n in names}
+    common = dict(model=spec.name, input=list(shape), convention=convention, symbols=binds)
+    # Input sizes only, on meta: one forward on symbolically sized fake tensors gives
+    # the formulas with every floor kept; constructor arguments cannot be symbolic
+    # (parameters have fixed shapes), so those go the interpolation way.
+    fallback = ""
+    if device == "meta" and all(bindings[n][0] == "input" for n in names):
+        traced, fallback = _traced(module, spec, shape, names, bindings, convention, count,
+                                   base, checks, seed, common)
+        if traced is not None:
+            return traced
+    return _interpolated(count, spec, names, base, max_degree, checks, seed, fallback, common)
+
+
+def _chosen_symbols(model, symbols, input_shape, model_args):
+    """``(symbols as text, input shape, {letter: input dimension})``: the symbols
+    given, and the letters of an input shape given as text (``"1,3,H,W"``), each
+    dimension's base value then the default input's size there (64 where there is
+    none); ``ValueError`` when there is no symbol or a name is unusable."""
+    from torch import nn
+
+    from complexity.counting.derive import parse_symbolic_input, parse_symbols
+
     text = symbols if isinstance(symbols, str) or symbols is None else ",".join(symbols)
     text = (text or "").strip()
-    module_given = isinstance(model, nn.Module)
-    # Letters in the input shape ("1,3,H,W") are symbols of those dimensions; their
-    # base value is the default input's size there (64 where there is none).
     input_dims: Dict[str, int] = {}
     if isinstance(input_shape, str) and any(c.isalpha() or c == "_" for c in input_shape):
         template = parse_symbolic_input(input_shape)
         input_dims = {v: i for i, v in enumerate(template) if isinstance(v, str)}
-        default = None if module_given else _input(_spec(model, model_args), None)
+        default = None if isinstance(model, nn.Module) else _input(_spec(model, model_args), None)
         if default is None or len(default) != len(template):
             default = [64] * len(template)
         # at least 2: a symbolic trace treats a size of 1 as the constant 1
@@ -407,50 +434,61 @@ def _derive_model(model, symbols, input_shape, model_args, convention, device, c
         raise ValueError("no symbols: name them with --symbols (e.g. H,W) or as letters "
                          "in --input (e.g. 1,3,H,W)")
     parse_symbols(text)  # the names as text, before any model is built
-    if module_given:
-        if model_args:
-            raise TypeError("model_args applies to a spec or a factory, not to a built module")
-        from complexity.zoo import ModelSpec
+    return text, input_shape, input_dims
 
-        built = model
-        spec = ModelSpec(type(model).__name__, lambda: built)
-        shape = _input(None, input_shape)
-        module = model
-    else:
+
+def _derived_model(model, input_shape, model_args, device):
+    """``(spec, input shape, module)``: a built module wrapped in a spec that returns
+    it, or any other model resolved as :func:`resolve_model` does."""
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
         spec, _name, shape, module = resolve_model(model, input_shape, model_args, device)
-    names, bindings, base = bind_symbols(text, spec, shape, module, input_dims)
-    if module_given:
-        args = [n for n in names if bindings[n][0] == "arg"]
-        if args:
-            raise ValueError(f"symbol {args[0]} binds constructor argument {bindings[args[0]][1]}, "
-                             "which a built module cannot vary; pass a factory instead")
-    count = model_counter(spec, shape, bindings, convention, device, built=module)
-    binds = {n: (f"input[{len(shape) + bindings[n][1]}]" if bindings[n][0] == "input"
-                 else bindings[n][1]) for n in names}
-    common = dict(model=spec.name, input=list(shape), convention=convention, symbols=binds)
+        return spec, shape, module
+    if model_args:
+        raise TypeError("model_args applies to a spec or a factory, not to a built module")
+    from complexity.zoo import ModelSpec
 
-    # Input sizes only, on meta: one forward on symbolically sized fake tensors gives
-    # the formulas with every floor kept; constructor arguments cannot be symbolic
-    # (parameters have fixed shapes), so those go the interpolation way.
-    fallback = ""
-    if device == "meta" and all(bindings[n][0] == "input" for n in names):
-        from complexity.counting import symbolic_shapes as sym
+    return ModelSpec(type(model).__name__, lambda: model), _input(None, input_shape), model
 
-        try:
-            traced = sym.trace(module, shape, {n: bindings[n][1] for n in names}, convention)
-        except sym.Specialised as e:
-            raise DeriveError(f"{spec.name}: {e}") from None
-        except sym.Unsupported as e:
-            fallback = str(e)
-        else:
-            try:
-                checked = sym.verify(traced, count, base, checks=checks, seed=seed)
-            except DeriveError as e:
-                raise DeriveError(f"{spec.name}: {e}") from None
-            return Derivation(**common, domain=traced["domain"],
-                              domain_text=domain_text(traced), narrowed=[],
-                              formulas=dict(traced["formulas"]), verified_points=checked,
-                              guards=[str(g) for g in traced["guards"]], method="symbolic")
+
+def _check_input_symbols(names, bindings) -> None:
+    """A built module cannot vary a constructor argument: ``ValueError`` for the first
+    symbol that binds one."""
+    args = [n for n in names if bindings[n][0] == "arg"]
+    if args:
+        raise ValueError(f"symbol {args[0]} binds constructor argument {bindings[args[0]][1]}, "
+                         "which a built module cannot vary; pass a factory instead")
+
+
+def _traced(module, spec, shape, names, bindings, convention, count, base, checks, seed,
+            common):
+    """``(Derivation or None, why not)``: the formulas of one forward on symbolically
+    sized fake tensors, verified against ``count``; None and the reason when the
+    trace meets something it cannot follow symbolically."""
+    from complexity.counting import symbolic_shapes as sym
+    from complexity.counting.derive import DeriveError, domain_text
+
+    try:
+        traced = sym.trace(module, shape, {n: bindings[n][1] for n in names}, convention)
+    except sym.Specialised as e:
+        raise DeriveError(f"{spec.name}: {e}") from None
+    except sym.Unsupported as e:
+        return None, str(e)
+    try:
+        checked = sym.verify(traced, count, base, checks=checks, seed=seed)
+    except DeriveError as e:
+        raise DeriveError(f"{spec.name}: {e}") from None
+    return Derivation(**common, domain=traced["domain"], domain_text=domain_text(traced),
+                      narrowed=[], formulas=dict(traced["formulas"]), verified_points=checked,
+                      guards=[str(g) for g in traced["guards"]], method="symbolic"), ""
+
+
+def _interpolated(count, spec, names, base, max_degree, checks, seed, fallback, common):
+    """The formulas interpolated from concrete counts and verified at held-out points;
+    ``fallback``: why the symbolic trace was not used (named if this fails too)."""
+    from complexity.counting.derive import DeriveError, derive as _derive, domain_text
+
     # The base point must count, or every later failure would be misread as a
     # domain effect.
     try:
