@@ -39,15 +39,16 @@ from complexity.cost.measure.cpu_step import measure
 from complexity.cost.step.options import StepOptions
 from complexity.cost.predict.prediction import predict_with_unmodelled
 from complexity.cost.step.trainable import last_layer, set_trainable
-from complexity.errors import reason
+from complexity.errors import Given, OptionError, literal, reason
 from complexity.zoo import build_model
 
 __all__ = ["sweep", "slopes", "fit_slope", "ConfigurationError", "preflight", "trainable_parts",
            "Configuration", "configurations"]
 
 
-class ConfigurationError(ValueError):
-    """One configuration of a sweep failed; the message names it and the cause."""
+class ConfigurationError(OptionError):
+    """One configuration of a sweep failed; the message names it and the cause (and,
+    as an :class:`~complexity.errors.OptionError`, the parameter at fault, if one is)."""
 
 
 def trainable_parts(model) -> dict:
@@ -105,7 +106,7 @@ def preflight(name: str, modes: Sequence[str], shape: Tuple[int, int, int, int],
     >>> preflight("stack", ["nomatch.*"], (2, 4, 8, 8), width=4)
     Traceback (most recent call last):
     ...
-    complexity.cost.finetune.ConfigurationError: model stack: --trainable 'nomatch.*' matches no parameter name (e.g. '0.0.weight' … 'head.bias')
+    complexity.cost.finetune.ConfigurationError: model stack: trainable='nomatch.*' matches no parameter name (e.g. '0.0.weight' … 'head.bias')
     """
     import torch
 
@@ -135,9 +136,11 @@ def preflight(name: str, modes: Sequence[str], shape: Tuple[int, int, int, int],
         except ValueError as e:
             raise ConfigurationError(f"model {name}: {e}") from None
         if count == 0:
-            what = f"--mode {mode}" if mode in ("full", "last") else f"--trainable {mode!r}"
-            raise ConfigurationError(f"model {name}: {what} trains no parameter (the parameters "
-                                     "it selects hold no values); nothing to fine-tune")
+            key = "mode" if mode in ("full", "last") else "trainable"
+            raise ConfigurationError(
+                "model " + literal(name) + ": {" + key + "} trains no parameter (the parameters "
+                "it selects hold no values); nothing to fine-tune",
+                **{key: Given(mode, mode if key == "mode" else None)})
     batch = (shape[0], channels, *shape[2:])
     try:
         with torch.no_grad():
