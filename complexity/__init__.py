@@ -8,8 +8,10 @@ The Python API, named like the commands:
   forward hooks on any real module;
 * :func:`profile`, :func:`derive` — per-layer params, outputs and MACs of any
   PyTorch model, and verified formulas for them (``profile``, ``derive``);
-* :func:`step_cost` — memory and FLOPs of one Adam training step, predicted and
-  measured (``finetune``).
+* :func:`step_cost` — memory and FLOPs of one training step with the step's
+  options, predicted and measured (``finetune``);
+* :func:`fit` — will a training step fit in a memory budget, and the largest
+  batch that does (``fit``).
 
 ``import complexity`` is light: formulas import sympy on first use, counting and
 costing import torch when first called.
@@ -29,12 +31,13 @@ from __future__ import annotations
 from complexity.counting.conventions import CONVENTIONS, DEFAULT_CONVENTION, QUANTITIES
 
 __all__ = ["CONVENTIONS", "QUANTITIES", "formulas", "layer_formulas", "evaluate",
-           "count", "count_layers", "profile", "derive", "step_cost",
-           "Profile", "ProfileLayer", "Derivation", "StepCost"]
+           "count", "count_layers", "profile", "derive", "step_cost", "fit",
+           "Profile", "ProfileLayer", "Derivation", "StepCost", "FitResult"]
 __version__ = "0.1.0"
 
 _SYMBOLIC = ("formulas", "layer_formulas", "evaluate")
-_API = ("profile", "derive", "step_cost", "Profile", "ProfileLayer", "Derivation", "StepCost")
+_API = ("profile", "derive", "step_cost", "fit", "Profile", "ProfileLayer", "Derivation",
+        "StepCost")
 
 
 def __getattr__(name):
@@ -49,6 +52,10 @@ def __getattr__(name):
         from complexity import api
 
         return getattr(api, name)
+    if name == "FitResult":
+        from complexity.cost.fit.verdict import FitResult
+
+        return FitResult
     raise AttributeError(f"module 'complexity' has no attribute {name!r}")
 
 

@@ -1,6 +1,7 @@
 """The public Python API, named like the commands: :func:`profile`, :func:`derive`,
-:func:`step_cost`. Each returns a typed result — :class:`Profile`,
-:class:`Derivation`, :class:`StepCost` — with ``to_dict()`` (JSON-ready, exact
+:func:`step_cost` (``finetune``), :func:`fit`. Each returns a typed result —
+:class:`Profile`, :class:`Derivation`, :class:`StepCost`, a list of
+:class:`~complexity.cost.fit.verdict.FitResult` — with ``to_dict()`` (JSON-ready, exact
 integers; for ``profile`` and ``derive`` the objects ``--format json`` prints) and a
 table a person can read (``print(result)``).
 
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass, field, fields
 from fractions import Fraction
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-__all__ = ["profile", "derive", "step_cost", "Profile", "ProfileLayer", "Derivation",
+__all__ = ["profile", "derive", "step_cost", "fit", "Profile", "ProfileLayer", "Derivation",
            "StepCost"]
 
 #: The input a spec gets when none is given (as ``profile``/``derive`` on the command line).
@@ -74,6 +75,7 @@ def _build(spec, shape, device: str):
     """Build ``spec`` on ``device`` after checking ``shape`` against it (as the CLI does)."""
     import torch
 
+    from complexity.errors import Given, literal
     from complexity.zoo import ModelSpecError, check_input
 
     check_input(spec, shape)
@@ -82,9 +84,11 @@ def _build(spec, shape, device: str):
             return spec.build()
         except ModelSpecError as e:
             text = str(e)
-            hint = ("; try --device cpu" if device == "meta" and "failed" in text
-                    and ("NotImplementedError" in text or "meta" in text.lower()) else "")
-            raise ModelSpecError(f"{e}{hint}") from None
+            if device == "meta" and "failed" in text and ("NotImplementedError" in text
+                                                          or "meta" in text.lower()):
+                raise ModelSpecError(literal(text) + "; try {device}",
+                                     device=Given("cpu", "cpu")) from None
+            raise ModelSpecError(text) from None
 
 
 def resolve_model(model, input_shape, model_args=None, device: str = "meta"):
@@ -378,24 +382,51 @@ def derive(model, symbols: Union[str, Sequence[str], None] = None, input_shape=N
 
 def _derive_model(model, symbols, input_shape, model_args, convention, device, checks, seed,
                   max_degree) -> Derivation:
-    """:func:`derive`'s work, with the heap set aside."""
+    """:func:`derive`'s work, with the heap set aside: the symbols chosen, the model
+    resolved, the symbols bound, then a symbolic trace or an interpolation."""
     from torch import nn
 
-    from complexity.counting.derive import (DeriveError, bind_symbols, derive as _derive,
-        domain_text, model_counter, parse_symbolic_input, parse_symbols)
+    from complexity.counting.derive import bind_symbols, model_counter
 
     if checks < 20:
         raise ValueError(f"checks={checks} is too few (need >= 20 verification points)")
+    text, input_shape, input_dims = _chosen_symbols(model, symbols, input_shape, model_args)
+    spec, shape, module = _derived_model(model, input_shape, model_args, device)
+    names, bindings, base = bind_symbols(text, spec, shape, module, input_dims)
+    if isinstance(model, nn.Module):  # a built module: input sizes only
+        _check_input_symbols(names, bindings)
+    count = model_counter(spec, shape, bindings, convention, device, built=module)
+    binds = {n: (f"input[{len(shape) + bindings[n][1]}]" if bindings[n][0] == "input"
+                 else bindings[n][1]) for n in names}
+    common = dict(model=spec.name, input=list(shape), convention=convention, symbols=binds)
+    # Input sizes only, on meta: one forward on symbolically sized fake tensors gives
+    # the formulas with every floor kept; constructor arguments cannot be symbolic
+    # (parameters have fixed shapes), so those go the interpolation way.
+    fallback = ""
+    if device == "meta" and all(bindings[n][0] == "input" for n in names):
+        traced, fallback = _traced(module, spec, shape, names, bindings, convention, count,
+                                   base, checks, seed, common)
+        if traced is not None:
+            return traced
+    return _interpolated(count, spec, names, base, max_degree, checks, seed, fallback, common)
+
+
+def _chosen_symbols(model, symbols, input_shape, model_args):
+    """``(symbols as text, input shape, {letter: input dimension})``: the symbols
+    given, and the letters of an input shape given as text (``"1,3,H,W"``), each
+    dimension's base value then the default input's size there (64 where there is
+    none); ``ValueError`` when there is no symbol or a name is unusable."""
+    from torch import nn
+
+    from complexity.counting.derive import parse_symbolic_input, parse_symbols
+
     text = symbols if isinstance(symbols, str) or symbols is None else ",".join(symbols)
     text = (text or "").strip()
-    module_given = isinstance(model, nn.Module)
-    # Letters in the input shape ("1,3,H,W") are symbols of those dimensions; their
-    # base value is the default input's size there (64 where there is none).
     input_dims: Dict[str, int] = {}
     if isinstance(input_shape, str) and any(c.isalpha() or c == "_" for c in input_shape):
         template = parse_symbolic_input(input_shape)
         input_dims = {v: i for i, v in enumerate(template) if isinstance(v, str)}
-        default = None if module_given else _input(_spec(model, model_args), None)
+        default = None if isinstance(model, nn.Module) else _input(_spec(model, model_args), None)
         if default is None or len(default) != len(template):
             default = [64] * len(template)
         # at least 2: a symbolic trace treats a size of 1 as the constant 1
@@ -404,53 +435,66 @@ def _derive_model(model, symbols, input_shape, model_args, convention, device, c
         given = [n for n, _ in parse_symbols(text)] if text else []
         text = ",".join(given + [n for n in input_dims if n not in given])
     if not text and symbols is None:
-        raise ValueError("no symbols: name them with --symbols (e.g. H,W) or as letters "
-                         "in --input (e.g. 1,3,H,W)")
+        from complexity.errors import NAMED, OptionError
+
+        raise OptionError("no symbols: name them with {symbols} (e.g. H,W) or as letters "
+                          "in {input_shape} (e.g. 1,3,H,W)", symbols=NAMED, input_shape=NAMED)
     parse_symbols(text)  # the names as text, before any model is built
-    if module_given:
-        if model_args:
-            raise TypeError("model_args applies to a spec or a factory, not to a built module")
-        from complexity.zoo import ModelSpec
+    return text, input_shape, input_dims
 
-        built = model
-        spec = ModelSpec(type(model).__name__, lambda: built)
-        shape = _input(None, input_shape)
-        module = model
-    else:
+
+def _derived_model(model, input_shape, model_args, device):
+    """``(spec, input shape, module)``: a built module wrapped in a spec that returns
+    it, or any other model resolved as :func:`resolve_model` does."""
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
         spec, _name, shape, module = resolve_model(model, input_shape, model_args, device)
-    names, bindings, base = bind_symbols(text, spec, shape, module, input_dims)
-    if module_given:
-        args = [n for n in names if bindings[n][0] == "arg"]
-        if args:
-            raise ValueError(f"symbol {args[0]} binds constructor argument {bindings[args[0]][1]}, "
-                             "which a built module cannot vary; pass a factory instead")
-    count = model_counter(spec, shape, bindings, convention, device, built=module)
-    binds = {n: (f"input[{len(shape) + bindings[n][1]}]" if bindings[n][0] == "input"
-                 else bindings[n][1]) for n in names}
-    common = dict(model=spec.name, input=list(shape), convention=convention, symbols=binds)
+        return spec, shape, module
+    if model_args:
+        raise TypeError("model_args applies to a spec or a factory, not to a built module")
+    from complexity.zoo import ModelSpec
 
-    # Input sizes only, on meta: one forward on symbolically sized fake tensors gives
-    # the formulas with every floor kept; constructor arguments cannot be symbolic
-    # (parameters have fixed shapes), so those go the interpolation way.
-    fallback = ""
-    if device == "meta" and all(bindings[n][0] == "input" for n in names):
-        from complexity.counting import symbolic_shapes as sym
+    return ModelSpec(type(model).__name__, lambda: model), _input(None, input_shape), model
 
-        try:
-            traced = sym.trace(module, shape, {n: bindings[n][1] for n in names}, convention)
-        except sym.Specialised as e:
-            raise DeriveError(f"{spec.name}: {e}") from None
-        except sym.Unsupported as e:
-            fallback = str(e)
-        else:
-            try:
-                checked = sym.verify(traced, count, base, checks=checks, seed=seed)
-            except DeriveError as e:
-                raise DeriveError(f"{spec.name}: {e}") from None
-            return Derivation(**common, domain=traced["domain"],
-                              domain_text=domain_text(traced), narrowed=[],
-                              formulas=dict(traced["formulas"]), verified_points=checked,
-                              guards=[str(g) for g in traced["guards"]], method="symbolic")
+
+def _check_input_symbols(names, bindings) -> None:
+    """A built module cannot vary a constructor argument: ``ValueError`` for the first
+    symbol that binds one."""
+    args = [n for n in names if bindings[n][0] == "arg"]
+    if args:
+        raise ValueError(f"symbol {args[0]} binds constructor argument {bindings[args[0]][1]}, "
+                         "which a built module cannot vary; pass a factory instead")
+
+
+def _traced(module, spec, shape, names, bindings, convention, count, base, checks, seed,
+            common):
+    """``(Derivation or None, why not)``: the formulas of one forward on symbolically
+    sized fake tensors, verified against ``count``; None and the reason when the
+    trace meets something it cannot follow symbolically."""
+    from complexity.counting import symbolic_shapes as sym
+    from complexity.counting.derive import DeriveError, domain_text
+
+    try:
+        traced = sym.trace(module, shape, {n: bindings[n][1] for n in names}, convention)
+    except sym.Specialised as e:
+        raise DeriveError(f"{spec.name}: {e}") from None
+    except sym.Unsupported as e:
+        return None, str(e)
+    try:
+        checked = sym.verify(traced, count, base, checks=checks, seed=seed)
+    except DeriveError as e:
+        raise DeriveError(f"{spec.name}: {e}") from None
+    return Derivation(**common, domain=traced["domain"], domain_text=domain_text(traced),
+                      narrowed=[], formulas=dict(traced["formulas"]), verified_points=checked,
+                      guards=[str(g) for g in traced["guards"]], method="symbolic"), ""
+
+
+def _interpolated(count, spec, names, base, max_degree, checks, seed, fallback, common):
+    """The formulas interpolated from concrete counts and verified at held-out points;
+    ``fallback``: why the symbolic trace was not used (named if this fails too)."""
+    from complexity.counting.derive import DeriveError, derive as _derive, domain_text
+
     # The base point must count, or every later failure would be misread as a
     # domain effect.
     try:
@@ -473,9 +517,11 @@ def _derive_model(model, symbols, input_shape, model_args, convention, device, c
 
 @dataclass
 class StepCost:
-    """Memory and FLOPs of one Adam training step (forward, cross-entropy, backward,
-    ``optimizer.step()``): ``predicted`` from the model's structure and ``measured``
-    on fake tensors (None when not measured), each with the keys of
+    """Memory and FLOPs of one training step (forward, cross-entropy, backward,
+    ``optimizer.step()``; ``step`` names its options, ``options`` holds them as
+    ``finetune``'s JSON does): ``predicted`` from the model's structure and
+    ``measured`` on fake or real tensors (``measured_how``; None when not
+    measured), each with the keys of
     :data:`complexity.cost.keys.KEYS`, in bytes and FLOPs. ``unmodelled``: calls
     with no rule; when non-empty, the predicted saved, peak and FLOP values are
     approximate (≈), not bounds.
@@ -493,6 +539,9 @@ class StepCost:
     predicted: Dict[str, int]
     measured: Optional[Dict[str, int]]
     unmodelled: List[str]
+    step: str = "adam, float32"
+    options: Optional[Dict[str, Any]] = None
+    measured_how: Optional[str] = None
 
     def errors(self) -> Optional[Dict[str, float]]:
         """(predicted − measured) / measured per quantity, in percent (None if not measured)."""
@@ -508,7 +557,8 @@ class StepCost:
         return {"model": self.model, "input": list(self.input), "trainable": self.trainable,
                 "trainable_params": self.trainable_params, "predicted": dict(self.predicted),
                 "unmodelled": list(self.unmodelled),
-                "measured": None if self.measured is None else dict(self.measured)}
+                "measured": None if self.measured is None else dict(self.measured),
+                "step": self.step, "options": self.options, "measured_how": self.measured_how}
 
     def table(self, tablefmt: str = "simple") -> str:
         """One row per quantity: predicted, measured, error."""
@@ -529,28 +579,49 @@ class StepCost:
 
     def __str__(self) -> str:
         what = self.trainable if self.trainable is not None else "requires_grad as set"
-        how = ("predicted from structure, measured on fake tensors" if self.measured
+        on = "real CPU tensors" if self.measured_how == "real" else "fake tensors"
+        how = (f"predicted from structure, measured on {on}" if self.measured
                else "predicted from structure (not measured)")
         head = (f"{self.model}, input {'×'.join(map(str, self.input))}, trainable: {what} "
-                f"({self.trainable_params:,} parameters) — one Adam step, bytes and FLOPs; "
-                + how)
+                f"({self.trainable_params:,} parameters) — one step ({self.step}), bytes and "
+                "FLOPs; " + how)
         if self.unmodelled:
             head += (f"\n≈ (unmodelled: {', '.join(self.unmodelled)}): the predicted "
                      "values marked ≈ are approximate, not bounds")
         return head + "\n\n" + self.table()
 
 
-def step_cost(model, input_shape: Sequence[int], trainable: Optional[str] = "full",
-              measure: bool = True, *, input_dtype=None, input_high=None) -> StepCost:
-    """Predicted and measured cost of one Adam training step of ``model`` on a batch
+def step_cost(model, input_shape: Optional[Sequence[int]] = None,
+              trainable: Optional[str] = "full", measure: Union[bool, str, None] = True, *,
+              input_dtype=None, input_high=None, model_args: Optional[Dict[str, Any]] = None,
+              optimizer: str = "adam", foreach: Optional[bool] = None, fused: bool = False,
+              dtype: str = "float32", autocast: Optional[str] = None,
+              checkpoint: Optional[str] = None, lora=None, grad_accum: int = 1,
+              grad_scaler: bool = False, set_to_none: bool = True) -> StepCost:
+    """Predicted and measured cost of one training step of ``model`` on a batch
     of ``input_shape`` (``N, C, H, W``; loss = cross-entropy on the output, or on
     ``output["out"]``, against random class indices).
 
-    ``trainable``: ``"full"`` (every parameter), ``"last"`` (the module owning the
-    last parameter), a parameter-name glob (``"backbone.layer4.*"``), or None (the
-    ``requires_grad`` flags as set). ``measure=False``: prediction only. The model is
-    left as found (weights, ``requires_grad`` flags, train/eval mode). ``ValueError``
-    when nothing would train or a glob matches no parameter.
+    ``model``: an ``nn.Module`` (left as found: weights, ``requires_grad`` flags,
+    train/eval mode) or a spec string as ``finetune`` takes (``"stack"``,
+    ``"torchvision:resnet18"``, ``"timm:NAME"``, ``"pkg.mod:factory"``,
+    ``"file.py:Class"``) built on the meta device with ``model_args``; a spec's
+    default input is :func:`profile`'s. ``trainable``: ``"full"`` (every
+    parameter), ``"last"`` (the module owning the last parameter), a
+    parameter-name glob (``"backbone.layer4.*"``), or None (the ``requires_grad``
+    flags as set). ``measure``: ``"fake"`` (or True: a step on fake tensors),
+    ``"real"`` (a real CPU step) or None/False (prediction only).
+
+    The step's options, as ``finetune``'s: ``optimizer`` (``"sgd"``,
+    ``"sgd-momentum"``, ``"adam"``, ``"adamw"``), ``foreach``/``fused`` (the
+    update; None: the CPU's for-loop), ``dtype`` of the parameters, ``autocast``
+    (``"bfloat16"``, ``"float16"``), ``checkpoint`` (a glob of module names),
+    ``lora`` (``"r=8,alpha=16,targets=GLOB"`` or a
+    :class:`~complexity.cost.step.lora.LoRA`: adapters on a copy, the base frozen;
+    ``trainable`` is then the adapters), ``grad_accum``, ``grad_scaler``,
+    ``set_to_none`` (False: ``zero_grad(set_to_none=False)``). ``ValueError``
+    (an :class:`~complexity.errors.OptionError` naming the parameter) when
+    nothing would train, a glob matches nothing or options do not go together.
 
     ``input_dtype``, ``input_high``: a batch of another dtype than float32, e.g.
     token ids ``(N, L)`` with ``input_dtype=torch.long, input_high=vocab_size`` for
@@ -564,27 +635,141 @@ def step_cost(model, input_shape: Sequence[int], trainable: Optional[str] = "ful
     True
     >>> c.measured["param_bytes"] == 4 * sum(p.numel() for p in Stack(2, 4).parameters())
     True
+    >>> s = step_cost("stack", (2, 4, 8, 8), model_args={"layers": 2, "width": 4},
+    ...               optimizer="sgd-momentum", checkpoint="0", measure=None)
+    >>> s.step, s.predicted["optimizer_bytes"] == s.predicted["param_bytes"]
+    ('sgd-momentum, float32, checkpoint 0', True)
     """
-    from torch import nn
+    from complexity.cost.step.lora import lora_modes
+    from complexity.cost.step.options import check_measurement, step_options
 
-    from complexity.cost.measure.cpu_step import measure as _measure
-    from complexity.cost.predict.prediction import predict_with_unmodelled
-    from complexity.cost.step.trainable import set_trainable
-
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, not {type(model).__name__}")
-    shape = _input(None, input_shape)
-    flags = [(p, p.requires_grad) for p in model.parameters()]
+    options = step_options(optimizer, foreach=foreach, fused=fused, dtype=dtype,
+                           autocast=autocast, checkpoint=checkpoint, set_to_none=set_to_none,
+                           grad_accum=grad_accum, grad_scaler=grad_scaler)
+    how = _measure_how(measure)
+    check_measurement(options, how)
+    mode = _lora_mode(lora_modes(lora), trainable)
+    spec, name, shape, module = _step_model(model, input_shape, model_args)
+    flags = [(p, p.requires_grad) for p in module.parameters()]
     try:
-        if trainable is not None:
-            set_trainable(model, trainable)
-        params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        dtype = dict(input_dtype=input_dtype, input_high=input_high)
-        predicted, unmodelled = predict_with_unmodelled(model, shape, **dtype)
-        measured = _measure(model, shape, **dtype) if measure else None
+        net, params = _trained(module, spec, mode, options)
+        dtypes = dict(input_dtype=input_dtype, input_high=input_high)
+        predicted, unmodelled, measured = _costed(net, shape, options, how, dtypes)
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
-    return StepCost(model=type(model).__name__, input=list(shape), trainable=trainable,
-                    trainable_params=params, predicted=dict(predicted), measured=measured,
-                    unmodelled=list(unmodelled))
+    return StepCost(model=name, input=list(shape), trainable=mode, trainable_params=params,
+                    predicted=dict(predicted), measured=measured, unmodelled=list(unmodelled),
+                    step=options.label(), options=options.to_dict(), measured_how=how)
+
+
+def _measure_how(measure) -> Optional[str]:
+    """``measure`` as the measurement's ``how``: True → ``"fake"``, False → None."""
+    if measure is True:
+        return "fake"
+    return None if measure is False else measure
+
+
+def _lora_mode(modes: List[str], trainable: Optional[str]) -> Optional[str]:
+    """The trainable set: ``trainable``, or the one LoRA mode (with ``trainable``
+    left at ``"full"``)."""
+    from complexity.errors import NAMED, OptionError
+
+    if not modes:
+        return trainable
+    if len(modes) > 1:
+        raise OptionError("{lora}: give one set of adapters for one step", lora=NAMED)
+    if trainable != "full":
+        raise OptionError("{lora} trains the adapters only; leave {trainable} at 'full'",
+                          lora=NAMED, trainable=NAMED)
+    return modes[0]
+
+
+def _step_model(model, input_shape, model_args):
+    """``(spec or None, name, input shape, module)``: a module as given, a spec built
+    on the meta device (only shapes are needed: fake tensors stand in for values)."""
+    from torch import nn
+
+    if isinstance(model, nn.Module):
+        if model_args:
+            raise TypeError("model_args applies to a spec or a factory, not to a built module")
+        return None, type(model).__name__, _input(None, input_shape), model
+    if not isinstance(model, str):
+        raise TypeError(f"model must be an nn.Module or a spec string, not {type(model).__name__}")
+    return resolve_model(model, input_shape, model_args, device="meta")
+
+
+def _trained(module, spec, mode, options):
+    """``(the module the step trains, its trainable parameter count)``: ``mode`` set
+    on ``module`` (None: its flags as they are), or LoRA adapters on a fresh build
+    (a copy of a module given); the checkpoint glob checked against it."""
+    import copy
+
+    from complexity.cost.step.lora import trainable_model
+
+    if mode is None:
+        net = module
+    else:
+        rebuild = spec.build if spec is not None else (lambda: copy.deepcopy(module))
+        net, _ = trainable_model(module, mode, rebuild)
+    if options.checkpoint:
+        from complexity.cost.step.checkpointing import checkpoint_modules
+
+        checkpoint_modules(net, options.checkpoint)
+    return net, sum(p.numel() for p in net.parameters() if p.requires_grad)
+
+
+def _costed(net, shape, options, how, dtypes):
+    """``(predicted, unmodelled, measured or None)`` of one step of ``net``."""
+    from complexity.cost.measure.cpu_step import measure as _measure
+    from complexity.cost.predict.prediction import predict_with_unmodelled
+
+    predicted, unmodelled = predict_with_unmodelled(net, shape, options=options, **dtypes)
+    measured = _measure(net, shape, how=how, options=options, **dtypes) if how else None
+    return predicted, unmodelled, measured
+
+
+# ------------------------------------------------------------------ fit
+def fit(model: str, budget: int, *, batch: int = 32,
+        size: Union[int, Tuple[int, int], str] = (224, 224),
+        modes: Sequence[str] = ("full", "last"),
+        trainable: Sequence[Union[str, Sequence[str]]] = (), lora=None, device: str = "cuda",
+        reserve: Optional[int] = None, model_args: Optional[Dict[str, Any]] = None,
+        optimizer: str = "adam", foreach: Optional[bool] = None, fused: bool = False,
+        dtype: str = "float32", autocast: Optional[str] = None,
+        checkpoint: Optional[str] = None, grad_accum: int = 1, grad_scaler: bool = False,
+        set_to_none: bool = True) -> list:
+    """Will one training step of ``model`` fit in ``budget`` bytes, for each
+    trainable set, and what is the largest batch that does? A list of
+    :class:`~complexity.cost.fit.verdict.FitResult`, one per set — ``modes``
+    (``full``, ``last``), each of ``trainable`` (a glob, or globs), then each of
+    ``lora`` (``"r=8,alpha=16,targets=GLOB"`` strings or LoRA objects) — whose
+    ``to_dict()`` is the object ``python -m complexity fit --format json`` prints.
+
+    ``model``: a spec string as the command takes, with ``model_args``. ``size``:
+    ``H``, ``(H, W)`` or ``"auto"`` (the largest square input that fits).
+    ``device``: ``"cuda"`` (the caching allocator's predicted reserved bytes plus
+    ``reserve``, default 512 MiB, must fit) or ``"cpu"`` (the exact peak must). The
+    step's options as :func:`step_cost`'s (``foreach`` None: PyTorch's default on
+    ``device``). ``ValueError`` (an :class:`~complexity.errors.OptionError` naming
+    the parameter) before any tracing for arguments that cannot be used.
+
+    >>> rows = fit("stack", 20 * 2**20, batch=8, size=32, device="cpu",
+    ...            modes=["last"], trainable=["0.*"])
+    >>> [(r.mode, r.fits, r.max_batch > 8) for r in rows]
+    [('last', True, True), ('0.*', True, True)]
+    >>> rows[0].to_dict()["budget_bytes"], rows[0].step
+    (20971520, 'adam, float32')
+    """
+    from complexity.cost.fit.verdict import verdicts
+    from complexity.cost.step.lora import lora_modes
+    from complexity.cost.step.options import step_options
+
+    options = step_options(optimizer, foreach=foreach, fused=fused, dtype=dtype,
+                           autocast=autocast, checkpoint=checkpoint, set_to_none=set_to_none,
+                           grad_accum=grad_accum, grad_scaler=grad_scaler, device=device)
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size, size)
+    return verdicts(model, budget, modes=modes, trainable=trainable, lora=lora_modes(lora),
+                    batch=batch, size=size if size == "auto" else tuple(size), device=device,
+                    reserve=reserve, options=options, model_args=model_args)

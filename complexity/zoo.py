@@ -37,7 +37,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from complexity.errors import reason
+from complexity.errors import NAMED, Given, OptionError, literal, reason
 
 #: The report's names for the colourization nets' constructor arguments (the
 #: course assignment's NF filters, NC colours, kernel k and NIC input channels).
@@ -46,8 +46,9 @@ COLOURIZATION_ALIASES = {"NF": "num_filters", "NC": "num_colours", "k": "kernel"
 COLOURIZATION_DEFAULTS = {"kernel": 3, "num_filters": 32, "num_colours": 24, "num_in_channels": 1}
 
 
-class ModelSpecError(ValueError):
-    """A model spec, argument or input that cannot be used; one line."""
+class ModelSpecError(OptionError):
+    """A model spec, argument or input that cannot be used; one line (naming the
+    parameter at fault as an :class:`~complexity.errors.OptionError` does)."""
 
 
 @dataclass
@@ -108,10 +109,10 @@ class ModelSpec:
                 continue
             if argument in params and params[argument].default is not inspect.Parameter.empty:
                 return params[argument].default
-        raise ModelSpecError(
+        raise ModelSpecError(literal(
             f"{argument!r} names no argument of {self.name} with a default "
-            f"(arguments: {', '.join(self.argument_names(module)) or 'none'}); "
-            "give its value in --model-args or pick another symbol")
+            f"(arguments: {', '.join(self.argument_names(module)) or 'none'}); ")
+            + "give its value in {model_args} or pick another symbol", model_args=NAMED)
 
     def argument_names(self, module=None):
         """Named keyword arguments of the factory (and of the module class it builds)."""
@@ -141,24 +142,27 @@ def parse_input(text: str) -> Tuple[int, ...]:
     """
     parts = [t.strip() for t in text.split(",")]
     if not parts or not all(re.fullmatch(r"[+-]?\d+", p) for p in parts):
-        raise ModelSpecError(f"--input {text!r} is not a comma-separated list of integers "
-                             "(e.g. 1,3,224,224)")
+        raise ModelSpecError("{input_shape} is not a comma-separated list of integers "
+                             "(e.g. 1,3,224,224)", input_shape=text)
     sizes = tuple(int(p) for p in parts)
     if any(s < 1 for s in sizes):
-        raise ModelSpecError(f"--input {text!r} has a size < 1 (every size must be >= 1)")
+        raise ModelSpecError("{input_shape} has a size < 1 (every size must be >= 1)",
+                             input_shape=text)
     return sizes
 
 
 def check_input(spec: ModelSpec, shape: Tuple[int, ...]) -> None:
     """Reject an input of the wrong rank, or whose channels contradict the model."""
+    given = Given(tuple(shape), ",".join(map(str, shape)))
     if spec.rank is not None and len(shape) != spec.rank:
         dims = "N,C,H,W" if spec.rank == 4 else "N,C,T,H,W" if spec.rank == 5 else f"rank {spec.rank}"
-        raise ModelSpecError(f"--input {','.join(map(str, shape))} has rank {len(shape)}; "
-                             f"{spec.name} takes {dims} (rank {spec.rank})")
+        raise ModelSpecError("{input_shape} has rank " + literal(
+            f"{len(shape)}; {spec.name} takes {dims} (rank {spec.rank})"), input_shape=given)
     for argument, dim in spec.input_links.items():
         if shape[dim] != spec.args[argument]:
-            raise ModelSpecError(f"--input {','.join(map(str, shape))} has {shape[dim]} channels "
-                                 f"but {spec.name} was built with {argument}={spec.args[argument]}")
+            raise ModelSpecError("{input_shape} has " + literal(
+                f"{shape[dim]} channels but {spec.name} was built with "
+                f"{argument}={spec.args[argument]}"), input_shape=given)
 
 
 def _colourization(name: str, model_args: Dict[str, Any]) -> ModelSpec:
@@ -184,8 +188,9 @@ def _torchvision(name: str, model_args: Dict[str, Any]) -> ModelSpec:
                              "torchvision.models.list_models())") from None
     for key in ("weights", "weights_backbone"):
         if model_args.get(key) is not None:
-            raise ModelSpecError(f"--model-args {key}={model_args[key]!r}: pretrained weights "
-                                 "cannot be downloaded here and do not change the counts; drop it")
+            raise ModelSpecError("{model_args} " + literal(f"{key}={model_args[key]!r}")
+                                 + ": pretrained weights cannot be downloaded here and do not "
+                                 "change the counts; drop it", model_args=NAMED)
     args = {"weights": None}
     if "weights_backbone" in inspect.signature(builder).parameters:
         args["weights_backbone"] = None
@@ -253,8 +258,9 @@ def _timm(name: str, model_args: Dict[str, Any]) -> ModelSpec:
         raise ModelSpecError(f"timm has no model {name!r} (see timm.list_models())")
     for key in ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path"):
         if model_args.get(key):
-            raise ModelSpecError(f"--model-args {key}={model_args[key]!r}: pretrained weights "
-                                 "cannot be downloaded here and do not change the counts; drop it")
+            raise ModelSpecError("{model_args} " + literal(f"{key}={model_args[key]!r}")
+                                 + ": pretrained weights cannot be downloaded here and do not "
+                                 "change the counts; drop it", model_args=NAMED)
     factory = functools.partial(timm.create_model, name, pretrained=False)
     factory.__name__ = f"timm.create_model({name!r})"  # for argument_names' messages
     # ``in_chans`` is timm's input-channel argument: it fixes the input's channels
@@ -406,8 +412,9 @@ def build_model(name: str, layers: int = 4, width: int = 16,
     if name == "stack":
         clash = sorted({"layers", "width"} & set(model_args))
         if clash:
-            raise ModelSpecError(f"--model-args {clash[0]}: stack's {clash[0]} is set by "
-                                 f"--{clash[0]}; drop it from --model-args")
+            raise ModelSpecError("{model_args} " + clash[0] + ": stack's " + clash[0]
+                                 + " is set by {" + clash[0] + "}; drop it from {model_args}",
+                                 model_args=NAMED, **{clash[0]: NAMED})
         model_args.update(layers=layers, width=width)
     spec = parse_spec(name, model_args)
     if spec.rank == 5:
@@ -438,8 +445,10 @@ def parse_model_args(text: Optional[str]) -> Dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:
-        raise ModelSpecError(f"--model-args is not valid JSON ({e.msg} at character {e.pos})") from None
+        raise ModelSpecError("{model_args} is not valid JSON ("
+                             + literal(f"{e.msg} at character {e.pos}") + ")",
+                             model_args=NAMED) from None
     if not isinstance(value, dict):
-        raise ModelSpecError("--model-args must be a JSON object of constructor arguments, "
-                             'e.g. {"num_classes": 10}')
+        raise ModelSpecError("{model_args} must be a JSON object of constructor arguments, "
+                             'e.g. {{"num_classes": 10}}', model_args=NAMED)
     return value

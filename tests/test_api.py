@@ -372,3 +372,76 @@ def test_step_cost_rejects_what_cannot_train():
     with pytest.raises(ValueError, match="nothing to train"):
         complexity.step_cost(net, (1, 2, 4, 4), trainable=None)
     assert not any(q.requires_grad for q in net.parameters())
+
+
+# ------------------------------------------------------------------ step options, fit
+def test_step_cost_with_options_equals_the_finetune_json(capsys):
+    """A spec string and finetune's options: the same step as the command's."""
+    code, out, err = run_cli(["finetune", "--model", "stack", "--layers", "2", "--width", "4",
+                              "--size", "8", "--batch", "2", "--mode", "full",
+                              "--optimizer", "sgd-momentum", "--checkpoint", "0",
+                              "--format", "json"], capsys)
+    assert code == 0, err
+    (row,) = json.loads(out)
+    c = complexity.step_cost("stack", (2, 4, 8, 8), model_args={"layers": 2, "width": 4},
+                             optimizer="sgd-momentum", checkpoint="0")
+    assert c.predicted == row["predicted"] and c.measured == row["measured"]
+    assert c.trainable_params == row["trainable_params"]
+    assert (c.step, c.options, c.measured_how) == (row["step"], row["options"],
+                                                   row["measured_how"])
+    plain = complexity.step_cost("stack", (2, 4, 8, 8), model_args={"layers": 2, "width": 4},
+                                 measure=None)
+    assert plain.predicted["optimizer_bytes"] > c.predicted["optimizer_bytes"]  # Adam: 2 states
+
+
+def test_step_cost_with_options_on_a_module_leaves_it_as_found():
+    net = Stack(2, 4)
+    flags = [q.requires_grad for q in net.parameters()]
+    c = complexity.step_cost(net, (2, 4, 8, 8), trainable="last", optimizer="sgd",
+                             set_to_none=False, grad_accum=2, measure="fake")
+    assert [q.requires_grad for q in net.parameters()] == flags
+    assert c.predicted["optimizer_bytes"] == 0 and c.measured == c.predicted | {
+        "peak_bytes": c.measured["peak_bytes"]}
+    assert c.options["set_to_none"] is False and c.options["grad_accum"] == 2
+
+
+@pytest.mark.parametrize("argv,kwargs", [
+    (["--size", "32", "--batch", "8", "--mode", "full,last", "--trainable", "0.*",
+      "--device", "cpu"],
+     dict(size=32, batch=8, modes=["full", "last"], trainable=["0.*"], device="cpu")),
+    (["--size", "16", "--batch", "4", "--mode", "last", "--optimizer", "sgd-momentum"],
+     dict(size=(16, 16), batch=4, modes=["last"], optimizer="sgd-momentum")),
+])
+def test_fit_equals_the_cli_json(argv, kwargs, capsys):
+    budget = 20 * 2**20 if "cpu" in argv else 2**30
+    code, out, err = run_cli(["fit", "stack", "--budget", str(budget), *argv,
+                              "--format", "json"], capsys)
+    assert code == 0, err
+    rows = complexity.fit("stack", budget, **kwargs)
+    assert [r.to_dict() for r in rows] == json.loads(out)
+    assert all(isinstance(r, complexity.FitResult) for r in rows)
+
+
+@pytest.mark.parametrize("call,argv,library,flagged", [
+    (lambda: complexity.step_cost(Stack(1, 2), (1, 2, 4, 4), trainable="x.*"),
+     ["fit", "stack", "--budget", "1GiB", "--trainable", "x.*"],
+     "trainable='x.*' matches no parameter name", "--trainable 'x.*' matches no parameter name"),
+    (lambda: complexity.fit("stack", 2**30, checkpoint="zz*"),
+     ["fit", "stack", "--budget", "1GiB", "--checkpoint", "zz*"],
+     "checkpoint='zz*' matches no module", "--checkpoint 'zz*' matches no module"),
+    (lambda: complexity.fit("stack", 2**30, reserve=1, device="cpu"),
+     ["fit", "stack", "--budget", "1GiB", "--reserve", "1", "--device", "cpu"],
+     "reserve applies to device='cuda' only", "--reserve applies to --device cuda only"),
+    (lambda: complexity.step_cost("stack", (1, 16, 8, 8), grad_scaler=True),
+     ["finetune", "--grad-scaler"],
+     "grad_scaler cannot run on fake tensors", "--grad-scaler cannot run on fake tensors"),
+])
+def test_library_errors_name_parameters_and_the_cli_names_flags(call, argv, library, flagged,
+                                                                 capsys):
+    from complexity.errors import OptionError
+
+    with pytest.raises(OptionError) as info:
+        call()
+    assert library in str(info.value) and "--" not in str(info.value)
+    code, out, err = run_cli(argv, capsys)
+    assert code == 2 and flagged in err and len(err.strip().splitlines()) == 1

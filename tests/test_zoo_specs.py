@@ -129,7 +129,7 @@ def test_build_model_passes_model_args():
 
     net, c = build_model("unet", model_args={"num_filters": 4, "num_colours": 6})
     assert c == 1 and n_params(net) == n_params(UNet(3, 4, 6, 1))
-    with pytest.raises(ModelSpecError, match="--layers"):
+    with pytest.raises(ModelSpecError, match="set by layers; drop it from model_args"):
         build_model("stack", model_args={"layers": 3})
 
 

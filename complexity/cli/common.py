@@ -16,6 +16,45 @@ class UsageError(Exception):
     """Bad input found after parsing; printed as one line, exit code 2."""
 
 
+#: the flags whose name is not the library's parameter name with ``-`` for ``_``
+FLAG_NAMES = {"input_shape": "--input"}
+
+
+def flag(parameter: str) -> str:
+    """The command line's name of a library parameter.
+
+    >>> flag("model_args"), flag("input_shape"), flag("trainable")
+    ('--model-args', '--input', '--trainable')
+    """
+    return FLAG_NAMES.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def flag_text(e: BaseException) -> str:
+    """``str(e)`` with every :class:`~complexity.errors.Worded` error of its chain
+    (``e`` itself, what it was raised from or while handling) worded by flags: the
+    library names Python parameters, the command line its options.
+
+    >>> from complexity.errors import OptionError
+    >>> try:
+    ...     try:
+    ...         raise OptionError("{trainable} matches nothing", trainable="x*")
+    ...     except ValueError as inner:
+    ...         raise UsageError(f"model m: {inner}") from None
+    ... except UsageError as e:
+    ...     print(flag_text(e))
+    model m: --trainable 'x*' matches nothing
+    """
+    from complexity.errors import Worded
+
+    text, seen, link = str(e), set(), e
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, Worded):
+            text = text.replace(link.text(), link.text(flag))
+        link = link.__cause__ or link.__context__
+    return text
+
+
 class StoreOnce(argparse.Action):
     """argparse's ``store``, but an option given twice is refused (the first value
     would be dropped silently otherwise). Options that compose use ``append``."""

@@ -8,7 +8,8 @@ import sys
 
 from complexity.cli.step_args import (add_step_arguments, mode_list, step_options,
                                        word_list)
-from complexity.cli.common import UsageError, check_plot, distinct, emit, int_list, size
+from complexity.cli.common import (UsageError, check_plot, distinct, emit, flag_text, int_list,
+                                   size)
 from complexity.cli.model_args import MODEL_HELP, add_model_args_option, given_model_args
 from complexity.errors import reason
 from complexity.output.tables import FORMATS
@@ -75,7 +76,7 @@ def _check_trainable(name: str, pattern: str, layers, width: int, model_args) ->
         except ValueError as e:
             misses.append((n, e))
     if misses and len(misses) == len(layers):
-        raise UsageError(f"{misses[0][1]} of stack at any --layers value")
+        raise UsageError(f"{flag_text(misses[0][1])} of stack at any --layers value")
     if misses:
         hits = [n for n in layers if n not in dict(misses)]
         raise UsageError(f"--trainable {pattern!r} matches parameters of stack at n="
@@ -86,6 +87,7 @@ def _check_trainable(name: str, pattern: str, layers, width: int, model_args) ->
 
 def run(args) -> int:
     from complexity.cost import finetune
+    from complexity.cost.step.options import check_measurement
     from complexity.output import finetune as finetune_report
 
     # every option and path first: nothing is built before the last check passes
@@ -106,18 +108,10 @@ def run(args) -> int:
         raise UsageError(f"--trainable {e}") from None
     trainable = ",".join(patterns) or None
     options, lora_modes = step_options(args)
-    if options.autocast == "float16" and args.measure == "real":
-        raise UsageError("--autocast float16 cannot run for real on the CPU (no float16 "
-                         "autocast kernels there); use --measure fake (its forward recorded on "
-                         "fake CUDA tensors) "
-                         "or --autocast bfloat16")
-    if options.autocast == "float16" and options.checkpoint and args.measure != "none":
-        raise UsageError("--autocast float16 with --checkpoint can be predicted only (use "
-                         "--measure none): the float16 step is measured by replaying its "
-                         "recorded CUDA forward, which recomputes no checkpointed segment")
-    if options.grad_scaler and args.measure == "fake":
-        raise UsageError("--grad-scaler cannot run on fake tensors (GradScaler.step reads "
-                         "found_inf.item()); use --measure real or --measure none")
+    try:
+        check_measurement(options, None if args.measure == "none" else args.measure)
+    except ValueError as e:
+        raise UsageError(flag_text(e)) from None
     modes = list(args.mode) + ([trainable] if trainable else []) + lora_modes
     if args.plot:
         check_plot(args.plot)

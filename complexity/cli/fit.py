@@ -1,7 +1,7 @@
 """``python -m complexity fit``: will one training step fit in a memory budget, for
-each trainable set, and what is the largest batch that does? Wires
-:func:`complexity.cost.fit.proofs.will_it_fit` to the options; imports torch
-only inside :func:`run`."""
+each trainable set, and what is the largest batch that does? Parses
+the options and renders what :func:`complexity.cost.fit.verdict.verdicts` answers;
+imports torch only inside :func:`run`."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +12,6 @@ from complexity.cli.step_args import (add_step_arguments, mode_list, step_option
                                        word_list)
 from complexity.cli.common import UsageError, emit, positive_int, size
 from complexity.cli.model_args import MODEL_HELP, add_model_args_option, given_model_args
-from complexity.errors import reason
 from complexity.output.tables import FORMATS
 
 HELP = "will a training step fit in a memory budget? verdict, largest batch, peak and its parts"
@@ -20,10 +19,6 @@ EPILOG = """examples:
   python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --mode full,last --trainable 'layer4.*,fc.*'
   python -m complexity fit unet --size 64 --budget 2GiB --device cpu --format json
   python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --size auto"""
-
-#: where ``--size auto`` starts its lattice (the domain then reaches down as far as
-#: the step keeps its structure)
-AUTO_BASE = (224, 224)
 
 #: units of a size: binary (KiB … and the bare K, M, G, T, as ls -h and nvidia-smi
 #: write them) and decimal (kB, MB, GB, TB, SI)
@@ -99,110 +94,29 @@ def add_arguments(p) -> None:
     add_step_arguments(p)
 
 
-def _build(name: str, model_args: dict):
-    """(model on the meta device, input channels); UsageError when it cannot be built."""
-    from complexity.zoo import build_model
-
-    try:
-        return build_model(name, model_args=model_args)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    except Exception as e:
-        raise UsageError(f"model {name}: {reason(e)}") from None
-
-
 def run(args) -> int:
-    from complexity.cost.fit.allocator import DEFAULT_RESERVE
-    from complexity.cost.fit.proofs import will_it_fit
-    from complexity.cost.fit.step_formula import FormulaError
-    from complexity.cost.step.lora import lora_of, target_modules, trainable_model
-    from complexity.cost.step.trainable import set_trainable
+    from complexity.cost.fit.verdict import BudgetError, verdicts
     from complexity.output import fit as fit_report
-    from complexity.output.units import bytes_text
 
     # every option first: nothing is traced before the last check passes
-    if args.reserve is not None and args.device != "cuda":
-        raise UsageError("--reserve applies to --device cuda only")
-    reserve = DEFAULT_RESERVE if args.reserve is None else args.reserve
     options, lora_sets = step_options(args, args.device)
-    if options.autocast == "float16" and args.device == "cpu":
-        raise UsageError("--autocast float16 runs on CUDA; on --device cpu use bfloat16")
-    sets = list(args.mode)
-    for group in args.trainable or []:
-        joined = ",".join(group)
-        if joined in sets:
-            raise UsageError(f"--trainable {joined!r} is given twice; give each set once")
-        sets.append(joined)
-    model, channels = _build(args.model, given_model_args(args.model_args))
-    dtype = options.torch_dtype()
-    weights = sum(t.numel() * (dtype.itemsize if t.dtype.is_floating_point else t.element_size())
-                  for t in (*model.parameters(), *model.buffers()))
-    floor = weights + (reserve if args.device == "cuda" else 0)
-    if args.budget < floor:
-        extra = (f" plus the {bytes_text(reserve)} reserve for the CUDA context"
-                 if args.device == "cuda" else "")
-        raise UsageError(f"--budget {bytes_text(args.budget)} is smaller than the weights "
-                         f"alone ({weights / 2**30:.4f} GiB = {bytes_text(weights)}{extra}): "
-                         "nothing can train")
-    for s in sets:
-        if s not in ("full", "last"):
-            try:
-                set_trainable(model, s)
-            except ValueError as e:
-                raise UsageError(f"model {args.model}: {e}") from None
     try:
-        if options.checkpoint:
-            from complexity.cost.step.checkpointing import checkpoint_modules
-
-            checkpoint_modules(model, options.checkpoint)
-        for mode in lora_sets:
-            target_modules(model, lora_of(mode))
+        results = verdicts(args.model, args.budget, modes=args.mode,
+                           trainable=args.trainable or [], lora=lora_sets, batch=args.batch,
+                           size=args.size, device=args.device, reserve=args.reserve,
+                           options=options, model_args=given_model_args(args.model_args))
+    except BudgetError as e:
+        raise UsageError(_budget_text(e)) from None
     except ValueError as e:
-        raise UsageError(f"model {args.model}: {e}") from None
-    auto = args.size == "auto"
-    h, w = AUTO_BASE if auto else args.size
-    results = []
-    for s in sets + lora_sets:
-        # LoRA: a fresh build with the adapters, the base frozen
-        net, _ = trainable_model(model, s, lambda: _build(args.model,
-                                                          given_model_args(args.model_args))[0])
-        extra, formula = {}, None
-        if auto:
-            extra, formula, h, w = _auto_size(args, net, channels, s, options, reserve)
-        try:
-            r = will_it_fit(net, (channels, h, w), args.batch, args.budget,
-                            device=args.device, reserve=reserve, options=options,
-                            formula=formula)
-        except FormulaError as e:
-            raise UsageError(f"model {args.model}, {s}: no verified formula ({e})") from None
-        except Exception as e:  # the forward failed: a size or input it cannot take
-            raise UsageError(f"model {args.model} cannot take a {h}x{w} input "
-                             f"({reason(e)})") from None
-        results.append({"model": args.model, "mode": s, "size": [h, w], **r, **extra,
-                        "step": options.label()})
-    return emit(fit_report.render(results, args.format))
+        raise UsageError(str(e)) from None
+    return emit(fit_report.render([r.to_dict() for r in results], args.format))
 
 
-def _auto_size(args, net, channels, mode, options, reserve):
-    """``--size auto`` for one trainable set: ``(JSON additions, the step's formula
-    in B at the size reported, H, W)``. The size reported is the max size, or the
-    domain's smallest square size when none fits."""
-    from complexity.cost.fit.proofs import proven_max_size
-    from complexity.cost.fit.size_formula import size_formula
-    from complexity.cost.fit.step_formula import FormulaError
+def _budget_text(e) -> str:
+    """The budget below the weights, in the units people read."""
+    from complexity.output.units import bytes_text
 
-    try:
-        f = size_formula(net, channels, args.device, base=AUTO_BASE, options=options)
-        best = proven_max_size(net, f, args.batch, args.budget, device=args.device,
-                               reserve=reserve)
-        lo = f.square_lattice()[0]
-    except FormulaError as e:
-        raise UsageError(f"--size auto: model {args.model}, {mode}: no verified formula in "
-                         f"the size ({e})") from None
-    except Exception as e:  # the forward failed at the base size
-        raise UsageError(f"--size auto: model {args.model} cannot take a "
-                         f"{AUTO_BASE[0]}x{AUTO_BASE[1]} input ({reason(e)})") from None
-    at = best or lo
-    extra = {"max_size": None if best is None else [best, best],
-             "size_formula": str(f.formulas()["peak_bytes"]), "size_domain": f.domain_text()}
-    return extra, f.restrict(at, at), at, at
+    extra = (f" plus the {bytes_text(e.reserve)} reserve for the CUDA context"
+             if e.reserve is not None else "")
+    return (f"--budget {bytes_text(e.budget)} is smaller than the weights alone "
+            f"({e.weights / 2**30:.4f} GiB = {bytes_text(e.weights)}{extra}): nothing can train")

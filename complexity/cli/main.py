@@ -13,7 +13,7 @@ import sys
 
 from complexity.cli import (derive, finetune, fit, invariance, profile, report, reproduce,
                             segment, sweep_batch, train)
-from complexity.cli.common import OneLineParser, UsageError
+from complexity.cli.common import OneLineParser, UsageError, flag_text
 
 COMMANDS = {
     "report": report,
@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     try:
         return COMMANDS[args.command].run(args)
     except UsageError as e:
-        sys.stderr.write(f"python -m complexity {args.command}: error: {e}\n")
+        sys.stderr.write(f"python -m complexity {args.command}: error: {flag_text(e)}\n")
         return 2
     except OSError as e:
         # a path the user gave that cannot be read or written: their input, one line

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from complexity.cli.common import UsageError, positive_int
+from complexity.cli.common import UsageError, flag_text, positive_int
 from complexity.cost.step.optimizers import NAMES as OPTIMIZERS
 from complexity.cost.step.options import AUTOCAST, DTYPES
 
@@ -41,7 +41,7 @@ def _lora(text: str) -> str:
     try:
         parse_lora(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e).replace("--lora ", "", 1))
+        raise argparse.ArgumentTypeError(flag_text(e).replace("--lora ", "", 1))
     return text
 
 
@@ -80,31 +80,20 @@ def add_step_arguments(p) -> None:
 
 
 def step_options(args, device: str = "cpu"):
-    """``(StepOptions, lora_modes)`` from the parsed options; ``device`` picks the
-    update PyTorch uses by default (foreach on CUDA, the for-loop on the CPU).
-    :class:`UsageError` for options that do not go together, before any work."""
-    from complexity.cost.step.optimizers import Optimizer
-    from complexity.cost.step.options import StepOptions
+    """``(StepOptions, lora_modes)`` from the parsed options, built by the library
+    (:func:`complexity.cost.step.options.step_options`,
+    :func:`complexity.cost.step.lora.lora_modes`); ``device`` picks the update
+    PyTorch uses by default (foreach on CUDA, the for-loop on the CPU).
+    :class:`UsageError` (worded by flags) for options that do not go together,
+    before any work."""
+    from complexity.cost.step.lora import lora_modes
+    from complexity.cost.step.options import step_options as build
 
-    foreach = args.foreach if args.foreach is not None else (device == "cuda" and not args.fused)
     try:
-        options = StepOptions(optimizer=Optimizer(args.optimizer, foreach=bool(foreach),
-                                                  fused=args.fused),
-                              dtype=args.dtype, autocast=args.autocast,
-                              checkpoint=args.checkpoint, set_to_none=args.set_to_none,
-                              grad_accum=args.grad_accum,
-                              **({"grad_scaler": True} if args.grad_scaler else {}))
+        options = build(args.optimizer, foreach=args.foreach, fused=args.fused,
+                        dtype=args.dtype, autocast=args.autocast, checkpoint=args.checkpoint,
+                        set_to_none=args.set_to_none, grad_accum=args.grad_accum,
+                        grad_scaler=args.grad_scaler, device=device)
+        return options, lora_modes(args.lora)
     except ValueError as e:
-        raise UsageError(f"--autocast {args.autocast}: {e}" if args.autocast else str(e)) from None
-    if args.checkpoint is not None and not args.checkpoint.strip():
-        raise UsageError("--checkpoint: give a glob of module names, e.g. 'layer*'")
-    lora = list(dict.fromkeys(args.lora or []))
-    if len(lora) != len(args.lora or []):
-        raise UsageError("--lora: the same adapters are given twice")
-    if lora:
-        import importlib.util
-
-        if importlib.util.find_spec("peft") is None:
-            raise UsageError("--lora needs the peft package: pip install peft "
-                             "(or pip install -e \".[zoo]\")")
-    return options, [f"lora:{text}" for text in lora]
+        raise UsageError(flag_text(e)) from None

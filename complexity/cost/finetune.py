@@ -28,8 +28,9 @@ True
 """
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
 
 from complexity.cost.measure.cuda_step import measure_cuda_peak
 from complexity.cost.step.lora import lora_of, trainable_model
@@ -38,14 +39,16 @@ from complexity.cost.measure.cpu_step import measure
 from complexity.cost.step.options import StepOptions
 from complexity.cost.predict.prediction import predict_with_unmodelled
 from complexity.cost.step.trainable import last_layer, set_trainable
-from complexity.errors import reason
+from complexity.errors import Given, OptionError, literal, reason
 from complexity.zoo import build_model
 
-__all__ = ["sweep", "slopes", "fit_slope", "ConfigurationError", "preflight", "trainable_parts"]
+__all__ = ["sweep", "slopes", "fit_slope", "ConfigurationError", "preflight", "trainable_parts",
+           "Configuration", "configurations"]
 
 
-class ConfigurationError(ValueError):
-    """One configuration of a sweep failed; the message names it and the cause."""
+class ConfigurationError(OptionError):
+    """One configuration of a sweep failed; the message names it and the cause (and,
+    as an :class:`~complexity.errors.OptionError`, the parameter at fault, if one is)."""
 
 
 def trainable_parts(model) -> dict:
@@ -103,7 +106,7 @@ def preflight(name: str, modes: Sequence[str], shape: Tuple[int, int, int, int],
     >>> preflight("stack", ["nomatch.*"], (2, 4, 8, 8), width=4)
     Traceback (most recent call last):
     ...
-    complexity.cost.finetune.ConfigurationError: model stack: --trainable 'nomatch.*' matches no parameter name (e.g. '0.0.weight' … 'head.bias')
+    complexity.cost.finetune.ConfigurationError: model stack: trainable='nomatch.*' matches no parameter name (e.g. '0.0.weight' … 'head.bias')
     """
     import torch
 
@@ -133,9 +136,11 @@ def preflight(name: str, modes: Sequence[str], shape: Tuple[int, int, int, int],
         except ValueError as e:
             raise ConfigurationError(f"model {name}: {e}") from None
         if count == 0:
-            what = f"--mode {mode}" if mode in ("full", "last") else f"--trainable {mode!r}"
-            raise ConfigurationError(f"model {name}: {what} trains no parameter (the parameters "
-                                     "it selects hold no values); nothing to fine-tune")
+            key = "mode" if mode in ("full", "last") else "trainable"
+            raise ConfigurationError(
+                "model " + literal(name) + ": {" + key + "} trains no parameter (the parameters "
+                "it selects hold no values); nothing to fine-tune",
+                **{key: Given(mode, mode if key == "mode" else None)})
     batch = (shape[0], channels, *shape[2:])
     try:
         with torch.no_grad():
@@ -147,6 +152,77 @@ def preflight(name: str, modes: Sequence[str], shape: Tuple[int, int, int, int],
                 "shape-only step of finetune (meta and fake tensors) does not have") from None
         raise ConfigurationError(f"model {name} cannot take a "
                                  f"{'×'.join(map(str, batch))} image batch: {reason(e)}") from None
+
+
+class Configuration(NamedTuple):
+    """One step :func:`sweep` predicts: a model by name at depth ``layers`` (built
+    once per name and depth, shared by its configurations), a size, a batch and a
+    mode; ``trained`` caches, per mode, what that model trains (shared likewise)."""
+
+    name: str
+    layers: int
+    model: object
+    channels: int
+    size: Tuple[int, int]
+    batch: int
+    mode: str
+    trained: dict
+
+    @property
+    def label(self) -> str:
+        h, w = self.size
+        return (f"model {self.name} n={self.layers} size {h}x{w} batch {self.batch} "
+                f"mode {self.mode}")
+
+
+def configurations(models: Sequence[str], layers: Sequence[int],
+                   sizes: Sequence[Tuple[int, int]], batches: Sequence[int],
+                   modes: Sequence[str], width: int = 16,
+                   model_args: Optional[dict] = None) -> Iterator[Configuration]:
+    """Every (model, depth, size, batch, mode) in :func:`sweep`'s order: each
+    model built when its first configuration is reached (``layers`` applies to
+    ``stack``; other models report their number of conv/linear layers), then the
+    product of sizes, batches and modes.
+
+    >>> [(c.layers, c.size, c.batch, c.mode) for c in configurations(
+    ...     ["stack"], [1, 2], [(8, 8)], [2], ["full", "last"], width=4)]
+    [(1, (8, 8), 2, 'full'), (1, (8, 8), 2, 'last'), (2, (8, 8), 2, 'full'), (2, (8, 8), 2, 'last')]
+    """
+    for name in models:
+        for n in (layers if name == "stack" else [None]):
+            try:
+                model, channels = build_model(name, n or 1, width, model_args)
+            except Exception as e:
+                raise ConfigurationError(f"model {name}: {reason(e)}") from e
+            if n is None:
+                n = _weight_layers(model)
+            # what each mode trains, worked out once per model (a LoRA mode builds
+            # and wraps a model of its own)
+            trained: dict = {}
+            for size, b, mode in itertools.product(sizes, batches, modes):
+                yield Configuration(name, n, model, channels, tuple(size), b, mode, trained)
+
+
+def _predicted(c: Configuration, width: int, model_args: Optional[dict],
+               options: Optional[StepOptions], step: dict):
+    """``(label, model, mode, shape, result)`` of one configuration, its prediction
+    in ``result`` and ``measured`` None; :class:`ConfigurationError` naming it."""
+    (h, w), shape = c.size, (c.batch, c.channels, *c.size)
+    try:
+        if c.mode not in c.trained:
+            net, trainable = trainable_model(
+                c.model, c.mode, lambda: build_model(c.name, c.layers, width, model_args)[0])
+            c.trained[c.mode] = net, trainable, trainable_parts(net)
+        net, trainable, parts = c.trained[c.mode]
+        if lora_of(c.mode) is None:  # the model is shared by the modes
+            set_trainable(net, c.mode)
+        pred, unmodelled = predict_with_unmodelled(net, shape, options=options)
+    except Exception as e:
+        raise ConfigurationError(f"{c.label}: {reason(e)}") from e
+    return (c.label, net, c.mode, shape, {
+        "model": c.name, "layers": c.layers, "size": [h, w], "batch": c.batch,
+        "mode": c.mode, "trainable_params": trainable, **parts, **step,
+        "predicted": pred, "unmodelled": unmodelled, "measured": None})
 
 
 def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[int, int]],
@@ -177,40 +253,8 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
     fails first. Any failure is a :class:`ConfigurationError` naming the configuration."""
     step = {"options": (options or StepOptions()).to_dict(),
             "step": (options or StepOptions()).label()}
-    configs = []
-    for name in models:
-        for n in (layers if name == "stack" else [None]):
-            try:
-                model, channels = build_model(name, n or 1, width, model_args)
-            except Exception as e:
-                raise ConfigurationError(f"model {name}: {reason(e)}") from e
-            if n is None:
-                n = _weight_layers(model)
-            # what each mode trains, worked out once per model (a LoRA mode builds
-            # and wraps a model of its own)
-            trained: dict = {}
-            for (h, w) in sizes:
-                for b in batches:
-                    for mode in modes:
-                        label = f"model {name} n={n} size {h}x{w} batch {b} mode {mode}"
-                        shape = (b, channels, h, w)
-                        try:
-                            if mode not in trained:
-                                net, trainable = trainable_model(
-                                    model, mode,
-                                    lambda: build_model(name, n, width, model_args)[0])
-                                trained[mode] = net, trainable, trainable_parts(net)
-                            net, trainable, parts = trained[mode]
-                            if lora_of(mode) is None:  # the model is shared by the modes
-                                set_trainable(net, mode)
-                            pred, unmodelled = predict_with_unmodelled(net, shape,
-                                                                       options=options)
-                        except Exception as e:
-                            raise ConfigurationError(f"{label}: {reason(e)}") from e
-                        configs.append((label, net, mode, shape, {
-                            "model": name, "layers": n, "size": [h, w], "batch": b,
-                            "mode": mode, "trainable_params": trainable, **parts, **step,
-                            "predicted": pred, "unmodelled": unmodelled, "measured": None}))
+    configs = [_predicted(c, width, model_args, options, step)
+               for c in configurations(models, layers, sizes, batches, modes, width, model_args)]
     results = []
     for label, model, mode, shape, result in configs:
         try:

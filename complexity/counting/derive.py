@@ -40,7 +40,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import sympy as sp
 
-from complexity.errors import reason
+from complexity.errors import NAMED, OptionError, literal, reason
 
 QUANTITIES = ("params", "outputs", "macs")
 LADDER = (1, 2, 4, 8, 16, 32, 64)
@@ -319,15 +319,18 @@ def parse_symbols(text: str):
         name, _, target = (s.strip() for s in item.partition("="))
         target = target or name
         if keyword.iskeyword(name) or keyword.iskeyword(target):
-            raise ValueError(f"--symbols: {name if keyword.iskeyword(name) else target!r} is a "
-                             "Python keyword, not usable as a symbol name")
+            raise OptionError("{symbols}: " + literal(repr(name if keyword.iskeyword(name)
+                                                            else target))
+                              + " is a Python keyword, not usable as a symbol name", symbols=NAMED)
         if not name.isidentifier() or not isinstance(sp.sympify(name), sp.Symbol):
-            raise ValueError(f"--symbols: {name!r} is not usable as a symbol name "
-                             "(need an identifier that is not a sympy name like E, I, N, S)")
+            raise OptionError("{symbols}: " + literal(repr(name)) + " is not usable as a symbol "
+                              "name (need an identifier that is not a sympy name like E, I, N, S)",
+                              symbols=NAMED)
         if not target.isidentifier():
-            raise ValueError(f"--symbols {item}: {target!r} is not an argument name")
+            raise OptionError("{symbols} " + literal(f"{item}: {target!r}")
+                              + " is not an argument name", symbols=NAMED)
         if name in (n for n, _ in pairs):
-            raise ValueError(f"--symbols: {name} appears twice")
+            raise OptionError("{symbols}: " + literal(name) + " appears twice", symbols=NAMED)
         pairs.append((name, target))
     return pairs
 
@@ -346,11 +349,13 @@ def parse_symbolic_input(text: str):
         elif item.isidentifier() and not keyword.iskeyword(item) and \
                 isinstance(sp.sympify(item), sp.Symbol):
             if item in out:
-                raise ValueError(f"--input {text!r}: {item} names two dimensions")
+                raise OptionError("{input_shape}: " + literal(item) + " names two dimensions",
+                                  input_shape=text)
             out.append(item)
         else:
-            raise ValueError(f"--input {text!r}: {item!r} is neither a size >= 1 nor a symbol "
-                             "name (e.g. 1,3,H,W; not a sympy name like E, I, N, S)")
+            raise OptionError("{input_shape}: " + literal(repr(item)) + " is neither a size >= 1 "
+                              "nor a symbol name (e.g. 1,3,H,W; not a sympy name like E, I, N, S)",
+                              input_shape=text)
     return out
 
 
@@ -375,22 +380,24 @@ def bind_symbols(text: str, spec, input_shape: Sequence[int], module=None,
         elif target in INPUT_SYMBOLS and target == name:
             dim = INPUT_SYMBOLS[target]
             if len(input_shape) < 3:
-                raise ValueError(f"--symbols {name}: the input has no spatial dimensions "
-                                 f"(rank {len(input_shape)})")
+                raise OptionError("{symbols} " + literal(f"{name}: the input has no spatial "
+                                                         f"dimensions (rank {len(input_shape)})"),
+                                  symbols=NAMED)
             bindings[name], base[name] = ("input", dim), input_shape[dim]
         else:
             argument = spec.aliases.get(target, target)
             value = spec.argument_default(argument, module)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"--symbols {name}: argument {argument} of {spec.name} is "
-                                 f"{value!r}, not a positive integer")
+                raise OptionError("{symbols} " + literal(f"{name}: argument {argument} of "
+                                                         f"{spec.name} is {value!r}, not a "
+                                                         "positive integer"), symbols=NAMED)
             bindings[name], base[name] = ("arg", argument), value
         for other in names:
             if bindings[other] == bindings[name]:
                 what = (f"argument {bindings[name][1]}" if bindings[name][0] == "arg"
                         else f"input dimension {name}")
-                raise ValueError(f"--symbols: {other} and {name} both bind {what}; "
-                                 "give each argument one symbol")
+                raise OptionError("{symbols}: " + literal(f"{other} and {name} both bind {what}; ")
+                                  + "give each argument one symbol", symbols=NAMED)
         names.append(name)
     return names, bindings, base
 

@@ -48,11 +48,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from complexity.counting import conventions as conv_mod
 from complexity.counting.hooks import kind_of, mode
+from complexity.errors import Given, Worded, literal
 
 DEVICES = ("meta", "cpu")
 
 
-class ProfileError(RuntimeError):
+class ProfileError(Worded, RuntimeError):
     """The model could not run on the requested device; one line saying why."""
 
 
@@ -282,11 +283,14 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
         lines = str(e).strip().splitlines()
         reason = f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
         where = mismatch(*entered[-1]) if entered else None
-        hint = ("; if the forward needs real values, try --device cpu"
-                if device == "meta" and from_meta(e) and not where else "")
+        hint = device == "meta" and from_meta(e) and not where
         at = f" at {names[entered[-1][0]] or 'the model'}: {where}" if where else ""
-        raise ProfileError(f"forward on the {device} device failed with input "
-                           f"{','.join(map(str, input_shape))}{at} ({reason}){hint}") from None
+        text = (f"forward on the {device} device failed with input "
+                f"{','.join(map(str, input_shape))}{at} ({reason})")
+        if hint:
+            raise ProfileError(literal(text) + "; if the forward needs real values, try {device}",
+                               device=Given("cpu", "cpu")) from None
+        raise ProfileError(text) from None
     finally:
         for h in handles:
             h.remove()

@@ -8,6 +8,9 @@
 * :mod:`~complexity.cost.fit.proofs` — will it fit: the verdict at a batch and the
   peak's parts, the largest batch and square input size that fit, each proved on
   steps traced afresh (it fits, one more does not).
+* :mod:`~complexity.cost.fit.verdict` — what ``fit`` answers for a model by name:
+  one :class:`FitResult` per trainable set (plain, globs, LoRA), ``--size auto``
+  included; :func:`complexity.fit` returns them.
 * :mod:`~complexity.cost.fit.allocator` — a model of PyTorch's CUDA caching
   allocator replaying a step's log: ``max_memory_reserved`` on a GPU.
 * :mod:`~complexity.cost.fit.closed_forms` — hand-derived formulas of the course's

@@ -17,6 +17,7 @@ from typing import List, Tuple
 from torch import nn
 
 from complexity.cost.step.lora import unwrapped_name
+from complexity.errors import OptionError, literal
 
 __all__ = ["checkpoint_modules", "checkpointed"]
 
@@ -33,7 +34,7 @@ def checkpoint_modules(model: nn.Module, glob: str) -> List[Tuple[str, nn.Module
     >>> checkpoint_modules(resnet18(), "block*")
     Traceback (most recent call last):
     ...
-    ValueError: --checkpoint 'block*' matches no module (modules: conv1, bn1, relu, maxpool, layer1, …)
+    complexity.errors.OptionError: checkpoint='block*' matches no module (modules: conv1, bn1, relu, maxpool, layer1, …)
     """
     found: List[Tuple[str, nn.Module]] = []
     for name, mod in model.named_modules():
@@ -45,7 +46,8 @@ def checkpoint_modules(model: nn.Module, glob: str) -> List[Tuple[str, nn.Module
     if not found:
         names = [n for n, _ in model.named_modules() if n]
         few = ", ".join(names[:5]) + (", …" if len(names) > 5 else "")
-        raise ValueError(f"--checkpoint {glob!r} matches no module (modules: {few or 'none'})")
+        raise OptionError("{checkpoint} matches no module (modules: " + literal(few or "none")
+                          + ")", checkpoint=glob)
     return found
 
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
+from complexity.errors import NAMED, OptionError, literal
+
 __all__ = ["LoRA", "parse_lora", "apply_lora", "target_modules", "unwrapped_name", "lora_of",
-           "trainable_model"]
+           "lora_modes", "trainable_model"]
 
 #: where peft's ``get_peft_model`` puts the wrapped model: globs and reports name
 #: the model's own modules, without this prefix
@@ -51,6 +53,15 @@ class LoRA:
     def label(self) -> str:
         return f"lora r={self.r} alpha={self.alpha:g} targets={self.targets}"
 
+    def text(self) -> str:
+        """The ``r=…,alpha=…,targets=…`` form :func:`parse_lora` reads back.
+
+        >>> parse_lora(LoRA(r=4, targets="*.query", dropout=0.1).text())
+        LoRA(r=4, alpha=16.0, targets='*.query', dropout=0.1)
+        """
+        extra = f",dropout={self.dropout:g}" if self.dropout else ""
+        return f"r={self.r},alpha={self.alpha:g},targets={self.targets}{extra}"
+
 
 def parse_lora(text: str) -> LoRA:
     """``r=8,alpha=16,targets=GLOB[,dropout=P]`` → :class:`LoRA`; ``ValueError``
@@ -61,7 +72,7 @@ def parse_lora(text: str) -> LoRA:
     >>> parse_lora("r=0,targets=fc")
     Traceback (most recent call last):
     ...
-    ValueError: --lora r=0: the rank must be an integer >= 1
+    complexity.errors.OptionError: lora r=0: the rank must be an integer >= 1
     """
     fields = {}
     for part in (p.strip() for p in text.split(",")):
@@ -70,26 +81,29 @@ def parse_lora(text: str) -> LoRA:
         key, sep, value = part.partition("=")
         key = key.strip()
         if not sep or key not in ("r", "alpha", "targets", "dropout"):
-            raise ValueError(f"--lora {part!r}: expected r=INT, alpha=NUM, targets=GLOB, "
-                             "dropout=P (comma-separated)")
+            raise OptionError("{lora}: expected r=INT, alpha=NUM, targets=GLOB, "
+                              "dropout=P (comma-separated)", lora=part)
         if key in fields:
-            raise ValueError(f"--lora gives {key} twice")
+            raise OptionError("{lora} gives " + literal(key) + " twice", lora=NAMED)
         fields[key] = value.strip()
     if not fields.get("targets"):
-        raise ValueError("--lora needs targets=GLOB (module names, e.g. targets=*.query)")
+        raise OptionError("{lora} needs targets=GLOB (module names, e.g. targets=*.query)",
+                          lora=NAMED)
     try:
         r = int(fields.get("r", 8))
     except ValueError:
         r = 0
     if r < 1:
-        raise ValueError(f"--lora r={fields.get('r')}: the rank must be an integer >= 1")
+        raise OptionError("{lora} r=" + literal(str(fields.get("r")))
+                          + ": the rank must be an integer >= 1", lora=NAMED)
     try:
         alpha = float(fields.get("alpha", 16))
         dropout = float(fields.get("dropout", 0))
     except ValueError as e:
-        raise ValueError(f"--lora: {e}") from None
+        raise OptionError("{lora}: " + literal(str(e)), lora=NAMED) from None
     if not 0 <= dropout < 1:
-        raise ValueError(f"--lora dropout={dropout:g}: must be in [0, 1)")
+        raise OptionError("{lora} dropout=" + literal(f"{dropout:g}") + ": must be in [0, 1)",
+                          lora=NAMED)
     return LoRA(r=r, alpha=alpha, targets=fields["targets"], dropout=dropout)
 
 
@@ -109,8 +123,9 @@ def target_modules(model, lora: LoRA):
     if not names:
         adaptable = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
         example = ", ".join(adaptable[:3]) + (" …" if len(adaptable) > 3 else "")
-        raise ValueError(f"--lora targets={lora.targets!r} matches no Linear or Conv2d module "
-                         f"(e.g. {example or 'none in this model'})")
+        raise OptionError("{lora} targets=" + literal(repr(lora.targets))
+                          + " matches no Linear or Conv2d module (e.g. "
+                          + literal(example or "none in this model") + ")", lora=NAMED)
     return names
 
 
@@ -122,7 +137,7 @@ def apply_lora(model, lora: LoRA):
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError:
-        raise ImportError("--lora needs the peft package: pip install peft "
+        raise ImportError("LoRA adapters need the peft package: pip install peft "
                           "(or pip install -e \".[zoo]\")") from None
     import re
 
@@ -133,6 +148,30 @@ def apply_lora(model, lora: LoRA):
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
                         target_modules=f"(?:{pattern})")
     return get_peft_model(model, config)
+
+
+def lora_modes(lora) -> list:
+    """The trainable-set modes (``"lora:r=…,targets=…"``) of LoRA adapters given as
+    ``r=8,alpha=16,targets=GLOB`` strings or :class:`LoRA` objects (one, a list, or
+    None for none), each checked; :class:`~complexity.errors.OptionError` naming
+    ``lora`` for a bad one, the same adapters twice, or no peft to add them with.
+
+    >>> lora_modes("r=4,targets=*.query"), lora_modes(None)
+    (['lora:r=4,targets=*.query'], [])
+    """
+    import importlib.util
+
+    given = [] if lora is None else [lora] if isinstance(lora, (str, LoRA)) else list(lora)
+    texts = [g.text() if isinstance(g, LoRA) else g for g in given]
+    for text in texts:
+        parse_lora(text)
+    unique = list(dict.fromkeys(texts))
+    if len(unique) != len(texts):
+        raise OptionError("{lora}: the same adapters are given twice", lora=NAMED)
+    if unique and importlib.util.find_spec("peft") is None:
+        raise OptionError("{lora} needs the peft package: pip install peft "
+                          "(or pip install -e \".[zoo]\")", lora=NAMED)
+    return [f"lora:{text}" for text in unique]
 
 
 def lora_of(mode: str):

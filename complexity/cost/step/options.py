@@ -114,3 +114,76 @@ class StepOptions:
         'bfloat16'
         """
         return replace(self, **changes)
+
+
+def step_options(optimizer: str = "adam", *, foreach: Optional[bool] = None, fused: bool = False,
+                 dtype: str = "float32", autocast: Optional[str] = None,
+                 checkpoint: Optional[str] = None, set_to_none: bool = True,
+                 grad_accum: int = 1, grad_scaler: bool = False,
+                 device: str = "cpu") -> StepOptions:
+    """The :class:`StepOptions` of a step's settings as ``finetune`` and ``fit`` take
+    them: ``optimizer`` by name (``"sgd"``, ``"sgd-momentum"``, ``"adam"``,
+    ``"adamw"``), ``foreach`` None for PyTorch's default on ``device`` (the
+    multi-tensor update on CUDA unless ``fused``, the for-loop on the CPU).
+    :class:`~complexity.errors.OptionError` naming the parameter for settings that
+    do not go together.
+
+    >>> step_options("sgd-momentum", checkpoint="0").label()
+    'sgd-momentum, float32, checkpoint 0'
+    >>> step_options(device="cuda").optimizer.foreach
+    True
+    >>> step_options(dtype="bfloat16", autocast="float16")
+    Traceback (most recent call last):
+    ...
+    complexity.errors.OptionError: autocast='float16': autocast float16 keeps float32 master weights: it does not combine with dtype bfloat16
+    """
+    from complexity.errors import NAMED, Given, OptionError, literal
+
+    if foreach is None:
+        foreach = device == "cuda" and not fused
+    try:
+        options = StepOptions(optimizer=Optimizer(optimizer, foreach=bool(foreach), fused=fused),
+                              dtype=dtype, autocast=autocast, checkpoint=checkpoint,
+                              set_to_none=set_to_none, grad_accum=grad_accum,
+                              **({"grad_scaler": True} if grad_scaler else {}))
+    except ValueError as e:
+        if not autocast:
+            raise
+        raise OptionError("{autocast}: " + literal(str(e)),
+                          autocast=Given(autocast, str(autocast))) from None
+    if checkpoint is not None and not checkpoint.strip():
+        raise OptionError("{checkpoint}: give a glob of module names, e.g. 'layer*'",
+                          checkpoint=NAMED)
+    return options
+
+
+def check_measurement(options: StepOptions, how: Optional[str]) -> None:
+    """Can a step with ``options`` be measured ``how`` (``"fake"``, ``"real"`` or None
+    for prediction only)? :class:`~complexity.errors.OptionError` naming the
+    parameters when not.
+
+    >>> check_measurement(StepOptions(grad_scaler=True), "fake")
+    Traceback (most recent call last):
+    ...
+    complexity.errors.OptionError: grad_scaler cannot run on fake tensors (GradScaler.step reads found_inf.item()); use measure='real' or measure=None
+    """
+    from complexity.errors import NAMED, Given, OptionError
+
+    if how not in ("fake", "real", None):
+        raise OptionError("{measure}: choose 'fake', 'real' or None", measure=how)
+    f16 = Given("float16", "float16")
+    if options.autocast == "float16" and how == "real":
+        raise OptionError("{autocast} cannot run for real on the CPU (no float16 autocast "
+                          "kernels there); use {measure} (its forward recorded on fake CUDA "
+                          "tensors) or {bf16}", autocast=f16, measure=Given("fake", "fake"),
+                          bf16=Given("bfloat16", "bfloat16", parameter="autocast"))
+    if options.autocast == "float16" and options.checkpoint and how is not None:
+        raise OptionError("{autocast} with {checkpoint} can be predicted only (use {measure}): "
+                          "the float16 step is measured by replaying its recorded CUDA forward, "
+                          "which recomputes no checkpointed segment", autocast=f16,
+                          checkpoint=NAMED, measure=Given(None, "none"))
+    if options.grad_scaler and how == "fake":
+        raise OptionError("{grad_scaler} cannot run on fake tensors (GradScaler.step reads "
+                          "found_inf.item()); use {measure} or {none}", grad_scaler=NAMED,
+                          measure=Given("real", "real"),
+                          none=Given(None, "none", parameter="measure"))

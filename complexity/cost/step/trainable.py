@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import fnmatch
 
+from complexity.errors import OptionError, literal
+
 __all__ = ["last_layer", "set_trainable"]
 
 
@@ -58,8 +60,9 @@ def set_trainable(model, mode: str) -> int:
         for pattern in (p.strip() for p in mode.split(",")):
             matched = {n for n in names if fnmatch.fnmatchcase(n, pattern)}
             if not matched:
-                raise ValueError(f"--trainable {pattern!r} matches no parameter name "
-                                 f"(e.g. {names[0]!r} … {names[-1]!r})")
+                raise OptionError("{trainable} matches no parameter name (e.g. "
+                                  + literal(f"{names[0]!r} … {names[-1]!r}") + ")",
+                                  trainable=pattern)
             chosen |= matched
     count = 0
     for n, p in model.named_parameters():

@@ -1,0 +1,243 @@
+"""Will one training step fit in a memory budget, for each trainable set, and what
+is the largest batch (or, with ``size="auto"``, the largest square input) that
+does? The library behind ``python -m complexity fit``: it wires
+:func:`~complexity.cost.fit.proofs.will_it_fit`,
+:func:`~complexity.cost.fit.size_formula.size_formula` and
+:func:`~complexity.cost.fit.proofs.proven_max_size` to a model by name, its
+trainable sets and LoRA adapters, and the step's options. Every argument is
+checked before anything is traced; errors are
+:class:`~complexity.errors.OptionError` (a ``ValueError``) naming the parameter.
+
+>>> rows = verdicts("stack", 20 * 2**20, batch=8, size=(32, 32), device="cpu")
+>>> [(r.mode, r.fits, r.size) for r in rows]
+[('full', True, [32, 32]), ('last', True, [32, 32])]
+>>> sum(rows[0].parts.values()) == rows[0].peak_bytes
+True
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+from complexity.cost.step.options import StepOptions
+from complexity.errors import NAMED, Given, OptionError, literal, reason
+
+__all__ = ["FitResult", "FitError", "BudgetError", "verdicts", "trainable_sets", "AUTO_BASE"]
+
+#: where ``size="auto"`` starts its lattice (the domain then reaches down as far as
+#: the step keeps its structure)
+AUTO_BASE = (224, 224)
+
+
+class FitError(OptionError):
+    """A model, trainable set or size the step cannot be answered for; one line."""
+
+
+class BudgetError(FitError):
+    """The budget is below the weights alone (plus ``reserve`` on CUDA): nothing can
+    train. ``budget``, ``weights`` and ``reserve`` (None on the CPU) in bytes."""
+
+    def __init__(self, budget: int, weights: int, reserve: Optional[int]):
+        self.budget, self.weights, self.reserve = budget, weights, reserve
+        extra = (f" plus the {reserve}-byte reserve for the CUDA context"
+                 if reserve is not None else "")
+        super().__init__("{budget} is smaller than the weights alone ("
+                         + literal(f"{weights} bytes{extra}") + "): nothing can train",
+                         budget=budget)
+
+
+@dataclass
+class FitResult:
+    """One trainable set's verdict: ``python -m complexity fit --format json``'s
+    object (:meth:`to_dict`). ``max_size``, ``size_formula`` and ``size_domain``
+    are set (and in the JSON) only for ``size="auto"``."""
+
+    model: str
+    mode: str
+    device: str
+    batch: int
+    size: List[int]
+    budget_bytes: int
+    peak_bytes: int
+    fits: bool
+    max_batch: Optional[int]
+    parts: Dict[str, int]
+    dominant: str
+    cuda: Optional[Dict[str, int]]
+    peak_formula: str
+    unmodelled: List[str]
+    step: str
+    max_size: Optional[List[int]] = None
+    size_formula: Optional[str] = None
+    size_domain: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON object ``fit --format json`` prints for this set.
+
+        >>> (r,) = verdicts("stack", 2**30, modes=["last"], batch=2, size=(8, 8), device="cpu")
+        >>> list(r.to_dict())[:5], "max_size" in r.to_dict()
+        (['model', 'mode', 'device', 'batch', 'size'], False)
+        """
+        auto = self.size_formula is not None
+        order = ("model", "mode", "device", "batch", "size", "budget_bytes", "peak_bytes",
+                 "fits", "max_batch", "max_size", "parts", "dominant", "cuda", "peak_formula",
+                 "size_formula", "size_domain", "unmodelled", "step")
+        return {k: getattr(self, k) for k in order
+                if auto or k not in ("max_size", "size_formula", "size_domain")}
+
+
+def trainable_sets(modes: Sequence[str] = ("full", "last"),
+                   trainable: Sequence[Union[str, Sequence[str]]] = ()) -> List[str]:
+    """The trainable sets in order: ``modes`` (``full``, ``last``), then each of
+    ``trainable`` (a glob, or globs joined by commas); :class:`OptionError` for a
+    set given twice.
+
+    >>> trainable_sets(["last"], ["0.*", ["1.*", "head.*"]])
+    ['last', '0.*', '1.*,head.*']
+    """
+    sets = list(modes)
+    for group in trainable:
+        joined = group if isinstance(group, str) else ",".join(group)
+        if joined in sets:
+            raise OptionError("{trainable} is given twice; give each set once",
+                              trainable=joined)
+        sets.append(joined)
+    return sets
+
+
+def _build(name: str, model_args: Optional[dict]):
+    """(model on the meta device, input channels); :class:`FitError` when it cannot be built."""
+    from complexity.zoo import build_model
+
+    try:
+        return build_model(name, model_args=model_args)
+    except ValueError:
+        raise
+    except Exception as e:
+        raise FitError(f"model {name}: {reason(e)}") from None
+
+
+def _check_device(device: str, reserve: Optional[int], options: StepOptions) -> int:
+    """The reserve for the CUDA context (0 on the CPU); :class:`OptionError` for a
+    setting the device cannot take."""
+    from complexity.cost.fit.allocator import DEFAULT_RESERVE
+
+    if device not in ("cpu", "cuda"):
+        raise OptionError("{device}: choose cpu or cuda", device=device)
+    if reserve is not None and device != "cuda":
+        raise OptionError("{reserve} applies to {device} only", reserve=NAMED,
+                          device=Given("cuda", "cuda"))
+    if options.autocast == "float16" and device == "cpu":
+        raise OptionError("{autocast} runs on CUDA; on {device} use bfloat16",
+                          autocast=Given("float16", "float16"), device=Given("cpu", "cpu"))
+    return DEFAULT_RESERVE if reserve is None else reserve
+
+
+def _check_budget(model, budget: int, device: str, reserve: int, options: StepOptions) -> None:
+    """:class:`BudgetError` when the weights alone (in ``options.dtype``) and, on
+    CUDA, the reserve exceed ``budget``."""
+    dtype = options.torch_dtype()
+    weights = sum(t.numel() * (dtype.itemsize if t.dtype.is_floating_point else t.element_size())
+                  for t in (*model.parameters(), *model.buffers()))
+    if budget < weights + (reserve if device == "cuda" else 0):
+        raise BudgetError(budget, weights, reserve if device == "cuda" else None)
+
+
+def _check_sets(model, name: str, sets: Sequence[str], lora_sets: Sequence[str],
+                options: StepOptions) -> None:
+    """Every glob set matches, the checkpoint glob and each LoRA's targets find
+    modules; :class:`FitError` naming the model otherwise."""
+    from complexity.cost.step.lora import lora_of, target_modules
+    from complexity.cost.step.trainable import set_trainable
+
+    try:
+        for s in sets:
+            if s not in ("full", "last"):
+                set_trainable(model, s)
+        if options.checkpoint:
+            from complexity.cost.step.checkpointing import checkpoint_modules
+
+            checkpoint_modules(model, options.checkpoint)
+        for mode in lora_sets:
+            target_modules(model, lora_of(mode))
+    except ValueError as e:
+        raise FitError(f"model {name}: {e}") from None
+
+
+def verdicts(model: str, budget: int, *, modes: Sequence[str] = ("full", "last"),
+             trainable: Sequence[Union[str, Sequence[str]]] = (), lora: Sequence[str] = (),
+             batch: int = 32, size: Union[str, Tuple[int, int]] = (224, 224),
+             device: str = "cuda", reserve: Optional[int] = None,
+             options: Optional[StepOptions] = None,
+             model_args: Optional[dict] = None) -> List[FitResult]:
+    """One :class:`FitResult` per trainable set — ``modes``, each of ``trainable``,
+    then each LoRA mode of ``lora`` (:func:`~complexity.cost.step.lora.lora_modes`)
+    — for the model ``model`` (a spec, :func:`complexity.zoo.build_model`) at
+    ``batch`` and ``size`` (``(H, W)``, or ``"auto"``: the largest square size
+    that fits, solved from the peak's formula in B, H, W) within ``budget`` bytes.
+    ``device="cuda"``: the caching allocator's predicted reserved bytes plus
+    ``reserve`` (default 512 MiB) must fit; ``"cpu"``: the exact peak must.
+
+    >>> (r,) = verdicts("stack", 2**30, modes=["full"], batch=4, size=(16, 16), device="cpu")
+    >>> r.fits, r.max_batch > 4, r.step
+    (True, True, 'adam, float32')
+    """
+    options = options or StepOptions()
+    reserve = _check_device(device, reserve, options)
+    sets = trainable_sets(modes, trainable)
+    built, channels = _build(model, model_args)
+    _check_budget(built, budget, device, reserve, options)
+    _check_sets(built, model, sets, lora, options)
+    return [_verdict(built, model, model_args, channels, s, budget, batch, size, device,
+                     reserve, options) for s in [*sets, *lora]]
+
+
+def _verdict(built, name, model_args, channels, mode, budget, batch, size, device, reserve,
+             options) -> FitResult:
+    """The verdict for one trainable set (a LoRA one on a fresh build with adapters)."""
+    from complexity.cost.fit import proofs
+    from complexity.cost.fit.step_formula import FormulaError
+    from complexity.cost.step.lora import trainable_model
+
+    net, _ = trainable_model(built, mode, lambda: _build(name, model_args)[0])
+    extra, formula = {}, None
+    h, w = AUTO_BASE if size == "auto" else size
+    if size == "auto":
+        extra, formula, h, w = _auto_size(net, name, channels, mode, budget, batch, device,
+                                          reserve, options)
+    try:
+        r = proofs.will_it_fit(net, (channels, h, w), batch, budget, device=device,
+                               reserve=reserve, options=options, formula=formula)
+    except FormulaError as e:
+        raise FitError(f"model {name}, {mode}: no verified formula ({e})") from None
+    except Exception as e:  # the forward failed: a size or input it cannot take
+        raise FitError(f"model {name} cannot take a {h}x{w} input ({reason(e)})") from None
+    known = {f.name for f in fields(FitResult)}
+    return FitResult(model=name, mode=mode, size=[h, w], step=options.label(), **extra,
+                     **{k: v for k, v in r.items() if k in known})
+
+
+def _auto_size(net, name, channels, mode, budget, batch, device, reserve, options):
+    """``size="auto"`` for one trainable set: ``(the result's size fields, the step's
+    formula in B at the size reported, H, W)``. The size reported is the max size, or
+    the domain's smallest square size when none fits."""
+    from complexity.cost.fit.proofs import proven_max_size
+    from complexity.cost.fit.size_formula import size_formula
+    from complexity.cost.fit.step_formula import FormulaError
+
+    auto = Given("auto", "auto")
+    try:
+        f = size_formula(net, channels, device, base=AUTO_BASE, options=options)
+        best = proven_max_size(net, f, batch, budget, device=device, reserve=reserve)
+        lo = f.square_lattice()[0]
+    except FormulaError as e:
+        raise FitError("{size}: " + literal(f"model {name}, {mode}: no verified formula in "
+                                            f"the size ({e})"), size=auto) from None
+    except Exception as e:  # the forward failed at the base size
+        raise FitError("{size}: " + literal(f"model {name} cannot take a "
+                                            f"{AUTO_BASE[0]}x{AUTO_BASE[1]} input ({reason(e)})"),
+                       size=auto) from None
+    at = best or lo
+    extra = {"max_size": None if best is None else [best, best],
+             "size_formula": str(f.formulas()["peak_bytes"]), "size_domain": f.domain_text()}
+    return extra, f.restrict(at, at), at, at
