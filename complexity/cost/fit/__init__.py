@@ -5,6 +5,9 @@
   and verified at held-out batches.
 * :mod:`~complexity.cost.fit.size_formula` — the same in ``B``, ``H`` and ``W``,
   interpolated on the lattice of sizes the strided layers allow.
+* :mod:`~complexity.cost.fit.lattice` — that lattice found (on which steps of the
+  sizes every number is a polynomial), the interpolation basis, and the pruning of
+  the peak's ``Max`` to the terms that can be largest.
 * :mod:`~complexity.cost.fit.proofs` — will it fit: the verdict at a batch and the
   peak's parts, the largest batch and square input size that fit, each proved on
   steps traced afresh (it fits, one more does not).
