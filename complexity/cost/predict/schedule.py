@@ -31,7 +31,7 @@ from complexity.cost.keys import Category
 from complexity.cost.predict.graph import Graph
 from complexity.cost.predict.log import Event, Key, Kind, What
 from complexity.cost.step.grad_scaler import AFTER_UPDATE, UNSCALE
-from complexity.cost.predict.recompute import recomputed_calls, saving_calls, unpacks
+from complexity.cost.predict.recompute import Checkpoints
 
 
 class _Schedule:
@@ -88,7 +88,8 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     forward only (the previous micro-batch's loss, still bound to its name until
     the new loss replaces it). Checkpointed segments (``g.segments``) keep nothing
     in the forward but their arguments; the first of their nodes to run in
-    backward replays their forward up to :func:`recomputed_calls`' early stop.
+    backward replays their forward up to
+    :func:`~complexity.cost.predict.recompute.recomputed_calls`' early stop.
     ``grad_scaler``: the graph's last call is ``scaler.scale(loss)`` (the loss, the
     call before it, stays bound; the scaled loss goes when backward returns) and
     ``scaler.step`` unscales the gradients before the update (:meth:`_Liveness.update`).
@@ -112,8 +113,9 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
 
 class _Liveness:
     """The liveness of one step over graph ``g``, phase by phase: :meth:`forward`,
-    :meth:`backward` (with :meth:`replay` for checkpointed segments), then
-    :meth:`update`, each logging to ``sch``. It holds what outlives a phase: who
+    :meth:`backward` (with the replays of checkpointed segments,
+    :class:`~complexity.cost.predict.recompute.Checkpoints`), then :meth:`update`,
+    each logging to ``sch``. It holds what outlives a phase: who
     keeps each storage for backward (``keep_count``), each storage's last reader
     (``last_read``) and maker (``birth``), and the gradient buffers (``grads``).
     ``scaled``: the last call is ``GradScaler.scale(loss)``."""
@@ -121,33 +123,16 @@ class _Liveness:
     def __init__(self, g: Graph, sch: _Schedule, grads_resident: bool, scaled: bool = False):
         self.g, self.sch, self.grads_resident = g, sch, grads_resident
         self.scaled = scaled
+        # who keeps each storage for backward: the checkpoints whose arguments it
+        # is (:class:`Checkpoints`), then the nodes that save it
         self.keep_count: Dict[int, int] = {}
-        self.seg_of: Dict[int, int] = {}
-        self.let_go: Dict[int, int] = {}  # segment -> the node after which its inputs go
-        self._count_keepers()
+        self.checkpoints = Checkpoints(g, self.keep_count)
+        for i, c in enumerate(g.calls):
+            for s in c.kept if self.checkpoints.segment(i) is None else ():
+                self.keep_count[s] = self.keep_count.get(s, 0) + 1
         self.last_read = self._last_reads()
         self.birth: Dict[int, int] = {}  # storage -> the call that made it
         self.grads = _Gradients(sch, g.params)
-        self.replayed: set = set()
-        self.rkeep: Dict[int, int] = {}  # recomputed storage -> nodes still to use it
-
-    def _count_keepers(self) -> None:
-        """How many holders keep each storage for backward: the nodes that save it
-        and the checkpoints whose arguments it is."""
-        g, keep_count = self.g, self.keep_count
-        # Checkpointed segments: their calls keep nothing in the forward; the segment's
-        # arguments are held by the checkpoint until the last of its nodes that saves a
-        # tensor has run (the first of them in forward order), if any node saves one.
-        for k, sg in enumerate(g.segments):
-            saving = saving_calls(g, sg)
-            self.seg_of.update((i, k) for i in range(sg.start, sg.end))
-            if saving:
-                self.let_go[k] = saving[0]
-                for s in dict.fromkeys(sg.held):
-                    keep_count[s] = keep_count.get(s, 0) + 1
-        for i, c in enumerate(g.calls):
-            for s in c.kept if i not in self.seg_of else ():
-                keep_count[s] = keep_count.get(s, 0) + 1
 
     def _last_reads(self) -> Dict[int, int]:
         """Storage -> the last forward call that reads it or runs while Python
@@ -169,13 +154,13 @@ class _Liveness:
                 last_read[s] = max(last_read.get(s, i), i)
         return last_read
 
-    def _made(self, c) -> List[int]:
+    def made(self, c) -> List[int]:
         """The storages call ``c`` makes, each once: its outputs' and the new
         tensors it keeps (negative ids: indices, statistics)."""
         fresh = [self.g.value_storage[v] for v in c.outputs] + [s for s in c.kept if s < 0]
         return list(dict.fromkeys(fresh))
 
-    def _run_call(self, i: int, c) -> None:
+    def run_call(self, i: int, c) -> None:
         """Call ``i`` runs: its workspace is alive with everything else for the
         moment of the call (a peak reading), then goes."""
         self.sch.alloc(c.transient, Key(What.WORKSPACE, i))
@@ -193,14 +178,14 @@ class _Liveness:
         sch.alloc(forward_extra, Key(What.EXTRA), Category.ACTIVATIONS)
         dies_at: Dict[int, List[int]] = {}
         for i, c in enumerate(g.calls):
-            for s in self._made(c):
+            for s in self.made(c):
                 if s not in born:
                     born.add(s)
                     self.birth[s] = i
                     sch.activation(True, g.storage_bytes[s], s)
                     if s not in self.keep_count and i < held:  # the loss stays held
                         dies_at.setdefault(max(i, self.last_read.get(s, i)), []).append(s)
-            self._run_call(i, c)
+            self.run_call(i, c)
             for s in dies_at.pop(i, []):
                 sch.activation(False, g.storage_bytes[s], s)
         sch.free(forward_extra, Key(What.EXTRA), Category.ACTIVATIONS)
@@ -229,11 +214,10 @@ class _Liveness:
         the first of the segment to unpack a saved tensor, run it, let go of what
         it kept, and hand its input gradients on."""
         c = self.g.calls[idx]
-        k = self.seg_of.get(idx)
+        k = self.checkpoints.segment(idx)
         outs = [v for v in c.outputs if v in self.grads.of]
-        if k is not None and k not in self.replayed and unpacks(c, self.grads.of):
-            self.replayed.add(k)  # this node unpacks a saved tensor first
-            self.replay(k)
+        if self.checkpoints.replays_now(idx, c, self.grads.of):
+            self.checkpoints.replay(k, self)
         arriving = self._run_node(c, outs) if c.node and outs else []
         self._drop_kept(idx, c, k)
         self._accumulate(arriving)
@@ -258,18 +242,14 @@ class _Liveness:
         """Node ``idx`` has run: each tensor it kept (its recomputed copy, in a
         checkpointed segment) loses a holder, and the segment's checkpoint lets go
         of its arguments once the last of its saving nodes has run."""
-        g, sch = self.g, self.sch
         # The engine releases a node's kept tensors as soon as it has run ...
         if k is None:
             self._let_go(c.kept)
-        for s in c.kept if k is not None else ():  # recomputed ones, checkpointed
-            if s in self.rkeep:
-                self.rkeep[s] -= 1
-                if self.rkeep[s] == 0:
-                    del self.rkeep[s]
-                    sch.activation(False, g.storage_bytes[s], s, recomputed=True)
-        if k is not None and self.let_go.get(k) == idx:  # the checkpoint lets go of its inputs
-            self._let_go(dict.fromkeys(g.segments[k].held))
+            return
+        for s in self.checkpoints.used(c):  # recomputed ones, checkpointed
+            self.sch.activation(False, self.g.storage_bytes[s], s, recomputed=True)
+        if self.checkpoints.lets_go(k, idx):  # the checkpoint lets go of its inputs
+            self._let_go(dict.fromkeys(self.g.segments[k].held))
 
     def _let_go(self, storages) -> None:
         """Each of ``storages`` loses a holder (:attr:`keep_count`); one that no
@@ -302,31 +282,6 @@ class _Liveness:
                 grads.release(grads.of[v])
                 grads.release(gid)
                 grads.of[v] = total
-
-    def replay(self, k: int) -> None:
-        """Checkpoint's recomputation of segment ``k``, run when the engine first
-        unpacks one of its saved tensors: the forward's liveness, up to the early
-        stop; what the segment's nodes keep stays, the rest goes at the stop."""
-        g, sch, segment = self.g, self.sch, self.g.segments[k]
-        calls = recomputed_calls(g, segment)
-        stop = saving_calls(g, segment)[-1]
-        inside = set(calls)
-        kept = [s for i in range(segment.start, stop + 1) for s in g.calls[i].kept
-                if self.birth.get(s, -1) in inside]
-        for s in kept:
-            self.rkeep[s] = self.rkeep.get(s, 0) + 1
-        ends: Dict[int, List[int]] = {}
-        for i in calls:
-            c = g.calls[i]
-            for s in self._made(c):
-                if self.birth.get(s) == i:
-                    sch.activation(True, g.storage_bytes[s], s, recomputed=True)
-                    if s not in self.rkeep:
-                        ends.setdefault(min(calls[-1], max(i, self.last_read.get(s, i))),
-                                        []).append(s)
-            self._run_call(i, c)
-            for s in ends.pop(i, []):
-                sch.activation(False, g.storage_bytes[s], s, recomputed=True)
 
     def update(self, optimizer, trainable_sizes: List[int]) -> None:
         """``optimizer.step()``: the step's last moment, the gradients and the
