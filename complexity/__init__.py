@@ -8,8 +8,8 @@ The Python API, named like the commands:
   forward hooks on any real module;
 * :func:`profile`, :func:`derive` — per-layer params, outputs and MACs of any
   PyTorch model, and verified formulas for them (``profile``, ``derive``);
-* :func:`step_cost` — memory and FLOPs of one Adam training step, predicted and
-  measured (``finetune``).
+* :func:`step_cost` — memory and FLOPs of one training step (the course's: Adam,
+  float32), predicted and measured (``finetune``, whose options choose others).
 
 ``import complexity`` is light: formulas import sympy on first use, counting and
 costing import torch when first called.
