@@ -83,10 +83,10 @@ def write(ctx) -> list:
           "of one tensor out of place (`InputBuffer::accumulate` adds in place only into a "
           "plain tensor it holds the last reference to); on real tensors it may add in "
           "place and need up to one activation less at that moment. **What is predicted.** The same quantities "
-          "from the model's structure (`complexity/cost/trace.py`: a meta-device "
-          "trace of functional calls, per-call derivative rules from the registry in `complexity/cost/rules/`, a liveness schedule for "
+          "from the model's structure (`complexity/cost/predict/trace.py`: a meta-device "
+          "trace of functional calls, per-call derivative rules from the registry in `complexity/cost/predict/rules/`, a liveness schedule for "
           "the peak), and for `stack`, CNN and UNet also as closed formulas "
-          "(`complexity/cost/closed_forms.py`), which equal the measurement exactly for "
+          "(`complexity/cost/fit/closed_forms.py`), which equal the measurement exactly for "
           "the six quantities other than the peak (tests/test_cost_finetune.py).", ""]
 
     md += _stack_section(stack)
