@@ -22,7 +22,7 @@ from complexity.cost.keys import KEYS
 from complexity.cost.measure.cpu_step import measure
 from models.colourization import CNN, UNet
 from models.stack import Stack
-from tests import profile_models as pm
+import profile_models as pm
 from cli_helpers import run_cli
 
 

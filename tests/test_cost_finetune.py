@@ -25,10 +25,10 @@ from models.stack import Stack
 ADDITIVE = [q for q in KEYS if q != "peak_bytes"]
 
 
-def _agree(p, m, peak_tol=0.005, slack=0):
-    """Every additive quantity equal to the byte/FLOP (the README's claim), the
-    peak within 0.5 % (the README claims <= 0.15 % on its models), or within
-    ``slack`` bytes where a test says why."""
+def _agree(p, m, peak_tol=0.0, slack=0):
+    """Every additive quantity equal to the byte/FLOP (the README's claim), and the
+    peak too (exact on every model of these tests; the README claims <= 0.15 % in
+    general), or within ``peak_tol`` / ``slack`` bytes where a test says why."""
     for q in ADDITIVE:
         assert p[q] == m[q], (q, p[q], m[q])
     assert abs(p["peak_bytes"] - m["peak_bytes"]) <= max(peak_tol * m["peak_bytes"], slack), \
@@ -125,20 +125,25 @@ def test_slope_and_ratio_targets_on_small_sweep():
     by_mode = {}
     for s in slopes(rs, "layers", tail=True):
         by_mode.setdefault(s["mode"], []).append(s)
+    # Observed (deterministic): weights, grads and state 0.9986 (the head's fixed
+    # bytes bend the line a little), kept activations 0.967 (the input and the
+    # loss's do not grow with n); frozen layers add exactly nothing.
     for s in by_mode["full"]:
-        for q in ("param_bytes", "grad_bytes", "optimizer_bytes", "saved_activation_bytes"):
-            assert 0.9 <= s[q] <= 1.1, (q, s[q])
+        for q in ("param_bytes", "grad_bytes", "optimizer_bytes"):
+            assert 0.998 <= s[q] <= 1.0, (q, s[q])
+        assert 0.96 <= s["saved_activation_bytes"] <= 1.0, s["saved_activation_bytes"]
     for s in by_mode["last"]:
-        assert 0.9 <= s["param_bytes"] <= 1.1
+        assert 0.998 <= s["param_bytes"] <= 1.0
         for q in ("grad_bytes", "optimizer_bytes", "saved_activation_bytes"):
-            assert abs(s[q]) < 0.1, (q, s[q])
+            assert s[q] == 0, (q, s[q])
     flops = {(r["mode"], r["layers"], tuple(r["size"])):
              r["measured"]["forward_flops"] + r["measured"]["backward_flops"] for r in rs}
-    assert flops["full", 32, (8, 8)] / flops["last", 32, (8, 8)] >= 2.7
+    assert flops["full", 32, (8, 8)] / flops["last", 32, (8, 8)] >= 2.96  # observed 2.966
     # Doubling H and W: saved activations ×4, parameters ×1.
     for s in slopes(rs, "pixels"):
-        assert s["saved_activation_bytes"] == pytest.approx(1.0, abs=0.015)  # ×4 ± 2 %
-        assert s["param_bytes"] == pytest.approx(0.0, abs=1e-12)
+        # ×4 less the fixed bytes (target, loss): observed 0.9959 to 0.9996
+        assert s["saved_activation_bytes"] == pytest.approx(1.0, abs=0.005)
+        assert s["param_bytes"] == 0
 
 
 @pytest.mark.parametrize("name", ["cnn", "unet"])
@@ -146,7 +151,9 @@ def test_doubling_resolution_colourization(name):
     net, c = build_model(name)
     set_trainable(net, "full")
     small, big = measure(net, (2, c, 16, 16)), measure(net, (2, c, 32, 32))
-    assert big["saved_activation_bytes"] / small["saved_activation_bytes"] == pytest.approx(4, rel=0.02)
+    # observed 3.987 (cnn), 3.990 (unet): a few of the kept bytes do not grow with
+    # the image (total_weight, a 4-byte scalar, among them)
+    assert big["saved_activation_bytes"] / small["saved_activation_bytes"] == pytest.approx(4, rel=0.004)
     assert big["param_bytes"] == small["param_bytes"]
 
 
@@ -221,9 +228,8 @@ class _Activations(nn.Module):
 def test_activation_rules(mode):
     net = _Activations()
     set_trainable(net, mode)
-    # A known gap: in last mode the predicted peak of this net is 540 bytes (5 %)
-    # under the measured one (10,000 vs 10,540); every other quantity is exact.
-    _agree(predict(net, (2, 3, 8, 8)), measure(net, (2, 3, 8, 8)), peak_tol=0.06)
+    # Once a known gap (last mode: the peak 540 bytes, 5 %, under); now exact.
+    _agree(predict(net, (2, 3, 8, 8)), measure(net, (2, 3, 8, 8)))
 
 
 @settings(max_examples=6, deadline=None)
@@ -436,7 +442,7 @@ def test_matmul_conv1d3d_transposed_rules(mode):
     assert unmodelled == []
     # Additive quantities exact. Known gap: transient reshape copies are not in the
     # schedule, so the predicted peak is up to 4,096 bytes (~9 %) low in last/c1.* mode.
-    _agree(p, m, peak_tol=0.10)
+    _agree(p, m)
     assert p["peak_bytes"] <= m["peak_bytes"]
 
 

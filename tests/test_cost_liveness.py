@@ -82,7 +82,7 @@ def test_densenet121_last_peak():
     p, unmodelled = predict_with_unmodelled(net, (8, 3, 64, 64))
     m = measure(net, (8, 3, 64, 64))
     assert unmodelled == []
-    assert abs(p["peak_bytes"] - m["peak_bytes"]) <= 0.01 * m["peak_bytes"]
+    assert p["peak_bytes"] == m["peak_bytes"]  # exact (53,136,276 bytes); it allowed 1 %
 
 
 @pytest.mark.parametrize("norm", ["batch", "layer", "group"])

@@ -28,6 +28,7 @@ from complexity.cost.step.batch import logits
 from complexity.cost.measure.cpu_step import measure
 from complexity.cost.step.trainable import set_trainable
 from complexity.zoo import build_model
+from cli_helpers import run_cli
 
 
 def _small_vit():
@@ -218,8 +219,6 @@ def test_batch_target_and_how_checked():
 def test_finetune_measure_option(capsys):
     import json
 
-    from cli_helpers import run_cli
-
     base = ["finetune", "--model", "cnn", "--size", "8", "--batch", "2", "--mode", "last",
             "--format", "json"]
     outs = {}
@@ -238,8 +237,6 @@ def test_finetune_regnet_built_off_meta(capsys):
     """regnet_* cannot be built on the meta device (its constructor reads tensor
     values): the zoo builds it on the CPU instead, transparently."""
     import json
-
-    from cli_helpers import run_cli
 
     code, out, _ = run_cli(["finetune", "--model", "regnet_x_400mf", "--size", "32",
                             "--batch", "2", "--no-measure", "--format", "json"], capsys)

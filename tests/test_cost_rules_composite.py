@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from complexity.cost.predict.trace import trace_calls
-from tests.test_cost_rules import _check, _label, _x, autograd_oracle
+from test_cost_rules import _check, _label, _x, autograd_oracle
 
 
 @pytest.mark.parametrize("eq,shapes", [

@@ -16,7 +16,7 @@ from complexity.counting import symbolic
 from complexity.__main__ import main
 from complexity.counting.derive import DeriveError, derive
 from complexity.counting.symbolic import NC, NF, NIC, H, W, k
-from tests import profile_models as pm
+import profile_models as pm
 
 # `report --convention torch` counts exactly what `profile` counts: every
 # parameter (weights ↔ params), every leaf module's output units (outputs ↔

@@ -14,7 +14,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from complexity.counting.profile import profile
-from tests import profile_models as pm
+import profile_models as pm
 from cli_helpers import run_cli
 
 TORCHVISION = [

@@ -1,5 +1,6 @@
 """Figures: what the invariance heat map writes in its cells, and that it draws."""
 import numpy as np
+import pytest
 
 from complexity.output import colourization as plots
 
@@ -25,3 +26,22 @@ def test_heat_map_is_written(tmp_path):
     path = tmp_path / "grid.png"
     plots.invariance_grid([{"model": "cnn", "rows": rows}], str(path))
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "sgd-momentum", "adam", "adamw"])
+def test_finetune_plot_title_names_the_steps_optimizer(optimizer, monkeypatch, tmp_path):
+    """``finetune --optimizer sgd --plot FILE`` was titled "One Adam training step"."""
+    from complexity.cost.finetune import sweep
+    from complexity.cost.step.optimizers import Optimizer
+    from complexity.cost.step.options import StepOptions
+    from complexity.output import figures
+    from complexity.output import finetune as finetune_report
+
+    results = sweep(["stack"], [1, 2], [(4, 4)], [2], ["full", "last"], width=2,
+                    measured=False, options=StepOptions(optimizer=Optimizer(optimizer)))
+    titles = []
+    monkeypatch.setattr(figures, "save",
+                        lambda fig, path, **kw: titles.append(fig._suptitle.get_text()))
+    finetune_report.plot(results, str(tmp_path / "f.png"))
+    assert titles == [f"One training step ({optimizer}, float32): full (solid) vs last "
+                      "layer / pattern (dashed); predicted"]

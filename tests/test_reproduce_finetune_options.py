@@ -24,7 +24,8 @@ def test_every_combination_is_a_cell(cells):
 
 #: the keys predicted exactly; the others within a relative tolerance (of measured)
 EXACT = ("param_bytes", "grad_bytes", "optimizer_bytes", "forward_flops", "backward_flops")
-CLOSE = {"saved_activation_bytes": 0.005, "peak_bytes": 0.01}
+#: (observed worst over the grid: saved 0.44 %, peak 0.17 %)
+CLOSE = {"saved_activation_bytes": 0.005, "peak_bytes": 0.002}
 
 
 def test_state_bytes_are_exact_and_peaks_close_in_every_cell(cells):
@@ -49,7 +50,7 @@ def test_state_bytes_are_exact_and_peaks_close_in_every_cell(cells):
     for k in ("param_bytes", "grad_bytes", "optimizer_bytes", "forward_flops",
               "backward_flops"):
         assert worst[k] == 0, k
-    assert worst["peak_bytes"] < 1 and worst["saved_activation_bytes"] < 0.5
+    assert worst["peak_bytes"] < 0.2 and worst["saved_activation_bytes"] < 0.5  # percent
 
 
 def test_lessons_are_read_off_the_measurements(cells):

@@ -5,7 +5,7 @@ and how does that grow with n and with the input's height and width?).
 
 The public API:
 
-* :func:`measure` (:mod:`complexity.cost.measure.cpu_step`) — one real Adam step on a fake copy;
+* :func:`measure` (:mod:`complexity.cost.measure.cpu_step`) — one real step (the step's optimizer) on a fake copy;
 * :func:`predict` (:mod:`complexity.cost.predict.prediction`) — the same quantities from structure;
 * :func:`sweep` — both, over models, depths n, sizes, batches and modes;
 * :func:`slopes` — fitted log-log slopes against n and against H·W.

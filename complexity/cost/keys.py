@@ -23,8 +23,8 @@ class Category(enum.Enum):
 
     * ``WEIGHTS``: every parameter and buffer (trainable or not);
     * ``GRADS``: parameters' ``.grad`` buffers;
-    * ``OPTIMIZER``: the optimizer's state (Adam's ``exp_avg``, ``exp_avg_sq`` and
-      ``step``; SGD's momentum), and a GradScaler's ``scale`` and ``growth_tracker``;
+    * ``OPTIMIZER``: the optimizer's state (SGD's momentum; Adam's ``exp_avg``,
+      ``exp_avg_sq`` and ``step``), and a GradScaler's ``scale`` and ``growth_tracker``;
     * ``ACTIVATIONS``: forward storages — kept for backward, or not yet freed —
       and the input and the target;
     * ``TRANSIENT``: activation gradients, a call's workspace, the update's and the

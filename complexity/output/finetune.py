@@ -223,6 +223,20 @@ def render(results: Sequence[dict], fmt: str) -> str:
     return "\n\n".join(out)
 
 
+def step_title(results: Sequence[dict]) -> str:
+    """The step the results ran, as the ``finetune`` output names it: the optimizer
+    first (``'sgd, float32'``, ``'adamw (foreach), bfloat16'``); results without a
+    ``step`` ran the default one.
+
+    >>> step_title([{"step": "sgd, float32"}, {"step": "sgd, float32"}])
+    'sgd, float32'
+    """
+    from complexity.cost.step.options import StepOptions
+
+    steps = dict.fromkeys(r.get("step") or StepOptions().label() for r in results)
+    return "; ".join(steps)
+
+
 def plot(results: Sequence[dict], path: str) -> None:
     """Memory and FLOPs against n (both modes) and against resolution; written to
     ``path`` atomically (a temporary file, then ``os.replace``)."""
@@ -246,7 +260,7 @@ def plot(results: Sequence[dict], path: str) -> None:
     models = list(dict.fromkeys(r["model"] for r in results))
     fig, axes = plt.subplots(len(panels), 2, figsize=(11, 4.2 * len(panels)), squeeze=False)
     for row, (against, label) in enumerate(panels):
-        # Several models: grads and Adam state (= or 2× the trainable weights) crowd
+        # Several models: grads and optimizer state (0, 1× or 2× the trainable weights) crowd
         # the memory panel; weights, kept activations and peak tell the story.
         memory = MEMORY if len(models) == 1 else ("param_bytes", "saved_activation_bytes",
                                                   "peak_bytes")
@@ -279,7 +293,7 @@ def plot(results: Sequence[dict], path: str) -> None:
             ax.set_title(("memory" if col == 0 else "compute") + f" against {label}")
             ax.grid(True, which="both", alpha=0.3)
             ax.legend(fontsize=6, ncol=2 if len(models) > 1 else 1)
-    fig.suptitle("One Adam training step: full (solid) vs last layer / pattern (dashed); "
-                 + ("measured" if results[0]["measured"] else "predicted"))
+    fig.suptitle(f"One training step ({step_title(results)}): full (solid) vs last layer / "
+                 "pattern (dashed); " + ("measured" if results[0]["measured"] else "predicted"))
     fig.tight_layout()
     save(fig, path, dpi=110, image_format=os.path.splitext(path)[1][1:] or "png", tight=False)

@@ -60,7 +60,7 @@ def worst_errors(cells: Sequence[dict]) -> Dict[str, float]:
 
 def lessons(cells: Sequence[dict]) -> List[str]:
     """Sentences read off the measured values: each choice alone against the
-    baseline (all layers, float32, Adam, no checkpointing), and where the "only the
+    baseline (the default step: all layers, float32, Adam, no checkpointing), and where the "only the
     last layer trains, so its cost is O(1)" intuition fails."""
     by = {_key(c): c for c in cells}
     out = []

@@ -237,12 +237,12 @@ def cuda_step(resident: Sequence[int], events: Sequence[Event],
     """``{"allocated", "reserved"}``: the predicted ``max_memory_allocated`` and
     ``max_memory_reserved`` of the last of ``steps`` identical training steps, as a
     training loop runs them: the ``resident`` blocks (parameters, buffers, input,
-    target) first, the first step making Adam's state (Adam's ``step`` counter
+    target) first, the first step making the optimizer's state (Adam's ``step`` counter
     lives on the CPU for ``Adam(foreach=False)``: no GPU memory), the peaks reset
     before the last step (the cache the earlier steps left stays).
 
     One 4 KiB parameter, an activation of 3 MiB alive until the update: at the
-    update, the parameter, its Adam state (2 blocks), the activation and the two
+    update, the parameter, its optimizer state (Adam: 2 blocks), the activation and the two
     temporaries; the small blocks share one 2 MiB segment, the activation takes a
     20 MiB one (a 1–10 MiB request) that the later steps reuse.
 
@@ -269,7 +269,7 @@ def cuda_step(resident: Sequence[int], events: Sequence[Event],
 
 def step_optimizer(options):
     """The :class:`~complexity.cost.step.optimizers.Optimizer` of a step's
-    :class:`~complexity.cost.step.options.StepOptions` (Adam's for-loop when none are
+    :class:`~complexity.cost.step.options.StepOptions` (the default Adam for-loop when none are
     given).
 
     >>> from complexity.cost.step.optimizers import Optimizer

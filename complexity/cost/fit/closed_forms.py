@@ -1,4 +1,4 @@
-"""Closed-form cost of one Adam step, symbolic in the model's sizes and the batch B.
+"""Closed-form cost of one training step (the course's: Adam), symbolic in the model's sizes and the batch B.
 
 * ``stack`` (n blocks Conv k×k C→C, BN, ReLU, then a 1×1 head C→K): formulas in
   n, C, k, K, B, H, W written out by hand (:func:`stack_formulas`);

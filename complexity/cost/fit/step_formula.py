@@ -2,7 +2,7 @@
 
 Every quantity :func:`complexity.cost.predict.prediction.predict` gives is, for a fixed model
 and input size, a function of the batch ``B``: the parameters, their gradients
-and Adam's state are constants; the saved activations and the FLOPs are affine,
+and the optimizer's state are constants; the saved activations and the FLOPs are affine,
 ``a + b·B`` (every activation and every call's work scales with the batch); the
 peak is the most of the schedule's readings (:func:`complexity.cost.predict.schedule.peak`),
 each of them affine, so ``peak(B) = Max(a_1 + b_1·B, …)``.

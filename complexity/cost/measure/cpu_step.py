@@ -2,7 +2,7 @@
 (the default) or real ones (``how="real"``), equal byte for byte
 (``tests/test_cost_measure.py``).
 
-One step is what a training loop does once the Adam state exists: forward,
+One step is what a training loop does once the optimizer's state exists: forward,
 cross-entropy loss, backward, ``optimizer.step()``. It runs under PyTorch's
 ``FakeTensorMode`` (tensors carry shape, dtype and storage identity but no data),
 so deeplabv3_resnet101 at 448×448 costs seconds, not gigabytes. Three independent
@@ -10,7 +10,7 @@ instruments watch the step:
 
 * FLOPs: ``torch.utils.flop_counter.FlopCounterMode`` (PyTorch's own counter:
   2 per multiply-accumulate of convolutions and matrix products; element-wise
-  ops — BatchNorm, ReLU, pooling, loss, Adam — count 0), once around forward +
+  ops — BatchNorm, ReLU, pooling, loss, the optimizer's update — count 0), once around forward +
   loss, once around backward; with the grouped-convolution backward rule corrected
   (:mod:`complexity.cost.flops`).
 * Saved activations: ``torch.autograd.graph.saved_tensors_hooks`` sees every
@@ -19,7 +19,7 @@ instruments watch the step:
 * Peak: :class:`LiveBytes`, a ``TorchDispatchMode`` that registers every storage
   an aten op creates and drops it when Python frees it (a weak-reference
   callback, as ``torch.distributed._tools.mem_tracker.MemTracker`` does);
-  parameters, buffers, Adam state, input and target are registered at the start.
+  parameters, buffers, optimizer state, input and target are registered at the start.
 
 >>> from torch import nn
 >>> net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 1))
@@ -72,9 +72,9 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
     input_high=vocab_size`` for token ids).
 
     Three steps, each with one instrument on, so that none perturbs another's
-    figure: the FLOP counter (the warm-up step: its update creates the Adam
+    figure: the FLOP counter (the warm-up step: its update creates the optimizer's
     state), then, from the same state (gradients set to None), the live-bytes
-    tracker (peak; forward, backward and Adam's update) and the saved-tensor hooks
+    tracker (peak; forward, backward and the optimizer's update) and the saved-tensor hooks
     (forward only). The garbage collector is off meanwhile.
 
     ``options`` (:class:`complexity.cost.step.options.StepOptions`): the optimizer
@@ -303,7 +303,7 @@ def _count_flops(step: _CpuStep, x, target, opt) -> tuple:
     ``(forward FLOPs, backward FLOPs, gradient bytes, target)``."""
     from complexity.cost.flops import flop_counter
 
-    # This is also the warm-up step: its Adam update creates the optimizer state
+    # This is also the warm-up step: its update creates the optimizer state
     # (FLOPs count forward and backward only, which that state does not touch).
     with flop_counter() as fwd_counter:
         loss, target = step.run(x, target)

@@ -12,6 +12,10 @@ it (the meta device: nothing allocated). Never imports
   backward and the update walked in order, every storage made and freed; the peak.
 * :mod:`~complexity.cost.predict.recompute` — which calls of a checkpointed
   segment save tensors, and which backward replays them.
+* :mod:`~complexity.cost.predict.log` — the schedule's typed step log (events with
+  a kind, a key and the category of the peak they belong to) and
+  :class:`~complexity.cost.predict.log.StepLog`, which the formulas and the
+  allocator model read by field.
 * :mod:`~complexity.cost.predict.prediction` — :func:`predict`: the step's
   quantities (:data:`complexity.cost.keys.KEYS`), and which calls were unmodelled.
 """

@@ -120,7 +120,7 @@ class Graph:
 
     def add_state(self, t: torch.Tensor, trainable: bool = False) -> int:
         """Register a parameter or buffer: resident throughout the step, never an
-        activation; a ``trainable`` one gets a gradient and Adam state. Its value id."""
+        activation; a ``trainable`` one gets a gradient and optimizer state. Its value id."""
         v = self.value(t)
         self.resident.add(self.value_storage[v])
         self._state_storages.add(self.value_storage[v])

@@ -7,8 +7,9 @@ one forward pass on the meta device; the per-call rules of
 backward and what it costs; :func:`complexity.cost.predict.schedule.peak` finds the
 peak memory.
 
-Memory is the sum of resident storages (parameters, buffers, Adam's two moments
-and step counter per trainable tensor, input and target) plus a liveness
+Memory is the sum of resident storages (parameters, buffers, the optimizer's state
+— Adam's two moments and step counter per trainable tensor —, input and target)
+plus a liveness
 schedule: forward outputs live until their last use or, if kept, until their
 node's backward; backward runs the nodes in reverse order, each allocating its
 input gradients before it frees its output gradient and kept tensors;
@@ -40,7 +41,7 @@ __all__ = ["mark", "predict", "predict_with_unmodelled", "predict_step", "StepPr
            "step_log"]
 
 #: The quantities no call of the forward can change: parameters, their gradients
-#: and Adam's state. Every other prediction depends on every call having a rule.
+#: and the optimizer's state. Every other prediction depends on every call having a rule.
 CALL_FREE = ("param_bytes", "grad_bytes", "optimizer_bytes")
 
 
@@ -63,7 +64,7 @@ def mark(quantity: str, unmodelled) -> str:
 def predict(model: nn.Module, input_shape: Sequence[int], target=None,
             device_type: Optional[str] = None, *, input_dtype=None,
             input_high=None, options: Optional[StepOptions] = None) -> Dict[str, int]:
-    """Predict one Adam training step of ``model`` on a batch of ``input_shape``:
+    """Predict one training step of ``model`` on a batch of ``input_shape``:
     the same keys as :func:`complexity.cost.measure.cpu_step.measure`. Trainable =
     parameters with ``requires_grad``; ``model`` is not modified. A call with no
     rule (see :func:`predict_with_unmodelled`) gives a ``UserWarning``: the values
@@ -163,7 +164,7 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
     if not any(p.requires_grad for p in params):
         raise ValueError("no parameter of the model requires grad: nothing to train")
     # Only what the loss reaches gets a gradient (GoogLeNet's auxiliary heads in
-    # train mode, an unused parameter: no .grad, no Adam state, no backward).
+    # train mode, an unused parameter: no .grad, no optimizer state, no backward).
     needed = {g.calls[-1].outputs[0]}  # the loss, or the scaled loss
     for c in reversed(g.calls):
         if c.node and any(v in needed for v in c.outputs):

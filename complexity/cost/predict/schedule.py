@@ -1,7 +1,7 @@
 """Peak memory of one training step, from a traced graph: a liveness schedule.
 
 :func:`peak` walks the calls recorded by :func:`complexity.cost.predict.trace.trace`
-three times — forward, backward in reverse, then the Adam update — adding each
+three times — forward, backward in reverse, then the optimizer's update — adding each
 storage when it is made and dropping it when nothing holds it any more, and
 returns the most ever alive. What holds a storage: the caller of the module it
 was passed to (until that module returns), a later call that reads it, an
@@ -75,7 +75,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
          events: Optional[list] = None, *, optimizer=None, grads_resident: bool = False,
          forward_extra: int = 0, grad_scaler: bool = False) -> int:
     """Most bytes alive at once; ``resident_bytes`` are alive throughout (weights,
-    buffers, Adam state, input, target), ``trainable_sizes`` in Adam's order.
+    buffers, optimizer state, input, target), ``trainable_sizes`` in the optimizer's order.
     ``events``: a list that receives the schedule's allocations, releases and peak
     readings in order (:class:`~complexity.cost.predict.log.Event`); the resident
     bytes are not in it.

@@ -4,43 +4,62 @@ Each rule restates PyTorch's derivative definitions
 (``tools/autograd/derivatives.yaml``) and ``torch.utils.flop_counter``'s
 formulas for one family of calls, one module per family (listed below the table):
 
-=================  ====================================  =============================
-call               kept for backward (if a grad flows)   FLOPs (forward; backward)
-=================  ====================================  =============================
-conv1d/2d/3d,      input (weight is a parameter)         2·out·fan-in (transposed:
-conv_transpose*d,                                        2·in·numel(w[0])); same
-linear                                                   again for input grad, for
-                                                         weight grad
-matmul, bmm, mm    each operand, for the other's grad    2·out·K; same again per
-(both ≥ 2-D)                                             operand grad
-batch_norm, train  input, save_mean, save_invstd (2C)    0
-relu               output                                0
-max_pool*d,        input, int64 indices (output size)    0
-adaptive_max_pool
-avg_pool*d, adapt. input (adaptive to 1×1: nothing, a    0
-avg_pool*d         mean)
-group_norm         input, mean and rstd per (N, group)   0
-dropout, train     mask: bool on CUDA, else float        0
-layer_norm         input, mean and rstd per row          0
-sigmoid, tanh      output                                0
-hardswish, silu,   input (in-place forms: a copy)        0
-gelu, relu6 …
-mul                each operand, for the other's grad    0
-cross_entropy      log-softmax output, target,           0
-                   total_weight (a 4-byte scalar)
-where, masked_fill the bool mask                         0
-cat, add, sub,     nothing                               0
+============================  ====================================  =============================
+call                          kept for backward (if a grad flows)   FLOPs (forward; backward)
+============================  ====================================  =============================
+conv1d/2d/3d,                 input (weight is a parameter)         2·out·fan-in (transposed:
+conv_transpose*d,                                                   2·in·numel(w[0])); same
+linear                                                              again for input grad, for
+                                                                    weight grad
+matmul, bmm, mm, addmm,       each operand, for the other's grad    2·out·K; same again per
+baddbmm (both ≥ 2-D)                                                operand grad
+einsum, gather, norm          what autograd saves when the call     einsum: its bmm's, both ways
+                              runs on meta tensors (gather: the     (FlopCounterMode); else 0
+                              index; norm: input and result)
+scaled_dot_product_attention  CPU flash kernel: q, k, v, output,    flash: 0; math: its
+                              logsumexp, the mask; math path:       matmuls'
+                              what its matmuls, softmax and
+                              dropout keep; other devices:
+                              declined
+batch_norm, train             input, save_mean, save_invstd (2C)    0
+max_pool*d,                   input, int64 indices (output size)    0
+adaptive_max_pool*d
+avg_pool*d,                   input (adaptive to 1×1: nothing, a    0
+adaptive_avg_pool*d           mean)
+group_norm                    input, mean and rstd per (N, group)   0
+dropout, train                mask: bool on CUDA, else float        0
+layer_norm                    input, mean and rstd per row          0
+embedding                     the indices (if the weight trains)    0
+relu, sigmoid, tanh, exp,     output                                0
+sqrt, rsqrt
+softmax, log_softmax,         output                                0
+softmin
+hardswish, silu, gelu,        input (in-place forms: a copy)        0
+relu6 …
+log, abs, pow, clamp          input (in-place forms: a copy;        0
+                              pow by a tensor: declined)
+mul                           each operand, for the other's grad    0
+div                           a tensor divisor (and the dividend,   0
+                              for the divisor's grad)
+cross_entropy                 log-softmax output, target,           0
+                              total_weight (a 4-byte scalar)
+where, masked_fill            the bool mask                         0
+cat, add, sub, neg, to,       nothing                               0
 views, pad, roll,
-interpolate,
-factories
-=================  ====================================  =============================
+interpolate, sum, mean,
+comparisons, factories
+============================  ====================================  =============================
 
-The families: :mod:`.conv` (convolutions, linear), :mod:`.matmul`, :mod:`.norm`
-(batch_norm, layer_norm), :mod:`.activation` (relu, sigmoid, tanh, the
-keep-input activations and their in-place forms), :mod:`.pool`, :mod:`.dropout`,
-:mod:`.composite` (einsum, gather, norm: run on meta tensors), :mod:`.elementwise` (mul; element-wise calls off the gradient path) and
-:mod:`.shape` (views and calls that keep nothing). Cross-entropy, the loss, is
-handled by :mod:`complexity.cost.predict.trace` (two nodes: log-softmax, nll_loss); the
+The families: :mod:`.conv` (convolutions, linear), :mod:`.matmul` (mm, bmm,
+addmm, baddbmm, matmul), :mod:`.composite` (einsum, gather, norm: run on meta
+tensors), :mod:`.attention` (``scaled_dot_product_attention``), :mod:`.norm`
+(batch_norm, layer_norm, group_norm), :mod:`.pool`, :mod:`.dropout`,
+:mod:`.embedding`, :mod:`.softmax` (softmax, log_softmax, softmin),
+:mod:`.activation` (relu, sigmoid, tanh, the keep-input activations and their
+in-place forms), :mod:`.elementwise` (mul, div, exp, log, where, masked_fill, and
+the element-wise calls that keep nothing) and :mod:`.shape` (views and calls that
+keep nothing). Cross-entropy, the loss, is handled by
+:mod:`complexity.cost.predict.trace` (two nodes: log-softmax, nll_loss); the
 registry itself is :mod:`.registry`.
 
 A call makes an autograd node only if one of its tensor arguments requires grad
