@@ -40,6 +40,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import sympy as sp
 
+from complexity.counting.domain import Lattice, text as render_domain
 from complexity.errors import NAMED, OptionError, literal, reason
 
 QUANTITIES = ("params", "outputs", "macs")
@@ -53,12 +54,6 @@ class DeriveError(ValueError):
 
 class _Outside(Exception):
     """The model could not be counted at a point (outside its domain)."""
-
-
-def _first_lo(base: int, step: int) -> int:
-    """The smallest value ≥ 1 congruent to ``base`` modulo ``step``."""
-    r = base % step
-    return r if r else step
 
 
 def _degree(values: Sequence[int], max_degree: int, confirm: int):
@@ -131,12 +126,13 @@ def derive(count: Callable[[Dict[str, int]], Dict[str, int]], names: Sequence[st
     # Prefer the widest domain (from the smallest admissible value); fall back to
     # values >= base when small inputs break the pattern (or the model).
     failure = ""
-    for lows in ({n: _first_lo(base[n], steps[n]) for n in names}, dict(base)):
+    through_base = {n: Lattice.through(base[n], steps[n]) for n in names}
+    for lattices in ({n: lat.starting_at(1) for n, lat in through_base.items()}, through_base):
+        lows = {n: lat.min for n, lat in lattices.items()}
         ok, failure = _verify(at, formulas, symbols, names, base, steps, lows, checks, seed,
                               set(cache))
         if ok:
-            domain = {n: {"min": lows[n], "step": steps[n], "residue": base[n] % steps[n]}
-                      for n in names}
+            domain = {n: lattices[n].to_dict() for n in names}
             return {"symbols": names, "domain": domain, "formulas": formulas,
                     "verified_points": ok, "narrowed": narrowed}
     raise DeriveError(f"the interpolated formulas failed verification ({failure}); "
@@ -291,14 +287,8 @@ def domain_text(result: Dict) -> str:
     ...              "guards": [sp.Ne(sp.floor(H / 8), 3)]})
     'H >= 8, H ≡ 0 (mod 4); floor(H/8) != 3'
     """
-    parts = []
-    for n in result["symbols"]:
-        d = result["domain"][n]
-        text = f"{n} >= {d['min']}"
-        if d["step"] > 1:
-            text += f", {n} ≡ {d['residue']} (mod {d['step']})"
-        parts.append(text)
-    return "; ".join(parts + [relation_text(g) for g in result.get("guards", [])])
+    return render_domain(result["domain"], result["symbols"], "; ",
+                         [relation_text(g) for g in result.get("guards", [])])
 
 
 # ------------------------------------------------------------- models as counters
