@@ -78,3 +78,33 @@ def test_the_two_renderings_are_pinned():
         "B >= 1, H >= 8, H ≡ 0 (mod 4), W >= 8, W ≡ 0 (mod 4)"
     assert text(d, ["H", "B"], "; ", ["floor(H/8) != 3"]) == \
         "H >= 8, H ≡ 0 (mod 4); B >= 1; floor(H/8) != 3"
+
+
+# ------------------------------------------------- the lattice search derive and fit share
+def test_scan_narrows_to_the_floors_period():
+    from complexity.counting.lattice import scan
+    assert scan(lambda o: [(9 + o) // 8, 3 * (9 + o) ** 2], 2, 2, 3, 0) == (8, 2)
+
+
+def test_scan_says_why_no_step_fits():
+    import pytest
+
+    from complexity.counting.lattice import Changed, NoLattice, scan
+
+    def fails(o):
+        raise RuntimeError("too big")
+
+    def changes(o):
+        if o:
+            raise Changed("the schedule changed")
+        return [1]
+
+    with pytest.raises(NoLattice) as e:
+        scan(fails, 2, 2, 3, 0)
+    assert e.value.only_failures and e.value.changed == ""
+    with pytest.raises(NoLattice) as e:
+        scan(lambda o: [2 ** o], 2, 2, 3, 0)
+    assert not e.value.only_failures
+    with pytest.raises(NoLattice) as e:
+        scan(changes, 2, 2, 3, 0)
+    assert e.value.changed == "the schedule changed"
