@@ -40,10 +40,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import sympy as sp
 
+from complexity.counting.domain import Lattice, text as render_domain
+from complexity.counting.lattice import LADDER, NoLattice, scan
 from complexity.errors import NAMED, OptionError, literal, reason
 
 QUANTITIES = ("params", "outputs", "macs")
-LADDER = (1, 2, 4, 8, 16, 32, 64)
 _pos = dict(integer=True, positive=True)
 
 
@@ -53,28 +54,6 @@ class DeriveError(ValueError):
 
 class _Outside(Exception):
     """The model could not be counted at a point (outside its domain)."""
-
-
-def _first_lo(base: int, step: int) -> int:
-    """The smallest value ≥ 1 congruent to ``base`` modulo ``step``."""
-    r = base % step
-    return r if r else step
-
-
-def _degree(values: Sequence[int], max_degree: int, confirm: int):
-    """(degree, None) once all (d+1)-th differences of ``values`` vanish with at
-    least ``confirm`` of them; (None, "reject") once every d ≤ max_degree has a
-    non-zero (d+1)-th difference; (None, None) while undecided."""
-    rows, diffs = list(values), []
-    for _ in range(max_degree + 1):
-        rows = [b - a for a, b in zip(rows, rows[1:])]
-        diffs.append(rows)
-    for d, row in enumerate(diffs):
-        if len(row) >= confirm and not any(row):
-            return d, None
-    if all(any(row) for row in diffs):
-        return None, "reject"
-    return None, None
 
 
 def derive(count: Callable[[Dict[str, int]], Dict[str, int]], names: Sequence[str],
@@ -108,15 +87,15 @@ def derive(count: Callable[[Dict[str, int]], Dict[str, int]], names: Sequence[st
 
     steps, degrees, narrowed = {}, {}, []
     for n in names:
-        found, only_failures = _scan(at, n, base, max_degree, confirm)
-        if found is None:
+        try:
+            steps[n], degrees[n] = _scan(at, n, base, max_degree, confirm)
+        except NoLattice as e:
             lattices = f"{n} = {base[n]} + s*j for s in {', '.join(map(str, LADDER))}"
-            if only_failures and failures:  # the model, not the counts, ended every try
+            if e.only_failures and failures:  # the model, not the counts, ended every try
                 raise DeriveError(f"{n} cannot vary: the model fails at {failures[0]} "
-                                  f"(tried {lattices}); no formula printed")
+                                  f"(tried {lattices}); no formula printed") from None
             raise DeriveError(f"the counts are not polynomial in {n} (degree <= {max_degree}) "
-                              f"on any lattice {lattices}; no formula printed")
-        steps[n], degrees[n] = found
+                              f"on any lattice {lattices}; no formula printed") from None
         if steps[n] > 1:
             narrowed.append(n)
 
@@ -131,12 +110,13 @@ def derive(count: Callable[[Dict[str, int]], Dict[str, int]], names: Sequence[st
     # Prefer the widest domain (from the smallest admissible value); fall back to
     # values >= base when small inputs break the pattern (or the model).
     failure = ""
-    for lows in ({n: _first_lo(base[n], steps[n]) for n in names}, dict(base)):
+    through_base = {n: Lattice.through(base[n], steps[n]) for n in names}
+    for lattices in ({n: lat.starting_at(1) for n, lat in through_base.items()}, through_base):
+        lows = {n: lat.min for n, lat in lattices.items()}
         ok, failure = _verify(at, formulas, symbols, names, base, steps, lows, checks, seed,
                               set(cache))
         if ok:
-            domain = {n: {"min": lows[n], "step": steps[n], "residue": base[n] % steps[n]}
-                      for n in names}
+            domain = {n: lattices[n].to_dict() for n in names}
             return {"symbols": names, "domain": domain, "formulas": formulas,
                     "verified_points": ok, "narrowed": narrowed}
     raise DeriveError(f"the interpolated formulas failed verification ({failure}); "
@@ -144,65 +124,14 @@ def derive(count: Callable[[Dict[str, int]], Dict[str, int]], names: Sequence[st
 
 
 def _scan(at, n, base, max_degree, confirm):
-    """((step, degree), _) for symbol ``n``: the first step of the ladder on which
-    every quantity's finite differences vanish; (None, whether every step ended
-    in the model failing) if there is none."""
-    only_failures = True
-    for step in LADDER:
-        series = {q: [] for q in QUANTITIES}
-        for j in range(max_degree + confirm + 1):
-            try:
-                counts = at({**base, n: base[n] + j * step})
-            except _Outside:
-                break
-            if j == max_degree + confirm:
-                only_failures = False
-            for q in QUANTITIES:
-                series[q].append(counts[q])
-            results = [_degree(series[q], max_degree, confirm) for q in QUANTITIES]
-            if any(r[1] == "reject" for r in results):
-                only_failures = False
-                break
-            if all(r[0] is not None for r in results):
-                degree = max(r[0] for r in results)
-                if _holds_further(at, n, base, step, series, degree, j + 1):
-                    return (step, degree), False
-                only_failures = False
-                break
-    return None, only_failures
+    """(step, degree) of symbol ``n`` (:func:`complexity.counting.lattice.scan` on
+    the three counts, the other symbols at their base values); :class:`NoLattice`
+    if no step of the ladder fits."""
+    def along(offset):
+        counts = at({**base, n: base[n] + offset})
+        return [counts[q] for q in QUANTITIES]
 
-
-def _holds_further(at, n, base, step, series, degree, seen, extra=4, seed=0):
-    """Whether the 1-D interpolant through the first points also fits ``extra``
-    points further out (up to 64 lattice steps): a floor of period p repeats values
-    p times, which a few neighbouring points cannot tell from a polynomial."""
-    rng = random.Random(seed)
-    xs = list(range(degree + 1))
-    for j in rng.sample(range(seen, seen + 2 * max(LADDER) // step + 8), extra):
-        try:
-            counts = at({**base, n: base[n] + j * step})
-        except _Outside:
-            return False
-        for q in QUANTITIES:
-            if lagrange_1d(xs, series[q][:degree + 1], j) != counts[q]:
-                return False
-    return True
-
-
-def lagrange_1d(xs, ys, x) -> Fraction:
-    """The polynomial through the points ``(xs[i], ys[i])`` at ``x``, exactly.
-
-    >>> lagrange_1d([0, 1, 2], [0, 1, 4], 3)
-    Fraction(9, 1)
-    """
-    total = Fraction(0)
-    for i, (xi, yi) in enumerate(zip(xs, ys)):
-        term = Fraction(yi)
-        for m, xm in enumerate(xs):
-            if m != i:
-                term *= Fraction(x - xm, xi - xm)
-        total += term
-    return total
+    return scan(along, max_degree, confirm, further=4, seed=0, outside=_Outside)
 
 
 def _interpolate(at, names, axes, symbols) -> Dict[str, sp.Expr]:
@@ -291,14 +220,8 @@ def domain_text(result: Dict) -> str:
     ...              "guards": [sp.Ne(sp.floor(H / 8), 3)]})
     'H >= 8, H ≡ 0 (mod 4); floor(H/8) != 3'
     """
-    parts = []
-    for n in result["symbols"]:
-        d = result["domain"][n]
-        text = f"{n} >= {d['min']}"
-        if d["step"] > 1:
-            text += f", {n} ≡ {d['residue']} (mod {d['step']})"
-        parts.append(text)
-    return "; ".join(parts + [relation_text(g) for g in result.get("guards", [])])
+    return render_domain(result["domain"], result["symbols"], "; ",
+                         [relation_text(g) for g in result.get("guards", [])])
 
 
 # ------------------------------------------------------------- models as counters

@@ -42,6 +42,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from complexity.counting.derive import QUANTITIES, DeriveError, point_text, relation_text
+from complexity.counting.domain import Lattice, contains, lattice
 from complexity.counting.hooks import kind_of, mode
 from complexity.counting.profile import (decomposed_attention, param_owners, selectors,
                                          shortcut_batchnorm, units)
@@ -394,19 +395,19 @@ def _domain(symbols: Dict[str, sp.Symbol], guards: List, lower: Dict[str, int],
                 raise Specialised(f"{s} is fixed by the forward: guard {relation_text(g)} at {where}; "
                                   f"no formula in {s}")
 
-    lattice = {}  # s -> step·t + residue, t a fresh positive symbol: Mod guards vanish
+    parametrised = {}  # s -> step·t + residue, t a fresh positive symbol: Mod guards vanish
     for n, s in symbols.items():
         step, residue = steps[n]
         # on the plain lattice (step 1) the symbol is its own parameter: substituting
         # a fresh one would rebuild every guard through sympy's evaluation for nothing
         t = s if step == 1 else sp.Symbol(f"_t_{n}", integer=True, nonnegative=True)
-        lattice[s] = (step * t + residue, t, step, residue)
+        parametrised[s] = (step * t + residue, t, step, residue)
 
     on_lattice = {}  # guard -> guard on the lattice; built once, not per binary-search step
 
     def proven(g, lows) -> bool:
         if g not in on_lattice:
-            on_lattice[g] = g.xreplace({s: lattice[s][0] for s in g.free_symbols})
+            on_lattice[g] = g.xreplace({s: parametrised[s][0] for s in g.free_symbols})
         on = on_lattice[g]
         if on in (sp.true, True):
             return True
@@ -414,14 +415,14 @@ def _domain(symbols: Dict[str, sp.Symbol], guards: List, lower: Dict[str, int],
             return False
         ranges = {}
         for s in g.free_symbols:
-            _, t, step, residue = lattice[s]
+            _, t, step, residue = parametrised[s]
             ranges[t] = ValueRanges(max(0, -(-(lows[s.name] - residue) // step)), sp.oo)
         try:
             return bound_sympy(on, ranges) == ValueRanges(sp.true, sp.true)
         except Exception:  # interval arithmetic not defined for it: keep it as stated
             return False
 
-    mins = {}
+    lattices = {}
     for n, s in symbols.items():
         mine = [g for g in rest if g.free_symbols == {s}]
         lo, hi = max(1, lower[n]), _MAX_MIN
@@ -434,21 +435,16 @@ def _domain(symbols: Dict[str, sp.Symbol], guards: List, lower: Dict[str, int],
                     hi = mid
                 else:
                     lo = mid + 1
-        step, residue = steps[n]
         low = lower[n] if lo is None else lo
-        low = low + (residue - low) % step  # the first lattice point ≥ low
-        mins[n] = low
-    left = [g for g in rest if not proven(g, mins)]
-    domain = {n: {"min": mins[n], "step": steps[n][0], "residue": steps[n][1]} for n in symbols}
-    return domain, left
+        lattices[n] = Lattice(low, *steps[n]).starting_at(low)  # from its first point ≥ low
+    left = [g for g in rest if not proven(g, {n: lat.min for n, lat in lattices.items()})]
+    return {n: lattices[n].to_dict() for n in symbols}, left
 
 
 def in_domain(result: Dict, point: Dict[str, int]) -> bool:
     """Whether ``point`` lies in a traced result's domain (lattice, min, guards)."""
-    for n, v in point.items():
-        d = result["domain"][n]
-        if v < d["min"] or (v - d["residue"]) % d["step"]:
-            return False
+    if not contains(result["domain"], point):
+        return False
     values = {sp.Symbol(n, **_pos): v for n, v in point.items()}
     return all(_holds(g, values) for g in result["guards"])
 
@@ -467,11 +463,11 @@ def verify(result: Dict, count: Callable[[Dict[str, int]], Dict], base: Dict[str
         tries += 1
         point = {}
         for n in names:
-            d = result["domain"][n]
-            top = max(2 * base[n], d["min"] + 64 * d["step"])
-            v = d["min"] + d["step"] * rng.randint(0, (top - d["min"]) // d["step"])
-            if len(points) % 2 == 0 and v % 2 == 0 and d["step"] % 2 == 1:
-                v += d["step"]  # every other point odd: odd sizes floor differently
+            lat = lattice(result["domain"], n)
+            top = max(2 * base[n], lat.min + 64 * lat.step)
+            v = lat.min + lat.step * rng.randint(0, (top - lat.min) // lat.step)
+            if len(points) % 2 == 0 and v % 2 == 0 and lat.step % 2 == 1:
+                v += lat.step  # every other point odd: odd sizes floor differently
             point[n] = v
         key = tuple(point[n] for n in names)
         if key not in used and in_domain(result, point):

@@ -1,6 +1,7 @@
 """The lattice arithmetic behind :mod:`complexity.cost.fit.size_formula`: on which
-lattice of input sizes a step's numbers are polynomials (:func:`scan`, over the
-:data:`LADDER` of steps; strided layers floor the sizes, so a number is polynomial
+lattice of input sizes a step's numbers are polynomials (:func:`scan`: the
+search of :mod:`complexity.counting.lattice`, which derive shares, along ``H`` or
+``W`` of a traced step; strided layers floor the sizes, so a number is polynomial
 only on multiples of their stride), the Lagrange basis the polynomials are
 interpolated in (:func:`line_basis`), and the pruning of a ``Max`` of polynomials
 to the terms no other dominates past the domain's corner (:func:`prune`).
@@ -14,29 +15,12 @@ from math import comb
 from typing import Dict, List, Sequence, Tuple
 
 from complexity.cost.fit.step_formula import FormulaError
-from complexity.counting.derive import lagrange_1d
+from complexity.counting.lattice import LADDER, Changed, NoLattice, scan as scan_line
 
-__all__ = ["LADDER", "Point", "Poly", "degree", "line_basis", "scan", "shifted", "prune"]
-
-#: the lattice steps tried for each size symbol, smallest first
-LADDER = (1, 2, 4, 8, 16, 32, 64)
+__all__ = ["Point", "Poly", "line_basis", "scan", "shifted", "prune"]
 
 Point = Tuple[int, int, int]   # (B, H, W)
 Poly = Tuple[Fraction, ...]    # coefficients over a list of monomials
-
-
-def degree(rows: Sequence[Sequence[int]], max_degree: int, confirm: int):
-    """For vectors along a line: (d, None) once every component's (d+1)-th
-    differences vanish (at least ``confirm`` of them); (None, True) once no
-    d ≤ max_degree can; (None, False) while undecided."""
-    diffs = []
-    for _ in range(max_degree + 1):
-        rows = [[b - a for a, b in zip(u, v)] for u, v in zip(rows, rows[1:])]
-        diffs.append(rows)
-    for d, row in enumerate(diffs):
-        if len(row) >= confirm and not any(any(v) for v in row):
-            return d, None
-    return None, all(any(any(v) for v in row) for row in diffs)
 
 
 def line_basis(xs: Sequence[int]) -> List[List[Fraction]]:
@@ -56,63 +40,29 @@ def line_basis(xs: Sequence[int]) -> List[List[Fraction]]:
 def scan(vector_at, axis: int, base: Point, max_degree: int, confirm: int, further: int):
     """(step, degree) of size symbol ``axis`` (1: H, 2: W): the first step of the
     ladder on which every number ``vector_at(point)`` gives is a polynomial along
-    the axis. ``vector_at`` raises :class:`FormulaError` where the step changes its
-    structure, anything else where the model cannot take the point.
+    the axis (:func:`complexity.counting.lattice.scan`). ``vector_at`` raises
+    :class:`FormulaError` where the step changes its structure, anything else
+    where the model cannot take the point; :class:`FormulaError` if no step fits.
 
     >>> scan(lambda p: [p[1] // 4, p[2] * p[2]], 1, (1, 8, 8), 2, 2, 3)  # floors repeat
     (4, 1)
     """
-    rng = random.Random(axis)
-    changed = ""
-    for step in LADDER:
-        rows: List[List[int]] = []
-        for j in range(max_degree + confirm + 1):
-            p = list(base)
-            p[axis] += j * step
-            try:
-                rows.append(vector_at(tuple(p)))
-            except FormulaError as e:  # off this lattice the step does other things
-                changed = str(e)
-                break
-            except Exception:
-                break
-            d, reject = degree(rows, max_degree, confirm)
-            if reject:
-                break
-            if d is not None:
-                try:
-                    if _holds_further(vector_at, axis, base, step, rows, d, len(rows), further,
-                                      rng):
-                        return step, d
-                except FormulaError as e:
-                    changed = str(e)
-                break
-    if changed:
-        raise FormulaError(changed)
-    raise FormulaError(f"the step is not polynomial in {'HW'[axis - 1]} (degree <= "
-                       f"{max_degree}) on any lattice {'HW'[axis - 1]} = {base[axis]} + s*j, "
-                       f"s in {', '.join(map(str, LADDER))}: no formula in the size")
-
-
-def _holds_further(vector_at, axis, base, step, rows, degree, seen, extra, rng) -> bool:
-    """Whether the 1-D interpolant also fits points further out (up to 2·64/step
-    lattice steps): a floor of period p repeats values p times."""
-    xs = list(range(degree + 1))
-    for j in rng.sample(range(seen, seen + 2 * max(LADDER) // step + 8), extra):
+    def along(offset):
         p = list(base)
-        p[axis] += j * step
+        p[axis] += offset
         try:
-            got = vector_at(tuple(p))
-        except FormulaError:
-            raise
-        except Exception:  # the model fails further out: no polynomial along this line
-            return False
-        if len(got) != len(rows[0]):
-            return False
-        for c in range(len(got)):
-            if lagrange_1d(xs, [r[c] for r in rows[:degree + 1]], j) != got[c]:
-                return False
-    return True
+            return vector_at(tuple(p))
+        except FormulaError as e:  # off this lattice the step does other things
+            raise Changed(str(e)) from None
+
+    try:
+        return scan_line(along, max_degree, confirm, further, random.Random(axis))
+    except NoLattice as e:
+        if e.changed:
+            raise FormulaError(e.changed) from None
+        raise FormulaError(f"the step is not polynomial in {'HW'[axis - 1]} (degree <= "
+                           f"{max_degree}) on any lattice {'HW'[axis - 1]} = {base[axis]} + s*j, "
+                           f"s in {', '.join(map(str, LADDER))}: no formula in the size") from None
 
 
 def shifted(poly: Poly, monomials, corner: Point) -> Dict[tuple, Fraction]:

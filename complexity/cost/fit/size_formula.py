@@ -54,6 +54,7 @@ from complexity.cost.keys import KEYS
 from complexity.cost.predict.log import Event, Kind, StepLog, shapes
 from complexity.cost.predict.prediction import predict, step_log
 from complexity.cost.fit.lattice import Point, Poly, line_basis, prune, scan
+from complexity.counting.domain import Lattice, contains, lattice, text as render_domain
 
 __all__ = ["SizeFormula", "size_formula"]
 
@@ -162,8 +163,7 @@ class SizeFormula:
 
     def on_domain(self, batch: int, h: int, w: int) -> bool:
         """Whether ``(batch, h, w)`` lies in the domain."""
-        return all(v >= d["min"] and v % d["step"] == d["residue"]
-                   for v, d in zip((batch, h, w), (self.domain[n] for n in self.names)))
+        return contains(self.domain, dict(zip(self.names, (batch, h, w))))
 
     def at(self, batch: int, h: int, w: int) -> Dict[str, int]:
         """The :data:`KEYS` at ``(batch, h, w)``, exact integers."""
@@ -200,17 +200,13 @@ class SizeFormula:
             unmodelled=self.unmodelled, options=self.options,
             resident_grads=self.constants["resident_grads"], scaler=self.constants["scaler"])
 
-    def square_lattice(self) -> Tuple[int, int, int]:
+    def square_lattice(self) -> Lattice:
         """``(min, step, residue)`` of the square sizes ``S×S`` in the domain;
         :class:`FormulaError` when there are none."""
-        dh, dw = self.domain[self.names[1]], self.domain[self.names[2]]
-        small, big = sorted((dh, dw), key=lambda d: d["step"])
-        if big["residue"] % small["step"] != small["residue"]:
+        both = lattice(self.domain, self.names[1]).meet(lattice(self.domain, self.names[2]))
+        if both is None:
             raise FormulaError(f"no square size lies in the domain {self.domain_text()}")
-        lo = max(dh["min"], dw["min"])
-        step, res = big["step"], big["residue"]
-        lo += (res - lo) % step
-        return lo, step, res
+        return both
 
     def max_size(self, batch: int, budget: int) -> Optional[int]:
         """The largest square size ``S`` of the domain whose peak at ``batch`` is at
@@ -238,13 +234,9 @@ class SizeFormula:
         return 0
 
     def domain_text(self) -> str:
-        """The domain in words: ``B >= 1, H >= 32, H ≡ 0 (mod 32), …``."""
-        parts = []
-        for n in self.names:
-            d = self.domain[n]
-            parts.append(f"{n} >= {d['min']}" + (f", {n} ≡ {d['residue']} (mod {d['step']})"
-                                                 if d["step"] > 1 else ""))
-        return ", ".join(parts)
+        """The domain in words: ``B >= 1, H >= 32, H ≡ 0 (mod 32), …`` (symbols
+        joined by ", ": see :mod:`complexity.counting.domain`)."""
+        return render_domain(self.domain, self.names, ", ")
 
 
 class _Tracer:
@@ -355,9 +347,9 @@ def _assemble(log: StepLog, polys, names, channels, device_type, monomials, bm, 
                      for c, m in zip(io, monomials))
     # the readings carry the live bytes; the same must come out of the sizes
     check_running(resident, ev)
-    domain = {names[0]: {"min": bm, "step": 1, "residue": 0}}
+    domain = {names[0]: Lattice.through(bm, 1).to_dict()}
     for n, b, s in zip(names[1:], base, steps):
-        domain[n] = {"min": b, "step": s, "residue": b % s}
+        domain[n] = Lattice.through(b, s).to_dict()
     return SizeFormula(names=names, channels=channels, device_type=device_type or "",
                        domain=domain, monomials=monomials,
                        values=dict(zip(VALUES, parts["values"])),
@@ -384,8 +376,8 @@ def _lower_corner(f: SizeFormula, polys, trace) -> Point:
     bm = f.batch_min
     dh, dw = f.domain[f.names[1]], f.domain[f.names[2]]
     # the smallest sizes of the lattice that the model takes with the same schedule
-    lo_h = dh["residue"] or dh["step"]
-    lo_w = dw["residue"] or dw["step"]
+    lo_h = Lattice.from_dict(dh).starting_at(1).min
+    lo_w = Lattice.from_dict(dw).starting_at(1).min
     while lo_h < dh["min"] or lo_w < dw["min"]:
         try:
             log = trace((bm, lo_h, lo_w))
