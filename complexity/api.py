@@ -299,10 +299,11 @@ class Derivation:
             raise ValueError(f"give exactly the symbols {', '.join(self.symbols)} "
                              f"(missing: {', '.join(missing) or 'none'}; "
                              f"unknown: {', '.join(extra) or 'none'})")
+        from complexity.counting.domain import lattice
+
         for n, v in values.items():
-            d = self.domain[n]
-            if isinstance(v, bool) or not isinstance(v, int) or v < d["min"] or \
-                    (v - d["residue"]) % d["step"]:
+            if isinstance(v, bool) or not isinstance(v, int) or \
+                    not lattice(self.domain, n).contains(v):
                 raise ValueError(f"{n}={v!r} is outside the verified domain ({self.domain_text})")
         if self.guards:  # only a symbolic trace has guards: torch is loaded already
             import sympy as sp
