@@ -1,0 +1,50 @@
+"""``complexity.fit``: will a training step fit in a memory budget (the ``fit``
+command), as :class:`~complexity.cost.fit.verdict.FitResult` rows."""
+from __future__ import annotations
+
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
+
+
+def fit(model: str, budget: int, *, batch: int = 32,
+        size: Union[int, Tuple[int, int], str] = (224, 224),
+        modes: Sequence[str] = ("full", "last"),
+        trainable: Sequence[Union[str, Sequence[str]]] = (), lora=None, device: str = "cuda",
+        reserve: Optional[int] = None, model_args: Optional[Dict[str, Any]] = None,
+        optimizer: str = "adam", foreach: Optional[bool] = None, fused: bool = False,
+        dtype: str = "float32", autocast: Optional[str] = None,
+        checkpoint: Optional[str] = None, grad_accum: int = 1, grad_scaler: bool = False,
+        set_to_none: bool = True) -> list:
+    """Will one training step of ``model`` fit in ``budget`` bytes, for each
+    trainable set, and what is the largest batch that does? A list of
+    :class:`~complexity.cost.fit.verdict.FitResult`, one per set — ``modes``
+    (``full``, ``last``), each of ``trainable`` (a glob, or globs), then each of
+    ``lora`` (``"r=8,alpha=16,targets=GLOB"`` strings or LoRA objects) — whose
+    ``to_dict()`` is the object ``python -m complexity fit --format json`` prints.
+
+    ``model``: a spec string as the command takes, with ``model_args``. ``size``:
+    ``H``, ``(H, W)`` or ``"auto"`` (the largest square input that fits).
+    ``device``: ``"cuda"`` (the caching allocator's predicted reserved bytes plus
+    ``reserve``, default 512 MiB, must fit) or ``"cpu"`` (the exact peak must). The
+    step's options as :func:`step_cost`'s (``foreach`` None: PyTorch's default on
+    ``device``). ``ValueError`` (an :class:`~complexity.errors.OptionError` naming
+    the parameter) before any tracing for arguments that cannot be used.
+
+    >>> rows = fit("stack", 20 * 2**20, batch=8, size=32, device="cpu",
+    ...            modes=["last"], trainable=["0.*"])
+    >>> [(r.mode, r.fits, r.max_batch > 8) for r in rows]
+    [('last', True, True), ('0.*', True, True)]
+    >>> rows[0].to_dict()["budget_bytes"], rows[0].step
+    (20971520, 'adam, float32')
+    """
+    from complexity.cost.fit.verdict import verdicts
+    from complexity.cost.step.lora import lora_modes
+    from complexity.cost.step.options import step_options
+
+    options = step_options(optimizer, foreach=foreach, fused=fused, dtype=dtype,
+                           autocast=autocast, checkpoint=checkpoint, set_to_none=set_to_none,
+                           grad_accum=grad_accum, grad_scaler=grad_scaler, device=device)
+    if isinstance(size, int) and not isinstance(size, bool):
+        size = (size, size)
+    return verdicts(model, budget, modes=modes, trainable=trainable, lora=lora_modes(lora),
+                    batch=batch, size=size if size == "auto" else tuple(size), device=device,
+                    reserve=reserve, options=options, model_args=model_args)
