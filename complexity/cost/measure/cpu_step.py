@@ -110,13 +110,7 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
             gc.disable()
             # the three instruments, one step each: FLOPs (the warm-up), peak, saved
             fwd_flops, bwd_flops, grad_bytes, target = _count_flops(step, x, target, opt)
-            # a float16 (CUDA) step's counters on the host are no device memory
-            opt_state, host = [], []
-            for s in opt.state.values():
-                for k, t in s.items():
-                    if isinstance(t, torch.Tensor):
-                        on_host = step.replay is not None and _on_host(opt, k)
-                        (host if on_host else opt_state).append(t)
+            opt_state, host = _optimizer_state(step, opt)
             live = _watch_peak(step, x, target, opt, opt_state + step.scaler_state(), host)
             saved_bytes = _saved_bytes(step, x, target)
     except RuntimeError as e:
@@ -289,6 +283,19 @@ def _check_measurable(how: str, options) -> None:
     if options.grad_scaler and how == "fake":
         raise ValueError("grad_scaler: GradScaler.step reads found_inf.item(), which fake "
                          "tensors cannot give; measure it with how='real'")
+
+
+def _optimizer_state(step: _CpuStep, opt) -> tuple:
+    """``(device state, host state)``: the optimizer's state tensors, those a CUDA
+    step keeps on the host (a float16 step's counters, :func:`_on_host`) apart:
+    they are no device memory."""
+    device, host = [], []
+    for s in opt.state.values():
+        for k, t in s.items():
+            if isinstance(t, torch.Tensor):
+                on_host = step.replay is not None and _on_host(opt, k)
+                (host if on_host else device).append(t)
+    return device, host
 
 
 def _on_host(opt, key: str) -> bool:

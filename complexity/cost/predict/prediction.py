@@ -149,28 +149,14 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
     """
     options = options or StepOptions()
     dtype = options.torch_dtype() if options.dtype != "float32" else None
-    amp = options.autocast_dtype()
-    if amp is not None and device_type is None:
-        # where the measurement runs an autocast step: float16 on (fake) CUDA
-        device_type = "cuda" if amp is torch.float16 else "cpu"
-    g = trace(model, input_shape, target, device_type, input_dtype=input_dtype,
-              input_high=input_high, dtype=dtype, autocast=amp, checkpoint=options.checkpoint)
-    loss_value = g.loss = g.calls[-1].outputs[0]
-    if options.grad_scaler:
-        _scale_loss(g)
+    g = _traced(model, input_shape, target, device_type, input_dtype, input_high, options)
+    loss_value = g.loss
     params = list(model.parameters())
     size = lambda p: p.numel() * (dtype.itemsize if dtype is not None and  # noqa: E731
                                   p.dtype.is_floating_point else p.element_size())
     if not any(p.requires_grad for p in params):
         raise ValueError("no parameter of the model requires grad: nothing to train")
-    # Only what the loss reaches gets a gradient (GoogLeNet's auxiliary heads in
-    # train mode, an unused parameter: no .grad, no optimizer state, no backward).
-    needed = {g.calls[-1].outputs[0]}  # the loss, or the scaled loss
-    for c in reversed(g.calls):
-        if c.node and any(v in needed for v in c.outputs):
-            needed.update(c.grad_inputs)
-        else:
-            c.backward_flops = 0
+    needed = _reached(g)
     reached = [v for v in g.params if v in needed]
     trainable = [g.params[v] for v in reached]
     # The optimizer's state (cost/step/optimizers.py: Adam keeps exp_avg, exp_avg_sq and
@@ -184,26 +170,13 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
         resident += sum(trainable)
     if options.grad_scaler:
         resident += SCALER_BYTES
-    # Checkpointed segments keep nothing of their own: checkpoint saves each
-    # segment's positional tensor arguments instead (the saved-tensor hooks see
-    # them) and replays the segment's forward, up to its early stop, in backward
-    # when a node of it that runs first unpacks a tensor.
-    inside = {i for sg in g.segments for i in range(sg.start, sg.end)}
-    kept = {s for i, c in enumerate(g.calls) if i not in inside for s in c.kept}
-    kept.update(s for sg in g.segments for s in sg.saved)
-    kept -= state
-    # A segment replays if a saving node of it runs: ``needed`` is what the schedule's
-    # backward gives a gradient (each value is made by one call, read by later ones).
-    replayed = sum(g.calls[i].forward_flops for sg in g.segments
-                   if any(unpacks(g.calls[j], needed) for j in saving_calls(g, sg))
-                   for i in recomputed_calls(g, sg))
     # K micro-batches per optimizer step: K forward and backward passes.
     passes = options.grad_accum
     values = {
         "param_bytes": sum(size(p) for p in params),
         "grad_bytes": sum(trainable),
         "optimizer_bytes": optimizer,
-        "saved_activation_bytes": sum(g.storage_bytes[s] for s in kept),
+        "saved_activation_bytes": sum(g.storage_bytes[s] for s in _kept(g) - state),
         "peak_bytes": peak(g, trainable, resident, events, optimizer=options.optimizer,
                            grads_resident=options.grads_resident,
                            # the previous micro-batch's loss, bound until the next is made
@@ -211,10 +184,61 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
                                           if options.grad_accum > 1 else 0),
                            grad_scaler=options.grad_scaler),
         "forward_flops": passes * sum(c.forward_flops for c in g.calls),
-        "backward_flops": passes * (sum(c.backward_flops for c in g.calls) + replayed),
+        "backward_flops": passes * (sum(c.backward_flops for c in g.calls)
+                                    + _replayed_flops(g, needed)),
     }
     return StepPrediction(values, sorted(g.unmodelled), g, trainable, set(reached),
                           optimizer, weights, io)
+
+
+def _traced(model, input_shape, target, device_type, input_dtype, input_high, options):
+    """The step's graph: the forward and loss traced with the options' dtype, autocast
+    and checkpointing, the loss marked (:attr:`Graph.loss`) and, with loss scaling,
+    ``scaler.scale(loss)`` recorded after it."""
+    dtype = options.torch_dtype() if options.dtype != "float32" else None
+    amp = options.autocast_dtype()
+    if amp is not None and device_type is None:
+        # where the measurement runs an autocast step: float16 on (fake) CUDA
+        device_type = "cuda" if amp is torch.float16 else "cpu"
+    g = trace(model, input_shape, target, device_type, input_dtype=input_dtype,
+              input_high=input_high, dtype=dtype, autocast=amp, checkpoint=options.checkpoint)
+    g.loss = g.calls[-1].outputs[0]
+    if options.grad_scaler:
+        _scale_loss(g)
+    return g
+
+
+def _reached(g) -> set:
+    """The values backward gives a gradient: what the loss (or the scaled loss)
+    reaches through nodes; a call it does not reach does no backward (GoogLeNet's
+    auxiliary heads in train mode, an unused parameter: no .grad, no optimizer
+    state, no backward FLOPs)."""
+    needed = {g.calls[-1].outputs[0]}
+    for c in reversed(g.calls):
+        if c.node and any(v in needed for v in c.outputs):
+            needed.update(c.grad_inputs)
+        else:
+            c.backward_flops = 0
+    return needed
+
+
+def _kept(g) -> set:
+    """The storages kept for backward. Checkpointed segments keep nothing of their
+    own: checkpoint saves each segment's positional tensor arguments instead (the
+    saved-tensor hooks see them) and replays the segment's forward in backward."""
+    inside = {i for sg in g.segments for i in range(sg.start, sg.end)}
+    kept = {s for i, c in enumerate(g.calls) if i not in inside for s in c.kept}
+    kept.update(s for sg in g.segments for s in sg.saved)
+    return kept
+
+
+def _replayed_flops(g, needed: set) -> int:
+    """The forward FLOPs checkpoint's replays add to backward: a segment replays,
+    up to its early stop, if a saving node of it runs (``needed``: the values the
+    schedule's backward gives a gradient)."""
+    return sum(g.calls[i].forward_flops for sg in g.segments
+               if any(unpacks(g.calls[j], needed) for j in saving_calls(g, sg))
+               for i in recomputed_calls(g, sg))
 
 
 def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = None, *,
