@@ -103,17 +103,14 @@ def predict_with_unmodelled(model: nn.Module, input_shape: Sequence[int], target
 class StepPrediction:
     """Everything :func:`predict_step` worked out: the :data:`KEYS` ``values``, the
     ``unmodelled`` calls, the traced ``graph``, the bytes of each trainable tensor
-    the loss reaches (``trainable_sizes``, in the optimizer's order) and their
-    value ids (``param_values``), the optimizer ``state`` bytes (the same as
-    ``values["optimizer_bytes"]``), and the ``weights`` (parameters, buffers) and
-    ``io`` (input, target) bytes resident through the step."""
+    the loss reaches (``trainable_sizes``, in the optimizer's order), and the
+    ``weights`` (parameters, buffers) and ``io`` (input, target) bytes resident
+    through the step."""
 
     values: Dict[str, int]
     unmodelled: List[str]
     graph: object
     trainable_sizes: List[int]
-    param_values: set
-    state: int
     weights: int
     io: int
 
@@ -157,8 +154,7 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
     if not any(p.requires_grad for p in params):
         raise ValueError("no parameter of the model requires grad: nothing to train")
     needed = _reached(g)
-    reached = [v for v in g.params if v in needed]
-    trainable = [g.params[v] for v in reached]
+    trainable = [g.params[v] for v in g.params if v in needed]
     # The optimizer's state (cost/step/optimizers.py: Adam keeps exp_avg, exp_avg_sq and
     # a float32 step counter per trainable tensor, SGD with momentum one buffer).
     optimizer = options.optimizer.state_bytes(trainable, g.device_type)
@@ -187,8 +183,7 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
         "backward_flops": passes * (sum(c.backward_flops for c in g.calls)
                                     + _replayed_flops(g, needed)),
     }
-    return StepPrediction(values, sorted(g.unmodelled), g, trainable, set(reached),
-                          optimizer, weights, io)
+    return StepPrediction(values, sorted(g.unmodelled), g, trainable, weights, io)
 
 
 def _traced(model, input_shape, target, device_type, input_dtype, input_high, options):
@@ -274,8 +269,8 @@ def step_log(model, input_shape: Sequence[int], device_type: Optional[str] = Non
     # Adam's 4-byte step counters, where the state holds them (on the CPU device):
     # the state less what the same optimizer keeps on a GPU
     optimizer = options.optimizer if options is not None else Optimizer()
-    counters = p.state - optimizer.state_bytes(p.trainable_sizes, "cuda")
+    counters = p.values["optimizer_bytes"] - optimizer.state_bytes(p.trainable_sizes, "cuda")
     return StepLog(values=p.values, events=events, weights=p.weights, io=p.io,
-                   optimizer=p.state, step_counter_bytes=counters, resident_grads=grads,
+                   optimizer=p.values["optimizer_bytes"], step_counter_bytes=counters, resident_grads=grads,
                    scaler=scaler, resident_blocks=blocks, trainable_sizes=p.trainable_sizes,
                    unmodelled=p.unmodelled)
