@@ -204,12 +204,13 @@ def test_guard_locations_skip_the_same_files_as_torch_without_its_imports():
     from torch.fx.experimental import symbolic_shapes as ss
 
     from complexity.counting import symbolic_shapes as sym
+    from complexity.counting import trace_watch
 
     was = ss.uninteresting_files
     names = ("torch.export._trace", "torch._inductor.sizevars")
     before = {n: sys.modules.get(n) for n in names}
-    sym._uninteresting_files.cache_clear()
-    ours = sym._uninteresting_files()
+    trace_watch.uninteresting_files_light.cache_clear()
+    ours = trace_watch.uninteresting_files_light()
     assert {n: sys.modules.get(n) for n in names} == before  # loaded or not, as before
     sym.trace(Strided(), (1, 3, 40, 40), {"H": 2, "W": 3})
     assert ss.uninteresting_files is was

@@ -24,21 +24,14 @@ domain (odd sizes included) against concrete counts, by the caller's counter.
 """
 from __future__ import annotations
 
-import contextlib
-import functools
-import importlib.util
 import math
 import random
-import sys
-import time
-import types
 from fractions import Fraction
 from typing import Callable, Dict, List, Sequence
 
 import sympy as sp
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from complexity.counting.derive import QUANTITIES, DeriveError, point_text, relation_text
@@ -46,112 +39,13 @@ from complexity.counting.domain import Lattice, contains, lattice
 from complexity.counting.hooks import kind_of, mode
 from complexity.counting.profile import (decomposed_attention, param_owners, selectors,
                                          shortcut_batchnorm, units)
+from complexity.counting.trace_watch import (Budget, Running, Specialised, Unsupported,
+                                             light_source_locations)
 from complexity.errors import reason
 
 _pos = dict(integer=True, positive=True)
 #: how far up the smallest admissible size is searched for (binary search)
 _MAX_MIN = 1 << 16
-
-
-class Specialised(DeriveError):
-    """The forward fixed an input symbol to one value; one line naming the guard."""
-
-
-class Unsupported(DeriveError):
-    """The symbolic trace itself failed (an op with no symbolic-shape kernel, a
-    forward that needs values); the caller may count concretely instead."""
-
-
-@functools.lru_cache(None)
-def _uninteresting_files() -> frozenset:
-    """torch's own ``symbolic_shapes.uninteresting_files()`` — the files a guard's
-    source location skips — without importing the modules it names only to read
-    their ``__file__``. Two of them (``torch.export._trace``,
-    ``torch._inductor.sizevars``) are not loaded by ``import torch, torchvision``,
-    and importing them pulls in inductor's code cache and aot_autograd: about
-    0.45 s of the first trace, for a set of file names. Here torch's function
-    itself runs (so the set is the same for any torch version), with stand-in
-    modules carrying only the real ``__file__`` for those not yet loaded; they are
-    removed again afterwards. Anything unexpected: torch's function as is."""
-    from torch.fx.experimental import symbolic_shapes as ss
-
-    original = getattr(ss.uninteresting_files, "__wrapped__", None)
-    if original is None:
-        return frozenset(ss.uninteresting_files())
-    stand_ins = {}
-    try:
-        for name in ("torch.export._trace", "torch._inductor.sizevars"):
-            if name in sys.modules:
-                continue
-            spec = importlib.util.find_spec(name)  # the parents are loaded already
-            if spec is None or not spec.origin:
-                return frozenset(ss.uninteresting_files())
-            stub = types.ModuleType(name)
-            stub.__file__ = spec.origin
-            stand_ins[name] = stub
-        for name, stub in stand_ins.items():
-            sys.modules[name] = stub
-            parent, _, leaf = name.rpartition(".")
-            setattr(sys.modules[parent], leaf, stub)
-        return frozenset(original())
-    finally:
-        for name in stand_ins:
-            if sys.modules.get(name) is stand_ins[name]:
-                del sys.modules[name]
-            parent, _, leaf = name.rpartition(".")
-            if getattr(sys.modules.get(parent), leaf, None) is stand_ins[name]:
-                delattr(sys.modules[parent], leaf)
-
-
-@contextlib.contextmanager
-def _light_source_locations():
-    """ShapeEnv looks up :func:`_uninteresting_files` by its module global for every
-    guard's and symbol's source location; it is swapped for the cheap equal set
-    while the trace runs, and put back after."""
-    from torch.fx.experimental import symbolic_shapes as ss
-
-    files = _uninteresting_files()  # computed before the swap, from torch's own function
-    was = ss.uninteresting_files
-    ss.uninteresting_files = lambda: files
-    try:
-        yield
-    finally:
-        ss.uninteresting_files = was
-
-
-class _Budget(TorchDispatchMode):
-    """Ends the trace at the first aten op past ``budget_s`` seconds, naming the
-    op that took longest and the module it ran in. ShapeEnv's own size
-    expressions can grow stage by stage (swin_t: every stage pads to a multiple of
-    its 7×7 window, nesting ``Mod`` and floor terms, and each window-partition
-    ``view`` then takes seconds to prove); a check only at module boundaries let
-    one slow block run on well past the budget. Passes every op on unchanged."""
-
-    def __init__(self, budget_s: float, here: Callable[[], str]):
-        super().__init__()
-        self.budget_s, self.here = budget_s, here
-        self.started = time.perf_counter()
-        self.slowest = (0.0, "", "")
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        now = time.perf_counter()
-        if now - self.started > self.budget_s:
-            took, op, where = self.slowest
-            raise Unsupported(
-                f"the symbolic trace passed {self.budget_s:g} s at {_op_name(func)} in "
-                f"{self.here()}: its size expressions grow op by op (slowest: {op} in "
-                f"{where}, {took:.1f} s)")
-        out = func(*args, **(kwargs or {}))
-        took = time.perf_counter() - now
-        if took > self.slowest[0]:
-            self.slowest = (took, _op_name(func), self.here())
-        return out
-
-
-def _op_name(func) -> str:
-    """``aten._unsafe_view.default`` → ``aten._unsafe_view``."""
-    name = str(func)
-    return name[:-len(".default")] if name.endswith(".default") else name
 
 
 def _expr(value) -> sp.Expr:
@@ -263,29 +157,10 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
     # The input is made outside the fake mode (from_tensor makes its sizes symbols).
     real = torch.empty(*input_shape, device="meta")
     tensors = [*module.named_parameters(), *module.named_buffers()]
-    names = {m: n for n, m in module.named_modules()}
-    running: List[str] = []  # modules now running, so a guard can say where it arose
-    events: List[tuple] = []
-    kinds = {n: type(m).__name__ for m, n in names.items() if n}
-
-    def here() -> str:
-        inside = running[-1] if running else type(module).__name__
-        return f"{inside} ({kinds[inside]})" if inside in kinds else inside
-
-    budget = _Budget(budget_s, here)
-
-    def enter(mod, _inputs):
-        running.append(names[mod] or type(mod).__name__)
-        events.append((len(env.guards), running[-1]))
-
-    def leave(mod, _inputs, _output):
-        running.pop()
-        events.append((len(env.guards), running[-1] if running else type(module).__name__))
-
-    for m in names:
-        handles.append(m.register_forward_pre_hook(enter))
-        handles.append(m.register_forward_hook(leave))
-    locations = _light_source_locations()
+    watch = Running(module, env)
+    budget = Budget(budget_s, watch.here)
+    handles += watch.hooks()
+    locations = light_source_locations()
     locations.__enter__()
     try:
         with fake:
@@ -316,17 +191,21 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
         for m in patched:
             del m.forward
 
-    def where(i: int, g) -> str:
-        inside = next((n for count, n in reversed(events) if count <= i), type(module).__name__)
-        loc = _where(g)
-        return f"{loc} (in {inside})" if "utils/_device.py" not in loc else f"the forward of {inside}"
+    return _result(module, input_shape, dims, index, env, internal, watch, outputs, counter,
+                   counts_weight)
 
+
+def _result(module, input_shape, dims, index, env, internal, watch, outputs, counter,
+            counts_weight) -> Dict:
+    """:func:`trace`'s result from its shape environment: the formulas in the
+    user's symbols, :class:`Specialised` if a guard fixed one, the domain and the
+    guards it does not imply."""
     symbols = {name: sp.Symbol(name, **_pos) for name in dims}
     to_user = {internal[n]: symbols[n] for n in dims}
     for n, s in internal.items():
         r = env.replacements.get(s)
         if r is not None and r.is_Integer:
-            guard = next((f"{relation_text(to_sympy(g.expr, to_user))} at {where(i, g)}"
+            guard = next((f"{relation_text(to_sympy(g.expr, to_user))} at {watch.where(i, g)}"
                           for i, g in enumerate(env.guards)
                           if s in g.expr.free_symbols and isinstance(g.expr, sp.Eq)), "a guard")
             raise Specialised(f"{n} is fixed to {r} by the forward: guard {guard}; "
@@ -335,7 +214,7 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
     for i, g in enumerate(env.guards):
         expr = to_sympy(g.expr, to_user)
         if expr is not sp.true:
-            guards.append((expr, where(i, g)))
+            guards.append((expr, watch.where(i, g)))
     formulas = {
         "params": sp.Integer(sum(n for _, n, _ in param_owners(module, counts_weight))),
         "outputs": to_sympy(sum((_expr(v) for v in outputs), sp.Integer(0)), to_user),
@@ -346,15 +225,6 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
                            {n: int(input_shape[index[n]]) for n in dims})
     return {"symbols": list(dims), "formulas": {q: sp.expand(formulas[q]) for q in QUANTITIES},
             "domain": domain, "guards": rest}
-
-
-def _where(g) -> str:
-    loc = g.sloc.maybe_user_loc or g.sloc.framework_loc
-    if loc is None:
-        return "an unknown place"
-    if isinstance(loc, str):
-        return loc
-    return f"{loc.filename.rsplit('site-packages/', 1)[-1]}:{loc.lineno} in {loc.name}"
 
 
 def _domain(symbols: Dict[str, sp.Symbol], guards: List, lower: Dict[str, int],
