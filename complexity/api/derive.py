@@ -243,7 +243,8 @@ def _traced(module, spec, shape, names, bindings, convention, count, base, check
     from complexity.counting.derive import DeriveError, domain_text
 
     try:
-        traced = sym.trace(module, shape, {n: bindings[n][1] for n in names}, convention)
+        traced = sym.trace(module, shape, {n: bindings[n][1] for n in names}, convention,
+                           input_dtype=getattr(spec, "input_dtype", None))
     except sym.Specialised as e:
         raise DeriveError(f"{spec.name}: {e}") from None
     except sym.Unsupported as e:
