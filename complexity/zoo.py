@@ -10,7 +10,16 @@ keyword arguments and what they mean):
 * a timm model, ``timm:NAME`` (when timm is installed; ``pretrained=False``);
 * ``package.module:factory``, any callable returning an ``nn.Module``;
 * ``path/to/file.py:Name``, a class or factory defined in a Python file (the file
-  is loaded with :mod:`importlib.util`, not imported from ``sys.path``).
+  is loaded with :mod:`importlib.util`, not imported from ``sys.path``);
+* a Hugging Face transformers model (when transformers is installed):
+  ``hf:ARCH`` (a model class, ``hf:BertForSequenceClassification``, on its config
+  class's defaults), ``hf:PATH`` (a ``config.json`` or a folder holding one: the
+  class is its ``architectures[0]``) or ``hf:ORG/NAME`` (that config from the
+  local Hugging Face cache); ``model_args`` are config fields. The config is
+  read from disk only (a path that exists is a path); no remote code is run (the
+  class must be one transformers defines). Its spec knows the input: token ids
+  below ``vocab_size`` (``input_dtype``, ``input_high``), an image of the config's
+  ``num_channels`` and ``image_size``, or audio samples.
 
 :func:`build_model` is the same resolver for the training-step commands: the model
 built on the meta device and its input channels. Building happens on whatever device is the default when
@@ -18,7 +27,8 @@ built on the meta device and its input channels. Building happens on whatever de
 ``torch.device("meta")`` so that no weights are allocated or initialised.
 Nothing here downloads weights: torchvision builders get ``weights=None`` (and
 ``weights_backbone=None`` where they take it), timm's ``create_model`` gets
-``pretrained=False``.
+``pretrained=False``, a transformers class is built from a config (``Model(config)``,
+random initialisation, no ``from_pretrained``).
 
 Errors are :class:`ModelSpecError` (a ``ValueError``) with one line naming the
 problem; the CLI turns them into exit code 2.
@@ -64,6 +74,15 @@ class ModelSpec:
     input_links: Dict[str, int] = field(default_factory=dict)
     #: the input rank the model takes, when known (None: any)
     rank: Optional[int] = None
+    #: the input's dtype when it is not float32 (``torch.long`` token ids) and, for
+    #: integers, the exclusive bound of its values (the vocabulary size): what
+    #: ``step_cost``'s and ``profile``'s ``input_dtype``/``input_high`` take
+    input_dtype: Any = None
+    input_high: Optional[int] = None
+    #: the input a caller gets when it gives none (None: the image default)
+    default_input: Optional[Tuple[int, ...]] = None
+    #: the input's dimensions in words for messages (``"N,L token ids"``)
+    input_dims: Optional[str] = None
 
     def build(self, **overrides):
         """Call the factory with ``args`` updated by ``overrides``; check it is a module."""
@@ -155,7 +174,8 @@ def check_input(spec: ModelSpec, shape: Tuple[int, ...]) -> None:
     """Reject an input of the wrong rank, or whose channels contradict the model."""
     given = Given(tuple(shape), ",".join(map(str, shape)))
     if spec.rank is not None and len(shape) != spec.rank:
-        dims = "N,C,H,W" if spec.rank == 4 else "N,C,T,H,W" if spec.rank == 5 else f"rank {spec.rank}"
+        dims = spec.input_dims or ("N,C,H,W" if spec.rank == 4 else "N,C,T,H,W" if spec.rank == 5
+                                   else f"rank {spec.rank}")
         raise ModelSpecError("{input_shape} has rank " + literal(
             f"{len(shape)}; {spec.name} takes {dims} (rank {spec.rank})"), input_shape=given)
     for argument, dim in spec.input_links.items():
@@ -345,10 +365,241 @@ def _builtin(name: str, model_args: Dict[str, Any]) -> ModelSpec:
                      rank=4)
 
 
+#: a Hugging Face hub repository id, ORG/NAME
+_REPO_ID = r"[A-Za-z0-9][\w.\-]*/[\w.\-]+"
+
+
+def _hf(text: str, model_args: Dict[str, Any]) -> ModelSpec:
+    """``hf:ARCH`` (a transformers model class and its config class's defaults),
+    ``hf:PATH`` (a ``config.json`` or a folder holding one) or ``hf:ORG/NAME`` (the
+    config of a hub model in the local cache); ``model_args`` override config fields.
+    Nothing is downloaded and no remote code is run: the class must be one
+    transformers defines."""
+    import os
+
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise ModelSpecError(f"hf:{text} needs transformers, which is not installed: "
+                             "pip install transformers") from None
+    if not text:
+        raise ModelSpecError("MODEL 'hf:' names nothing: give hf:ARCH (a transformers class, "
+                             "e.g. hf:BertForSequenceClassification), hf:path/to/config.json "
+                             "or hf:ORG/NAME")
+    if os.path.exists(text):
+        return _hf_config_file(f"hf:{text}", _config_json(text), model_args)
+    if re.fullmatch(_IDENT, text) and not (_hf_cached(text) and not _hf_has_class(text)):
+        model_cls = _hf_class(text, lambda: f"MODEL 'hf:{text}': transformers has no model "
+                              f"class {text!r} (give a class such as BertForSequenceClassification, "
+                              "a config.json or ORG/NAME)")
+        config_cls = getattr(model_cls, "config_class", None)
+        if config_cls is None:
+            raise ModelSpecError(f"MODEL 'hf:{text}': {text} names no config class; give "
+                                 f"hf:path/to/config.json")
+        return _hf_spec(f"hf:{text}", model_cls, config_cls, {}, model_args)
+    # ORG/NAME, or a legacy id without an organisation (gpt2, bert-base-uncased)
+    if re.fullmatch(rf"{_REPO_ID}|[A-Za-z0-9][\w.\-]*", text) and not text.endswith(".json"):
+        path = _hf_cached(text)
+        if path is None:
+            raise ModelSpecError(f"MODEL 'hf:{text}': {text} is not in the local Hugging Face "
+                                 "cache (nothing is downloaded here) and no such file or folder "
+                                 "exists; pass its config as hf:path/to/config.json")
+        return _hf_config_file(f"hf:{text}", path, model_args)
+    raise ModelSpecError(f"MODEL 'hf:{text}': no such file or folder {text} (give hf:ARCH, "
+                         "hf:path/to/config.json or hf:ORG/NAME)")
+
+
+def _config_json(path: str) -> str:
+    """``path`` itself, or the ``config.json`` of the folder ``path``."""
+    import os
+
+    if not os.path.isdir(path):
+        return path
+    found = os.path.join(path, "config.json")
+    if not os.path.isfile(found):
+        raise ModelSpecError(f"MODEL 'hf:{path}': the folder {path} holds no config.json")
+    return found
+
+
+def _hub_cache() -> str:
+    """The Hugging Face hub cache, read from the environment now (``HF_HUB_CACHE``,
+    else ``HF_HOME``/hub, else huggingface_hub's default)."""
+    import os
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return os.environ["HF_HUB_CACHE"]
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.environ["HF_HOME"], "hub")
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def _hf_cached(repo_id: str) -> Optional[str]:
+    """The cached ``config.json`` of hub model ``repo_id`` (its ``main`` revision), or
+    None; only the cache on disk is read."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo_id, "config.json", cache_dir=_hub_cache())
+    except Exception:  # a malformed id or cache: the same as not cached
+        return None
+    return found if isinstance(found, str) else None
+
+
+def _hf_has_class(name: str) -> bool:
+    try:
+        _hf_class(name, str)
+    except ModelSpecError:
+        return False
+    return True
+
+
+def _hf_class(name: str, missing: Callable[[], str]):
+    """transformers' model class ``name`` (a ``PreTrainedModel``), else ``missing()``."""
+    import transformers
+
+    try:
+        obj = getattr(transformers, name)
+    except Exception:  # AttributeError, or a lazy import's missing dependency
+        obj = None
+    if not (isinstance(obj, type) and issubclass(obj, transformers.PreTrainedModel)):
+        raise ModelSpecError(missing())
+    return obj
+
+
+def _hf_config_file(name: str, path: str, model_args: Dict[str, Any]) -> ModelSpec:
+    """The spec of a ``config.json``: its ``model_type``'s config class, its
+    ``architectures[0]`` model class (one of transformers' own)."""
+    import json
+
+    from transformers import CONFIG_MAPPING
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ModelSpecError(f"MODEL {name!r}: cannot read {path}: {reason(e)}") from None
+    if not isinstance(data, dict):
+        raise ModelSpecError(f"MODEL {name!r}: {path} is not a JSON object")
+    model_type = data.get("model_type")
+    if model_type not in CONFIG_MAPPING:
+        raise ModelSpecError(f"MODEL {name!r}: {path} has model_type {model_type!r}, which "
+                             "transformers does not know (remote code is not run)")
+    archs = data.get("architectures") or []
+    if not archs:
+        raise ModelSpecError(f"MODEL {name!r}: {path} names no architectures; give the model "
+                             "class as hf:ARCH (e.g. hf:BertForSequenceClassification) and this "
+                             "config's fields as model_args")
+    model_cls = _hf_class(str(archs[0]), lambda: (
+        f"MODEL {name!r}: {path} names architecture {archs[0]!r}, which transformers does not "
+        "define (remote code is not run); give a transformers class as hf:ARCH"))
+    return _hf_spec(name, model_cls, CONFIG_MAPPING[model_type], data, model_args)
+
+
+def _hf_fields(config_cls, base: Dict[str, Any]) -> Dict[str, Any]:
+    """Every field a config of ``config_cls`` takes, with its default (``base``'s
+    values first): the constructor's parameters, the fields of a default config,
+    its ``attribute_map`` aliases and settable properties (``num_labels``)."""
+    names: Dict[str, Any] = {}
+    try:
+        defaults = config_cls().to_dict()
+    except Exception:  # a config that needs arguments (sub-configs)
+        defaults = {}
+    try:
+        params = inspect.signature(config_cls.__init__).parameters.values()
+    except (TypeError, ValueError):
+        params = []
+    for p in params:
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self":
+            names[p.name] = None if p.default is inspect.Parameter.empty else p.default
+    names.update(defaults)
+    for alias, target in getattr(config_cls, "attribute_map", {}).items():
+        names.setdefault(alias, names.get(target))
+    for attr in dir(config_cls):
+        value = getattr(config_cls, attr, None)
+        if isinstance(value, property) and value.fset is not None and not attr.startswith("_"):
+            names.setdefault(attr, None)
+    names["attn_implementation"] = None
+    names.update(base)
+    return {k: v for k, v in names.items() if re.fullmatch(_IDENT, k) and not k.startswith("_")}
+
+
+class _HFFactory:
+    """``Model(config)``: the config made from ``base`` and the fields given
+    (``attn_implementation`` sets the attention, "sdpa" where the class has it,
+    else "eager"); its signature lists the config's fields with their defaults, so
+    ``derive`` can vary them as constructor arguments."""
+
+    def __init__(self, model_cls, config_cls, base: Dict[str, Any], fields: Dict[str, Any]):
+        self.model_cls, self.config_cls, self.base = model_cls, config_cls, base
+        self.__name__ = model_cls.__name__
+        self.fields = fields
+        self.__signature__ = inspect.Signature([
+            inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+            for k, v in fields.items()])
+
+    def config(self, **given):
+        unknown = [k for k in given if k not in self.fields]
+        if unknown:
+            import difflib
+
+            near = difflib.get_close_matches(unknown[0], list(self.fields), n=3)
+            raise ModelSpecError("{model_args} " + literal(
+                f"{unknown[0]!r}: {self.config_cls.__name__} has no such field"
+                + (f" (did you mean {', '.join(near)}?)" if near else "")), model_args=NAMED)
+        attn = given.pop("attn_implementation", None) or (
+            "sdpa" if getattr(self.model_cls, "_supports_sdpa", False) else "eager")
+        aliases = getattr(self.config_cls, "attribute_map", {})
+        merged = {**self.base, **{aliases.get(k, k): v for k, v in given.items()}}
+        merged.pop("architectures", None)
+        config = self.config_cls.from_dict(merged)
+        config._attn_implementation = attn
+        return config
+
+    def __call__(self, **given):
+        return self.model_cls(self.config(**given))
+
+
+def _hf_spec(name: str, model_cls, config_cls, base: Dict[str, Any],
+             model_args: Dict[str, Any]) -> ModelSpec:
+    """The spec of ``model_cls`` on ``base`` (a config's fields) with ``model_args``,
+    and its input: token ids below ``vocab_size`` (``input_ids``), pixels
+    ``N, num_channels, image_size, image_size`` (``pixel_values``) or audio samples
+    ``N, T`` (``input_values``)."""
+    import torch
+
+    factory = _HFFactory(model_cls, config_cls, base, _hf_fields(config_cls, base))
+    try:
+        config = factory.config(**model_args)
+    except ModelSpecError:
+        raise
+    except Exception as e:
+        raise ModelSpecError(f"{name}: its config with " + "{model_args} failed: "
+                             + literal(reason(e)), model_args=NAMED) from None
+    spec = ModelSpec(name, factory, dict(model_args))
+    main = getattr(model_cls, "main_input_name", "input_ids")
+    if main == "input_ids" and isinstance(getattr(config, "vocab_size", None), int):
+        positions = getattr(config, "max_position_embeddings", None)
+        length = min(128, positions) if isinstance(positions, int) and positions > 0 else 128
+        spec.rank, spec.input_dims, spec.default_input = 2, "N,L token ids", (1, length)
+        spec.input_dtype, spec.input_high = torch.long, config.vocab_size
+    elif main == "pixel_values" and isinstance(getattr(config, "num_channels", None), int):
+        size = getattr(config, "image_size", 224)
+        h, w = (size, size) if isinstance(size, int) else tuple(size)[:2]
+        spec.args.setdefault("num_channels", config.num_channels)
+        spec.input_links = {"num_channels": 1}
+        spec.rank, spec.default_input = 4, (1, config.num_channels, h, w)
+    elif main == "input_values":
+        spec.rank, spec.input_dims, spec.default_input = 2, "N,T audio samples", (1, 16000)
+    return spec
+
+
 def parse_spec(text: str, model_args: Optional[Dict[str, Any]] = None) -> ModelSpec:
     """A :class:`ModelSpec` for a built-in name (``cnn``, ``unet``, ``stack``, a
     DeepLabV3 architecture), ``torchvision:NAME``, a bare torchvision model name,
-    ``timm:NAME``, ``package.module:factory`` or ``path/to/file.py:Name``.
+    ``timm:NAME``, ``hf:ARCH``/``hf:PATH``/``hf:ORG/NAME``, ``package.module:factory``
+    or ``path/to/file.py:Name``.
 
     >>> parse_spec("torchvision:resnet18").args
     {'weights': None}
@@ -357,7 +608,7 @@ def parse_spec(text: str, model_args: Optional[Dict[str, Any]] = None) -> ModelS
     >>> parse_spec("resnet")
     Traceback (most recent call last):
     ...
-    complexity.zoo.ModelSpecError: MODEL 'resnet' is not cnn, unet, stack, a deeplabv3_* architecture, a torchvision model name (torchvision:NAME), timm:NAME, package.module:factory or path/to/file.py:Class
+    complexity.zoo.ModelSpecError: MODEL 'resnet' is not cnn, unet, stack, a deeplabv3_* architecture, a torchvision model name (torchvision:NAME), timm:NAME, hf:ARCH, hf:PATH, hf:ORG/NAME, package.module:factory or path/to/file.py:Class
     >>> parse_spec("nosuch/model.py:Net")
     Traceback (most recent call last):
     ...
@@ -375,6 +626,8 @@ def parse_spec(text: str, model_args: Optional[Dict[str, Any]] = None) -> ModelS
         return _torchvision(text.split(":", 1)[1], model_args)
     if text.startswith("timm:") and re.fullmatch(r"[\w.\-]+", text[5:]):
         return _timm(text[5:], model_args)
+    if text.startswith("hf:"):
+        return _hf(text[3:].strip(), model_args)
     if is_file_spec(text):
         return _file(text, model_args)
     if re.fullmatch(rf"{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*", text):
@@ -385,8 +638,8 @@ def parse_spec(text: str, model_args: Optional[Dict[str, Any]] = None) -> ModelS
         if text in torchvision.models.list_models():
             return _torchvision(text, model_args)
     raise ModelSpecError(f"MODEL {text!r} is not cnn, unet, stack, a deeplabv3_* architecture, "
-                         "a torchvision model name (torchvision:NAME), timm:NAME, "
-                         "package.module:factory or path/to/file.py:Class")
+                         "a torchvision model name (torchvision:NAME), timm:NAME, hf:ARCH, "
+                         "hf:PATH, hf:ORG/NAME, package.module:factory or path/to/file.py:Class")
 
 
 def build_model(name: str, layers: int = 4, width: int = 16,

@@ -165,3 +165,18 @@ def test_symbols_bound_twice_or_keywords_are_rejected(symbols, fragment, capsys)
     out, err = capsys.readouterr()
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "Traceback" not in err and fragment in err, err
+
+
+def test_a_named_argument_symbol_with_letters_in_the_input():
+    """``C=width`` keeps its binding when the input's letters add symbols (it was
+    rebuilt as a bare ``C``, which names no argument)."""
+    from torch import nn
+
+    from complexity import derive
+
+    def conv(width=4):
+        return nn.Conv2d(1, width, 3)
+
+    d = derive(conv, "C=width", "1,1,H,8")
+    assert d.symbols == {"C": "width", "H": "input[2]"}
+    assert str(d.formulas["params"]) == "10*C"

@@ -198,8 +198,9 @@ def _chosen_symbols(model, symbols, input_shape, model_args):
         # at least 2: a symbolic trace treats a size of 1 as the constant 1
         input_shape = tuple(v if isinstance(v, int) else max(2, default[i])
                             for i, v in enumerate(template))
-        given = [n for n, _ in parse_symbols(text)] if text else []
-        text = ",".join(given + [n for n in input_dims if n not in given])
+        given = parse_symbols(text) if text else []  # NAME=argument kept as given
+        text = ",".join([n if t == n else f"{n}={t}" for n, t in given]
+                        + [n for n in input_dims if n not in dict(given)])
     if not text and symbols is None:
         from complexity.errors import NAMED, OptionError
 
@@ -242,7 +243,8 @@ def _traced(module, spec, shape, names, bindings, convention, count, base, check
     from complexity.counting.derive import DeriveError, domain_text
 
     try:
-        traced = sym.trace(module, shape, {n: bindings[n][1] for n in names}, convention)
+        traced = sym.trace(module, shape, {n: bindings[n][1] for n in names}, convention,
+                           input_dtype=getattr(spec, "input_dtype", None))
     except sym.Specialised as e:
         raise DeriveError(f"{spec.name}: {e}") from None
     except sym.Unsupported as e:

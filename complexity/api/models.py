@@ -16,6 +16,8 @@ def input_shape_of(spec, input_shape) -> Tuple[int, ...]:
     if input_shape is None:
         if spec is None:
             raise ModelSpecError("input_shape is needed for a module (e.g. (1, 3, 224, 224))")
+        if spec.default_input:  # hf: token ids (1, 128), a ViT's image size, audio samples
+            return tuple(spec.default_input)
         if spec.input_links:  # cnn/unet: their own input channels, the course's 32×32
             return (1, spec.args["num_in_channels"], 32, 32)
         return DEFAULT_VIDEO_INPUT if spec.rank == 5 else DEFAULT_INPUT

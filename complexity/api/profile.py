@@ -132,9 +132,10 @@ def profile(model, input_shape=None, convention: str = "torch", device: str = "m
 
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    _, name, shape, module = resolve_model(model, input_shape, model_args, device)
-    try:
-        p = _profile(module, shape, convention, device, model_name=name)
+    spec, name, shape, module = resolve_model(model, input_shape, model_args, device)
+    try:  # a spec's input dtype: hf: text models take torch.long token ids
+        p = _profile(module, shape, convention, device, model_name=name,
+                     input_dtype=getattr(spec, "input_dtype", None))
     except ProfileError as e:
         raise ProfileError(f"{name}: {e}") from None
     keys = [f.name for f in fields(ProfileLayer)]

@@ -121,7 +121,8 @@ def step_cost(model, input_shape: Optional[Sequence[int]] = None,
     ``input_dtype``, ``input_high``: a batch of another dtype than float32, e.g.
     token ids ``(N, L)`` with ``input_dtype=torch.long, input_high=vocab_size`` for
     a Hugging Face model (its ``.logits``; ``(N, L, V)`` token logits are taken as
-    ``N·L`` rows of cross-entropy).
+    ``N·L`` rows of cross-entropy); a spec that knows its input (``"hf:ARCH"`` text
+    models: token ids below ``vocab_size``) gives them when these are None.
 
     >>> import torch
     >>> from models.stack import Stack
@@ -148,6 +149,8 @@ def step_cost(model, input_shape: Optional[Sequence[int]] = None,
     flags = [(p, p.requires_grad) for p in module.parameters()]
     try:
         net, params = _trained(module, spec, mode, options)
+        if input_dtype is None and spec is not None and spec.input_dtype is not None:
+            input_dtype, input_high = spec.input_dtype, spec.input_high  # hf: token ids
         dtypes = dict(input_dtype=input_dtype, input_high=input_high)
         predicted, unmodelled, measured = _costed(net, shape, options, how, dtypes)
     finally:

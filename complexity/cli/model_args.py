@@ -16,8 +16,11 @@ FLAGS = {"num_filters": "--nf", "num_colours": "--nc", "kernel": "--kernel",
 
 #: what a MODEL may be (complexity.zoo.parse_spec), for every command's --help
 MODEL_HELP = ("cnn, unet, stack, a deeplabv3_* architecture, a torchvision model (NAME or "
-              "torchvision:NAME), timm:NAME, package.module:factory or path/to/file.py:Class "
-              "(a class or function returning an nn.Module)")
+              "torchvision:NAME), timm:NAME, a Hugging Face transformers model (hf:ARCH, a "
+              "class such as hf:BertForSequenceClassification on its config's defaults; "
+              "hf:PATH, a config.json or its folder; hf:ORG/NAME, from the local cache; "
+              "--model-args sets config fields), package.module:factory or "
+              "path/to/file.py:Class (a class or function returning an nn.Module)")
 
 
 def add_model_args_option(p) -> None:
@@ -44,8 +47,8 @@ def given_model_args(text) -> dict:
 def add_model_arguments(p) -> None:
     p.add_argument("model", metavar="MODEL", help=MODEL_HELP)
     p.add_argument("--input", default=None, metavar="N,C,H,W",
-                   help="input shape, sizes >= 1 (default 1,NIC,32,32 for cnn/unet, "
-                   "1,3,224,224 otherwise)")
+                   help="input shape, sizes >= 1 (default 1,NIC,32,32 for cnn/unet; hf: text "
+                   "models N,L token ids, 1,128; 1,3,224,224 otherwise)")
     add_model_args_option(p)
     for name, flag in FLAGS.items():
         p.add_argument(flag, dest=name, type=odd_kernel if name == "kernel" else positive_int,

@@ -351,6 +351,7 @@ def model_counter(spec, input_shape: Sequence[int], bindings: Dict[str, tuple],
         if key not in models:
             with torch.device(device):
                 models[key] = spec.build(**args)
-        return totals(profile(models[key], shape, convention, device, layers=False))
+        return totals(profile(models[key], shape, convention, device, layers=False,
+                              input_dtype=getattr(spec, "input_dtype", None)))
 
     return count

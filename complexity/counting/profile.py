@@ -198,7 +198,7 @@ def _macs(flops: int):
 
 def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "torch",
             device: str = "meta", model_name: Optional[str] = None,
-            layers: bool = True) -> Dict:
+            layers: bool = True, input_dtype: Optional[torch.dtype] = None) -> Dict:
     """Totals and per-module rows of ``module`` on an input of ``input_shape``.
 
     Returns ``{"model", "input", "convention", "device", "params",
@@ -209,6 +209,8 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
     "macs", "calls"}`` with the counts of its whole subtree, in first-call order.
     ``ops`` gives the MACs per aten op. The module is not modified.
     ``layers=False`` skips the rows (totals only; what ``derive`` needs, faster).
+    ``input_dtype``: the input's dtype when not float32, e.g. ``torch.long`` token
+    ids (zeros on the cpu device: a valid id of any vocabulary).
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
@@ -269,14 +271,14 @@ def profile(module: nn.Module, input_shape: Sequence[int], convention: str = "to
                 tensors = list(module.named_parameters()) + list(module.named_buffers())
                 # Default device meta: tensors the forward creates itself land there too.
                 with torch.device("meta"), counter:
-                    x = torch.empty(*input_shape)
+                    x = torch.empty(*input_shape, dtype=input_dtype)
                     if all(t.is_meta for _, t in tensors):  # built on meta: run as is
                         module(x)
                     else:  # real weights: run on meta stand-ins, leave the module alone
                         stand_ins = {n: torch.empty_like(t, device="meta") for n, t in tensors}
                         functional_call(module, stand_ins, (x,))
             else:
-                x = torch.zeros(*input_shape)
+                x = torch.zeros(*input_shape, dtype=input_dtype)
                 with decomposed_attention(), counter:
                     module(x)
     except Exception as e:

@@ -117,14 +117,15 @@ def _holds(guard, values: Dict[sp.Symbol, int]) -> bool:
 
 
 def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
-          convention: str = "torch", budget_s: float = 10.0) -> Dict:
+          convention: str = "torch", budget_s: float = 10.0, input_dtype=None) -> Dict:
     """One forward of ``module`` on a fake input of ``input_shape`` whose dimensions
     ``dims`` (``{name: index}``) are symbols. Returns ``{"symbols", "formulas",
     "domain", "guards"}``: sympy formulas for params, outputs and MACs in
     positive-integer symbols named as ``dims``; ``domain`` per symbol ``{"min",
     "step", "residue"}``; ``guards``: the conditions of the trace that these do not
     already imply, as sympy relations. Raises :class:`Specialised` when a guard fixes
-    a symbol, :class:`Unsupported` when the trace cannot run.
+    a symbol, :class:`Unsupported` when the trace cannot run. ``input_dtype``: the
+    input's when not float32 (``torch.long`` token ids).
     """
     from torch._dispatch.python import enable_python_dispatcher
     from torch._subclasses.fake_tensor import FakeTensorMode
@@ -155,7 +156,7 @@ def trace(module: nn.Module, input_shape: Sequence[int], dims: Dict[str, int],
     # forward makes itself (torch.arange, masks) sit with the input and weights
     # (fake CPU tensors pick up guards of CPU kernel heuristics, e.g. numel <= 20480).
     # The input is made outside the fake mode (from_tensor makes its sizes symbols).
-    real = torch.empty(*input_shape, device="meta")
+    real = torch.empty(*input_shape, dtype=input_dtype, device="meta")
     tensors = [*module.named_parameters(), *module.named_buffers()]
     watch = Running(module, env)
     budget = Budget(budget_s, watch.here)
