@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 
-def fit(model: str, budget: int, *, batch: int = 32,
-        size: Union[int, Tuple[int, int], str] = (224, 224),
+def fit(model: str, budget: int, *, batch: Optional[int] = None,
+        size: Union[int, Tuple[int, int], str, None] = None,
+        input_shape: Union[Sequence[int], str, None] = None,
         modes: Sequence[str] = ("full", "last"),
         trainable: Sequence[Union[str, Sequence[str]]] = (), lora=None, device: str = "cuda",
         reserve: Optional[int] = None, model_args: Optional[Dict[str, Any]] = None,
@@ -21,8 +22,13 @@ def fit(model: str, budget: int, *, batch: int = 32,
     ``lora`` (``"r=8,alpha=16,targets=GLOB"`` strings or LoRA objects) — whose
     ``to_dict()`` is the object ``python -m complexity fit --format json`` prints.
 
-    ``model``: a spec string as the command takes, with ``model_args``. ``size``:
-    ``H``, ``(H, W)`` or ``"auto"`` (the largest square input that fits).
+    ``model``: a spec string as the command takes, with ``model_args``. ``batch``
+    (default 32) and ``size``: ``H``, ``(H, W)`` (default 224×224) or ``"auto"``
+    (the largest square input that fits) of an image batch; or ``input_shape``,
+    the whole input of any rank, batch first, instead of both (``(8, 512)`` token
+    ids — a model whose first layer is an embedding, or a Hugging Face model taking
+    ``input_ids``, gets int64 ids below its vocabulary — ``(4, 16000)`` audio,
+    ``(2, 3, 16, 112, 112)`` video): the max batch is over its first size.
     ``device``: ``"cuda"`` (the caching allocator's predicted reserved bytes plus
     ``reserve``, default 512 MiB, must fit) or ``"cpu"`` (the exact peak must). The
     step's options as :func:`step_cost`'s (``foreach`` None: PyTorch's default on
@@ -33,8 +39,8 @@ def fit(model: str, budget: int, *, batch: int = 32,
     ...            modes=["last"], trainable=["0.*"])
     >>> [(r.mode, r.fits, r.max_batch > 8) for r in rows]
     [('last', True, True), ('0.*', True, True)]
-    >>> rows[0].to_dict()["budget_bytes"], rows[0].step
-    (20971520, 'adam, float32')
+    >>> rows[0].to_dict()["budget_bytes"], rows[0].step, rows[0].input
+    (20971520, 'adam, float32', [8, 16, 32, 32])
     """
     from complexity.cost.fit.verdict import verdicts
     from complexity.cost.step.lora import lora_modes
@@ -46,5 +52,6 @@ def fit(model: str, budget: int, *, batch: int = 32,
     if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
     return verdicts(model, budget, modes=modes, trainable=trainable, lora=lora_modes(lora),
-                    batch=batch, size=size if size == "auto" else tuple(size), device=device,
-                    reserve=reserve, options=options, model_args=model_args)
+                    batch=batch, size=size if size in ("auto", None) else tuple(size),
+                    device=device, reserve=reserve, options=options, model_args=model_args,
+                    input_shape=input_shape)

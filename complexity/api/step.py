@@ -121,8 +121,13 @@ def step_cost(model, input_shape: Optional[Sequence[int]] = None,
     ``input_dtype``, ``input_high``: a batch of another dtype than float32, e.g.
     token ids ``(N, L)`` with ``input_dtype=torch.long, input_high=vocab_size`` for
     a Hugging Face model (its ``.logits``; ``(N, L, V)`` token logits are taken as
-    ``N·L`` rows of cross-entropy); a spec that knows its input (``"hf:ARCH"`` text
-    models: token ids below ``vocab_size``) gives them when these are None.
+    ``N·L`` rows of cross-entropy). Left out, a spec that knows its input (``"hf:ARCH"``
+    text models: token ids below ``vocab_size``) gives them; otherwise the model says: one whose
+    ``main_input_name`` is ``"input_ids"`` or whose first layer is an
+    ``nn.Embedding`` gets int64 ids below its vocabulary
+    (:func:`~complexity.cost.step.batch.token_vocabulary`), any other float32.
+    ``input_shape`` may have any rank (``(4, 16000)`` audio, ``(2, 3, 16, 112, 112)``
+    video).
 
     >>> import torch
     >>> from models.stack import Stack
@@ -152,6 +157,10 @@ def step_cost(model, input_shape: Optional[Sequence[int]] = None,
         if input_dtype is None and spec is not None and spec.input_dtype is not None:
             input_dtype, input_high = spec.input_dtype, spec.input_high  # hf: token ids
         dtypes = dict(input_dtype=input_dtype, input_high=input_high)
+        if input_dtype is None and input_high is None:  # the model says: token ids?
+            from complexity.cost.step.batch import input_kind
+
+            dtypes = input_kind(module, shape)
         predicted, unmodelled, measured = _costed(net, shape, options, how, dtypes)
     finally:
         for p, flag in flags:

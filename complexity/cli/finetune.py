@@ -29,6 +29,23 @@ def _sizes(text: str):
     return distinct(values, text)
 
 
+def _input(args):
+    """``--input`` as ``[shape]`` (None without it); :class:`UsageError` when it is
+    not a shape or comes with ``--size``/``--batch``, which it replaces."""
+    from complexity.zoo import ModelSpecError, parse_input
+
+    if args.input is None:
+        return None
+    given = [f for f, v in (("--size", args.sizes), ("--batch", args.batch)) if v is not None]
+    if given:
+        raise UsageError(f"--input is the whole input shape (batch first); drop "
+                         f"{' and '.join(given)}, or drop --input")
+    try:
+        return [parse_input(args.input)]
+    except ModelSpecError as e:
+        raise UsageError(flag_text(e)) from None
+
+
 def add_arguments(p):
     p.add_argument("--model", type=word_list, default=["stack"], metavar="NAME[,NAME]",
                    help=MODEL_HELP + "; comma-separated for several (default stack)")
@@ -42,9 +59,15 @@ def add_arguments(p):
     p.add_argument("--trainable", type=word_list, action="append", metavar="PATTERN[,PATTERN]",
                    help="parameter-name glob (e.g. 'backbone.layer4.*'); a mode of its own; "
                    "repeatable or comma-separated: a parameter trains if any pattern matches")
-    p.add_argument("--size", "--sizes", dest="sizes", type=_sizes, default=[(64, 64)],
-                   metavar="H|HxW[,...]", help="input height and width, each >= 1 (64)")
-    p.add_argument("--batch", type=int_list, default=[8], metavar="B[,B]", help="batch (8)")
+    p.add_argument("--size", "--sizes", dest="sizes", type=_sizes, default=None,
+                   metavar="H|HxW[,...]", help="image height and width, each >= 1 (64)")
+    p.add_argument("--batch", type=int_list, default=None, metavar="B[,B]",
+                   help="image batch (8)")
+    p.add_argument("--input", default=None, metavar="N,...",
+                   help="the whole input shape, batch first, any rank, sizes >= 1, instead "
+                   "of --size/--batch: 8,512 token ids (a model whose first layer is an "
+                   "embedding, or a Hugging Face model taking input_ids), 4,16000 audio "
+                   "samples, 2,3,16,112,112 video clips, 4,3,224,224 images")
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--plot", metavar="FILE", help="draw memory and FLOPs against n and H·W")
     p.add_argument("--cuda", action="store_true",
@@ -96,6 +119,7 @@ def run(args) -> int:
             if value is not None:
                 raise UsageError(f"{flag} applies to the model stack only, not to "
                                  f"{', '.join(args.model)}; drop it or add stack to --model")
+    inputs = _input(args)
     layers = args.layers or DEFAULT_LAYERS
     width = args.width or [DEFAULT_WIDTH]
     if len(width) != 1:
@@ -122,24 +146,26 @@ def run(args) -> int:
     # each model built on meta, every mode set and one shape-only forward run: a
     # model finetune cannot step (a detector, a forward that reads values, a mode
     # that trains nothing) fails here, in a second, not in the sweep
-    h, w = args.sizes[0]
+    sizes, batches = args.sizes or [(64, 64)], args.batch or [8]
+    h, w = sizes[0]
     for name in args.model:
         if trainable and name == "stack":
             _check_trainable(name, trainable, layers, width[0], model_args)
         try:
-            finetune.preflight(name, modes, (args.batch[0], 3, h, w), width=width[0],
-                               layers=layers[0] if name == "stack" else 1,
-                               model_args=model_args, options=options)
+            finetune.preflight(name, modes, inputs[0] if inputs else (batches[0], 3, h, w),
+                               width=width[0], layers=layers[0] if name == "stack" else 1,
+                               model_args=model_args, options=options, given=bool(inputs))
         except finetune.ConfigurationError as e:
             raise UsageError(str(e)) from None
 
     def progress(r):
         if args.format != "json":
-            sys.stderr.write(f"  {r['model']} n={r['layers']} {r['size'][0]}x{r['size'][1]} "
-                             f"B={r['batch']} {r['mode']}: done\n")
+            what = ("input " + "x".join(map(str, r["input"])) if inputs
+                    else f"{r['size'][0]}x{r['size'][1]} B={r['batch']}")
+            sys.stderr.write(f"  {r['model']} n={r['layers']} {what} {r['mode']}: done\n")
 
     try:
-        results = finetune.sweep(args.model, layers, args.sizes, args.batch, modes,
+        results = finetune.sweep(args.model, layers, sizes, batches, modes, inputs=inputs,
                                  width=width[0], measured=args.measure != "none",
                                  how="fake" if args.measure == "none" else args.measure,
                                  cuda=args.cuda, model_args=model_args,

@@ -10,7 +10,7 @@ from fractions import Fraction
 
 from complexity.cli.step_args import (add_step_arguments, mode_list, step_options,
                                        word_list)
-from complexity.cli.common import UsageError, emit, positive_int, size
+from complexity.cli.common import UsageError, emit, flag_text, positive_int, size
 from complexity.cli.model_args import MODEL_HELP, add_model_args_option, given_model_args
 from complexity.output.tables import FORMATS
 
@@ -18,7 +18,8 @@ HELP = "will a training step fit in a memory budget? verdict, largest batch, pea
 EPILOG = """examples:
   python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --mode full,last --trainable 'layer4.*,fc.*'
   python -m complexity fit unet --size 64 --budget 2GiB --device cpu --format json
-  python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --size auto"""
+  python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --size auto
+  python -m complexity fit pkg.mod:factory --budget 8GiB --input 8,512 --device cpu"""
 
 #: units of a size: binary (KiB … and the bare K, M, G, T, as ls -h and nvidia-smi
 #: write them) and decimal (kB, MB, GB, TB, SI)
@@ -80,10 +81,15 @@ def add_arguments(p) -> None:
     p.add_argument("--trainable", type=word_list, action="append", metavar="GLOB[,GLOB]",
                    help="parameter-name globs (e.g. 'layer4.*,fc.*'): one more trainable set; "
                    "repeatable: each --trainable is a set of its own")
-    p.add_argument("--batch", type=positive_int, default=32, metavar="B", help="batch size (32)")
-    p.add_argument("--size", type=_size, default=(224, 224),
-                   metavar="H|HxW|auto", help="input height and width (224); auto: the "
+    p.add_argument("--batch", type=positive_int, default=None, metavar="B",
+                   help="image batch size (32)")
+    p.add_argument("--size", type=_size, default=None,
+                   metavar="H|HxW|auto", help="image height and width (224); auto: the "
                    "largest square size that fits, solved from the peak's formula in B, H, W")
+    p.add_argument("--input", default=None, metavar="N,...",
+                   help="the whole input shape, batch first, any rank, sizes >= 1, instead "
+                   "of --batch/--size (the max batch is over N): 8,512 token ids, 4,16000 "
+                   "audio samples, 2,3,16,112,112 video clips, 4,3,224,224 images")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                    help="cuda (default): the caching allocator's predicted max_memory_reserved "
                    "plus --reserve must fit; cpu: the exact peak must fit")
@@ -100,16 +106,39 @@ def run(args) -> int:
 
     # every option first: nothing is traced before the last check passes
     options, lora_sets = step_options(args, args.device)
+    shape = _input(args)
     try:
         results = verdicts(args.model, args.budget, modes=args.mode,
                            trainable=args.trainable or [], lora=lora_sets, batch=args.batch,
                            size=args.size, device=args.device, reserve=args.reserve,
-                           options=options, model_args=given_model_args(args.model_args))
+                           options=options, model_args=given_model_args(args.model_args),
+                           input_shape=shape)
     except BudgetError as e:
         raise UsageError(_budget_text(e)) from None
     except ValueError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(flag_text(e)) from None
     return emit(fit_report.render([r.to_dict() for r in results], args.format))
+
+
+def _input(args):
+    """``--input`` as a shape (None without it); :class:`UsageError` when it is not
+    one or comes with ``--batch``/``--size``, which it replaces (``--size auto``
+    finds an image size: not with a shape given)."""
+    from complexity.zoo import ModelSpecError, parse_input
+
+    if args.input is None:
+        return None
+    if args.size == "auto":
+        raise UsageError("--size auto finds the largest square image size; with --input the "
+                         "sizes are given: drop one")
+    given = [f for f, v in (("--batch", args.batch), ("--size", args.size)) if v is not None]
+    if given:
+        raise UsageError(f"--input is the whole input shape (batch first); drop "
+                         f"{' and '.join(given)}, or drop --input")
+    try:
+        return parse_input(args.input)
+    except ModelSpecError as e:
+        raise UsageError(flag_text(e)) from None
 
 
 def _budget_text(e) -> str:

@@ -14,6 +14,7 @@ GFLOPs, 3 significant digits); CSV and JSON keep the exact integers.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import List, Sequence
 
@@ -21,6 +22,7 @@ from typing import List, Sequence
 from complexity.cost.keys import KEYS
 from complexity.cost.predict.prediction import mark
 from complexity.cost.finetune import slopes
+from complexity.output.tables import shape_text
 from complexity.output.units import bytes_text, flops_text
 
 MEMORY = ("param_bytes", "grad_bytes", "optimizer_bytes", "saved_activation_bytes", "peak_bytes")
@@ -51,7 +53,7 @@ def table_cells(results: Sequence[dict]) -> List[list]:
     """The sweep's rows as :class:`~complexity.output.tables.Cell` s: a table shows
     ``≥ 1.18 MiB``, ``4.09 GFLOPs`` and ``+0.50%``, CSV gets 1234567, 4089184256
     and 0.5 (error in percent)."""
-    from complexity.output.tables import Cell
+    from complexity.output.tables import Cell, shape_text
 
     rows = []
     for r in results:
@@ -60,8 +62,7 @@ def table_cells(results: Sequence[dict]) -> List[list]:
             m = r["measured"][q] if r["measured"] else None
             bound = mark(q, r.get("unmodelled"))
             err = None if m is None else error_pct(p, m)
-            rows.append([r["model"], r["layers"], Cell("%dx%d" % tuple(r["size"]),
-                                                       "%d×%d" % tuple(r["size"])),
+            rows.append([r["model"], r["layers"], Cell(shape_text(r, "x"), shape_text(r)),
                          r["batch"], r["mode"], q, Cell(p, bound + quantity_text(q, p)),
                          Cell(m, "" if m is None else quantity_text(q, m)),
                          Cell(err, "" if err is None else f"{err:+.2f}%")])
@@ -166,9 +167,9 @@ def flops_ratios(results: Sequence[dict]) -> List[list]:
     by_key = {}
     for r in results:
         v = r["measured"] or r["predicted"]
-        by_key.setdefault((r["model"], r["layers"], tuple(r["size"]), r["batch"]), {})[
+        by_key.setdefault((r["model"], r["layers"], shape_text(r), r["batch"]), {})[
             r["mode"]] = v["forward_flops"] + v["backward_flops"]
-    return [[m, n, "%d×%d" % s, b, f"{d['full'] / d['last']:.3f}"]
+    return [[m, n, s, b, f"{d['full'] / d['last']:.3f}"]
             for (m, n, s, b), d in by_key.items() if "full" in d and "last" in d]
 
 
@@ -210,7 +211,7 @@ def render(results: Sequence[dict], fmt: str) -> str:
     if ratios:
         out.append(prose("Training FLOPs (forward + backward), full / last:", fmt))
         out.append(table(ratios, ["model", "n", "size", "batch", "full / last"], (1, 3, 4)))
-    cuda = [[r["model"], r["layers"], "%d×%d" % tuple(r["size"]), r["batch"], r["mode"],
+    cuda = [[r["model"], r["layers"], shape_text(r), r["batch"], r["mode"],
              bytes_text(r.get('cuda_predicted_peak_bytes', r['predicted']['peak_bytes'])),
              bytes_text(r['cuda_peak_bytes']),
              f"{error_pct(r.get('cuda_predicted_peak_bytes', r['predicted']['peak_bytes']), r['cuda_peak_bytes']):+.2f}%"]
@@ -277,7 +278,7 @@ def plot(results: Sequence[dict], path: str) -> None:
                     else:
                         fixed = rs[0]["layers"], rs[0]["batch"]
                         rs = [r for r in rs if (r["layers"], r["batch"]) == fixed]
-                        xs = [r["size"][0] * r["size"][1] for r in rs]
+                        xs = [math.prod(r["size"]) for r in rs]
                     style = "-" if mode == "full" else "--"
                     for q in keys:
                         ys = [v(r)[q] for r in rs]

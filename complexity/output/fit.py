@@ -14,12 +14,12 @@ import json
 from typing import List, Sequence
 
 from complexity.cost.keys import PARTS
-from complexity.output.tables import Cell, prose, render_table
+from complexity.output.tables import Cell, prose, render_table, shape_text
 from complexity.output.units import bytes_text
 
 #: the keys of each JSON object, in order (the contract of docs/cli.md)
-JSON_KEYS = ("model", "mode", "device", "batch", "size", "budget_bytes", "peak_bytes", "fits",
-             "max_batch", "max_size", "parts", "dominant", "cuda", "peak_formula",
+JSON_KEYS = ("model", "mode", "device", "batch", "size", "input", "budget_bytes", "peak_bytes",
+             "fits", "max_batch", "max_size", "parts", "dominant", "cuda", "peak_formula",
              "size_formula", "size_domain", "unmodelled", "step")
 
 
@@ -45,8 +45,7 @@ def table_cells(results: Sequence[dict]) -> List[list]:
     for r in results:
         approx = "≈ " if r.get("unmodelled") else ""
         mb = r["max_batch"]
-        row = [r["model"], r["mode"], r["batch"], Cell("%dx%d" % tuple(r["size"]),
-                                                       "%d×%d" % tuple(r["size"])),
+        row = [r["model"], r["mode"], r["batch"], Cell(shape_text(r, "x"), shape_text(r)),
                Cell(r["peak_bytes"], approx + bytes_text(r["peak_bytes"])),
                Cell(r["fits"], "yes" if r["fits"] else "no"),
                Cell(mb, "any" if mb is None else "none" if mb == 0 else f"{mb:,}")]

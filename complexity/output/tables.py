@@ -138,3 +138,15 @@ def render_table(rows: Sequence[Sequence], headers: Sequence, fmt: str,
     cells = [[_text(v, fmt, escape) for v in row] for row in rows]
     head = [_text(h, fmt, escape) for h in headers]
     return tabulate(cells, headers=head, tablefmt=_TABLEFMT[fmt], **options)
+
+
+def shape_text(r: dict, sep: str = "×") -> str:
+    """The ``size`` column of a result: ``H×W`` for an image batch, else the whole
+    input shape (``--input``: ``8×512`` token ids, ``1×3×16×112×112`` a clip).
+
+    >>> shape_text({"size": [64, 48], "input": [8, 3, 64, 48]}), shape_text({"size": [512], "input": [8, 512]})
+    ('64×48', '8×512')
+    """
+    if len(r.get("input") or [0] * 4) != 4:
+        return sep.join(map(str, r["input"]))
+    return sep.join(map(str, r["size"]))

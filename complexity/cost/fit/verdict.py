@@ -49,14 +49,17 @@ class BudgetError(FitError):
 @dataclass
 class FitResult:
     """One trainable set's verdict: ``python -m complexity fit --format json``'s
-    object (:meth:`to_dict`). ``max_size``, ``size_formula`` and ``size_domain``
-    are set (and in the JSON) only for ``size="auto"``."""
+    object (:meth:`to_dict`). ``input``: the batch's shape (``[batch, channels,
+    *size]`` of an image batch); ``size`` its sizes after the batch and channels
+    (:func:`~complexity.cost.finetune.extent`). ``max_size``, ``size_formula`` and
+    ``size_domain`` are set (and in the JSON) only for ``size="auto"``."""
 
     model: str
     mode: str
     device: str
     batch: int
     size: List[int]
+    input: List[int]
     budget_bytes: int
     peak_bytes: int
     fits: bool
@@ -79,7 +82,7 @@ class FitResult:
         (['model', 'mode', 'device', 'batch', 'size'], False)
         """
         auto = self.size_formula is not None
-        order = ("model", "mode", "device", "batch", "size", "budget_bytes", "peak_bytes",
+        order = ("model", "mode", "device", "batch", "size", "input", "budget_bytes", "peak_bytes",
                  "fits", "max_batch", "max_size", "parts", "dominant", "cuda", "peak_formula",
                  "size_formula", "size_domain", "unmodelled", "step")
         return {k: getattr(self, k) for k in order
@@ -105,11 +108,16 @@ def trainable_sets(modes: Sequence[str] = ("full", "last"),
     return sets
 
 
-def _build(name: str, model_args: Optional[dict]):
-    """(model on the meta device, input channels); :class:`FitError` when it cannot be built."""
+def _build(name: str, model_args: Optional[dict], input_shape=None):
+    """(model on the meta device, input channels), checked against ``input_shape``
+    when given (:func:`~complexity.cost.finetune.build_for_input`); :class:`FitError`
+    when it cannot be built."""
+    from complexity.cost.finetune import build_for_input
     from complexity.zoo import build_model
 
     try:
+        if input_shape is not None:
+            return build_for_input(name, 4, 16, model_args, input_shape)
         return build_model(name, model_args=model_args)
     except ValueError:
         raise
@@ -166,10 +174,11 @@ def _check_sets(model, name: str, sets: Sequence[str], lora_sets: Sequence[str],
 
 def verdicts(model: str, budget: int, *, modes: Sequence[str] = ("full", "last"),
              trainable: Sequence[Union[str, Sequence[str]]] = (), lora: Sequence[str] = (),
-             batch: int = 32, size: Union[str, Tuple[int, int]] = (224, 224),
+             batch: Optional[int] = None, size: Union[str, Tuple[int, int], None] = None,
              device: str = "cuda", reserve: Optional[int] = None,
              options: Optional[StepOptions] = None,
-             model_args: Optional[dict] = None) -> List[FitResult]:
+             model_args: Optional[dict] = None,
+             input_shape: Optional[Sequence[int]] = None) -> List[FitResult]:
     """One :class:`FitResult` per trainable set — ``modes``, each of ``trainable``,
     then each LoRA mode of ``lora`` (:func:`~complexity.cost.step.lora.lora_modes`)
     — for the model ``model`` (a spec, :func:`complexity.zoo.build_model`) at
@@ -177,43 +186,91 @@ def verdicts(model: str, budget: int, *, modes: Sequence[str] = ("full", "last")
     that fits, solved from the peak's formula in B, H, W) within ``budget`` bytes.
     ``device="cuda"``: the caching allocator's predicted reserved bytes plus
     ``reserve`` (default 512 MiB) must fit; ``"cpu"``: the exact peak must.
+    ``batch`` and ``size`` default to 32 and ``(224, 224)``.
+
+    ``input_shape``: the whole input instead of ``batch`` and ``size``, of any
+    rank, batch first (``(8, 512)`` token ids, ``(4, 16000)`` audio,
+    ``(2, 3, 16, 112, 112)`` video, ``(4, 3, 224, 224)`` images): the formula in B
+    is over its first size, the sample ``input_shape[1:]`` fixed; a model that
+    takes token ids (:func:`~complexity.cost.step.batch.token_vocabulary`) gets
+    int64 ids below its vocabulary. Not with ``size="auto"``.
 
     >>> (r,) = verdicts("stack", 2**30, modes=["full"], batch=4, size=(16, 16), device="cpu")
     >>> r.fits, r.max_batch > 4, r.step
     (True, True, 'adam, float32')
     """
     options = options or StepOptions()
+    batch, size, shape = _check_input(batch, size, input_shape)
     reserve = _check_device(device, reserve, options)
     sets = trainable_sets(modes, trainable)
-    built, channels = _build(model, model_args)
+    built, channels = _build(model, model_args, shape)
     _check_budget(built, budget, device, reserve, options)
     _check_sets(built, model, sets, lora, options)
     return [_verdict(built, model, model_args, channels, s, budget, batch, size, device,
-                     reserve, options) for s in [*sets, *lora]]
+                     reserve, options, shape) for s in [*sets, *lora]]
+
+
+def _check_input(batch, size, input_shape):
+    """``(batch, size, input shape or None)``: the defaults filled in; an
+    :class:`OptionError` for an input shape that is not one, or that comes with
+    ``batch``, ``size`` or ``size="auto"``.
+
+    >>> _check_input(None, None, (8, 512)), _check_input(None, (16, 16), None)
+    ((8, None, (8, 512)), (32, (16, 16), None))
+    """
+    if input_shape is None:
+        return (32 if batch is None else batch), ((224, 224) if size is None else size), None
+    if isinstance(input_shape, str):
+        from complexity.zoo import parse_input
+
+        input_shape = parse_input(input_shape)
+    shape = tuple(input_shape)
+    if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+        raise OptionError("{input_shape}: need integers >= 1, batch first (e.g. 8,512)",
+                          input_shape=Given(shape, ",".join(map(str, shape))))
+    if size == "auto":
+        raise OptionError("{size} finds the largest square image size; with {input_shape} "
+                          "the sizes are given: drop one", size=Given("auto", "auto"),
+                          input_shape=NAMED)
+    for name, value in (("batch", batch), ("size", size)):
+        if value is not None:
+            raise OptionError("{input_shape} is the whole input, batch first; drop {" + name
+                              + "}", input_shape=NAMED, **{name: NAMED})
+    return shape[0], None, shape
 
 
 def _verdict(built, name, model_args, channels, mode, budget, batch, size, device, reserve,
-             options) -> FitResult:
-    """The verdict for one trainable set (a LoRA one on a fresh build with adapters)."""
+             options, shape=None) -> FitResult:
+    """The verdict for one trainable set (a LoRA one on a fresh build with adapters);
+    ``shape``: the whole input (``input_shape``), else ``(batch, channels, *size)``."""
+    from complexity.cost.finetune import extent
     from complexity.cost.fit import proofs
     from complexity.cost.fit.step_formula import FormulaError
+    from complexity.cost.step.batch import input_kind
     from complexity.cost.step.lora import trainable_model
 
-    net, _ = trainable_model(built, mode, lambda: _build(name, model_args)[0])
-    extra, formula = {}, None
-    h, w = AUTO_BASE if size == "auto" else size
-    if size == "auto":
-        extra, formula, h, w = _auto_size(net, name, channels, mode, budget, batch, device,
-                                          reserve, options)
+    net, _ = trainable_model(built, mode, lambda: _build(name, model_args, shape)[0])
+    extra, formula, kind = {}, None, {}
+    if shape is not None:
+        sample, what = shape[1:], "x".join(map(str, shape))
+        kind = input_kind(built, shape)
+    else:
+        h, w = AUTO_BASE if size == "auto" else size
+        if size == "auto":
+            extra, formula, h, w = _auto_size(net, name, channels, mode, budget, batch, device,
+                                              reserve, options)
+        sample, what = (channels, h, w), f"{h}x{w}"
     try:
-        r = proofs.will_it_fit(net, (channels, h, w), batch, budget, device=device,
-                               reserve=reserve, options=options, formula=formula)
+        r = proofs.will_it_fit(net, sample, batch, budget, device=device,
+                               reserve=reserve, options=options, formula=formula, **kind)
     except FormulaError as e:
         raise FitError(f"model {name}, {mode}: no verified formula ({e})") from None
     except Exception as e:  # the forward failed: a size or input it cannot take
-        raise FitError(f"model {name} cannot take a {h}x{w} input ({reason(e)})") from None
+        raise FitError(f"model {name} cannot take a {what} input ({reason(e)})") from None
     known = {f.name for f in fields(FitResult)}
-    return FitResult(model=name, mode=mode, size=[h, w], step=options.label(), **extra,
+    full = (batch, *sample)
+    return FitResult(model=name, mode=mode, size=extent(full), input=list(full),
+                     step=options.label(), **extra,
                      **{k: v for k, v in r.items() if k in known})
 
 

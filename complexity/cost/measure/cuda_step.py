@@ -17,13 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from complexity.cost.step.batch import logits
+from complexity.cost.step.batch import logits, make_input
 
 __all__ = ["measure_cuda", "measure_cuda_peak"]
 
 
 def measure_cuda(model: nn.Module, input_shape: Sequence[int], options=None,
-                 steps: int = 3) -> Dict[str, int]:
+                 steps: int = 3, *, input_dtype=None, input_high=None) -> Dict[str, int]:
     """``{"allocated", "reserved"}``: ``torch.cuda.max_memory_allocated`` and
     ``max_memory_reserved`` of the last of ``steps`` real training steps on the GPU
     (the caching allocator's view: 512-byte rounding, cuDNN workspaces and cuDNN's
@@ -56,7 +56,8 @@ def measure_cuda(model: nn.Module, input_shape: Sequence[int], options=None,
     net.train()
     if options.dtype != "float32":
         net.to(options.torch_dtype())
-    x = torch.randn(*input_shape, device=dev, dtype=options.torch_dtype())
+    x = (torch.randn(*input_shape, device=dev, dtype=options.torch_dtype())
+         if input_dtype is None else make_input(input_shape, input_dtype, input_high, dev))
     opt = options.optimizer.make([p for p in net.parameters() if p.requires_grad])
     region = ((lambda: torch.autocast("cuda", options.autocast_dtype())) if options.autocast
               else contextlib.nullcontext)
@@ -92,6 +93,9 @@ def measure_cuda(model: nn.Module, input_shape: Sequence[int], options=None,
     return got
 
 
-def measure_cuda_peak(model: nn.Module, input_shape: Sequence[int], options=None) -> int:
-    """The step's ``torch.cuda.max_memory_allocated`` (:func:`measure_cuda`)."""
-    return measure_cuda(model, input_shape, options)["allocated"]
+def measure_cuda_peak(model: nn.Module, input_shape: Sequence[int], options=None, *,
+                      input_dtype=None, input_high=None) -> int:
+    """The step's ``torch.cuda.max_memory_allocated`` (:func:`measure_cuda`; token
+    ids for an integer ``input_dtype``, below ``input_high``)."""
+    return measure_cuda(model, input_shape, options, input_dtype=input_dtype,
+                        input_high=input_high)["allocated"]

@@ -1,12 +1,13 @@
 """The batch of one training step and the loss taken on it: the input
-(:func:`make_input`: images, token ids), the logits a model's output holds
+(:func:`make_input`: images, audio, video, token ids — :func:`token_vocabulary`
+says which a model takes), the logits a model's output holds
 (:func:`logits`), the target reshaped to them (:func:`loss_target`), and the
 forward and cross-entropy loss as a training loop writes it (:func:`forward_loss`).
 Prediction (the tracer) and measurement run the same step through these.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +68,87 @@ def make_input(input_shape: Sequence[int], input_dtype=None, input_high=None,
     if integer:
         return torch.randint(0, int(input_high), shape, dtype=dtype, device=device)
     return torch.randn(shape, dtype=dtype, device=device)
+
+
+class _FirstCall(Exception):
+    """Raised by the pre-hook of :func:`first_leaf` to stop the forward."""
+
+
+def first_leaf(model: nn.Module, input_shape: Sequence[int]) -> Optional[nn.Module]:
+    """The first leaf module (one without children) that ``model``'s forward calls on
+    an ``input_shape`` batch: the forward runs on an empty float tensor on the meta
+    device (nothing allocated) and is stopped by a pre-hook as that module is
+    entered, before it reads its input. None when no leaf module is reached (the
+    forward fails before, or calls none).
+
+    >>> first_leaf(nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2)), (2, 5))
+    Embedding(10, 4)
+    """
+    seen = []
+
+    def hook(module, args):
+        seen.append(module)
+        raise _FirstCall
+
+    leaves = [m for m in model.modules() if next(m.children(), None) is None]
+    handles = [m.register_forward_pre_hook(hook) for m in leaves]
+    try:
+        with torch.no_grad():
+            model(torch.empty(tuple(input_shape), device="meta"))
+    except Exception:  # _FirstCall, or a forward that fails before any leaf: seen tells
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+    return seen[0] if seen else None
+
+
+def token_vocabulary(model: nn.Module, input_shape: Sequence[int]) -> Optional[int]:
+    """The vocabulary size when ``model`` takes token ids, else None (a float input:
+    images, audio samples, video clips). The model says so: a Hugging Face model's
+    ``main_input_name`` is ``"input_ids"`` (its input embedding's ``num_embeddings``,
+    or ``config.vocab_size``; another name, such as ``pixel_values`` or
+    ``input_values``, is a float input), or the first module its forward calls on an
+    ``input_shape`` batch (:func:`first_leaf`) is an ``nn.Embedding`` (its
+    ``num_embeddings``). Token ids are then drawn below it (:func:`make_input`).
+
+    >>> token_vocabulary(nn.Sequential(nn.Embedding(100, 8), nn.Linear(8, 3)), (2, 16))
+    100
+    >>> token_vocabulary(nn.Sequential(nn.Conv1d(1, 4, 3), nn.Flatten()), (2, 1, 800)) is None
+    True
+    """
+    name = getattr(model, "main_input_name", None)
+    if isinstance(name, str) and name != "input_ids":
+        return None
+    if name == "input_ids":
+        get = getattr(model, "get_input_embeddings", None)
+        try:
+            emb = get() if callable(get) else None
+        except Exception:  # a model without one raises NotImplementedError
+            emb = None
+        if isinstance(emb, (nn.Embedding, nn.EmbeddingBag)):
+            return emb.num_embeddings
+        vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+        if isinstance(vocab, int) and vocab > 0:
+            return vocab
+    first = first_leaf(model, input_shape)
+    if isinstance(first, (nn.Embedding, nn.EmbeddingBag)):
+        return first.num_embeddings
+    return None
+
+
+def input_kind(model: nn.Module, input_shape: Sequence[int]) -> dict:
+    """``{"input_dtype", "input_high"}`` for :func:`make_input` (and for predict and
+    measure): ``torch.long`` ids below the vocabulary when ``model`` takes token ids
+    (:func:`token_vocabulary`), both None (float32) otherwise.
+
+    >>> input_kind(nn.Embedding(50, 4), (2, 7))
+    {'input_dtype': torch.int64, 'input_high': 50}
+    >>> input_kind(nn.Conv2d(3, 4, 3), (2, 3, 8, 8))
+    {'input_dtype': None, 'input_high': None}
+    """
+    vocab = token_vocabulary(model, input_shape)
+    return {"input_dtype": None if vocab is None else torch.long, "input_high": vocab}
 
 
 def loss_target(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
