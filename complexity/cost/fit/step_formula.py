@@ -286,12 +286,15 @@ def _two_logs(model, sample_shape, device_type, kw) -> Tuple[int, StepLog, StepL
     except ValueError:  # e.g. BatchNorm over one value per channel: B = 1 cannot train
         first, start = _log_at(model, sample_shape, 2, device_type, kw), 2
     second = _log_at(model, sample_shape, start + 1, device_type, kw)
-    if start == 1 and shapes(first.events) != shapes(second.events):
-        # At B = 1 a broadcast over the batch (a ViT's class token expanded to B rows)
-        # is the same size as its input, so its backward hands the gradient on instead
-        # of reducing into a new one: the step from B = 2 on is the regular one.
-        first, start = second, 2
-        second = _log_at(model, sample_shape, 3, device_type, kw)
+    if start == 1:
+        third = _log_at(model, sample_shape, 3, device_type, kw)
+        if not _on_one_line(first, second, third):
+            # At B = 1 a broadcast over the batch (a ViT's class token expanded to B
+            # rows) is the same size as its input, so its backward hands the gradient
+            # on instead of reducing into a new one; a tensor of batch-sized rows may
+            # take another path at B = 1 (BERT's attention): the step from B = 2 on
+            # is the regular one.
+            first, second, start = second, third, 2
     if shapes(first.events) != shapes(second.events):
         raise FormulaError(f"the step's schedule differs between B={start} and B={start + 1} "
                            f"({len(first.events)} vs {len(second.events)} events): "
@@ -302,6 +305,25 @@ def _two_logs(model, sample_shape, device_type, kw) -> Tuple[int, StepLog, StepL
         if v != getattr(second, name):
             raise FormulaError(f"{name} changes with the batch ({v} vs {getattr(second, name)})")
     return start, first, second
+
+
+def _on_one_line(first: StepLog, second: StepLog, third: StepLog) -> bool:
+    """Whether three logs at consecutive batches are one schedule whose every size
+    and value lies on a line (the third where the first two put it).
+
+    >>> from models.stack import Stack
+    >>> a, b, c = (step_log(Stack(2, 4), (n, 4, 8, 8)) for n in (1, 2, 3))
+    >>> _on_one_line(a, b, c), _on_one_line(a, c, b)
+    (True, False)
+    """
+    if not shapes(first.events) == shapes(second.events) == shapes(third.events):
+        return False
+    on = lambda x, y, z: z - y == y - x  # noqa: E731
+    return (all(on(e1.size, e2.size, e3.size)
+                for e1, e2, e3 in zip(first.events, second.events, third.events))
+            and all(on(first.values[k], second.values[k], third.values[k])
+                    for k in first.values)
+            and on(first.io, second.io, third.io))
 
 
 def _fitted(first: StepLog, second: StepLog, start: int, sample_shape, device_type,
