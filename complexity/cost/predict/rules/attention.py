@@ -25,6 +25,14 @@ transformers/sdp_utils_cpp.cpp``, ``select_sdp_backend_cpp``). On the CPU:
   :func:`.matmul.matmul_plan` says (copies where a reshape cannot view) and costs
   its bmm FLOPs.
 
+Grouped-query attention (``enable_gqa=True``, fewer key/value heads than query
+heads, a divisor of them): the CPU flash kernel takes k and v as they are and
+keeps them so (``ScaledDotProductFlashAttentionForCpuBackward0`` saves the
+grouped k and v, the query-headed output and logsumexp); the math path first
+repeats k and v to the query's heads (``repeat_interleave`` along the head
+dimension: new tensors, alive to the end of the call), and then proceeds as above
+on the copies: v's copy is what the second product keeps.
+
 On other devices (flash/efficient/cuDNN kernels with their own saved tensors)
 the call is declined: unmodelled, and reported.
 """
@@ -87,8 +95,9 @@ def scaled_dot_product_attention(ctx: Context) -> Optional[bool]:
     mask = ctx.arg(3, "attn_mask")
     p = float(ctx.arg(4, "dropout_p", 0.0))
     gqa = bool(ctx.kwargs.get("enable_gqa", False))
-    if gqa and q.shape[-3:-2] != k.shape[-3:-2]:
-        return False  # grouped-query attention: k, v repeated first, not modelled
+    grouped = gqa and q.dim() >= 3 and q.shape[-3] != k.shape[-3]
+    if grouped and (k.shape[-3] == 0 or q.shape[-3] % k.shape[-3] or k.shape[-3] != v.shape[-3]):
+        return False  # not a grouping sdpa accepts: it raises
     iq, ik, iv = (next(i for i, t in enumerate(ctx.ins) if t is x) for x in (q, k, v))
     if flash_on_cpu(q, k, v, mask, p, gqa):
         acc = 4 if q.dtype in (torch.float16, torch.bfloat16) else q.element_size()
@@ -105,6 +114,12 @@ def scaled_dot_product_attention(ctx: Context) -> Optional[bool]:
         return None
     # The math path.
     gq, gk, gv = q.requires_grad, k.requires_grad, v.requires_grad
+    repeated = 0
+    if grouped:  # k and v repeated to the query's heads first: new tensors
+        n = q.shape[-3] // k.shape[-3]
+        k = as_meta(k).repeat_interleave(n, dim=-3)
+        v = as_meta(v).repeat_interleave(n, dim=-3)
+        repeated = _nbytes(k) + _nbytes(v)
     qs = as_meta(q) * 1.0
     kt = as_meta(k).transpose(-2, -1) * 1.0
     first = matmul_plan(qs, kt, gq, gk)
@@ -126,13 +141,15 @@ def scaled_dot_product_attention(ctx: Context) -> Optional[bool]:
         reuse = p == 0 and (gq or gk)
         kept.append(kept[-1] if reuse else ctx.new_storage(nbytes))
     if second[2] is not None:
-        kept.append(ctx.input_storage(iv) if second[2] == "same" else ctx.new_storage(second[2]))
+        if second[2] != "same":
+            kept.append(ctx.new_storage(second[2]))
+        else:  # v itself, or its repeated copy
+            kept.append(ctx.new_storage(_nbytes(v)) if grouped else ctx.input_storage(iv))
     ctx.call.kept = kept
     made = sum(ctx.graph.storage_bytes[s] for s in dict.fromkeys(kept) if s < 0)
-    ctx.call.transient = max(0, _math_high_water(qs, kt, scores, v, mask, p, first, second,
-                                                 bool(ctx.arg(5, "is_causal", False)),
-                                                 ctx.outs[0].dtype)
-                             - _nbytes(ctx.outs[0]) - made)
+    ctx.call.transient = max(0, repeated + _math_high_water(
+        qs, kt, scores, v, mask, p, first, second, bool(ctx.arg(5, "is_causal", False)),
+        ctx.outs[0].dtype) - _nbytes(ctx.outs[0]) - made)
     ctx.call.forward_flops = first[0] + second[0]
     ctx.call.backward_flops = first[0] * (int(gq) + int(gk)) + second[0] * (int(gq or gk) + int(gv))
     return None
