@@ -44,6 +44,20 @@ div                           a tensor divisor (and the dividend,   0
 cross_entropy                 log-softmax output, target,           0
                               total_weight (a 4-byte scalar)
 where, masked_fill            the bool mask                         0
+cos, sin                      input (rotary tables: no node)        0
+softplus, square, erf, log1p, input (logsigmoid: and a buffer;      0
+mish, logsigmoid, mul_        mul_: its tensor operand, a copy of
+                              its old value if the operand trains)
+expm1, reciprocal             output                                0
+rms_norm                      what autograd saves on meta tensors   0
+                              (CPU: input, rstd, normalized input)
+min, max, amin, amax,         along a dim: int64 indices (amin/     0
+minimum, maximum              amax: input, result); over all:
+                              input, result; two tensors: both
+repeat_interleave             nothing (tensor repeats: the index)   0
+cumsum, tril, triu, copy_,    nothing                               0
+tensor_split, long, int,
+bool, bfloat16
 cat, add, sub, neg, to,       nothing                               0
 views, pad, roll,
 interpolate, sum, mean,
@@ -58,7 +72,9 @@ tensors), :mod:`.attention` (``scaled_dot_product_attention``), :mod:`.norm`
 :mod:`.activation` (relu, sigmoid, tanh, the keep-input activations and their
 in-place forms), :mod:`.elementwise` (mul, div, exp, log, where, masked_fill, and
 the element-wise calls that keep nothing) and :mod:`.shape` (views and calls that
-keep nothing). Cross-entropy, the loss, is handled by
+keep nothing); and for text models, :mod:`.rotary` (cos, sin), :mod:`.index`
+(cumsum, tril, integer casts, repeat_interleave, min/max), :mod:`.pointwise`
+(softplus, square, expm1, logsigmoid, ``mul_``) and :mod:`.rms_norm`. Cross-entropy, the loss, is handled by
 :mod:`complexity.cost.predict.trace` (two nodes: log-softmax, nll_loss); the
 registry itself is :mod:`.registry`.
 
@@ -90,6 +106,7 @@ from complexity.cost.predict.rules import (  # noqa: F401  (importing a family r
     softmax,
 )
 from complexity.cost.predict.rules import attention  # noqa: F401,E402  (after shape: its views first)
+from complexity.cost.predict.rules import index, pointwise, rms_norm, rotary  # noqa: F401,E402
 from complexity.cost.predict.rules.registry import RULES, Context, Rule, lookup, rule
 
 __all__ = ["RULES", "Context", "Rule", "lookup", "rule"]
