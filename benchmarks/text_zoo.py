@@ -1,0 +1,354 @@
+"""Every text architecture of transformers, shrunk, predicted against a real CPU step.
+
+``python benchmarks/text_zoo.py`` takes every architecture of transformers'
+``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``, ``MODEL_FOR_MASKED_LM_MAPPING_NAMES`` and
+``MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES``
+(``transformers.models.auto.modeling_auto``), builds it on the meta device through
+:func:`complexity.zoo.parse_spec` (``hf:ARCH``) from its config class's defaults
+shrunk by one generic function (:func:`shrink`: every field it recognises — layers
+to 2, width to 64 with a consistent head dimension, grouped-query key/value heads
+to a divisor, the feed-forward to 128, the vocabulary to 128, ...), and for
+``full`` and ``last`` training (:func:`complexity.cost.step.trainable.set_trainable`)
+compares :func:`complexity.cost.predict.prediction.predict_with_unmodelled` with a
+real CPU step (:func:`complexity.cost.measure.cpu_step.measure`, ``how="real"``)
+at input ``(2, 16)`` token ids. Nothing is downloaded; no remote code is run.
+
+It writes ``reports/text_zoo.md`` (rewritten after every model, so an interrupted
+run leaves the rows done so far): one row per (architecture, mode) with the error
+of each of the seven quantities, and a summary computed from the rows: how many
+built and ran, how many are exact on every quantity, the unmodelled calls ranked
+by how many models hit them, and every architecture that did not build or could
+not train, with why.
+
+Options: ``--only Llama,Qwen`` (substrings of the class names), ``--subset``
+(every causal-LM architecture plus the first ``--others`` (10) of each other
+mapping, in name order: a deterministic subset when the whole corpus takes too
+long), ``--limit N`` (the first N architectures), ``--out PATH``,
+``--timeout S`` (seconds per architecture, via SIGALRM; default 120).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import signal
+import sys
+import time
+import warnings
+from collections import Counter
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from complexity.atomic import write_text  # noqa: E402
+from complexity.errors import reason  # noqa: E402
+
+#: Quantities compared (measure.KEYS), short column names.
+QUANTITIES = [("param_bytes", "param"), ("grad_bytes", "grad"), ("optimizer_bytes", "adam"),
+              ("saved_activation_bytes", "saved"), ("forward_flops", "fwd"),
+              ("backward_flops", "bwd"), ("peak_bytes", "peak")]
+SHAPE = (2, 16)
+MAPPINGS = ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
+            "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES")
+
+# ------------------------------------------------------------------ the shrunk config
+LAYERS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "num_decoder_layers",
+          "num_encoder_layers", "decoder_layers", "encoder_layers", "num_blocks")
+WIDTH = ("hidden_size", "d_model", "n_embd", "dim", "embed_dim", "embedding_size",
+         "word_embed_proj_dim", "hidden_dim", "model_dim")
+HEADS = ("num_attention_heads", "n_head", "n_heads", "num_heads", "encoder_attention_heads",
+         "decoder_attention_heads", "attention_heads")
+KV_HEADS = ("num_key_value_heads", "n_kv_heads", "num_kv_heads", "multi_query_group_num",
+            "n_head_kv", "num_key_value_groups")
+FFN = ("intermediate_size", "ffn_dim", "n_inner", "d_ff", "ffn_hidden_size", "hidden_dim_ffn",
+       "encoder_ffn_dim", "decoder_ffn_dim", "moe_intermediate_size",
+       "shared_expert_intermediate_size", "mlp_dim", "inner_dim")
+VOCAB = ("vocab_size",)
+POSITIONS = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len",
+             "max_sequence_length", "seq_length")
+HEAD_DIM = ("head_dim", "attention_head_size", "d_kv", "kv_channels")
+EXPERTS = ("num_experts", "num_local_experts", "n_routed_experts", "moe_num_experts")
+EXPERTS_PER_TOKEN = ("num_experts_per_tok", "top_k", "moe_topk", "num_selected_experts")
+WIDTH_ = 64
+HEADS_ = 4
+HEAD_DIM_ = WIDTH_ // HEADS_
+#: A shrunk model above this many parameters is not run (a real step of it could
+#: exhaust the memory): some field the shrink does not know keeps it large.
+MAX_PARAMS = 5_000_000
+
+
+def shrink(defaults: dict) -> dict:
+    """The config fields to override, from a config class's ``defaults``: every
+    field recognised by name set small and consistent (the head dimension is
+    ``64 / heads``; 2 key/value heads for the 4 query heads wherever the config
+    has the field, so that every model that can group its queries does; token ids
+    below a 128-word vocabulary; at least 64 positions). Fields it does not know
+    keep their defaults; special token ids at or above the vocabulary are dropped
+    (None)."""
+    out = {}
+
+    def small(names, value, only_int=True):
+        for name in names:
+            v = defaults.get(name)
+            if isinstance(v, bool) or (only_int and not isinstance(v, int)):
+                continue
+            out[name] = value
+
+    small(LAYERS, 2)
+    small(WIDTH, WIDTH_)
+    small(HEADS, HEADS_)
+    for name in KV_HEADS:
+        v = defaults.get(name)
+        if isinstance(v, int) and not isinstance(v, bool):
+            if name == "num_key_value_groups":
+                out[name] = 2
+            else:
+                out[name] = 2  # grouped-query: 2 key/value heads for 4 query heads
+    small(HEAD_DIM, HEAD_DIM_)
+    small(FFN, 128)
+    small(VOCAB, 128)
+    for name in POSITIONS:
+        v = defaults.get(name)
+        if isinstance(v, int) and not isinstance(v, bool) and v < 64:
+            out[name] = 64
+        elif isinstance(v, int) and not isinstance(v, bool):
+            out[name] = min(v, 512)
+    small(EXPERTS, 4)
+    small(EXPERTS_PER_TOKEN, 2)
+    for name, v in defaults.items():
+        if name.endswith("token_id") and isinstance(v, int) and not isinstance(v, bool) and v >= 128:
+            out[name] = None
+        if name.endswith("token_id") and isinstance(v, list):
+            out[name] = [t for t in v if isinstance(t, int) and t < 128] or None
+    # Per-layer lists (layer types, sliding windows, ...) cut to the layer count.
+    for name, v in defaults.items():
+        if isinstance(v, list) and name in ("layer_types", "block_types", "attention_layers",
+                                            "layers_block_type", "attn_layer_indices"):
+            out[name] = v[:2] if name != "attn_layer_indices" else [i for i in v if i < 2]
+    if isinstance(defaults.get("sliding_window"), int) and defaults["sliding_window"] > 64:
+        out["sliding_window"] = 64
+    # Multi-head latent attention (DeepSeek): its own head dimensions and ranks.
+    for name, value in (("qk_rope_head_dim", 8), ("qk_nope_head_dim", 8), ("v_head_dim", 16),
+                        ("kv_lora_rank", 32), ("q_lora_rank", 32), ("rotary_dim", 8),
+                        ("n_group", 1), ("topk_group", 1), ("moe_k", 2),
+                        ("first_k_dense_replace", 1), ("n_shared_experts", 1)):
+        v = defaults.get(name)
+        if isinstance(v, int) and not isinstance(v, bool):
+            out[name] = value
+    if "qk_rope_head_dim" in defaults and "head_dim" in defaults:
+        out["head_dim"] = out["qk_rope_head_dim"]  # DeepSeek: the rotary part's dimension
+    # Sub-configs (a text model inside a multimodal one), shrunk the same way.
+    for name, v in defaults.items():
+        if name.endswith("_config") and isinstance(v, dict):
+            out[name] = {**v, **shrink(v)}
+    if "num_labels" in defaults or "id2label" in defaults:
+        out["num_labels"] = 3
+    if defaults.get("pad_token_id") is None and "pad_token_id" in defaults:
+        out["pad_token_id"] = 0  # sequence classification pools at the last non-pad token
+    return out
+
+
+def architectures(only=None, subset=False, others=10, limit=None):
+    """``[(mapping, class name)]``, each class once, in mapping then name order."""
+    from transformers.models.auto import modeling_auto
+
+    seen, rows = set(), []
+    for i, mapping in enumerate(MAPPINGS):
+        names = []
+        for value in getattr(modeling_auto, mapping).values():
+            names += list(value) if isinstance(value, (list, tuple)) else [value]
+        names = sorted(set(names))
+        if subset and i > 0:
+            names = [n for n in names if n not in seen][:others]
+        for name in names:
+            if name in seen or (only and not any(o in name for o in only)):
+                continue
+            seen.add(name)
+            rows.append((mapping.replace("MODEL_FOR_", "").replace("_MAPPING_NAMES", "").lower(),
+                         name))
+    return rows[:limit] if limit else rows
+
+
+class Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise Timeout("over the time limit")
+
+
+def build(name):
+    """``(model, model_args, None)`` or ``(None, model_args, why)``: the config's
+    defaults shrunk, built on the meta device through ``parse_spec``."""
+    from complexity.zoo import parse_spec
+
+    spec = parse_spec(f"hf:{name}", {})
+    factory = spec.factory
+    try:
+        defaults = factory.config_cls().to_dict()
+    except Exception as e:
+        return None, {}, f"default config fails: {reason(e)}"
+    args = {k: v for k, v in shrink(defaults).items() if k in factory.fields}
+    try:
+        spec = parse_spec(f"hf:{name}", args)
+        config = spec.factory.config(**args)
+        # mixture-of-experts layers: the per-expert loop (grouped_mm wants bfloat16 on the CPU)
+        config._experts_implementation = "eager"
+        with torch.device("meta"):
+            model = spec.factory.model_cls(config)
+    except Exception as e:
+        return None, args, reason(e)
+    n = sum(p.numel() for p in model.parameters())
+    if n > MAX_PARAMS:
+        return None, args, (f"not shrunk enough: {n / 1e6:.0f} M parameters (a field "
+                            f"`shrink` does not know keeps it large)")
+    return model, args, None
+
+
+def error(pred, meas):
+    """Relative error % of a prediction (0 when both are 0; None when measured is 0)."""
+    if meas == 0:
+        return 0.0 if pred == 0 else None
+    return 100.0 * (pred - meas) / meas
+
+
+def run_one(mapping, name):
+    """Rows for one architecture: one per mode, or one saying why it did not run."""
+    from complexity.cost.measure.cpu_step import measure
+    from complexity.cost.predict.prediction import predict_with_unmodelled
+    from complexity.cost.step.trainable import set_trainable
+
+    kw = dict(input_dtype=torch.long, input_high=128)
+    try:
+        model, args, why = build(name)
+    except Exception as e:
+        model, args, why = None, {}, reason(e)
+    if model is None:
+        return [dict(name=name, mapping=mapping, built=False, why=why)]
+    rows = []
+    for mode in ("full", "last"):
+        row = dict(name=name, mapping=mapping, built=True, mode=mode)
+        try:
+            set_trainable(model, mode)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                predicted, unmodelled = predict_with_unmodelled(model, SHAPE, **kw)
+                measured = measure(model, SHAPE, how="real", **kw)
+            row.update(ran=True, unmodelled=sorted(set(unmodelled)),
+                       errors={k: error(predicted[k], measured[k]) for k, _ in QUANTITIES},
+                       predicted=predicted, measured=measured)
+        except Timeout:
+            raise
+        except Exception as e:
+            row.update(ran=False, why=reason(e)[:300])
+        rows.append(row)
+    return rows
+
+
+# ------------------------------------------------------------------ the report
+def _cell(e):
+    if e is None:
+        return "n/a"
+    return "0" if e == 0 else f"{e:+.1f}"
+
+
+def report(rows, total, seconds, note):
+    built = {r["name"] for r in rows if r["built"]}
+    names = {r["name"] for r in rows}
+    ran = [r for r in rows if r.get("ran")]
+    ran_names = {r["name"] for r in ran}
+    exact = [r for r in ran if not r["unmodelled"]
+             and all(e == 0 for e in r["errors"].values() if e is not None)]
+    exact_models = {r["name"] for r in exact
+                    if all(x in exact for x in ran if x["name"] == r["name"])}
+    hits = Counter()
+    for name in ran_names:
+        for call in {c for r in ran if r["name"] == name for c in r["unmodelled"]}:
+            hits[call] += 1
+    worst = Counter()
+    for r in ran:
+        for k, e in r["errors"].items():
+            if e is not None and e != 0:
+                worst[k] += 1
+    lines = ["# Text models: predicted vs a real CPU step", "",
+             f"Every architecture of transformers' {', '.join(MAPPINGS)} built from its "
+             "config's defaults shrunk by `benchmarks/text_zoo.py`'s `shrink` (2 layers, width "
+             "64, 4 heads, grouped-query key/value heads 2, feed-forward 128, vocabulary 128) on "
+             "the meta device; input (2, 16) token ids; `full` and `last` training; error % = "
+             "(predicted − measured) / measured of a real CPU step "
+             "(`measure(how=\"real\")`). Regenerate: `python benchmarks/text_zoo.py`.", ""]
+    if note:
+        lines += [note, ""]
+    lines += ["## Summary", "",
+              f"- architectures tried: {len(names)} of {total} ({seconds / 60:.0f} min)",
+              f"- built: {len(built)}; ran a training step: {len(ran_names)}",
+              f"- exact on every quantity, both modes, nothing unmodelled: {len(exact_models)}",
+              f"- (architecture, mode) rows exact on every quantity: {len(exact)} of {len(ran)}",
+              f"- rows with no unmodelled call: {sum(1 for r in ran if not r['unmodelled'])} "
+              f"of {len(ran)}",
+              "- rows off per quantity: " + ", ".join(f"{s} {worst[k]}" for k, s in QUANTITIES),
+              "", "### Unmodelled calls, by how many architectures hit them", "",
+              "| call | architectures |", "|---|---|"]
+    lines += [f"| `{c}` | {n} |" for c, n in hits.most_common()]
+    lines += ["", "### Did not build", "", "| architecture | why |", "|---|---|"]
+    lines += [f"| {r['name']} | {r['why'][:200].replace('|', '/')} |"
+              for r in rows if not r["built"]]
+    lines += ["", "### Built but could not train", "", "| architecture | mode | why |",
+              "|---|---|---|"]
+    lines += [f"| {r['name']} | {r['mode']} | {r['why'][:200].replace('|', '/')} |"
+              for r in rows if r["built"] and not r.get("ran")]
+    lines += ["", "## Rows", "",
+              "| architecture | mapping | mode | " + " | ".join(s for _, s in QUANTITIES)
+              + " | unmodelled |", "|---|---|---|" + "---|" * len(QUANTITIES) + "---|"]
+
+    def badness(r):
+        return max((abs(e) for e in r["errors"].values() if e is not None), default=0)
+    for r in sorted(ran, key=lambda r: (-badness(r), r["name"], r["mode"])):
+        lines.append(f"| {r['name']} | {r['mapping']} | {r['mode']} | "
+                     + " | ".join(_cell(r["errors"][k]) for k, _ in QUANTITIES)
+                     + f" | {', '.join(r['unmodelled'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="")
+    parser.add_argument("--subset", action="store_true")
+    parser.add_argument("--others", type=int, default=10)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--timeout", type=int, default=120)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "reports", "text_zoo.md"))
+    parser.add_argument("--note", default="")
+    a = parser.parse_args(argv)
+    from tqdm import tqdm
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    todo = architectures([o for o in a.only.split(",") if o], a.subset, a.others, a.limit)
+    total = len(architectures())
+    note = a.note or (f"A deterministic subset: every causal-LM architecture plus the first "
+                      f"{a.others} (by name) of each other mapping." if a.subset else "")
+    rows, start = [], time.time()
+    signal.signal(signal.SIGALRM, _alarm)
+    for mapping, name in tqdm(todo, desc="text zoo", unit="arch"):
+        signal.alarm(a.timeout)
+        try:
+            got = run_one(mapping, name)
+        except Timeout:
+            got = [dict(name=name, mapping=mapping, built=True, mode="full", ran=False,
+                        why=f"over the {a.timeout} s limit")]
+        except Exception as e:
+            got = [dict(name=name, mapping=mapping, built=False, why=reason(e)[:300])]
+        finally:
+            signal.alarm(0)
+        rows += got
+        gc.collect()
+        write_text(a.out, report(rows, total, time.time() - start, note))
+    print(f"wrote {a.out}")
+
+
+if __name__ == "__main__":
+    main()
