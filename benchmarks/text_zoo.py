@@ -144,8 +144,6 @@ def shrink(defaults: dict) -> dict:
             out[name] = {**v, **shrink(v)}
     if "num_labels" in defaults or "id2label" in defaults:
         out["num_labels"] = 3
-    if defaults.get("pad_token_id") is None and "pad_token_id" in defaults:
-        out["pad_token_id"] = 0  # sequence classification pools at the last non-pad token
     return out
 
 
@@ -190,6 +188,11 @@ def build(name):
     except Exception as e:
         return None, {}, f"default config fails: {reason(e)}"
     args = {k: v for k, v in shrink(defaults).items() if k in factory.fields}
+    if name.endswith("ForSequenceClassification") and defaults.get("pad_token_id") is None \
+            and "pad_token_id" in factory.fields:
+        # it pools at the last non-pad token and needs a pad id; a causal LM given one
+        # checks the ids for padding (Tensor.item(), which meta tensors refuse)
+        args["pad_token_id"] = 0
     try:
         spec = parse_spec(f"hf:{name}", args)
         config = spec.factory.config(**args)
