@@ -137,3 +137,27 @@ def test_without_labels_unchanged(monkeypatch):
     monkeypatch.setattr(tracer, "loss_of", lambda m: Loss())
     assert predict_with_unmodelled(net, shape) == (predicted, [])
     assert measure(net, shape, how="fake") == real
+
+
+@pytest.mark.parametrize("head", ["BertForMaskedLM", "BertForTokenClassification"])
+def test_per_token_heads(head):
+    """A masked LM and a token classifier: one label per token (below the vocabulary,
+    below ``num_labels``), their own cross-entropy over every position; exact."""
+    torch.manual_seed(0)
+    net = getattr(transformers, head)(transformers.BertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, num_labels=5))
+    loss = loss_of(net)
+    assert loss.own and loss.high == (VOCAB if head.endswith("MaskedLM") else 5)
+    assert loss.labels_shape(SHAPE) == SHAPE
+    predicted, unmodelled = predict_with_unmodelled(net, SHAPE, **TOKENS)
+    assert not unmodelled and predicted == measure(net, SHAPE, how="real", **TOKENS)
+
+
+def test_regression_head_keeps_cross_entropy():
+    """``num_labels=1`` (regression: float labels, MSE): not drawn; cross-entropy on
+    the logits, as before."""
+    net = transformers.BertForSequenceClassification(transformers.BertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, num_labels=1))
+    assert loss_of(net) == Loss()
