@@ -93,6 +93,9 @@ def test_finetune_bert_tokens_exact(nets, capsys):
         assert r["input"] == [2, 16] and r["size"] == [16] and r["batch"] == 2
         assert r["measured_how"] == "real"
         assert {q: r["predicted"][q] for q in EXACT} == {q: r["measured"][q] for q in EXACT}
+        # BERT's own loss (labels=): named in the row and in the step
+        assert r["loss"] == "the model's own (labels=)"
+        assert r["step"] == "adam, float32, loss: the model's own (labels=)"
 
 
 def test_finetune_audio_and_table(nets, capsys):
@@ -140,6 +143,7 @@ def test_fit_bert_max_batch_proved(nets, capsys, mode):
     (r,) = _json(["fit", f"{nets}:bert", "--budget", str(budget), "--input", "2,16",
                   "--device", "cpu", "--mode", mode, "--format", "json"], capsys)
     assert r["input"] == [2, 16] and r["batch"] == 2 and r["size"] == [16]
+    assert r["loss"] == "the model's own (labels=)" and r["step"].endswith("loss: " + r["loss"])
     best = r["max_batch"]
     assert best and best > 2
     with torch.device("meta"):

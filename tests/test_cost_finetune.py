@@ -169,12 +169,13 @@ def test_cli_json():
     data = json.loads(out.stdout)
     assert len(data) == 4
     assert set(data[0]) == {"model", "layers", "size", "batch", "input", "mode", "trainable_params",
-                            "trainable_tensors", "frozen", "head", "options", "step",
+                            "trainable_tensors", "frozen", "head", "options", "step", "loss",
                             "predicted", "unmodelled", "measured", "measured_how"}
     assert data[0]["step"] == "adam, float32" and data[0]["options"]["grad_accum"] == 1
     assert data[0]["unmodelled"] == []
     assert set(data[0]["measured"]) == set(KEYS) and data[0]["size"] == [8, 8]
     assert data[0]["input"] == [2, 4, 8, 8]  # the batch's shape: (batch, width, H, W)
+    assert data[0]["loss"] == "cross-entropy"  # no labels=: said only in the JSON
 
 
 @pytest.mark.parametrize("args", [

@@ -1,9 +1,12 @@
 """Text models: integer token ids in, a Hugging Face ``ModelOutput`` out.
 
 The batch is made by :func:`complexity.cost.step.batch.make_input` (``input_dtype``,
-``input_high``); the loss is cross-entropy on ``output.logits``, token logits
-``(N, L, V)`` flattened to ``(N·L, V)`` (:func:`complexity.cost.step.batch.logits`),
-identically in the trace and the measurement. Skipped without ``transformers``.
+``input_high``); the loss is the model's own (``labels=``:
+:func:`complexity.cost.step.batch.loss_of`; ``tests/test_cost_own_loss.py``), the
+``batch_target`` its labels, identically in the trace and the measurement
+(cross-entropy on ``output.logits``, token logits ``(N, L, V)`` flattened to
+``(N·L, V)`` by :func:`complexity.cost.step.batch.logits`, for a model without
+one). Skipped without ``transformers``.
 """
 from __future__ import annotations
 

@@ -162,12 +162,15 @@ def step_cost(model, input_shape: Optional[Sequence[int]] = None,
 
             dtypes = input_kind(module, shape)
         predicted, unmodelled, measured = _costed(net, shape, options, how, dtypes)
+        from complexity.cost.step.batch import loss_of
+
+        loss = loss_of(net)  # the model's own (labels=) where it has one: named in step
     finally:
         for p, flag in flags:
             p.requires_grad_(flag)
     return StepCost(model=name, input=list(shape), trainable=mode, trainable_params=params,
                     predicted=dict(predicted), measured=measured, unmodelled=list(unmodelled),
-                    step=options.label(), options=options.to_dict(), measured_how=how)
+                    step=options.label(loss), options=options.to_dict(), measured_how=how)
 
 
 def _measure_how(measure) -> Optional[str]:

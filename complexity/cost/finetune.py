@@ -274,7 +274,7 @@ def _predicted(c: Configuration, width: int, model_args: Optional[dict],
     prediction in ``result`` and ``measured`` None, ``kind`` the input's dtype
     (:func:`~complexity.cost.step.batch.input_kind`); :class:`ConfigurationError`
     naming it."""
-    from complexity.cost.step.batch import input_kind
+    from complexity.cost.step.batch import input_kind, loss_of
 
     shape = c.input
     try:
@@ -291,6 +291,8 @@ def _predicted(c: Configuration, width: int, model_args: Optional[dict],
         pred, unmodelled = predict_with_unmodelled(net, shape, options=options, **kind)
     except Exception as e:
         raise ConfigurationError(f"{c.label}: {reason(e)}") from e
+    loss = loss_of(net)  # the model's own (labels=) where it has one: the step names it
+    step = {**step, "step": (options or StepOptions()).label(loss), "loss": loss.label()}
     return (c.label, net, c.mode, shape, kind, {
         "model": c.name, "layers": c.layers, "size": list(c.size), "batch": c.batch,
         "input": list(shape), "mode": c.mode, "trainable_params": trainable, **parts, **step,
@@ -306,7 +308,10 @@ def sweep(models: Sequence[str], layers: Sequence[int], sizes: Sequence[Tuple[in
     """One result per (model, layers, size, batch, mode): the JSON objects that
     ``finetune --format json`` prints, ``{"model", "layers", "size", "batch",
     "input", "mode", "trainable_params", "trainable_tensors", "frozen", "head",
-    "predicted": {KEYS}, "unmodelled": [call names], "measured": {KEYS} or None}``
+    "options", "step", "loss", "predicted": {KEYS}, "unmodelled": [call names],
+    "measured": {KEYS} or None}`` (``loss``: ``"cross-entropy"`` on the logits, or
+    ``"the model's own (labels=)"``, :func:`~complexity.cost.step.batch.loss_of`,
+    which ``step`` then names too)
     (``frozen`` and ``head``: :func:`trainable_parts`), and with a measurement
     ``"measured_how"``:
     ``how``, ``"fake"`` (fake CPU tensors, any size) or ``"real"`` (a real CPU

@@ -20,7 +20,7 @@ from complexity.output.units import bytes_text
 #: the keys of each JSON object, in order (the contract of docs/cli.md)
 JSON_KEYS = ("model", "mode", "device", "batch", "size", "input", "budget_bytes", "peak_bytes",
              "fits", "max_batch", "max_size", "parts", "dominant", "cuda", "peak_formula",
-             "size_formula", "size_domain", "unmodelled", "step")
+             "size_formula", "size_domain", "unmodelled", "step", "loss")
 
 
 def _bytes(n) -> Cell:

@@ -52,7 +52,9 @@ class FitResult:
     object (:meth:`to_dict`). ``input``: the batch's shape (``[batch, channels,
     *size]`` of an image batch); ``size`` its sizes after the batch and channels
     (:func:`~complexity.cost.finetune.extent`). ``max_size``, ``size_formula`` and
-    ``size_domain`` are set (and in the JSON) only for ``size="auto"``."""
+    ``size_domain`` are set (and in the JSON) only for ``size="auto"``. ``loss``:
+    ``"cross-entropy"`` on the logits, or ``"the model's own (labels=)"``
+    (:func:`~complexity.cost.step.batch.loss_of`), which ``step`` then names too."""
 
     model: str
     mode: str
@@ -70,6 +72,7 @@ class FitResult:
     peak_formula: str
     unmodelled: List[str]
     step: str
+    loss: str = "cross-entropy"
     max_size: Optional[List[int]] = None
     size_formula: Optional[str] = None
     size_domain: Optional[str] = None
@@ -84,7 +87,7 @@ class FitResult:
         auto = self.size_formula is not None
         order = ("model", "mode", "device", "batch", "size", "input", "budget_bytes", "peak_bytes",
                  "fits", "max_batch", "max_size", "parts", "dominant", "cuda", "peak_formula",
-                 "size_formula", "size_domain", "unmodelled", "step")
+                 "size_formula", "size_domain", "unmodelled", "step", "loss")
         return {k: getattr(self, k) for k in order
                 if auto or k not in ("max_size", "size_formula", "size_domain")}
 
@@ -246,10 +249,11 @@ def _verdict(built, name, model_args, channels, mode, budget, batch, size, devic
     from complexity.cost.finetune import extent
     from complexity.cost.fit import proofs
     from complexity.cost.fit.step_formula import FormulaError
-    from complexity.cost.step.batch import input_kind
+    from complexity.cost.step.batch import input_kind, loss_of
     from complexity.cost.step.lora import trainable_model
 
     net, _ = trainable_model(built, mode, lambda: _build(name, model_args, shape)[0])
+    loss = loss_of(net)  # the model's own (labels=) where it has one
     extra, formula, kind = {}, None, {}
     if shape is not None:
         sample, what = shape[1:], "x".join(map(str, shape))
@@ -270,7 +274,7 @@ def _verdict(built, name, model_args, channels, mode, budget, batch, size, devic
     known = {f.name for f in fields(FitResult)}
     full = (batch, *sample)
     return FitResult(model=name, mode=mode, size=extent(full), input=list(full),
-                     step=options.label(), **extra,
+                     step=options.label(loss), loss=loss.label(), **extra,
                      **{k: v for k, v in r.items() if k in known})
 
 

@@ -3,7 +3,8 @@
 (``tests/test_cost_measure.py``).
 
 One step is what a training loop does once the optimizer's state exists: forward,
-cross-entropy loss, backward, ``optimizer.step()``. It runs under PyTorch's
+loss (the model's own where it has one, cross-entropy otherwise:
+:func:`complexity.cost.step.batch.loss_of`), backward, ``optimizer.step()``. It runs under PyTorch's
 ``FakeTensorMode`` (tensors carry shape, dtype and storage identity but no data),
 so deeplabv3_resnet101 at 448×448 costs seconds, not gigabytes. Three independent
 instruments watch the step:
@@ -60,9 +61,12 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
             options=None, parts: bool = False) -> Dict[str, int]:
     """Measure one training step of ``model`` on a batch of ``input_shape``.
 
-    Trainable = parameters with ``requires_grad``. The loss is cross-entropy on the
-    output (or ``output["out"]``) against class indices: ``batch_target`` if given
-    (any tensor of the right shape), random otherwise. The step runs in train mode
+    Trainable = parameters with ``requires_grad``. The loss is the model's own
+    where it has one (a Hugging Face model given ``labels=``:
+    :func:`complexity.cost.step.batch.loss_of`), else cross-entropy on the
+    output (or ``output["out"]``) against class indices: ``batch_target`` (the
+    labels, or the class indices) if given (any tensor of the right shape), random
+    otherwise. The step runs in train mode
     (batch statistics, dropout), on CPU copies of the parameters and buffers:
     ``how="fake"`` (the default) fake tensors of the CPU device (no memory, any
     size), ``how="real"`` real ones (random values; it must fit in memory).

@@ -14,10 +14,9 @@ import contextlib
 from typing import Dict, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from complexity.cost.step.batch import logits, make_input
+from complexity.cost.step.batch import forward_loss, make_input
 
 __all__ = ["measure_cuda", "measure_cuda_peak"]
 
@@ -70,13 +69,8 @@ def measure_cuda(model: nn.Module, input_shape: Sequence[int], options=None,
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
             for _ in range(options.grad_accum):
-                with region():
-                    out = logits(net(x))
-                    if target is None:
-                        target = torch.randint(0, out.shape[1],
-                                               (out.shape[0], *out.shape[2:]), device=dev)
-                    loss = F.cross_entropy(out, target)
-                del out
+                with region():  # the model's own loss where it has one (labels=)
+                    loss, target = forward_loss(net, x, target)
                 (scaler.scale(loss) if scaler else loss).backward()
             if scaler:
                 scaler.step(opt)

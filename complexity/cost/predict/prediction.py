@@ -197,7 +197,8 @@ def _traced(model, input_shape, target, device_type, input_dtype, input_high, op
         device_type = "cuda" if amp is torch.float16 else "cpu"
     g = trace(model, input_shape, target, device_type, input_dtype=input_dtype,
               input_high=input_high, dtype=dtype, autocast=amp, checkpoint=options.checkpoint)
-    g.loss = g.calls[-1].outputs[0]
+    if g.loss is None:  # cross-entropy on the logits: the last call (the model's own: marked)
+        g.loss = g.calls[-1].outputs[0]
     if options.grad_scaler:
         _scale_loss(g)
     return g

@@ -6,7 +6,9 @@ functional calls (``conv2d``, ``batch_norm``, ``relu``, ``cat``, ``add_``,
 ``interpolate`` …), their tensor arguments, result shapes, and which arguments
 derive from a trainable parameter. Each call is handed to its rule in
 :mod:`complexity.cost.predict.rules`; cross-entropy, the loss, is handled here (two
-autograd nodes: log-softmax, then nll_loss).
+autograd nodes: log-softmax, then nll_loss), whether the step calls it on the
+logits or the model calls it itself (its own loss, ``labels=``:
+:func:`complexity.cost.step.batch.loss_of`; ``Graph.loss`` is then the model's loss).
 
 >>> from torch import nn
 >>> g = trace(nn.Sequential(nn.Conv2d(2, 3, 1), nn.ReLU()), (1, 2, 4, 4))
@@ -30,7 +32,7 @@ from torch.utils._pytree import tree_flatten, tree_map
 from complexity.cost.step.checkpointing import checkpoint_modules
 from complexity.cost.predict.graph import Call, Graph, Segment
 from complexity.cost.step.autocast import autocast_region
-from complexity.cost.step.batch import loss_target, logits, make_input
+from complexity.cost.step.batch import loss_of, loss_target, logits, make_input, own_loss
 from complexity.cost.step.state import stand_ins, tensor_attributes
 from complexity.cost.predict.rules import Context, lookup
 from complexity.counting.hooks import mode
@@ -203,9 +205,15 @@ class Tracer(TorchFunctionMode):
         return args, kwargs, [sub(t) for t in ins]
 
     def _cross_entropy(self, args, kwargs, loss):
-        """cross_entropy = log_softmax then nll_loss: two autograd nodes."""
+        """cross_entropy = log_softmax then nll_loss: two autograd nodes, whatever
+        ``ignore_index`` (the ignored targets change no storage). Class-probability
+        targets, class weights, label smoothing or a reduction other than the mean
+        call more than these two: recorded as two, and reported unmodelled."""
         scores, target = args[0], _arg(args, kwargs, 1, "target")
         g = self.g
+        if (target.is_floating_point() or _arg(args, kwargs, 2, "weight") is not None
+                or _arg(args, kwargs, 7, "label_smoothing", 0.0)):
+            g.unmodelled.add("cross_entropy")
         lv, tv = g.value(scores), g.value(target)
         grad = scores.requires_grad
         log_p = torch.empty_like(scores)  # the log-softmax output, a storage of its own
@@ -230,7 +238,11 @@ class Tracer(TorchFunctionMode):
 def trace(model: nn.Module, input_shape: Sequence[int], target=None,
           device_type: Optional[str] = None, *, input_dtype=None,
           input_high=None, dtype=None, autocast=None, checkpoint=None) -> Graph:
-    """Run ``model`` (train mode) and cross-entropy on meta tensors, recording calls.
+    """Run ``model`` (train mode) and its loss on meta tensors, recording calls: the
+    model's own (``model(x, labels=labels).loss``, labels of ``target``'s shape or
+    drawn as :meth:`complexity.cost.step.batch.Loss.labels` draws them) where
+    :func:`complexity.cost.step.batch.loss_of` says it has one, cross-entropy on
+    its logits otherwise.
     The input: float32 of ``input_shape`` by default, or ``input_dtype`` (e.g.
     ``torch.long`` token ids; ``input_high``, their bound, as
     :func:`complexity.cost.step.batch.make_input` takes it).
@@ -324,10 +336,20 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
     hooks = [nn.modules.module.register_module_forward_pre_hook(pre),
              nn.modules.module.register_module_forward_hook(post)]
     tracer = Tracer(g, autocast=autocast is not None)
+    loss = loss_of(model)
     try:
         # Forward and loss in one autocast region, as a training loop writes it: the
         # cached weight copies live until it closes.
         with autocast_region(g.device_type, autocast):
+            if loss.own:  # the model's own loss: its calls are the forward's
+                labels = (loss.labels(x) if target is None
+                          else torch.empty(target.shape, dtype=target.dtype, device=dev))
+                g.resident.add(g.value_storage[g.value(labels)])
+                with mode(model, True), torch.enable_grad(), \
+                        stand_ins(model, state, attributes), tracer:
+                    value = own_loss(model, x, labels)
+                g.loss = _loss_value(g, value)
+                return g
             with mode(model, True), torch.enable_grad(), \
                     stand_ins(model, state, attributes), tracer:
                 out = logits(model(x))
@@ -343,6 +365,18 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
         for _, _, drop in segment:  # a forward that raised inside a segment
             drop.__exit__(None, None, None)
     return g
+
+
+def _loss_value(g: Graph, loss) -> int:
+    """The value of the model's own ``loss``, which must be the last call's result
+    (backward starts there: :func:`complexity.cost.predict.schedule.peak`)."""
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        raise ValueError("the model's own loss (labels=) gave no scalar loss")
+    v = g.value(loss)
+    if not g.calls or v not in g.calls[-1].outputs:
+        raise ValueError(f"the model's own loss is not the result of its last call "
+                         f"({g.calls[-1].name if g.calls else 'none'})")
+    return v
 
 
 def trace_calls(fn, *args, device_type: str = "cpu", state=(), **kwargs) -> Graph:

@@ -2,11 +2,16 @@
 (:func:`make_input`: images, audio, video, token ids — :func:`token_vocabulary`
 says which a model takes), the logits a model's output holds
 (:func:`logits`), the target reshaped to them (:func:`loss_target`), and the
-forward and cross-entropy loss as a training loop writes it (:func:`forward_loss`).
+forward and loss as a training loop writes it (:func:`forward_loss`): the model's
+own loss where it has one (a Hugging Face model given ``labels=``), cross-entropy on
+its logits otherwise (:func:`loss_of` says which, a :class:`Loss`).
 Prediction (the tracer) and measurement run the same step through these.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import torch
@@ -160,17 +165,146 @@ def loss_target(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return target
 
 
-def forward_loss(model: nn.Module, x, target) -> tuple:
-    """``(loss, target)``: cross-entropy of ``model(x)``'s logits against ``target``,
-    drawn at random (class indices of the output's shape) when None.
+#: The Hugging Face tasks whose model computes its own loss from ``labels=`` of a
+#: shape and range the step can draw: per task, the mapping of
+#: ``transformers.models.auto.modeling_auto`` naming its model classes, whether the
+#: labels are one per token (the input's shape) or one per example (``(N,)``), and
+#: whether they index the vocabulary or the ``num_labels`` classes.
+_TASKS = {
+    "causal-lm": ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "token", "vocab"),
+    "masked-lm": ("MODEL_FOR_MASKED_LM_MAPPING_NAMES", "token", "vocab"),
+    "token-classification": ("MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES", "token", "labels"),
+    "sequence-classification": ("MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES", "example",
+                                "labels"),
+    "image-classification": ("MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES", "example", "labels"),
+    "audio-classification": ("MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES", "example", "labels"),
+    "video-classification": ("MODEL_FOR_VIDEO_CLASSIFICATION_MAPPING_NAMES", "example", "labels"),
+}
+
+
+@dataclass(frozen=True)
+class Loss:
+    """The step's loss: the model's own (``own``: ``model(x, labels=labels).loss``,
+    labels of ``task``'s shape drawn below ``high``), or cross-entropy on the
+    model's logits against random class indices (the default).
+
+    >>> Loss().label(), Loss(own=True, task="causal-lm", high=100).label()
+    ('cross-entropy', "the model's own (labels=)")
+    """
+
+    own: bool = False
+    task: Optional[str] = None
+    high: Optional[int] = None
+
+    def label(self) -> str:
+        """How the output names it."""
+        return "the model's own (labels=)" if self.own else "cross-entropy"
+
+    def labels_shape(self, input_shape: Sequence[int]) -> tuple:
+        """The labels' shape for an ``input_shape`` batch: the input's (one label per
+        token) or ``(N,)`` (one per example).
+
+        >>> Loss(True, "causal-lm", 10).labels_shape((2, 16)), Loss(True, "sequence-classification", 3).labels_shape((2, 16))
+        ((2, 16), (2,))
+        """
+        per = _TASKS[self.task][1]
+        return tuple(input_shape) if per == "token" else (int(input_shape[0]),)
+
+    def labels(self, x: torch.Tensor) -> torch.Tensor:
+        """Random labels for batch ``x``, on its device: int64 below :attr:`high`
+        (an empty tensor on the meta device)."""
+        return make_input(self.labels_shape(x.shape), torch.long, self.high, device=x.device)
+
+
+@functools.lru_cache(maxsize=None)
+def _task_classes() -> dict:
+    """``{class name: task}`` of :data:`_TASKS`, read from transformers' auto
+    mappings (empty without transformers)."""
+    try:
+        from transformers.models.auto import modeling_auto
+    except Exception:  # no transformers: no model of its
+        return {}
+    found = {}
+    for task, (mapping, _, _) in _TASKS.items():
+        for names in getattr(modeling_auto, mapping, {}).values():
+            for name in (names if isinstance(names, (tuple, list)) else (names,)):
+                found.setdefault(name, task)
+    return found
+
+
+def loss_of(model: nn.Module) -> Loss:
+    """The loss a training step of ``model`` takes: the model's own when it is a
+    Hugging Face ``PreTrainedModel`` whose ``forward`` accepts ``labels`` and whose
+    class is one of a task the labels can be drawn for (:data:`_TASKS`: causal and
+    masked LM, token classification — labels of the input's shape —, sequence,
+    image, audio and video classification — one label per example —, labels below
+    the vocabulary or ``num_labels``); cross-entropy on the logits otherwise (a
+    regression or multi-label head too: their labels are floats).
+
+    >>> loss_of(nn.Linear(3, 2))
+    Loss(own=False, task=None, high=None)
+    """
+    try:
+        from transformers import PreTrainedModel
+    except Exception:
+        return Loss()
+    if not isinstance(model, PreTrainedModel):
+        return Loss()
+    try:
+        takes_labels = "labels" in inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        takes_labels = False
+    task = _task_classes().get(type(model).__name__)
+    if not takes_labels or task is None:
+        return Loss()
+    config = model.config
+    if _TASKS[task][2] == "vocab":
+        text = config.get_text_config() if hasattr(config, "get_text_config") else config
+        high = getattr(text, "vocab_size", None)
+    else:
+        high = getattr(config, "num_labels", None)
+        problem = getattr(config, "problem_type", None)
+        if problem not in (None, "single_label_classification") or high == 1:
+            return Loss()  # regression, multi-label: float labels
+    if not isinstance(high, int) or high < 1:
+        return Loss()
+    return Loss(own=True, task=task, high=high)
+
+
+def forward_loss(model: nn.Module, x, target, loss: Optional[Loss] = None) -> tuple:
+    """``(loss, target)``: the step's loss (``loss``, by default :func:`loss_of`
+    ``model``) on batch ``x``. The model's own: ``model(x, labels=target).loss``,
+    labels drawn at random (:meth:`Loss.labels`) when ``target`` is None; the
+    model's ``config.problem_type``, which a classification head sets on its first
+    call, is left as it was. Otherwise cross-entropy of ``model(x)``'s logits
+    against ``target``, drawn at random (class indices of the output's shape) when
+    None.
 
     >>> loss, target = forward_loss(nn.Conv2d(1, 3, 1), torch.randn(2, 1, 4, 4), None)
     >>> tuple(target.shape), loss.dim()
     ((2, 4, 4), 0)
     """
+    loss = loss if loss is not None else loss_of(model)
+    if loss.own:
+        if target is None:
+            target = loss.labels(x)
+        return own_loss(model, x, target), target
     out = logits(model(x))
     if target is None:  # warm-up: learn the output's shape
         target = torch.randint(0, out.shape[1], (out.shape[0], *out.shape[2:]),
                                device=out.device)
     target = loss_target(out, target)
     return F.cross_entropy(out, target), target
+
+
+def own_loss(model: nn.Module, x, labels) -> torch.Tensor:
+    """``model(x, labels=labels).loss``, the model's output let go before this
+    returns, its ``config.problem_type`` (set by a classification head's first
+    call) left as it was."""
+    config = getattr(model, "config", None)
+    problem = getattr(config, "problem_type", None)
+    try:
+        return model(x, labels=labels).loss
+    finally:
+        if config is not None and getattr(config, "problem_type", None) != problem:
+            config.problem_type = problem

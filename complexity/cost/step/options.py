@@ -80,8 +80,18 @@ class StepOptions:
 
         return None if self.autocast is None else getattr(torch, self.autocast)
 
-    def label(self) -> str:
-        """A short text naming every setting that differs from the course's step."""
+    def label(self, loss=None) -> str:
+        """A short text naming every setting that differs from the course's step;
+        with ``loss`` (:class:`complexity.cost.step.batch.Loss`, the model's:
+        :func:`~complexity.cost.step.batch.loss_of`), the model's own loss too
+        (cross-entropy, the default, goes without saying).
+
+        >>> from complexity.cost.step.batch import Loss
+        >>> StepOptions().label(Loss(own=True, task="causal-lm", high=10))
+        "adam, float32, loss: the model's own (labels=)"
+        >>> StepOptions().label(Loss())
+        'adam, float32'
+        """
         words = [self.optimizer.label(), self.dtype]
         if self.autocast:
             words.append(f"autocast {self.autocast}")
@@ -93,6 +103,8 @@ class StepOptions:
             words.append(f"grad-accum {self.grad_accum}")
         if self.grad_scaler:
             words.append("grad-scaler")
+        if loss is not None and loss.own:
+            words.append("loss: " + loss.label())
         return ", ".join(words)
 
     def to_dict(self) -> dict:

@@ -1,0 +1,163 @@
+"""The model's own loss: a Hugging Face model given ``labels=`` computes its loss
+itself (a causal LM: the labels padded with -100 and shifted by one, the logits
+upcast to float32, cross-entropy with ``ignore_index=-100``; sequence
+classification: cross-entropy over ``num_labels``), and the step takes
+``output.loss`` (:func:`complexity.cost.step.batch.loss_of`). The tracer records the
+model's own calls (``pad``, ``contiguous``, ``float``, views, and cross-entropy as
+log-softmax + nll_loss); the measurement runs the same forward. A model without
+labels (torchvision) keeps cross-entropy on its logits, unchanged.
+Skipped without ``transformers``.
+"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from complexity.cost.keys import KEYS
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.predict.prediction import predict_with_unmodelled
+from complexity.cost.predict.trace import trace
+from complexity.cost.step.batch import Loss, loss_of
+from complexity.cost.step.trainable import set_trainable
+
+transformers = pytest.importorskip("transformers")
+
+SHAPE = (2, 16)
+VOCAB = 100
+TOKENS = dict(input_dtype=torch.long, input_high=VOCAB)
+
+#: Llama's rotary embedding (``cos``, ``sin`` of the position angles): off the
+#: gradient path (no node), so no value depends on their rule; no other call may lack one.
+OFF_PATH = {"cos", "sin"}
+
+
+def _gpt2():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                            bos_token_id=None, eos_token_id=None)
+    return GPT2LMHeadModel(config)
+
+
+def _llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    # as many key/value heads as query heads: grouped-query attention is another rule's
+    return LlamaForCausalLM(LlamaConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64))
+
+
+def _bert():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    return BertForSequenceClassification(BertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, num_labels=3))
+
+
+MODELS = {"gpt2": _gpt2, "llama": _llama, "bert": _bert}
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def model(request):
+    torch.manual_seed(0)
+    return request.param, MODELS[request.param]()
+
+
+def test_loss_of():
+    """Which loss, and the labels drawn for it."""
+    gpt2, bert = loss_of(_gpt2()), loss_of(_bert())
+    assert (gpt2.own, gpt2.task, gpt2.high) == (True, "causal-lm", VOCAB)
+    assert (bert.own, bert.task, bert.high) == (True, "sequence-classification", 3)
+    assert gpt2.labels_shape(SHAPE) == SHAPE and bert.labels_shape(SHAPE) == (2,)
+    assert gpt2.label() == "the model's own (labels=)" and Loss().label() == "cross-entropy"
+    labels = gpt2.labels(torch.zeros(SHAPE, dtype=torch.long))
+    assert labels.dtype == torch.long and 0 <= labels.min() and labels.max() < VOCAB
+
+
+@pytest.mark.parametrize("trainable", ["full", "last"])
+def test_predicted_equals_real(model, trainable):
+    """All seven quantities, predicted from the trace, equal one real step's, with
+    the model's own loss in both; the loss is the model's cross-entropy (its last
+    two calls), the graph's loss its result."""
+    name, net = model
+    flags = [p.requires_grad for p in net.parameters()]
+    set_trainable(net, trainable)
+    try:
+        predicted, unmodelled = predict_with_unmodelled(net, SHAPE, **TOKENS)
+        real = measure(net, SHAPE, how="real", **TOKENS)
+        g = trace(net, SHAPE, **TOKENS)
+    finally:
+        for p, f in zip(net.parameters(), flags):
+            p.requires_grad_(f)
+    assert set(unmodelled) <= OFF_PATH, unmodelled
+    assert {k: predicted[k] for k in KEYS} == {k: real[k] for k in KEYS}
+    names = [c.name for c in g.calls]
+    assert names[-2:] == ["log_softmax", "nll_loss"] and g.loss == g.calls[-1].outputs[0]
+    if name != "bert":  # the causal LM's shift: labels padded with -100, sliced, copied
+        assert ["float", "pad", "__getitem__", "contiguous"] == \
+            [n for n in names[-10:] if n in ("float", "pad", "__getitem__", "contiguous")]
+    assert net.config.problem_type is None  # the classification head's setting undone
+
+
+def test_ignored_labels_change_nothing():
+    """Labels of -100 (ignored, as a masked LM's unmasked positions are) cost what
+    random labels cost: the target is kept whole either way."""
+    torch.manual_seed(0)
+    net = _gpt2()
+    labels = torch.full(SHAPE, -100, dtype=torch.long)
+    labels[:, ::4] = 7
+    assert measure(net, SHAPE, how="real", batch_target=labels, **TOKENS) \
+        == measure(net, SHAPE, **TOKENS) \
+        == predict_with_unmodelled(net, SHAPE, labels.to("meta"), **TOKENS)[0]
+
+
+def test_without_labels_unchanged(monkeypatch):
+    """A model without ``labels`` (torchvision's resnet18, 32×32): cross-entropy on
+    its logits, predicted and measured as before — the same numbers as with the
+    cross-entropy path forced."""
+    import torchvision
+
+    import complexity.cost.predict.trace as tracer
+    from complexity.cost.step import batch
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=10)
+    shape = (2, 3, 32, 32)
+    assert loss_of(net) == Loss()
+    predicted, unmodelled = predict_with_unmodelled(net, shape)
+    real = measure(net, shape, how="real")
+    assert not unmodelled and predicted == real
+    monkeypatch.setattr(batch, "loss_of", lambda m: Loss())
+    monkeypatch.setattr(tracer, "loss_of", lambda m: Loss())
+    assert predict_with_unmodelled(net, shape) == (predicted, [])
+    assert measure(net, shape, how="fake") == real
+
+
+@pytest.mark.parametrize("head", ["BertForMaskedLM", "BertForTokenClassification"])
+def test_per_token_heads(head):
+    """A masked LM and a token classifier: one label per token (below the vocabulary,
+    below ``num_labels``), their own cross-entropy over every position; exact."""
+    torch.manual_seed(0)
+    net = getattr(transformers, head)(transformers.BertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, num_labels=5))
+    loss = loss_of(net)
+    assert loss.own and loss.high == (VOCAB if head.endswith("MaskedLM") else 5)
+    assert loss.labels_shape(SHAPE) == SHAPE
+    predicted, unmodelled = predict_with_unmodelled(net, SHAPE, **TOKENS)
+    assert not unmodelled and predicted == measure(net, SHAPE, how="real", **TOKENS)
+
+
+def test_regression_head_keeps_cross_entropy():
+    """``num_labels=1`` (regression: float labels, MSE): not drawn; cross-entropy on
+    the logits, as before."""
+    net = transformers.BertForSequenceClassification(transformers.BertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, num_labels=1))
+    assert loss_of(net) == Loss()
