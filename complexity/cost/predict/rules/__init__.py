@@ -44,6 +44,10 @@ div                           a tensor divisor (and the dividend,   0
 cross_entropy                 log-softmax output, target,           0
                               total_weight (a 4-byte scalar)
 where, masked_fill            the bool mask                         0
+x[i] indexed by tensors,      the index tensors (by slices:         0
+x[i] = v (__setitem__)        nothing)
+tensor_split, long, int …     nothing (views; integer casts: no     0
+                              node)
 cat, add, sub, neg, to,       nothing                               0
 views, pad, roll,
 interpolate, sum, mean,
@@ -54,7 +58,8 @@ The families: :mod:`.conv` (convolutions, linear), :mod:`.matmul` (mm, bmm,
 addmm, baddbmm, matmul), :mod:`.composite` (einsum, gather, norm: run on meta
 tensors), :mod:`.attention` (``scaled_dot_product_attention``), :mod:`.norm`
 (batch_norm, layer_norm, group_norm), :mod:`.pool`, :mod:`.dropout`,
-:mod:`.embedding`, :mod:`.softmax` (softmax, log_softmax, softmin),
+:mod:`.embedding`, :mod:`.index` (``x[i]``, ``x[i] = v``, ``tensor_split``, integer
+casts), :mod:`.softmax` (softmax, log_softmax, softmin),
 :mod:`.activation` (relu, sigmoid, tanh, the keep-input activations and their
 in-place forms), :mod:`.elementwise` (mul, div, exp, log, where, masked_fill, and
 the element-wise calls that keep nothing) and :mod:`.shape` (views and calls that
@@ -83,6 +88,7 @@ from complexity.cost.predict.rules import (  # noqa: F401  (importing a family r
     dropout,
     elementwise,
     embedding,
+    index,
     matmul,
     norm,
     pool,

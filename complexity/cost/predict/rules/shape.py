@@ -26,7 +26,7 @@ FACTORIES = ("zeros", "ones", "empty", "full", "randn", "rand", "randint", "aran
              "tensor", "as_tensor", "scalar_tensor", "new_tensor")
 
 
-@rule(*sorted(ALIASING), *KEEP_NOTHING, *FACTORIES)
+@rule(*sorted(ALIASING - {"__getitem__"}), *KEEP_NOTHING, *FACTORIES)  # x[i]: .index
 def keep_nothing(ctx: Context) -> None:
     """Nothing kept, no FLOPs; the calls of :data:`complexity.cost.predict.graph.SHARES_GRAD`
     hand the output gradient on (``Call.shares_grad``)."""
