@@ -48,6 +48,12 @@ x[i] indexed by tensors,      the index tensors (by slices:         0
 x[i] = v (__setitem__)        nothing)
 tensor_split, long, int …     nothing (views; integer casts: no     0
                               node)
+repeat_interleave             by a tensor: its int64 index          0
+instance_norm                 input, mean and invstd per (N, C),    0
+                              repeat(N) copies of weight and
+                              running statistics
+grid_sample                   input and grid                        0
+unfold, fold, meshgrid        nothing                               0
 cat, add, sub, neg, to,       nothing                               0
 views, pad, roll,
 interpolate, sum, mean,
@@ -59,7 +65,8 @@ addmm, baddbmm, matmul), :mod:`.composite` (einsum, gather, norm: run on meta
 tensors), :mod:`.attention` (``scaled_dot_product_attention``), :mod:`.norm`
 (batch_norm, layer_norm, group_norm), :mod:`.pool`, :mod:`.dropout`,
 :mod:`.embedding`, :mod:`.index` (``x[i]``, ``x[i] = v``, ``tensor_split``, integer
-casts), :mod:`.softmax` (softmax, log_softmax, softmin),
+casts, repeat_interleave), :mod:`.instance_norm`, :mod:`.sampling` (grid_sample,
+unfold, fold, meshgrid), :mod:`.softmax` (softmax, log_softmax, softmin),
 :mod:`.activation` (relu, sigmoid, tanh, the keep-input activations and their
 in-place forms), :mod:`.elementwise` (mul, div, exp, log, where, masked_fill, and
 the element-wise calls that keep nothing) and :mod:`.shape` (views and calls that
@@ -89,9 +96,11 @@ from complexity.cost.predict.rules import (  # noqa: F401  (importing a family r
     elementwise,
     embedding,
     index,
+    instance_norm,
     matmul,
     norm,
     pool,
+    sampling,
     shape,
     softmax,
 )

@@ -14,6 +14,10 @@ Kept (``tools/autograd/derivatives.yaml``):
   views of the input, nothing kept (each part's backward needs only sizes).
 * integer and bool casts (``long``, ``int`` …): their result requires no grad, no
   node is made.
+* ``repeat_interleave``: by a number of repeats, an expanded copy (its backward
+  sums: sizes only); by a tensor of repeats, ``index_select`` by the int64 index
+  it builds, one per output element along the dimension, which is kept
+  (MViT v1's positional encoding repeats by a number).
 """
 from __future__ import annotations
 
@@ -60,3 +64,14 @@ def setitem(ctx: Context) -> None:
 @rule(*SPLITS, *INTEGER_CASTS)
 def keep_nothing(ctx: Context) -> None:
     """Nothing kept."""
+
+
+@rule("repeat_interleave")
+def repeat_interleave(ctx: Context) -> None:
+    """Repeats by a tensor: its int64 index (output length along ``dim``) kept."""
+    repeats = ctx.arg(1, "repeats")
+    if not isinstance(repeats, torch.Tensor) or repeats.numel() == 1:
+        return
+    dim = ctx.arg(2, "dim")
+    out = ctx.outs[0]
+    ctx.call.kept = [ctx.new_storage(8 * (out.numel() if dim is None else out.shape[dim]))]
