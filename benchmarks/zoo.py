@@ -1,8 +1,8 @@
 """The training-step cost of every model we can build, predicted against measured.
 
 ``python benchmarks/zoo.py`` (``pip install -e ".[zoo]"`` for the timm and
-transformers rows) runs, for every torchvision classification and segmentation
-model, a spread of timm models and a few Hugging Face transformers built from small
+transformers rows) runs, for every torchvision classification, segmentation and
+video model, a spread of timm models and a few Hugging Face transformers built from small
 configs (nothing is downloaded), with every parameter training (``full``) and only
 the last layer (``last``, :func:`complexity.cost.step.trainable.set_trainable`):
 
@@ -83,6 +83,36 @@ def torchvision_entries():
                         raise
                     return parse_spec(name).build().to(device)
             entries.append(Entry(name, family, build))
+    entries += video_entries()
+    return entries
+
+
+#: Video models whose input must have 16 frames (MViT's fixed positional grid,
+#: S3D's final temporal pool); the others take 4.
+SIXTEEN_FRAMES = ("mvit", "s3d")
+
+
+def video_entries():
+    """torchvision's video classifiers, on (B, 3, T, size, size) clips (MViT only at
+    16 × 224 × 224: the fallback sizes reach it), and its optical-flow models, not
+    run: they take two images and return a list of flows, which the step's
+    cross-entropy loss (complexity/cost/step/batch.py) cannot take."""
+    import torchvision
+
+    from complexity.zoo import parse_spec
+
+    entries = []
+    for name in torchvision.models.list_models(module=torchvision.models.video):
+        def build(device, name=name):
+            with torch.device(device):
+                return parse_spec(name).build()
+        frames = 16 if name.startswith(SIXTEEN_FRAMES) else 4
+        entries.append(Entry(name, "video", build,
+                             shape=lambda size, batch, t=frames: (batch, 3, t, size, size)))
+    for name in torchvision.models.list_models(module=torchvision.models.optical_flow):
+        entries.append(Entry(name, "optical flow", None, unsupported=(
+            "forward(image1, image2) returns a list of flows: the step takes one input "
+            "and a cross-entropy loss")))
     return entries
 
 

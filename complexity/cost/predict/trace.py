@@ -145,10 +145,16 @@ class Tracer(TorchFunctionMode):
             out = func(*args, **kwargs)
         if name == "fn":  # torch.nn.functional's boolean_dispatch (max_pool2d)
             name = "max_pool2d"
-        if name in _SIZES or not _tensors(out):
+        if name == "__setitem__" and isinstance(args[0], torch.Tensor):
+            # ``x[i] = v`` (and ``x[i] += v``, which ends in it) returns None but
+            # writes into ``x``: a new value of ``x``, whose gradient reaches ``v``
+            # (MViT's relative positions and shortcut reach the loss only so).
+            outs = [args[0]]
+        elif name in _SIZES or not _tensors(out):
             return out
+        else:
+            outs = _tensors(out)
         ins = _tensors((args, kwargs))
-        outs = _tensors(out)
         if self.autocast:
             args, kwargs, ins = self._casts(rec, ins, outs, args, kwargs)
             del rec
@@ -158,7 +164,8 @@ class Tracer(TorchFunctionMode):
         in_vals = [self.g.value(t) for t in ins]
         # Autograd makes a node when an argument requires grad and so does a result
         # (not for comparisons, not under no_grad).
-        grad = any(t.requires_grad for t in ins) and any(t.requires_grad for t in outs)
+        grad = (any(t.requires_grad for t in ins) and any(t.requires_grad for t in outs)
+                and (out is not None or torch.is_grad_enabled()))
         call = Call(name, in_vals, [self.g.value(t, new=True) for t in outs], node=grad)
         rule = lookup(name)  # factories (torch.empty, randn …) too: no call passes unseen
         if rule is None or rule(Context(name, args, kwargs, ins, outs, call, self.g, grad)) is False:

@@ -54,10 +54,17 @@ rms_norm                      what autograd saves on meta tensors   0
 min, max, amin, amax,         along a dim: int64 indices (amin/     0
 minimum, maximum              amax: input, result); over all:
                               input, result; two tensors: both
-repeat_interleave             nothing (tensor repeats: the index)   0
-cumsum, tril, triu, copy_,    nothing                               0
-tensor_split, long, int,
+x[i] indexed by tensors,      the index tensors (by slices:         0
+x[i] = v (__setitem__)        nothing)
+repeat_interleave             by a tensor: its int64 index          0
+cumsum, tril, triu, copy_,    nothing (views; integer casts: no     0
+tensor_split, long, int,      node)
 bool, bfloat16
+instance_norm                 input, mean and invstd per (N, C),    0
+                              repeat(N) copies of weight and
+                              running statistics
+grid_sample                   input and grid                        0
+unfold, fold, meshgrid        nothing                               0
 cat, add, sub, neg, to,       nothing                               0
 views, pad, roll,
 interpolate, sum, mean,
@@ -68,12 +75,13 @@ The families: :mod:`.conv` (convolutions, linear), :mod:`.matmul` (mm, bmm,
 addmm, baddbmm, matmul), :mod:`.composite` (einsum, gather, norm: run on meta
 tensors), :mod:`.attention` (``scaled_dot_product_attention``), :mod:`.norm`
 (batch_norm, layer_norm, group_norm), :mod:`.pool`, :mod:`.dropout`,
-:mod:`.embedding`, :mod:`.softmax` (softmax, log_softmax, softmin),
+:mod:`.embedding`, :mod:`.index` (``x[i]``, ``x[i] = v``, ``tensor_split``, integer
+casts, repeat_interleave, cumsum, tril, min/max), :mod:`.instance_norm`, :mod:`.sampling` (grid_sample,
+unfold, fold, meshgrid), :mod:`.softmax` (softmax, log_softmax, softmin),
 :mod:`.activation` (relu, sigmoid, tanh, the keep-input activations and their
 in-place forms), :mod:`.elementwise` (mul, div, exp, log, where, masked_fill, and
 the element-wise calls that keep nothing) and :mod:`.shape` (views and calls that
-keep nothing); and for text models, :mod:`.rotary` (cos, sin), :mod:`.index`
-(cumsum, tril, integer casts, repeat_interleave, min/max), :mod:`.pointwise`
+keep nothing); and for text models, :mod:`.rotary` (cos, sin), :mod:`.pointwise`
 (softplus, square, expm1, logsigmoid, ``mul_``) and :mod:`.rms_norm`. Cross-entropy, the loss, is handled by
 :mod:`complexity.cost.predict.trace` (two nodes: log-softmax, nll_loss); the
 registry itself is :mod:`.registry`.
@@ -99,14 +107,17 @@ from complexity.cost.predict.rules import (  # noqa: F401  (importing a family r
     dropout,
     elementwise,
     embedding,
+    index,
+    instance_norm,
     matmul,
     norm,
     pool,
+    sampling,
     shape,
     softmax,
 )
 from complexity.cost.predict.rules import attention  # noqa: F401,E402  (after shape: its views first)
-from complexity.cost.predict.rules import index, pointwise, rms_norm, rotary  # noqa: F401,E402
+from complexity.cost.predict.rules import pointwise, rms_norm, rotary  # noqa: F401,E402
 from complexity.cost.predict.rules.registry import RULES, Context, Rule, lookup, rule
 
 __all__ = ["RULES", "Context", "Rule", "lookup", "rule"]

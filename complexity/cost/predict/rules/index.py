@@ -1,20 +1,28 @@
-"""Position, index and dtype calls of text models (no FLOPs counted, as in
-``FlopCounterMode``).
+"""Indexing, splitting and integer casts (no FLOPs counted).
 
-Kept (``derivatives.yaml``):
+Kept (``tools/autograd/derivatives.yaml``):
 
-* :data:`KEEP_NOTHING` — ``cumsum`` (``cumsum_backward(grad, dim)``: a reversed
-  cumulative sum of the gradient, sizes only), ``tril``/``triu``
-  (``grad.tril(diagonal)``), ``copy_`` (the gradient passed to the source,
-  zeroed for the destination), ``tensor_split`` (views), ``repeat_interleave``
-  with a number of repeats (``CompositeImplicitAutograd``: ``unsqueeze``,
-  ``expand``, ``clone``, ``flatten``: the clone and the views keep nothing), and
-  the dtype casts text models make of position ids and masks (``long``, ``int``,
-  ``bool``, ...): of an integer or boolean tensor they make no node; of a float
-  one (``_to_copy``'s backward is a cast back) they keep nothing either.
-* ``repeat_interleave`` with a tensor of repeats: ``index_select`` of the input by
-  the repeated positions, which keeps that index (int64, one per output row along
-  ``dim``) when the input requires grad.
+* ``x[i]`` (``__getitem__``): with slices, ints, ``None`` and ``...`` only, a view
+  that keeps nothing and hands its output gradient on where it has the input's
+  size; with a tensor index (advanced indexing, ``index.Tensor``), a new tensor
+  whose backward is ``index_backward(zeros, indices, grad)``: the index tensors
+  are kept (MViT's relative-position tables ``rel_pos_h[dist.long()]``).
+* ``x[i] = v`` (``__setitem__``, which ``x[i] += v`` ends in): ``copy_`` into a view
+  (``CopySlices``) keeps nothing; ``index_put_`` with a tensor index keeps the
+  index tensors (``grad.index(indices)``).
+* ``tensor_split`` (and ``hsplit``/``vsplit``/``dsplit``, ``split_with_sizes``):
+  views of the input, nothing kept (each part's backward needs only sizes).
+* integer and bool casts (``long``, ``int`` …): their result requires no grad, no
+  node is made.
+* ``repeat_interleave``: by a number of repeats, an expanded copy (its backward
+  sums: sizes only); by a tensor of repeats (one element too: ATen expands it to
+  a tensor of repeats), ``index_select`` by the int64 index it builds, one per
+  output element along the dimension, which is kept (MViT v1's positional
+  encoding repeats by a number).
+* ``cumsum`` (``cumsum_backward(grad, dim)``: a reversed cumulative sum of the
+  gradient, sizes only), ``tril``/``triu`` (``grad.tril(diagonal)``), ``copy_``
+  (the gradient passed to the source, zeroed for the destination), float casts
+  text models make (``bfloat16``, ``type``): nothing kept.
 * ``min``/``max``/``amin``/``amax``/``minimum``/``maximum``: along a dimension,
   ``min``/``max`` keep their int64 indices (``value_selecting_reduction_backward``),
   ``amin``/``amax`` the input and their result (``scale_grad_by_count(restore_reduced_dims
@@ -31,19 +39,55 @@ import torch
 
 from complexity.cost.predict.rules.registry import Context, rule
 
-#: Calls whose backward needs sizes only (or that make no node).
-KEEP_NOTHING = ("cumsum", "cumsum_", "tril", "triu", "tril_", "triu_", "copy_", "tensor_split",
-                "long", "int", "bool", "short", "byte", "char", "bfloat16", "type")
+#: Calls that split a tensor into views: nothing kept.
+SPLITS = ("tensor_split", "hsplit", "vsplit", "dsplit", "split_with_sizes")
+
+#: Casts to an integer or bool dtype (float ones: :mod:`.elementwise`).
+INTEGER_CASTS = ("long", "int", "short", "byte", "char", "bool")
+
+#: Other calls whose backward needs sizes only (text models' positions and masks).
+SIZES_ONLY = ("cumsum", "cumsum_", "tril", "triu", "tril_", "triu_", "copy_", "bfloat16",
+              "type")
 
 
-@rule(*KEEP_NOTHING)
+def _index_tensors(index) -> list:
+    """The tensors of an index (a tensor, or a tuple or list holding some)."""
+    items = index if isinstance(index, (tuple, list)) else (index,)
+    return [t for t in items if isinstance(t, torch.Tensor)]
+
+
+def _kept_indices(ctx: Context, index) -> list:
+    """Storages of the index tensors among the call's tensor arguments."""
+    tensors = {id(t) for t in _index_tensors(index)}
+    return [ctx.input_storage(i) for i, t in enumerate(ctx.ins) if id(t) in tensors]
+
+
+@rule("__getitem__")
+def getitem(ctx: Context) -> None:
+    """A basic index: a view (its gradient handed on, :attr:`Call.shares_grad`); a
+    tensor index: the index tensors kept, a new gradient of the input's size."""
+    kept = _kept_indices(ctx, ctx.args[1] if len(ctx.args) > 1 else ())
+    if kept:
+        ctx.call.kept = kept
+    else:
+        ctx.call.shares_grad = True
+
+
+@rule("__setitem__")
+def setitem(ctx: Context) -> None:
+    """A write into a view keeps nothing; one through a tensor index keeps it."""
+    ctx.call.kept = _kept_indices(ctx, ctx.args[1] if len(ctx.args) > 1 else ())
+
+
+@rule(*SPLITS, *INTEGER_CASTS, *SIZES_ONLY)
 def keep_nothing(ctx: Context) -> None:
     """Nothing kept."""
 
 
 @rule("repeat_interleave")
 def repeat_interleave(ctx: Context) -> None:
-    """Nothing kept for a number of repeats; the output's index for a tensor of them."""
+    """Nothing kept for a number of repeats; the output's index for a tensor of them
+    (of one element too)."""
     repeats = ctx.arg(1, "repeats")
     if isinstance(repeats, torch.Tensor) and len(ctx.ins) > 1 and ctx.ins[0] is ctx.args[0]:
         dim = ctx.arg(2, "dim")

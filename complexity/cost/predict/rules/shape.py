@@ -26,12 +26,17 @@ FACTORIES = ("zeros", "ones", "empty", "full", "randn", "rand", "randint", "aran
              "tensor", "as_tensor", "scalar_tensor", "new_tensor")
 
 
-@rule(*sorted(ALIASING), *KEEP_NOTHING, *FACTORIES)
+@rule(*sorted(ALIASING - {"__getitem__"}), *KEEP_NOTHING, *FACTORIES)  # x[i]: .index
 def keep_nothing(ctx: Context) -> None:
     """Nothing kept, no FLOPs; the calls of :data:`complexity.cost.predict.graph.SHARES_GRAD`
     hand the output gradient on (``Call.shares_grad``)."""
     if ctx.name in SHARES_GRAD:
-        ctx.call.shares_grad = True
+        # expand's backward is sum_to_size, which sums away the leading dimensions
+        # an expand adds (a new tensor, even of the input's size: MViT's class token
+        # ``class_token.expand(B, -1)`` at B = 1); without new ones, at equal sizes,
+        # it hands the gradient itself on.
+        ctx.call.shares_grad = not (ctx.name in ("expand", "expand_as")
+                                    and ctx.ins[0].dim() != ctx.outs[0].dim())
 
 
 @rule("pad")

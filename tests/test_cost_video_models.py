@@ -1,0 +1,61 @@
+"""Video models: (B, C, T, H, W) clips in, class logits out; torchvision's video
+classifiers built with ``weights=None`` on the meta device and stepped on fake CPU
+tensors, every parameter training (``full``) and only the head (``last``).
+
+Each at the smallest clip it takes: the ResNet-style ones any (here 4 frames of
+32 × 32); MViT v2 only 16 frames of 224 × 224 (its relative-position grid is
+fixed by the builder). MViT v2 was wrong before: ``x[:, :, 1:] += y`` ends in a
+``__setitem__`` that returned None and was dropped, so its relative-position
+tables and shortcut had no gradient (grad and Adam bytes 0.38 % short), and its
+class token's ``expand(1, -1)`` was taken to hand its gradient on (peak over).
+"""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from complexity.cost.measure.cpu_step import measure
+from complexity.cost.predict.prediction import predict_with_unmodelled
+from complexity.cost.step.trainable import set_trainable
+
+torchvision = pytest.importorskip("torchvision")
+
+#: model -> the smallest clip it takes (B, C, T, H, W)
+CLIPS = {
+    "r3d_18": (1, 3, 4, 32, 32),
+    "r2plus1d_18": (2, 3, 4, 32, 32),
+    "mvit_v2_s": (1, 3, 16, 224, 224),
+}
+
+#: (model, trainable) -> {quantity: predicted less measured}: gaps left, observed.
+#: MViT v2 at 16 × 224 × 224, every parameter training: the peak
+#: 62,752 bytes (0.003 %) over, not yet explained; the same 16 blocks on a
+#: 4 × 32 × 32 grid (builder patched to that size) predict every quantity exactly.
+GAPS: dict = {("mvit_v2_s", "full"): {"peak_bytes": 62_752}}
+
+
+@pytest.fixture(scope="module", params=sorted(CLIPS))
+def video_model(request):
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return request.param, torchvision.models.get_model(request.param, weights=None)
+
+
+@pytest.mark.parametrize("trainable", ["full", "last"])
+def test_predicted_equals_measured(video_model, trainable):
+    name, model = video_model
+    shape = CLIPS[name]
+    flags = [p.requires_grad for p in model.parameters()]
+    set_trainable(model, trainable)
+    try:
+        predicted, unmodelled = predict_with_unmodelled(model, shape)
+        measured = measure(model, shape, how="fake")
+    finally:
+        for p, f in zip(model.parameters(), flags):
+            p.requires_grad_(f)
+    assert unmodelled == []
+    gaps = GAPS.get((name, trainable), {})
+    assert {k: predicted[k] - measured[k] for k in measured
+            if predicted[k] != measured[k]} == gaps
