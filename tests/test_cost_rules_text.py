@@ -59,6 +59,39 @@ def test_calls_that_keep_nothing(name, fn):
     assert kept == []
 
 
+@pytest.mark.parametrize("name, fn", [
+    ("argmax", lambda t: t * t.argmax(-1, keepdim=True)),   # a sequence classifier's pooling
+    ("argmin", lambda t: t * t.argmin(-1, keepdim=True)),
+    ("floor", lambda t: t.floor()),
+    ("ceil", lambda t: t.ceil()),
+    ("round", lambda t: t.round()),
+    ("trunc", lambda t: t.trunc()),
+    ("sign", lambda t: t.sign()),
+    ("t", lambda t: t.t()),
+])
+def test_steps_positions_and_t_keep_nothing(name, fn):
+    """Hand-derived: an integer result makes no node, floor & co. have a zero
+    gradient (``zeros_like(grad)``), ``t`` is a view: none keeps anything (the
+    argmax products keep only the product's input operand, for the mul)."""
+    from complexity.cost.predict.rules import lookup
+
+    assert lookup(name) is not None
+    last = "mul" if name in ("argmax", "argmin") else name
+    want = autograd_oracle(fn, [_x(4, 4)])
+    assert want == rule_prediction(fn, [_x(4, 4)], last)
+
+
+def test_index_select_keeps_its_index():
+    index = torch.tensor([2, 0, 2])
+    kept, _, _ = _check(lambda t, i: t.index_select(0, i), [_x(4, 5), index], "index_select")
+    assert kept == [("in1", 8 * 3)]
+
+
+def test_topk_keeps_its_indices():
+    kept, _, _ = _check(lambda t: t.topk(2, dim=-1).values, [_x(4, 5)], "topk")
+    assert kept == [("new", 8 * 4 * 2)]
+
+
 def test_tensor_split_keeps_nothing():
     _check(lambda t: t.tensor_split(2, dim=1)[1] * 2.0, [_x(3, 4)], "mul")
 

@@ -28,7 +28,7 @@ import torch
 ALIASING = frozenset({"view", "reshape", "flatten", "__getitem__", "contiguous", "squeeze",
                       "expand", "unsqueeze", "permute", "transpose", "narrow", "detach",
                       "expand_as", "view_as", "swapaxes", "swapdims", "movedim", "moveaxis",
-                      "reshape_as"})
+                      "reshape_as", "t"})
 
 #: Calls whose backward hands the output gradient (or views of it) to the inputs
 #: without allocating: add passes it through, cat and views slice or reshape it.

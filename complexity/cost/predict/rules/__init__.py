@@ -57,6 +57,9 @@ minimum, maximum              amax: input, result); over all:
 x[i] indexed by tensors,      the index tensors (by slices:         0
 x[i] = v (__setitem__)        nothing)
 repeat_interleave             by a tensor: its int64 index          0
+index_select, topk            the index (topk: its int64 indices)   0
+argmax, argmin, floor, ceil,  nothing (no node, or a zero           0
+round, trunc, sign            gradient)
 cumsum, tril, triu, copy_,    nothing (views; integer casts: no     0
 tensor_split, long, int,      node)
 bool, bfloat16
@@ -76,7 +79,8 @@ addmm, baddbmm, matmul), :mod:`.composite` (einsum, gather, norm: run on meta
 tensors), :mod:`.attention` (``scaled_dot_product_attention``), :mod:`.norm`
 (batch_norm, layer_norm, group_norm), :mod:`.pool`, :mod:`.dropout`,
 :mod:`.embedding`, :mod:`.index` (``x[i]``, ``x[i] = v``, ``tensor_split``, integer
-casts, repeat_interleave, cumsum, tril, min/max), :mod:`.instance_norm`, :mod:`.sampling` (grid_sample,
+casts, repeat_interleave, cumsum, tril, min/max, index_select, topk, argmax),
+:mod:`.instance_norm`, :mod:`.sampling` (grid_sample,
 unfold, fold, meshgrid), :mod:`.softmax` (softmax, log_softmax, softmin),
 :mod:`.activation` (relu, sigmoid, tanh, the keep-input activations and their
 in-place forms), :mod:`.elementwise` (mul, div, exp, log, where, masked_fill, and

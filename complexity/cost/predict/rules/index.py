@@ -23,6 +23,10 @@ Kept (``tools/autograd/derivatives.yaml``):
   gradient, sizes only), ``tril``/``triu`` (``grad.tril(diagonal)``), ``copy_``
   (the gradient passed to the source, zeroed for the destination), float casts
   text models make (``bfloat16``, ``type``): nothing kept.
+* ``argmax``/``argmin`` (an integer result: no node), ``floor``/``ceil``/
+  ``round``/``trunc``/``sign`` (a zero gradient): nothing kept; ``t``, a view.
+* ``index_select``: its index (``index_add`` of the gradient into zeros);
+  ``topk``: its int64 indices (``value_selecting_reduction_backward``).
 * ``min``/``max``/``amin``/``amax``/``minimum``/``maximum``: along a dimension,
   ``min``/``max`` keep their int64 indices (``value_selecting_reduction_backward``),
   ``amin``/``amax`` the input and their result (``scale_grad_by_count(restore_reduced_dims
@@ -45,9 +49,10 @@ SPLITS = ("tensor_split", "hsplit", "vsplit", "dsplit", "split_with_sizes")
 #: Casts to an integer or bool dtype (float ones: :mod:`.elementwise`).
 INTEGER_CASTS = ("long", "int", "short", "byte", "char", "bool")
 
-#: Other calls whose backward needs sizes only (text models' positions and masks).
+#: Other calls whose backward needs sizes only (text models' positions and masks),
+#: or whose result has no gradient (integer positions; steps: a zero gradient).
 SIZES_ONLY = ("cumsum", "cumsum_", "tril", "triu", "tril_", "triu_", "copy_", "bfloat16",
-              "type")
+              "type", "argmax", "argmin", "floor", "ceil", "round", "trunc", "sign")
 
 
 def _index_tensors(index) -> list:
@@ -119,4 +124,22 @@ def extremum(ctx: Context) -> Optional[bool]:
     if len(ctx.outs) < 2:
         return False
     ctx.call.kept = [ctx.output_storage(1)]  # the indices
+    return None
+
+
+@rule("index_select")
+def index_select(ctx: Context) -> None:
+    """``index_select(x, dim, index)``: backward ``index_add`` into zeros by the
+    index, which is kept."""
+    index = ctx.arg(2, "index")
+    ctx.call.kept = _kept_indices(ctx, index)
+
+
+@rule("topk")
+def topk(ctx: Context) -> Optional[bool]:
+    """``topk``: ``value_selecting_reduction_backward`` scatters the gradient by the
+    int64 indices it returns, which are kept."""
+    if len(ctx.outs) < 2:
+        return False
+    ctx.call.kept = [ctx.output_storage(1)]
     return None
