@@ -10,7 +10,6 @@ Skipped without ``transformers``.
 """
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
@@ -24,23 +23,14 @@ from complexity.cost.step.trainable import set_trainable
 
 transformers = pytest.importorskip("transformers")
 
-SHAPE = (2, 16)
-VOCAB = 100
-TOKENS = dict(input_dtype=torch.long, input_high=VOCAB)
+from text_models import SHAPE, TOKENS, VOCAB  # noqa: E402
+from text_models import bert as _bert  # noqa: E402
+from text_models import gpt2 as _gpt2  # noqa: E402
+
 
 #: Llama's rotary embedding (``cos``, ``sin`` of the position angles): off the
 #: gradient path (no node), so no value depends on their rule; no other call may lack one.
 OFF_PATH = {"cos", "sin"}
-
-
-def _gpt2():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=64,
-                            bos_token_id=None, eos_token_id=None)
-    return GPT2LMHeadModel(config)
 
 
 def _llama():
@@ -50,14 +40,6 @@ def _llama():
     return LlamaForCausalLM(LlamaConfig(
         vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64))
-
-
-def _bert():
-    from transformers import BertConfig, BertForSequenceClassification
-
-    return BertForSequenceClassification(BertConfig(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64, num_labels=3))
 
 
 MODELS = {"gpt2": _gpt2, "llama": _llama, "bert": _bert}

@@ -10,44 +10,25 @@ one). Skipped without ``transformers``.
 """
 from __future__ import annotations
 
-import warnings
 
 import pytest
 import torch
 from torch import nn
 
-from complexity.cost.keys import KEYS
 from complexity.cost.step.batch import logits, make_input
 from complexity.cost.measure.cpu_step import measure
 from complexity.cost.predict.prediction import predict_with_unmodelled
 
 transformers = pytest.importorskip("transformers")
 
-SHAPE = (2, 16)
-VOCAB = 100
-TOKENS = dict(input_dtype=torch.long, input_high=VOCAB)
+from text_models import SHAPE, TOKENS, VOCAB  # noqa: E402
+from text_models import bert as _bert  # noqa: E402
+from text_models import gpt2 as _gpt2  # noqa: E402
+
 
 #: Calls no rule covered when these tests were written (BERT's token-type
 #: ``gather``, GPT-2's ``torch.tensor``): the only ones allowed.
 KNOWN_UNMODELLED = {"gather", "tensor"}
-
-
-def _bert():
-    from transformers import BertConfig, BertForSequenceClassification
-
-    return BertForSequenceClassification(BertConfig(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64, num_labels=3))
-
-
-def _gpt2():
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=64,
-                            bos_token_id=None, eos_token_id=None)
-    return GPT2LMHeadModel(config)
 
 
 @pytest.fixture(scope="module", params=["bert", "gpt2"])
