@@ -59,3 +59,19 @@ def test_predicted_equals_measured(video_model, trainable):
     gaps = GAPS.get((name, trainable), {})
     assert {k: predicted[k] - measured[k] for k in measured
             if predicted[k] != measured[k]} == gaps
+
+
+def test_the_verdict_below_the_formulas_range_is_a_traced_step():
+    """r3d_18 trained last at B = 1 is off the line of B = 2, 3, so its formula in B
+    starts at 2; the verdict at B = 1 then comes from the step traced at B = 1
+    (fit said 'no verified formula: the parts at B=1 sum to …, not the peak')."""
+    import torchvision
+
+    from complexity.cost.fit.proofs import will_it_fit
+    from complexity.cost.predict.prediction import predict
+
+    net = torchvision.models.video.r3d_18()
+    set_trainable(net, "last")
+    r = will_it_fit(net, (3, 4, 32, 32), 1, 2**31, device="cpu", checks=1)
+    assert r["peak_bytes"] == predict(net, (1, 3, 4, 32, 32))["peak_bytes"]
+    assert sum(r["parts"].values()) == r["peak_bytes"] and r["fits"]

@@ -18,7 +18,7 @@ from typing import Dict, Optional, Sequence
 from complexity.cost.fit import allocator
 from complexity.cost.fit.allocator import step_optimizer
 from complexity.cost.fit.size_formula import SizeFormula
-from complexity.cost.fit.step_formula import FormulaError, StepFormula, step_formula
+from complexity.cost.fit.step_formula import FormulaError, StepFormula, log_parts, step_formula
 from complexity.cost.keys import PARTS
 from complexity.cost.predict.prediction import predict, step_log
 
@@ -120,9 +120,14 @@ def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
     f = formula if formula is not None else step_formula(model, sample_shape, device,
                                                          checks=checks, options=options, **kw)
     kw["options"] = options
-    parts = f.parts(batch)
+    concrete = None
+    if batch >= f.batch_min:
+        peak, parts = f.peak_at(batch), f.parts(batch)
+    else:  # below the formula's range (a step off its line at B = 1): traced there
+        concrete = step_log(model, (batch, *f.sample_shape), device, **kw)
+        peak, parts = concrete.values["peak_bytes"], log_parts(concrete)
     out = {"device": device, "batch": batch, "budget_bytes": budget,
-           "peak_bytes": f.peak_at(batch), "fits": None, "max_batch": None,
+           "peak_bytes": peak, "fits": None, "max_batch": None,
            "parts": parts, "dominant": dominant(parts), "cuda": None,
            "peak_formula": str(f.formulas()["peak_bytes"]), "unmodelled": f.unmodelled}
     if device == "cpu":
@@ -131,7 +136,11 @@ def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
                                              input_high=input_high)
         return out
     reserve = allocator.DEFAULT_RESERVE if reserve is None else reserve
-    cuda = allocator.cuda_at(f, batch)
+    if concrete is None:
+        cuda = allocator.cuda_at(f, batch)
+    else:
+        cuda = allocator.cuda_step(concrete.resident_blocks, concrete.events,
+                                   concrete.trainable_sizes, optimizer=step_optimizer(options))
     out["cuda"] = {**cuda, "reserve_for_context": reserve}
     out["fits"] = cuda["reserved"] + reserve <= budget
     best = allocator.cuda_max_batch(f, budget, reserve)

@@ -216,21 +216,45 @@ class StepFormula:
         :class:`~complexity.cost.keys.Category` (a gradient made for a parameter is
         ``grads``; one handed to it through a view is ``transient``).
         """
-        live = dict.fromkeys(PARTS, 0)
-        live.update(weights=self.weights, optimizer=self.optimizer + self.scaler,
-                    grads=self.resident_grads, activations=_value(self.io, batch))
-        best = dict(live)
-        for e in self.events:
-            if e.kind is Kind.MARK:
-                if sum(live.values()) > sum(best.values()):
-                    best = dict(live)
-                continue
-            sign = 1 if e.kind is Kind.ALLOC else -1
-            live[e.category.value] += sign * _value(e.size, batch)
+        start = dict(weights=self.weights, optimizer=self.optimizer + self.scaler,
+                     grads=self.resident_grads, activations=_value(self.io, batch))
+        best = peak_parts(self.events_at(batch), start)
         if sum(best.values()) != self.peak_at(batch):
             raise FormulaError(f"the parts at B={batch} sum to {sum(best.values())}, "
                                f"not the peak {self.peak_at(batch)}")
         return best
+
+
+def peak_parts(events: Sequence[Event], start: Dict[str, int]) -> Dict[str, int]:
+    """The :data:`~complexity.cost.keys.PARTS` alive at the first highest reading of
+    ``events`` (sizes in bytes), from ``start`` (the parts alive before the step),
+    each event counted in its :class:`~complexity.cost.keys.Category`.
+
+    >>> from complexity.cost.keys import Category
+    >>> from complexity.cost.predict.log import Key, What
+    >>> x = Key(What.ACTIVATION, 1)
+    >>> peak_parts([Event(Kind.ALLOC, 8, x, Category.ACTIVATIONS), Event(Kind.MARK, 12)],
+    ...            {"weights": 4})["activations"]
+    8
+    """
+    live = dict.fromkeys(PARTS, 0)
+    live.update(start)
+    best = dict(live)
+    for e in events:
+        if e.kind is Kind.MARK:
+            if sum(live.values()) > sum(best.values()):
+                best = dict(live)
+            continue
+        live[e.category.value] += e.size if e.kind is Kind.ALLOC else -e.size
+    return best
+
+
+def log_parts(log: StepLog) -> Dict[str, int]:
+    """:func:`peak_parts` of a step traced at a concrete size (a
+    :class:`~complexity.cost.predict.log.StepLog`): what its peak is made of."""
+    return peak_parts(log.events, dict(weights=log.weights, grads=log.resident_grads,
+                                       optimizer=log.optimizer + log.scaler,
+                                       activations=log.io))
 
 
 def _log_at(model, sample_shape, batch, device_type, kw) -> StepLog:
