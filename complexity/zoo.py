@@ -388,7 +388,8 @@ def _hf(text: str, model_args: Dict[str, Any]) -> ModelSpec:
                              "or hf:ORG/NAME")
     if os.path.exists(text):
         return _hf_config_file(f"hf:{text}", _config_json(text), model_args)
-    if re.fullmatch(_IDENT, text) and not (_hf_cached(text) and not _hf_has_class(text)):
+    cached = _hf_cached(text)  # read once: a bare legacy id (gpt2) may be both
+    if re.fullmatch(_IDENT, text) and not (cached and not _hf_has_class(text)):
         model_cls = _hf_class(text, lambda: f"MODEL 'hf:{text}': transformers has no model "
                               f"class {text!r} (give a class such as BertForSequenceClassification, "
                               "a config.json or ORG/NAME)")
@@ -399,7 +400,7 @@ def _hf(text: str, model_args: Dict[str, Any]) -> ModelSpec:
         return _hf_spec(f"hf:{text}", model_cls, config_cls, {}, model_args)
     # ORG/NAME, or a legacy id without an organisation (gpt2, bert-base-uncased)
     if re.fullmatch(rf"{_REPO_ID}|[A-Za-z0-9][\w.\-]*", text) and not text.endswith(".json"):
-        path = _hf_cached(text)
+        path = cached
         if path is None:
             raise ModelSpecError(f"MODEL 'hf:{text}': {text} is not in the local Hugging Face "
                                  "cache (nothing is downloaded here) and no such file or folder "

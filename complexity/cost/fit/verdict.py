@@ -202,6 +202,8 @@ def verdicts(model: str, budget: int, *, modes: Sequence[str] = ("full", "last")
     >>> r.fits, r.max_batch > 4, r.step
     (True, True, 'adam, float32')
     """
+    from complexity.cost.step.batch import input_kind
+
     options = options or StepOptions()
     batch, size, shape = _check_input(batch, size, input_shape)
     reserve = _check_device(device, reserve, options)
@@ -209,8 +211,10 @@ def verdicts(model: str, budget: int, *, modes: Sequence[str] = ("full", "last")
     built, channels = _build(model, model_args, shape)
     _check_budget(built, budget, device, reserve, options)
     _check_sets(built, model, sets, lora, options)
+    # the model says once whether it takes token ids (a meta forward for most models)
+    kind = input_kind(built, shape) if shape is not None else {}
     return [_verdict(built, model, model_args, channels, s, budget, batch, size, device,
-                     reserve, options, shape) for s in [*sets, *lora]]
+                     reserve, options, shape, kind) for s in [*sets, *lora]]
 
 
 def _check_input(batch, size, input_shape):
@@ -243,21 +247,22 @@ def _check_input(batch, size, input_shape):
 
 
 def _verdict(built, name, model_args, channels, mode, budget, batch, size, device, reserve,
-             options, shape=None) -> FitResult:
+             options, shape=None, kind=None) -> FitResult:
     """The verdict for one trainable set (a LoRA one on a fresh build with adapters);
-    ``shape``: the whole input (``input_shape``), else ``(batch, channels, *size)``."""
+    ``shape``: the whole input (``input_shape``), else ``(batch, channels, *size)``;
+    ``kind``: the input's dtype and bound (:func:`~complexity.cost.step.batch.input_kind`)."""
+    kind = kind or {}
     from complexity.cost.finetune import extent
     from complexity.cost.fit import proofs
     from complexity.cost.fit.step_formula import FormulaError
-    from complexity.cost.step.batch import input_kind, loss_of
+    from complexity.cost.step.batch import loss_of
     from complexity.cost.step.lora import trainable_model
 
     net, _ = trainable_model(built, mode, lambda: _build(name, model_args, shape)[0])
     loss = loss_of(net)  # the model's own (labels=) where it has one
-    extra, formula, kind = {}, None, {}
+    extra, formula = {}, None
     if shape is not None:
         sample, what = shape[1:], "x".join(map(str, shape))
-        kind = input_kind(built, shape)
     else:
         h, w = AUTO_BASE if size == "auto" else size
         if size == "auto":
