@@ -99,14 +99,10 @@ def test_ignored_labels_change_nothing():
         == predict_with_unmodelled(net, SHAPE, labels.to("meta"), **TOKENS)[0]
 
 
-def test_without_labels_unchanged(monkeypatch):
+def test_without_labels_unchanged():
     """A model without ``labels`` (torchvision's resnet18, 32×32): cross-entropy on
-    its logits, predicted and measured as before — the same numbers as with the
-    cross-entropy path forced."""
+    its logits, predicted equal to a real step and to a fake one."""
     import torchvision
-
-    import complexity.cost.predict.trace as tracer
-    from complexity.cost.step import batch
 
     torch.manual_seed(0)
     net = torchvision.models.resnet18(num_classes=10)
@@ -115,9 +111,6 @@ def test_without_labels_unchanged(monkeypatch):
     predicted, unmodelled = predict_with_unmodelled(net, shape)
     real = measure(net, shape, how="real")
     assert not unmodelled and predicted == real
-    monkeypatch.setattr(batch, "loss_of", lambda m: Loss())
-    monkeypatch.setattr(tracer, "loss_of", lambda m: Loss())
-    assert predict_with_unmodelled(net, shape) == (predicted, [])
     assert measure(net, shape, how="fake") == real
 
 

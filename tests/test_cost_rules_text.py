@@ -92,9 +92,6 @@ def test_topk_keeps_its_indices():
     assert kept == [("new", 8 * 4 * 2)]
 
 
-def test_tensor_split_keeps_nothing():
-    _check(lambda t: t.tensor_split(2, dim=1)[1] * 2.0, [_x(3, 4)], "mul")
-
 
 @pytest.mark.parametrize("name", ["long", "int", "bool"])
 def test_integer_casts_make_no_node(name):

@@ -192,10 +192,6 @@ PATH = re.compile(r"(?<![\w/.])((?:complexity/)?(?:cost|counting|output|reproduc
 #: Placeholders, not paths.
 NOT_PATHS = {"complexity/cli/NAME.py"}
 
-#: Stale paths in files being rewritten elsewhere: (file, path).
-STALE: set = set()
-
-
 def named_paths(text: str) -> set[str]:
     found = {m if m.startswith("complexity/") else "complexity/" + m for m in PATH.findall(text)}
     return found - NOT_PATHS
@@ -215,4 +211,4 @@ def test_every_path_the_docs_name_exists():
     missing = sorted((p.relative_to(ROOT).as_posix(), name)
                      for p in files for name in named_paths(p.read_text(encoding="utf-8"))
                      if not (ROOT / name).exists())
-    assert [m for m in missing if m not in STALE] == []
+    assert missing == []

@@ -216,9 +216,9 @@ class StepFormula:
         :class:`~complexity.cost.keys.Category` (a gradient made for a parameter is
         ``grads``; one handed to it through a view is ``transient``).
         """
-        start = dict(weights=self.weights, optimizer=self.optimizer + self.scaler,
-                     grads=self.resident_grads, activations=_value(self.io, batch))
-        best = peak_parts(self.events_at(batch), start)
+        best = peak_parts(self.events_at(batch), _resident_parts(
+            self.weights, self.optimizer, self.scaler, self.resident_grads,
+            _value(self.io, batch)))
         if sum(best.values()) != self.peak_at(batch):
             raise FormulaError(f"the parts at B={batch} sum to {sum(best.values())}, "
                                f"not the peak {self.peak_at(batch)}")
@@ -252,9 +252,15 @@ def peak_parts(events: Sequence[Event], start: Dict[str, int]) -> Dict[str, int]
 def log_parts(log: StepLog) -> Dict[str, int]:
     """:func:`peak_parts` of a step traced at a concrete size (a
     :class:`~complexity.cost.predict.log.StepLog`): what its peak is made of."""
-    return peak_parts(log.events, dict(weights=log.weights, grads=log.resident_grads,
-                                       optimizer=log.optimizer + log.scaler,
-                                       activations=log.io))
+    return peak_parts(log.events, _resident_parts(log.weights, log.optimizer, log.scaler,
+                                                  log.resident_grads, log.io))
+
+
+def _resident_parts(weights, optimizer, scaler, resident_grads, io) -> Dict[str, int]:
+    """The parts alive before the step: weights, the optimizer's and the GradScaler's
+    state, resident ``.grad`` buffers, the input and target (activations)."""
+    return dict(weights=weights, optimizer=optimizer + scaler, grads=resident_grads,
+                activations=io)
 
 
 def _log_at(model, sample_shape, batch, device_type, kw) -> StepLog:
