@@ -1,0 +1,13 @@
+"""Many GPUs: the memory of one data-parallel training step, per rank — predicted
+from the single-process step and the layout, and measured on a real multi-process
+run.
+
+* :mod:`~complexity.cost.parallel.layout` — the layouts (DDP, FSDP, FSDP without
+  resharding), the FSDP units a glob picks, and each rank's shard of a parameter
+  (dim 0, padded as ``fully_shard`` pads it).
+* :mod:`~complexity.cost.parallel.tracker` — :class:`RankBytes`, the live-bytes
+  tracker made to follow FSDP2's storage resizes and ``DTensor``\\ s.
+* :mod:`~complexity.cost.parallel.gloo_step` — the truth: a real step of N
+  processes over gloo on the CPU, each rank watched by :class:`RankBytes` and by
+  PyTorch's ``FSDPMemTracker`` / ``MemTracker``.
+"""
