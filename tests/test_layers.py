@@ -121,6 +121,17 @@ def test_fit_and_measurement_are_apart():
                        and _within(t, ["complexity.cost.fit", "complexity.cost.predict"])) == []
 
 
+def test_parallel_prediction_never_imports_its_measurement():
+    """Per-rank prediction (``cost/parallel``'s layout and prediction) leans on
+    neither the single-process instruments nor the multi-process run that checks it."""
+    instruments = ["complexity.cost.measure", "complexity.cost.parallel.gloo_step",
+                   "complexity.cost.parallel.tracker"]
+    predicting = ["complexity.cost.parallel.layout", "complexity.cost.parallel.prediction"]
+    assert any(_within(m, predicting) for m in MODULES)
+    assert _violations(lambda m, t, _: _within(m, predicting)
+                       and _within(t, instruments)) == []
+
+
 def test_output_never_imports_reproduce_or_cli():
     assert _violations(lambda m, t, _: _within(m, ["complexity.output"])
                        and _within(t, ["complexity.reproduce", "complexity.cli"])) == []

@@ -28,6 +28,7 @@ MAPPED = [
     "complexity.cost.predict.rules",
     "complexity.cost.measure",
     "complexity.cost.fit",
+    "complexity.cost.parallel",
     "complexity.api",
 ]
 

@@ -17,6 +17,10 @@ this list, and prediction never imports measurement (``tests/test_layers.py``):
   in the input's size, the CUDA caching-allocator model, budget verdicts and their
   proofs, and the closed forms of the course's networks.
 
+:mod:`~complexity.cost.parallel` answers the same questions per rank of a
+data-parallel step (DDP, FSDP2) over N GPUs: its prediction stands on
+:mod:`~complexity.cost.predict`, its truth is a real multi-process run on the CPU.
+
 Shared by all four: :mod:`~complexity.cost.keys` (the names of the quantities) and
 :mod:`~complexity.cost.flops` (PyTorch's FLOP counter, corrected for grouped
 convolutions). :mod:`~complexity.cost.finetune` is the sweep behind the

@@ -5,6 +5,10 @@ run.
 * :mod:`~complexity.cost.parallel.layout` — the layouts (DDP, FSDP, FSDP without
   resharding), the FSDP units a glob picks, and each rank's shard of a parameter
   (dim 0, padded as ``fully_shard`` pads it).
+* :mod:`~complexity.cost.parallel.prediction` — :func:`predict_ranks`: what each
+  rank holds (exact) and its peak (exact for DDP, an estimate for FSDP), from the
+  single-process prediction and the layout. Never imports the measurement
+  (``tests/test_layers.py``).
 * :mod:`~complexity.cost.parallel.tracker` — :class:`RankBytes`, the live-bytes
   tracker made to follow FSDP2's storage resizes and ``DTensor``\\ s.
 * :mod:`~complexity.cost.parallel.gloo_step` — the truth: a real step of N

@@ -144,8 +144,7 @@ class _RankStep:
 
         loss, self.target = forward_loss(self.model, self.x, self.target, self.loss)
         loss.backward()
-        del loss
-        self.opt.step()
+        self.opt.step()  # the loss still bound, as a training loop writes it
 
     def held(self) -> Dict[str, list]:
         """The local storages held between steps, by what they are."""
