@@ -126,7 +126,8 @@ def test_parallel_prediction_never_imports_its_measurement():
     neither the single-process instruments nor the multi-process run that checks it."""
     instruments = ["complexity.cost.measure", "complexity.cost.parallel.gloo_step",
                    "complexity.cost.parallel.tracker"]
-    predicting = ["complexity.cost.parallel.layout", "complexity.cost.parallel.prediction"]
+    predicting = ["complexity.cost.parallel.layout", "complexity.cost.parallel.prediction",
+                  "complexity.cost.parallel.timeline"]
     assert any(_within(m, predicting) for m in MODULES)
     assert _violations(lambda m, t, _: _within(m, predicting)
                        and _within(t, instruments)) == []

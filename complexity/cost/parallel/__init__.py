@@ -6,9 +6,13 @@ run.
   resharding), the FSDP units a glob picks, and each rank's shard of a parameter
   (dim 0, padded as ``fully_shard`` pads it).
 * :mod:`~complexity.cost.parallel.prediction` — :func:`predict_ranks`: what each
-  rank holds (exact) and its peak (exact for DDP, an estimate for FSDP), from the
-  single-process prediction and the layout. Never imports the measurement
-  (``tests/test_layers.py``).
+  rank holds and its peak, from the single-process prediction and the layout.
+* :mod:`~complexity.cost.parallel.timeline` — FSDP2's peak: the single-process
+  step's log replayed with the shards, and FSDP2's gathers, reduce-scatters and
+  their buffers inserted where its hooks run.
+
+The layout, the prediction and the timeline never import the measurement
+(``tests/test_layers.py``).
 * :mod:`~complexity.cost.parallel.tracker` — :class:`RankBytes`, the live-bytes
   tracker made to follow FSDP2's storage resizes and ``DTensor``\\ s.
 * :mod:`~complexity.cost.parallel.gloo_step` — the truth: a real step of N

@@ -127,7 +127,9 @@ class _RankStep:
         reshard = job.parallel == "fsdp"
         for _, mod in units(model, job.shard):
             fully_shard(mod, reshard_after_forward=reshard)
-        return fully_shard(model, reshard_after_forward=reshard)
+        # the root as people wrap it: by default it keeps its parameters gathered
+        # from forward to backward (fully_shard's reshard_after_forward=None)
+        return fully_shard(model, reshard_after_forward=None if reshard else False)
 
     def _recording_hook(self, state, bucket):
         """DDP's default all-reduce, noting each bucket's flat buffer (resident

@@ -18,19 +18,11 @@ against a real gloo run of N processes):
   per parameter: a rank whose shard is empty has them too). Buffers are not
   sharded.
 
-The FSDP peak is an **estimate** (the step's order of gathers, reduce-scatters and
-activations modelled unit by unit, below); ``peak_bytes`` of FSDP is marked so.
-Candidates, the largest wins:
-
-* backward, at unit ``k``'s reduce-scatter (the last unit first): the resident
-  shards, the gradients of the units already reduced, the root's unsharded
-  parameters (the root is never resharded in the step), the next unit's
-  prefetched ones (``fsdp``) or every unit not yet reduced (``fsdp-no-reshard``),
-  the reduce-scatter input (unit ``k``'s padded unsharded gradients), gloo's copy
-  of it (gloo reduce-scatters through a full-size temporary: a gloo effect, none
-  on NCCL) and its output, and the activations kept for backward;
-* the update: the resident shards, every gradient and the optimizer's
-  temporaries on the local shards.
+The FSDP peak is the single-process step's log replayed with the shards in place
+of the full state and FSDP2's gathers, reduce-scatters and their buffers inserted
+where its hooks run (:mod:`complexity.cost.parallel.timeline`). It is checked
+against the gloo run (``tests/test_parallel_gloo.py``), but it rests on FSDP2's
+internals as this PyTorch has them, so it is reported as ``peak_exact: False``.
 """
 from __future__ import annotations
 
@@ -40,9 +32,10 @@ from typing import Dict, List, Optional, Sequence
 from torch import nn
 
 from complexity.cost.parallel.layout import PARALLEL, shard_numel, unit_of_params, units
+from complexity.cost.parallel.timeline import Replay, Unit, call_ranges, event_times, replay
 from complexity.errors import OptionError
 
-#: Per-rank quantities (bytes); the first three are exact for every layout.
+#: Per-rank quantities (bytes).
 RANK_KEYS = ("param_bytes", "grad_bytes", "optimizer_bytes", "bucket_bytes", "peak_bytes")
 
 
@@ -69,62 +62,85 @@ class Layout:
 
 def predict_ranks(model: nn.Module, input_shape: Sequence[int], layout: Layout, *,
                   options=None, input_dtype=None, input_high=None) -> List[Dict]:
-    """One dict per rank: :data:`RANK_KEYS`, ``peak_exact`` (False for FSDP's
-    estimate) and ``parts`` (what the rank holds, by what it is)."""
+    """One dict per rank: :data:`RANK_KEYS`, ``peak_exact`` and ``parts`` (what
+    the rank holds, by what it is)."""
     from complexity.cost.predict.prediction import predict_step
     from complexity.cost.step.options import StepOptions
 
     options = options or StepOptions()
-    p = predict_step(model, input_shape, input_dtype=input_dtype, input_high=input_high,
-                     options=options)
+    if layout.sharded:
+        check_sharded_options(options)
+    found = units(model, layout.shard) if layout.sharded else []
+    events: list = []
+    ranges, handles = call_ranges(model, [m for _, m in found])
+    try:
+        p = predict_step(model, input_shape, input_dtype=input_dtype, input_high=input_high,
+                         options=options, events=events)
+    finally:
+        for h in handles:
+            h.remove()
     if not layout.sharded:
-        buckets = p.values["grad_bytes"] if layout.parallel == "ddp" and layout.world_size > 1 else 0
-        one = {k: p.values[k] for k in RANK_KEYS if k in p.values}
-        one.update(bucket_bytes=buckets, peak_bytes=p.values["peak_bytes"] + buckets,
-                   peak_exact=True,
-                   parts={"weights": p.weights, "grads": p.values["grad_bytes"],
-                          "ddp buckets": buckets,
-                          "optimizer": p.values["optimizer_bytes"]})
-        return [dict(one) for _ in range(layout.world_size)]
-    found = units(model, layout.shard)
-    return [_fsdp_rank(model, found, p, layout, r, options) for r in range(layout.world_size)]
+        return [_replicated(p, layout) for _ in range(layout.world_size)]
+    times = event_times(p.graph, events, options.grads_resident)
+    return [_fsdp_rank(model, found, p, layout, r, options, (events, times, ranges))
+            for r in range(layout.world_size)]
 
 
-def _fsdp_rank(model, found, p, layout: Layout, rank: int, options) -> Dict:
+def check_sharded_options(options) -> None:
+    """:class:`OptionError` for a step FSDP's replay does not model (yet): gradient
+    accumulation, kept gradient buffers, checkpointing, autocast, a GradScaler."""
+    unmodelled = [name for name, on in (
+        ("grad_accum", options.grad_accum > 1), ("set_to_none", not options.set_to_none),
+        ("checkpoint", bool(options.checkpoint)), ("autocast", options.autocast is not None),
+        ("grad_scaler", options.grad_scaler)) if on]
+    if unmodelled:
+        raise OptionError("{parallel} is not modelled with " + ", ".join(unmodelled)
+                          + " (DDP is)", parallel="fsdp")
+
+
+def _replicated(p, layout: Layout) -> Dict:
+    """A rank that holds everything: the single-process step, and DDP's buckets."""
+    ddp = layout.parallel == "ddp" and layout.world_size > 1
+    buckets = p.values["grad_bytes"] if ddp else 0
+    one = {k: p.values[k] for k in ("param_bytes", "grad_bytes", "optimizer_bytes")}
+    one.update(bucket_bytes=buckets, peak_bytes=p.values["peak_bytes"] + buckets,
+               peak_exact=True,
+               parts={"weights": p.weights, "grads": p.values["grad_bytes"],
+                      "ddp buckets": buckets, "optimizer": p.values["optimizer_bytes"]})
+    return one
+
+
+def _fsdp_rank(model, found, p, layout: Layout, rank: int, options, log) -> Dict:
+    events, times, ranges = log
     n = layout.world_size
     params = list(model.parameters())
     owner = unit_of_params(model, found)
-    k_units = len(found) + 1  # the units, then the root
-    padded = [0] * k_units     # padded shard bytes per unit (stored; the gradient too)
-    trained = [0] * k_units
-    local_sizes = []           # unpadded local shard bytes of each trainable parameter
-    for param, k in zip(params, owner):
+    root = len(found)           # the units, then the root
+    padded = [0] * (root + 1)   # padded shard bytes per unit (stored; the gradient too)
+    trained = [0] * (root + 1)
+    local_sizes = []            # unpadded local shard bytes of each trainable parameter
+    unit_of = {}
+    for i, (param, k) in enumerate(zip(params, owner)):
         size = param.element_size()
         padded[k] += shard_numel(param.shape, n, rank, padded=True) * size
-        if param.requires_grad:
+        if i in p.graph.params:  # trainable, reached by the loss
             trained[k] += shard_numel(param.shape, n, rank, padded=True) * size
             local_sizes.append(shard_numel(param.shape, n, rank, padded=False) * size)
+            unit_of[i] = k
     optimizer = options.optimizer.state_bytes(local_sizes, "cpu")
-    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-    resident = sum(padded) + buffers + optimizer + p.io
-    grads = sum(trained)
-    unsharded = [b * n for b in padded]
-    root = k_units - 1
-    saved = p.values["saved_activation_bytes"]
-    candidates = []
-    for k in range(root - 1, -1, -1):  # backward: the last unit first
-        done = sum(trained[j] for j in range(k + 1, root))
-        if layout.parallel == "fsdp":
-            gathered = unsharded[root] + (unsharded[k - 1] if k > 0 else 0)
-        else:
-            gathered = unsharded[root] + sum(unsharded[:k])
-        rs_in = trained[k] * n
-        candidates.append(resident + done + gathered + 2 * rs_in + trained[k] + saved)
-    update = resident + grads + options.optimizer.step_temporaries(local_sizes)
-    candidates.append(update)
-    return {"param_bytes": sum(padded), "grad_bytes": grads, "optimizer_bytes": optimizer,
-            "bucket_bytes": 0, "peak_bytes": max(candidates), "peak_exact": False,
-            "parts": {"weights (local shards)": sum(padded), "buffers": buffers,
-                      "grads (local shards)": grads, "optimizer (local shards)": optimizer,
-                      "gathered (root + one unit)": max(unsharded[:root] or [0])
-                      + unsharded[root]}}
+    full = sum(q.numel() * q.element_size() for q in params)
+    others = p.weights - full   # buffers and tensor attributes: not sharded
+    resident = sum(padded) + others + optimizer + p.io
+    plan = [Unit(padded[k] * n, trained[k] * n, trained[k], *ranges[k])
+            for k in range(root + 1)]
+    replayer = Replay(resident, unit_of, options.optimizer.step_temporaries(local_sizes))
+    peak = replay(events, times, plan, root, len(p.graph.calls),
+                  layout.parallel == "fsdp", replayer)
+    return {"param_bytes": sum(padded), "grad_bytes": sum(trained),
+            "optimizer_bytes": optimizer, "bucket_bytes": 0, "peak_bytes": peak,
+            "peak_exact": False,
+            "parts": {"weights (local shards)": sum(padded), "buffers": others,
+                      "grads (local shards)": sum(trained),
+                      "optimizer (local shards)": optimizer,
+                      "gathered (root + largest unit)": max(padded[:root] or [0]) * n
+                      + padded[root] * n}}
