@@ -13,7 +13,8 @@ factory, a callable returning a module.
 
 One module per command: :mod:`~complexity.api.profile`,
 :mod:`~complexity.api.derive`, :mod:`~complexity.api.step` (``step_cost``),
-:mod:`~complexity.api.fit`; and :mod:`~complexity.api.models` (a model as the API
+:mod:`~complexity.api.fit`, :mod:`~complexity.api.ranks` (``fit_ranks``: ``fit``
+with ``--gpus``, per rank of a data-parallel step); and :mod:`~complexity.api.models` (a model as the API
 takes it: a module or a spec string, and the input a spec gets by default).
 
 Nothing heavy is imported here at module level: torch, sympy and tabulate are
@@ -31,7 +32,8 @@ from complexity.api.derive import Derivation, derive
 from complexity.api.fit import fit
 from complexity.api.models import DEFAULT_INPUT, DEFAULT_VIDEO_INPUT, resolve_model
 from complexity.api.profile import Profile, ProfileLayer, profile
+from complexity.api.ranks import fit_ranks
 from complexity.api.step import StepCost, step_cost
 
-__all__ = ["profile", "derive", "step_cost", "fit", "Profile", "ProfileLayer", "Derivation",
+__all__ = ["profile", "derive", "step_cost", "fit", "fit_ranks", "Profile", "ProfileLayer", "Derivation",
            "StepCost", "resolve_model", "DEFAULT_INPUT", "DEFAULT_VIDEO_INPUT"]

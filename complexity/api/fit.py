@@ -14,7 +14,8 @@ def fit(model: str, budget: int, *, batch: Optional[int] = None,
         optimizer: str = "adam", foreach: Optional[bool] = None, fused: bool = False,
         dtype: str = "float32", autocast: Optional[str] = None,
         checkpoint: Optional[str] = None, grad_accum: int = 1, grad_scaler: bool = False,
-        set_to_none: bool = True) -> list:
+        set_to_none: bool = True, gpus: Union[int, str, None] = None,
+        parallel: Optional[str] = None, shard: Optional[str] = None) -> list:
     """Will one training step of ``model`` fit in ``budget`` bytes, for each
     trainable set, and what is the largest batch that does? A list of
     :class:`~complexity.cost.fit.verdict.FitResult`, one per set — ``modes``
@@ -35,6 +36,11 @@ def fit(model: str, budget: int, *, batch: Optional[int] = None,
     ``device``). ``ValueError`` (an :class:`~complexity.errors.OptionError` naming
     the parameter) before any tracing for arguments that cannot be used.
 
+    ``gpus`` (a number, or ``"auto"``: the fewest that fit), ``parallel``
+    (``"ddp"``, ``"fsdp"`` — the default —, ``"fsdp-no-reshard"``) and ``shard``
+    (the FSDP units' glob): the answer per rank of a data-parallel step, with a
+    per-rank batch — :func:`complexity.api.ranks.fit_ranks`' dicts instead.
+
     >>> rows = fit("stack", 20 * 2**20, batch=8, size=32, device="cpu",
     ...            modes=["last"], trainable=["0.*"])
     >>> [(r.mode, r.fits, r.max_batch > 8) for r in rows]
@@ -49,6 +55,13 @@ def fit(model: str, budget: int, *, batch: Optional[int] = None,
     options = step_options(optimizer, foreach=foreach, fused=fused, dtype=dtype,
                            autocast=autocast, checkpoint=checkpoint, set_to_none=set_to_none,
                            grad_accum=grad_accum, grad_scaler=grad_scaler, device=device)
+    if gpus is not None or parallel is not None or shard is not None:
+        from complexity.api.ranks import fit_ranks
+
+        return fit_ranks(model, budget, gpus=1 if gpus is None else gpus,
+                         parallel=parallel or "fsdp", shard=shard, batch=batch, size=size,
+                         input_shape=input_shape, modes=modes, trainable=trainable,
+                         device=device, model_args=model_args, options=options)
     if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
     return verdicts(model, budget, modes=modes, trainable=trainable, lora=lora_modes(lora),

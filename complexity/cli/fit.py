@@ -10,7 +10,9 @@ from fractions import Fraction
 
 from complexity.cli.step_args import (add_step_arguments, mode_list, step_options,
                                        word_list)
+from complexity.cli import parallel_args
 from complexity.cli.common import UsageError, emit, flag_text, positive_int, size
+from complexity.cli.parallel_args import add_parallel_arguments
 from complexity.cli.model_args import MODEL_HELP, add_model_args_option, given_model_args
 from complexity.output.tables import FORMATS
 
@@ -19,7 +21,9 @@ EPILOG = """examples:
   python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --mode full,last --trainable 'layer4.*,fc.*'
   python -m complexity fit unet --size 64 --budget 2GiB --device cpu --format json
   python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --size auto
-  python -m complexity fit pkg.mod:factory --budget 8GiB --input 8,512 --device cpu"""
+  python -m complexity fit pkg.mod:factory --budget 8GiB --input 8,512 --device cpu
+  python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --gpus 8 --parallel fsdp
+  python -m complexity fit torchvision:vit_b_16 --budget 16GiB --batch 64 --gpus auto"""
 
 #: units of a size: binary (KiB … and the bare K, M, G, T, as ls -h and nvidia-smi
 #: write them) and decimal (kB, MB, GB, TB, SI)
@@ -98,6 +102,7 @@ def add_arguments(p) -> None:
                    "allocator (default 512MiB, an estimate)")
     p.add_argument("--format", choices=FORMATS, default="table")
     add_step_arguments(p)
+    add_parallel_arguments(p)
 
 
 def run(args) -> int:
@@ -107,6 +112,8 @@ def run(args) -> int:
     # every option first: nothing is traced before the last check passes
     options, lora_sets = step_options(args, args.device)
     shape = _input(args)
+    if parallel_args.wanted(args, lora_sets):
+        return parallel_args.run_fit(args, options, shape)
     try:
         results = verdicts(args.model, args.budget, modes=args.mode,
                            trainable=args.trainable or [], lora=lora_sets, batch=args.batch,

@@ -11,8 +11,11 @@ run.
   step's log replayed with the shards, and FSDP2's gathers, reduce-scatters and
   their buffers inserted where its hooks run.
 
-The layout, the prediction and the timeline never import the measurement
+The layout, the prediction, the timeline and the answers never import the measurement
 (``tests/test_layers.py``).
+* :mod:`~complexity.cost.parallel.answers` — :func:`rank_fit`: does a step fit
+  per rank, the largest per-rank batch and the fewest GPUs, each proved at the
+  answer and one past it.
 * :mod:`~complexity.cost.parallel.tracker` — :class:`RankBytes`, the live-bytes
   tracker made to follow FSDP2's storage resizes and ``DTensor``\\ s.
 * :mod:`~complexity.cost.parallel.gloo_step` — the truth: a real step of N

@@ -63,27 +63,63 @@ class Layout:
 def predict_ranks(model: nn.Module, input_shape: Sequence[int], layout: Layout, *,
                   options=None, input_dtype=None, input_high=None) -> List[Dict]:
     """One dict per rank: :data:`RANK_KEYS`, ``peak_exact`` and ``parts`` (what
-    the rank holds, by what it is)."""
-    from complexity.cost.predict.prediction import predict_step
-    from complexity.cost.step.options import StepOptions
+    the rank holds, by what it is).
 
-    options = options or StepOptions()
-    if layout.sharded:
-        check_sharded_options(options)
-    found = units(model, layout.shard) if layout.sharded else []
-    events: list = []
-    ranges, handles = call_ranges(model, [m for _, m in found])
-    try:
-        p = predict_step(model, input_shape, input_dtype=input_dtype, input_high=input_high,
-                         options=options, events=events)
-    finally:
-        for h in handles:
-            h.remove()
-    if not layout.sharded:
-        return [_replicated(p, layout) for _ in range(layout.world_size)]
-    times = event_times(p.graph, events, options.grads_resident)
-    return [_fsdp_rank(model, found, p, layout, r, options, (events, times, ranges))
-            for r in range(layout.world_size)]
+    >>> from models.stack import Stack
+    >>> net = Stack(2, 4)                      # every dim 0 even: two equal halves
+    >>> ranks = predict_ranks(net, (2, 4, 8, 8), Layout(2, "fsdp", "0"))
+    >>> 2 * ranks[1]["param_bytes"] == 4 * sum(p.numel() for p in net.parameters())
+    True
+    """
+    traced = RankModel(model, input_shape, shard=layout.shard if layout.sharded else None,
+                       sharded=layout.sharded, options=options, input_dtype=input_dtype,
+                       input_high=input_high)
+    return [traced.rank(layout, r) for r in range(layout.world_size)]
+
+
+class RankModel:
+    """One single-process step of ``model`` at ``input_shape``, traced once, from
+    which any rank of any layout is predicted (:meth:`rank`). ``sharded``: record
+    where the FSDP units of ``shard`` run (their calls), for FSDP layouts."""
+
+    def __init__(self, model: nn.Module, input_shape: Sequence[int], *,
+                 shard: Optional[str] = None, sharded: bool = True, options=None,
+                 input_dtype=None, input_high=None):
+        from complexity.cost.predict.prediction import predict_step
+        from complexity.cost.step.options import StepOptions
+
+        self.model, self.options = model, options or StepOptions()
+        if sharded:
+            check_sharded_options(self.options)
+        self.found = units(model, shard) if sharded else []
+        self.events: list = []
+        self.ranges, handles = call_ranges(model, [m for _, m in self.found])
+        try:
+            self.p = predict_step(model, input_shape, input_dtype=input_dtype,
+                                  input_high=input_high, options=self.options,
+                                  events=self.events)
+        finally:
+            for h in handles:
+                h.remove()
+        self.times = (event_times(self.p.graph, self.events, self.options.grads_resident)
+                      if sharded else None)
+
+    def rank(self, layout: Layout, rank: int = 0) -> Dict:
+        """What rank ``rank`` of ``layout`` holds, and its peak. Rank 0 holds the
+        most: ``torch.chunk`` gives the first ranks whole chunks, the last ones
+        less, so its optimizer state and update temporaries are the largest and
+        everything else is the same on every rank."""
+        if not layout.sharded:
+            return _replicated(self.p, layout)
+        if self.times is None:
+            raise ValueError("RankModel(sharded=False) predicts no sharded layout")
+        return _fsdp_rank(self.model, self.found, self.p, layout, rank, self.options,
+                          (self.events, self.times, self.ranges))
+
+    @property
+    def unmodelled(self) -> List[str]:
+        """The calls no rule covers (the peak is then approximate, ``≈``)."""
+        return self.p.unmodelled
 
 
 def check_sharded_options(options) -> None:

@@ -1,0 +1,83 @@
+"""``complexity.fit_ranks``: will one data-parallel training step fit on each of N
+GPUs (DDP, FSDP2, FSDP2 without resharding), the largest per-rank batch that does,
+and the fewest GPUs that make it fit — the ``fit`` command with ``--gpus``.
+
+Every quantity is per rank, rank 0's (it holds the most); the answers are
+:class:`~complexity.cost.parallel.answers.RankFit` rows, one per trainable set,
+each with the model's name, mode, device and whether the figures are exact added
+to ``to_dict()``.
+"""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+
+def fit_ranks(model: str, budget: int, *, gpus: Union[int, str] = 1,
+              parallel: str = "fsdp", shard: Optional[str] = None,
+              batch: Optional[int] = None, size: Union[int, Tuple[int, int], None] = None,
+              input_shape: Union[Sequence[int], str, None] = None,
+              modes: Sequence[str] = ("full", "last"),
+              trainable: Sequence[Union[str, Sequence[str]]] = (), device: str = "cuda",
+              model_args: Optional[Dict[str, Any]] = None, options=None) -> List[Dict]:
+    """One dict per trainable set (``modes``, then each of ``trainable``): the
+    per-rank answer of :func:`~complexity.cost.parallel.answers.rank_fit` for
+    ``model`` (a spec, as :func:`complexity.fit` takes it) with a per-rank
+    ``batch`` (32) of ``size`` (224×224) images, or ``input_shape`` per rank, on
+    ``gpus`` GPUs (``"auto"``: the fewest that fit) under ``parallel`` with FSDP
+    units ``shard`` (a glob; None: each transformer block or ResNet stage). On
+    ``device="cuda"`` the figures are the live tensors of the step (exact as
+    replayed), with no caching allocator and no NCCL buffers: marked
+    ``"estimate": true``. ``options``: a
+    :class:`~complexity.cost.step.options.StepOptions`.
+
+    >>> (r,) = fit_ranks("stack", 2**30, gpus=2, shard="0", batch=4, size=16,
+    ...                  modes=["full"], device="cpu")
+    >>> r["gpus"], r["fits"], r["rank0"]["param_bytes"] * 2 == r["single_param_bytes"]
+    (2, True, True)
+    """
+    from complexity.cost.fit.verdict import trainable_sets
+    from complexity.cost.parallel.answers import rank_fit
+    from complexity.cost.parallel.layout import units
+    from complexity.cost.parallel.prediction import Layout, check_sharded_options
+    from complexity.cost.step.batch import input_kind
+    from complexity.cost.step.options import StepOptions
+    from complexity.errors import OptionError
+
+    options = options or StepOptions()
+    auto = gpus == "auto"
+    layout = Layout(1 if auto else gpus, parallel, shard)
+    if layout.parallel == "ddp" and shard is not None:
+        raise OptionError("{shard} names FSDP units; {parallel} shards nothing",
+                          shard=shard, parallel=parallel)
+    if layout.parallel != "ddp":
+        check_sharded_options(options)
+    built, shape = _built(model, model_args, batch, size, input_shape)
+    if layout.parallel != "ddp":
+        units(built, shard)  # a glob that matches nothing: before any tracing
+    kind = input_kind(built, shape)
+    out = []
+    for mode in trainable_sets(modes, trainable):
+        from complexity.cost.step.trainable import set_trainable
+
+        set_trainable(built, mode)
+        r = rank_fit(built, shape, budget, layout, gpus_auto=auto, options=options, **kind)
+        row = r.to_dict()
+        row.update(model=model, mode=mode, device=device, estimate=device == "cuda",
+                   single_param_bytes=sum(p.numel() * p.element_size()
+                                          for p in built.parameters()))
+        out.append(row)
+    return out
+
+
+def _built(name: str, model_args, batch, size, input_shape):
+    """(the model on the meta device, the per-rank input shape)."""
+    from complexity.cost.finetune import build_for_input
+    from complexity.zoo import build_model, parse_input
+
+    if input_shape is not None:
+        shape = tuple(parse_input(input_shape) if isinstance(input_shape, str) else input_shape)
+        built, _ = build_for_input(name, 4, 16, model_args, shape)
+        return built, shape
+    built, channels = build_model(name, model_args=model_args)
+    h, w = (224, 224) if size is None else ((size, size) if isinstance(size, int) else size)
+    return built, (32 if batch is None else batch, channels, h, w)

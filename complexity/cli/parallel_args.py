@@ -1,0 +1,96 @@
+"""The options of many GPUs that ``fit`` (and the API's ``fit``) take: ``--gpus N``
+or ``auto``, ``--parallel ddp|fsdp|fsdp-no-reshard``, ``--shard GLOB`` (the FSDP
+units), the batch then per rank. :func:`add_parallel_arguments` adds them;
+:func:`wanted` checks them together (exit 2, one line, before any tracing) and says
+whether the command answers per rank; :func:`run_fit` renders the answer."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from complexity.cli.common import UsageError, emit, flag_text
+from complexity.cost.parallel.layout import PARALLEL
+
+
+def gpus_count(text: str):
+    """``auto`` or an integer ≥ 1.
+
+    >>> gpus_count("8"), gpus_count("auto")
+    (8, 'auto')
+    """
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GPUs (need an integer "
+                                         ">= 1, or auto)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is out of range (need an integer >= 1, "
+                                         "or auto)")
+    return value
+
+
+#: the flags, each with its argparse settings (every default None: not given)
+FLAGS = (
+    ("--gpus", dict(type=gpus_count, metavar="N|auto",
+                    help="data-parallel over N GPUs; auto: the fewest that fit, proved at N "
+                    "and N-1")),
+    ("--parallel", dict(choices=PARALLEL,
+                        help="ddp: DistributedDataParallel; fsdp (default with --gpus): "
+                        "fully_shard, resharding after forward (ZeRO-3); fsdp-no-reshard: "
+                        "reshard_after_forward=False (ZeRO-2-like)")),
+    ("--shard", dict(metavar="GLOB", help="the modules made FSDP units, then the root "
+                     "(default: each transformer block, each ResNet stage)")),
+)
+
+
+def add_parallel_arguments(p) -> None:
+    g = p.add_argument_group("many GPUs (every figure per rank; --batch is per rank)")
+    for flag, settings in FLAGS:
+        g.add_argument(flag, default=None, **settings)
+
+
+def wanted(args, lora_sets) -> bool:
+    """Whether the command answers per rank; :class:`UsageError` for a combination
+    it cannot answer. ``--parallel``/``--shard`` on one GPU change nothing: said on
+    stderr, and the single-GPU answer follows."""
+    gpus, parallel, shard = args.gpus, args.parallel, args.shard
+    if gpus is None and parallel is None and shard is None:
+        return False
+    if parallel == "ddp" and shard is not None:
+        raise UsageError(f"--shard {shard} names FSDP units; --parallel ddp shards nothing")
+    if gpus in (None, 1):
+        given = " ".join(f for f, v in (("--parallel", parallel), ("--shard", shard)) if v)
+        print(f"note: {given} with one GPU changes nothing: one rank holds the whole step",
+              file=sys.stderr)
+        return False
+    for flag, bad in (("--size auto", args.size == "auto"), ("--lora", bool(lora_sets)),
+                      ("--reserve", args.reserve is not None)):
+        if bad:
+            raise UsageError(f"{flag} is not modelled per rank yet: drop it or --gpus")
+    try:
+        import torch.distributed.fsdp as fsdp
+    except ImportError as e:
+        raise UsageError(f"--gpus: this PyTorch has no torch.distributed ({e})") from None
+    if (parallel or "fsdp") != "ddp" and not hasattr(fsdp, "fully_shard"):
+        raise UsageError("--parallel fsdp needs fully_shard (FSDP2), which this PyTorch lacks")
+    return True
+
+
+def run_fit(args, options, shape) -> int:
+    """``fit --gpus``: the per-rank answers, rendered."""
+    from complexity.api.ranks import fit_ranks
+    from complexity.cli.model_args import given_model_args
+    from complexity.output import ranks
+
+    try:
+        rows = fit_ranks(args.model, args.budget, gpus=args.gpus,
+                         parallel=args.parallel or "fsdp", shard=args.shard,
+                         batch=args.batch, size=args.size, input_shape=shape,
+                         modes=args.mode, trainable=args.trainable or [],
+                         device=args.device, model_args=given_model_args(args.model_args),
+                         options=options)
+    except ValueError as e:
+        raise UsageError(flag_text(e)) from None
+    return emit(ranks.render(rows, args.format))

@@ -1,0 +1,76 @@
+"""Renderings of ``fit --gpus``: one row per trainable set, every figure per rank
+(rank 0's: it holds the most), or the JSON array.
+
+>>> r = {"model": "m", "mode": "full", "gpus": 8, "parallel": "fsdp", "units": ["layer1"],
+...      "input_per_rank": [4, 3, 8, 8], "budget_bytes": 2**30, "fits": True,
+...      "max_batch_per_rank": 96, "gpus_needed": None, "device": "cpu", "estimate": False,
+...      "rank0": {"peak_bytes": 3 * 2**20, "param_bytes": 2**20, "grad_bytes": 2**20,
+...                "optimizer_bytes": 2**21, "bucket_bytes": 0, "parts": {}}}
+>>> table_rows([r])[0][:7]
+['m', 'full', 8, 'fsdp', 4, '3.00 MiB', 'yes']
+"""
+from __future__ import annotations
+
+import json
+from typing import List, Sequence
+
+from complexity.output.tables import Cell, prose, render_table
+from complexity.output.units import bytes_text
+
+HEADERS = ["model", "mode", "GPUs", "parallel", "batch/rank", "peak/rank", "fits",
+           "max batch/rank", "GPUs needed", "weights/rank", "grads/rank", "optimizer/rank",
+           "DDP buckets", "gathered at once"]
+
+
+def _bytes(n) -> Cell:
+    return Cell(n, bytes_text(n))
+
+
+def table_cells(rows: Sequence[dict]) -> List[list]:
+    out = []
+    for r in rows:
+        k = r["rank0"]
+        mark = "≈ " if r.get("estimate") else ""
+        mb, need = r["max_batch_per_rank"], r.get("gpus_needed")
+        gathered = next((v for p, v in k.get("parts", {}).items() if p.startswith("gathered")),
+                        None)
+        out.append([r["model"], r["mode"], r["gpus"], r["parallel"], r["input_per_rank"][0],
+                    Cell(k["peak_bytes"], mark + bytes_text(k["peak_bytes"])),
+                    Cell(r["fits"], "yes" if r["fits"] else "no"),
+                    Cell(mb, "none" if mb is None else f"{mb:,}"),
+                    Cell(need, "" if need is None else f"{need:,}"),
+                    _bytes(k["param_bytes"]), _bytes(k["grad_bytes"]),
+                    _bytes(k["optimizer_bytes"]), _bytes(k["bucket_bytes"]), _bytes(gathered)])
+    return out
+
+
+def table_rows(rows: Sequence[dict]) -> list:
+    """The rows as a table shows them."""
+    return [[getattr(c, "text", c) for c in row] for row in table_cells(rows)]
+
+
+def note(rows: Sequence[dict]) -> str:
+    r = rows[0]
+    lines = [f"Per rank (rank 0, which holds the most), budget {bytes_text(r['budget_bytes'])} "
+             f"per GPU. weights/grads/optimizer: what each rank stores (FSDP: its dim-0 "
+             "shards, padded to ceil(rows/N); DDP: everything, plus its gradient buckets); "
+             "gathered at once: the unsharded parameters of the root and the largest unit."]
+    if r["parallel"] != "ddp":
+        lines.append("FSDP units: " + ", ".join(r["units"]) + ", then the root.")
+    lines.append("max batch/rank: the largest per-rank batch that fits (it fits, one more "
+                 "does not); GPUs needed: the fewest that fit (N fits, N − 1 does not).")
+    if any(x.get("estimate") for x in rows):
+        lines.append("≈: on CUDA the figures are the step's live tensors; the caching "
+                     "allocator and NCCL's buffers are not modelled: an estimate.")
+    return "\n".join(lines)
+
+
+def render(rows: Sequence[dict], fmt: str) -> str:
+    """``fit --gpus``' output in ``fmt`` (``json``: the array of row objects)."""
+    if fmt == "json":
+        return json.dumps(list(rows), indent=2)
+    table = render_table(table_cells(rows), HEADERS, fmt,
+                         numeric_columns=[2, 4, 5, 7, 8, 9, 10, 11, 12, 13])
+    if fmt == "csv":
+        return table
+    return table + "\n\n" + prose(note(rows), fmt)

@@ -1,0 +1,89 @@
+"""``fit --gpus``, ``--parallel``, ``--shard`` and the API's ``fit(gpus=...)``: the
+answers are the per-rank prediction's (checked against real gloo runs in
+``tests/test_parallel_gloo.py``), their proofs hold, and bad input is one line,
+exit 2, before any tracing."""
+import json
+
+import pytest
+
+from cli_helpers import run_cli
+from complexity.cost.parallel.prediction import Layout, predict_ranks
+
+FIT = ["fit", "stack", "--size", "8", "--device", "cpu", "--mode", "full"]
+
+
+def _json(capsys, *extra):
+    code, out, err = run_cli([*FIT, "--format", "json", *extra], capsys)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_per_rank_answer_is_the_prediction_and_its_proofs_hold(capsys):
+    from complexity.zoo import build_model
+
+    (row,) = _json(capsys, "--budget", "1MiB", "--batch", "4", "--gpus", "2", "--shard", "0")
+    net, channels = build_model("stack")
+    rank0 = predict_ranks(net, (4, channels, 8, 8), Layout(2, "fsdp", "0"))[0]
+    assert row["rank0"]["peak_bytes"] == rank0["peak_bytes"]
+    assert row["units"] == ["0"] and row["gpus"] == 2
+    b = row["max_batch_per_rank"]
+    proof = {int(k): v for k, v in row["max_batch_proof"].items()}
+    assert proof[b] <= row["budget_bytes"] < proof[b + 1]
+
+
+def test_gpus_auto_is_proved_at_n_and_n_minus_one(capsys):
+    code, out, err = run_cli(["fit", "stack", "--size", "2", "--device", "cpu", "--mode",
+                              "full", "--format", "json", "--budget", "100KB", "--batch", "1",
+                              "--gpus", "auto", "--shard", "*"], capsys)
+    assert code == 0, err
+    (row,) = json.loads(out)
+    n = row["gpus_needed"]
+    proof = {int(k): v for k, v in row["gpus_proof"].items()}
+    assert n > 1 and proof[n] <= row["budget_bytes"] < proof[n - 1]
+    assert row["gpus"] == n and row["fits"]
+
+
+def test_ddp_never_fits_by_adding_gpus(capsys):
+    (row,) = _json(capsys, "--budget", "1KiB", "--batch", "1", "--gpus", "auto",
+                   "--parallel", "ddp")
+    assert row["gpus_needed"] is None and not row["fits"]
+
+
+def test_table_says_what_is_sharded_and_gathered(capsys):
+    code, out, _ = run_cli([*FIT, "--budget", "1MiB", "--batch", "2", "--gpus", "4",
+                            "--shard", "0"], capsys)
+    assert code == 0
+    assert "gathered at once" in out and "FSDP units: 0, then the root." in out
+
+
+def test_parallel_on_one_gpu_changes_nothing(capsys):
+    plain = run_cli([*FIT, "--budget", "1MiB", "--batch", "2", "--format", "json"], capsys)
+    code, out, err = run_cli([*FIT, "--budget", "1MiB", "--batch", "2", "--format", "json",
+                              "--parallel", "fsdp"], capsys)
+    assert code == 0 and out == plain[1]
+    assert "changes nothing" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--gpus", "0"], "--gpus"),
+    (["--gpus", "two"], "--gpus"),
+    (["--gpus", "2", "--shard", "block*"], "--shard"),
+    (["--gpus", "2", "--parallel", "ddp", "--shard", "0"], "--shard"),
+    (["--gpus", "2", "--batch", "0"], "--batch"),
+    (["--gpus", "2", "--shard", "0", "--checkpoint", "0"], "checkpoint"),
+    (["--gpus", "2", "--reserve", "1GiB"], "--reserve"),
+])
+def test_bad_input_is_one_line(capsys, extra, words):
+    code, out, err = run_cli([*FIT, "--budget", "1MiB", *extra], capsys)
+    assert code == 2 and out == ""
+    assert len(err.strip().splitlines()) == 1 and words in err, err
+
+
+def test_api_fit_with_gpus():
+    import complexity
+
+    (row,) = complexity.fit("stack", 2**20, batch=2, size=8, device="cpu", modes=["full"],
+                            gpus=2, shard="0")
+    assert row["gpus"] == 2 and row["parallel"] == "fsdp" and not row["estimate"]
+    with pytest.raises(ValueError, match="gpus=0"):
+        complexity.fit("stack", 2**20, batch=2, size=8, device="cpu", gpus=0)
