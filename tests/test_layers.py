@@ -125,7 +125,7 @@ def test_parallel_prediction_never_imports_its_measurement():
     """Per-rank prediction (``cost/parallel``'s layout and prediction) leans on
     neither the single-process instruments nor the multi-process run that checks it."""
     instruments = ["complexity.cost.measure", "complexity.cost.parallel.gloo_step",
-                   "complexity.cost.parallel.tracker"]
+                   "complexity.cost.parallel.tracker", "complexity.cost.parallel.fake_group"]
     predicting = ["complexity.cost.parallel.layout", "complexity.cost.parallel.prediction",
                   "complexity.cost.parallel.timeline", "complexity.cost.parallel.answers"]
     assert any(_within(m, predicting) for m in MODULES)

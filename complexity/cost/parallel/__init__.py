@@ -21,4 +21,6 @@ The layout, the prediction, the timeline and the answers never import the measur
 * :mod:`~complexity.cost.parallel.gloo_step` — the truth: a real step of N
   processes over gloo on the CPU, each rank watched by :class:`RankBytes` and by
   PyTorch's ``FSDPMemTracker`` / ``MemTracker``.
+* :mod:`~complexity.cost.parallel.fake_group` — the second instrument at any N:
+  one rank on a fake process group with fake tensors (an 8B model on 8 ranks).
 """

@@ -89,7 +89,7 @@ def _rank_main(rank: int, world_size: int, port: int, jobs: List[Job], out: str)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                            world_size=world_size)
     try:
-        found = [_measure_job(job, rank, world_size) for job in jobs]
+        found = [measure_job(job, rank, world_size) for job in jobs]
     finally:
         dist.destroy_process_group()
     with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
@@ -100,7 +100,7 @@ class _RankStep:
     """One rank's wrapped model, optimizer, batch, and the storages it holds
     between steps."""
 
-    def __init__(self, job: Job, rank: int):
+    def __init__(self, job: Job, rank: int, mesh=None):
         from complexity.cost.step.batch import loss_of, make_input
         from complexity.cost.step.options import StepOptions
 
@@ -109,6 +109,7 @@ class _RankStep:
         model = copy.deepcopy(job.model)
         self.loss = loss_of(model)
         self.buckets: List[torch.Tensor] = []
+        self.mesh = mesh  # None: the default process group's
         self.model = self._wrap(model)
         self.opt = self.options.optimizer.make(list(self.model.parameters()))
         self.x = make_input(job.input_shape, job.input_dtype, job.input_high, "cpu")
@@ -126,10 +127,11 @@ class _RankStep:
 
         reshard = job.parallel == "fsdp"
         for _, mod in units(model, job.shard):
-            fully_shard(mod, reshard_after_forward=reshard)
+            fully_shard(mod, reshard_after_forward=reshard, mesh=self.mesh)
         # the root as people wrap it: by default it keeps its parameters gathered
         # from forward to backward (fully_shard's reshard_after_forward=None)
-        return fully_shard(model, reshard_after_forward=None if reshard else False)
+        return fully_shard(model, reshard_after_forward=None if reshard else False,
+                           mesh=self.mesh)
 
     def _recording_hook(self, state, bucket):
         """DDP's default all-reduce, noting each bucket's flat buffer (resident
@@ -171,8 +173,11 @@ def _storage_bytes(tensors) -> int:
     return sum(seen.values())
 
 
-def _measure_job(job: Job, rank: int, world_size: int) -> Dict:
-    step = _RankStep(job, rank)
+def measure_job(job: Job, rank: int, world_size: int, mesh=None) -> Dict:
+    """One rank's figures for ``job`` (:func:`measure_ranks`' dicts), in a process
+    whose default process group is joined (``mesh``: a device mesh over it, made
+    outside any fake-tensor mode, for ``fully_shard``)."""
+    step = _RankStep(job, rank, mesh)
     for _ in range(2):  # the optimizer's state; DDP's rebuilt buckets
         step.step()
         step.opt.zero_grad(set_to_none=True)

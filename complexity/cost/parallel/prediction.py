@@ -104,17 +104,19 @@ class RankModel:
         self.times = (event_times(self.p.graph, self.events, self.options.grads_resident)
                       if sharded else None)
 
-    def rank(self, layout: Layout, rank: int = 0) -> Dict:
+    def rank(self, layout: Layout, rank: int = 0, backend: str = "gloo") -> Dict:
         """What rank ``rank`` of ``layout`` holds, and its peak. Rank 0 holds the
         most: ``torch.chunk`` gives the first ranks whole chunks, the last ones
         less, so its optimizer state and update temporaries are the largest and
-        everything else is the same on every rank."""
+        everything else is the same on every rank. ``backend``: ``"gloo"`` (its
+        reduce-scatter copies its input) or ``"nccl"`` (and a fake process group:
+        no copy)."""
         if not layout.sharded:
             return _replicated(self.p, layout)
         if self.times is None:
             raise ValueError("RankModel(sharded=False) predicts no sharded layout")
         return _fsdp_rank(self.model, self.found, self.p, layout, rank, self.options,
-                          (self.events, self.times, self.ranges))
+                          (self.events, self.times, self.ranges), backend == "gloo")
 
     @property
     def unmodelled(self) -> List[str]:
@@ -146,7 +148,8 @@ def _replicated(p, layout: Layout) -> Dict:
     return one
 
 
-def _fsdp_rank(model, found, p, layout: Layout, rank: int, options, log) -> Dict:
+def _fsdp_rank(model, found, p, layout: Layout, rank: int, options, log,
+               gloo_copy: bool = True) -> Dict:
     events, times, ranges = log
     n = layout.world_size
     params = list(model.parameters())
@@ -171,7 +174,7 @@ def _fsdp_rank(model, found, p, layout: Layout, rank: int, options, log) -> Dict
             for k in range(root + 1)]
     replayer = Replay(resident, unit_of, options.optimizer.step_temporaries(local_sizes))
     peak = replay(events, times, plan, root, len(p.graph.calls),
-                  layout.parallel == "fsdp", replayer)
+                  layout.parallel == "fsdp", replayer, gloo_copy)
     return {"param_bytes": sum(padded), "grad_bytes": sum(trained),
             "optimizer_bytes": optimizer, "bucket_bytes": 0, "peak_bytes": peak,
             "peak_exact": False,

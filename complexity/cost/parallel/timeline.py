@@ -18,8 +18,8 @@ What FSDP2 allocates (``torch.distributed.fsdp._fully_shard``, read from its
 sources and checked against a real gloo run): a unit's all-gather fills one flat
 buffer (its padded shards × N), then copies out into one unsharded tensor per
 parameter (padded rows × N); in the forward the flat buffer lives until the next
-unit's copy-out (``all_gather_state``) and the last one until the root's
-post-forward; in the backward it goes at once, and the next unit's all-gather is
+unit's copy-out is done (``all_gather_state``, then a local of
+``wait_for_unshard``) and the last one until the root's post-forward; in the backward it goes at once, and the next unit's all-gather is
 issued early (prefetch: its flat buffer). Resharding frees the unsharded tensors;
 the root keeps its own from forward to backward. A unit's post-backward frees its
 parameters, copies its gradients into a reduce-scatter input (padded, × N), frees
@@ -181,11 +181,13 @@ class Replay:
         if k not in self.flat:  # not prefetched
             self.flat[k] = u.gathered
             self.add(u.gathered)
-        if forward and self.last_flat is not None:  # the previous unit's buffer
-            self.live -= self.flat.pop(self.last_flat)
         self.outs[k] = u.gathered
         self.add(u.gathered)
         if forward:
+            # the previous unit's buffer goes when wait_for_unshard returns (its
+            # walrus-bound local holds it through the copy-out)
+            if self.last_flat is not None:
+                self.live -= self.flat.pop(self.last_flat)
             self.last_flat = k
         else:
             self.live -= self.flat.pop(k)
@@ -227,7 +229,8 @@ class Replay:
         self.kept_input = 0
 
 
-def hooks(units: List[Unit], root: int, n: int, reshard: bool) -> List[tuple]:
+def hooks(units: List[Unit], root: int, n: int, reshard: bool,
+          gloo_copy: bool = True) -> List[tuple]:
     """FSDP2's hooks over one step, in the order they run: ``(when, method,
     args)``, ``when`` in :func:`event_times`' count (the hook runs before the
     first event at or after it). ``units[root]`` is the root."""
@@ -249,15 +252,16 @@ def hooks(units: List[Unit], root: int, n: int, reshard: bool) -> List[tuple]:
         out.append((2 * n - u.end, "gather", (k, u, False)))
         if pos > 0 and u.gathered:  # a root without parameters has no hooks
             out.append((2 * n - u.end, "prefetch", (chain[pos - 1], units[chain[pos - 1]])))
-        out.append((2 * n - u.start if k != root else 2 * n, "reduce", (k, u)))
+        out.append((2 * n - u.start if k != root else 2 * n, "reduce", (k, u, gloo_copy)))
     out.append((2 * n, "finish_backward", ()))
     return out
 
 
 def replay(events, times, units: List[Unit], root: int, n: int, reshard: bool,
-           replayer: Replay) -> int:
-    """The peak of the log ``events`` (at ``times``) with the hooks inserted."""
-    pending = sorted(hooks(units, root, n, reshard), key=lambda h: h[0])  # stable
+           replayer: Replay, gloo_copy: bool = True) -> int:
+    """The peak of the log ``events`` (at ``times``) with the hooks inserted;
+    ``gloo_copy``: reduce-scatters copy their input (gloo's)."""
+    pending = sorted(hooks(units, root, n, reshard, gloo_copy), key=lambda h: h[0])
     j = 0
     for i, e in enumerate(events):
         while j < len(pending) and pending[j][0] <= times[i]:
