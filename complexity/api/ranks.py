@@ -60,7 +60,8 @@ def fit_ranks(model: str, budget: int, *, gpus: Union[int, str] = 1,
         from complexity.cost.step.trainable import set_trainable
 
         set_trainable(built, mode)
-        r = rank_fit(built, shape, budget, layout, gpus_auto=auto, options=options, **kind)
+        r = rank_fit(built, shape, budget, layout, gpus_auto=auto, options=options,
+                     backend="gloo" if device == "cpu" else "nccl", **kind)
         row = r.to_dict()
         row.update(model=model, mode=mode, device=device, estimate=device == "cuda",
                    single_param_bytes=sum(p.numel() * p.element_size()

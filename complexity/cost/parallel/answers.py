@@ -100,11 +100,13 @@ def smallest(fits: Callable[[int], bool], limit: int) -> Optional[int]:
 
 def rank_fit(model: nn.Module, input_shape: Sequence[int], budget: int, layout: Layout, *,
              gpus_auto: bool = False, options=None, input_dtype=None, input_high=None,
-             max_batch: bool = True) -> RankFit:
+             max_batch: bool = True, backend: str = "gloo") -> RankFit:
     """Does one step of ``model`` with a per-rank batch of ``input_shape`` fit in
     ``budget`` bytes per rank under ``layout``; the largest per-rank batch; with
     ``gpus_auto`` the fewest GPUs (``layout.world_size`` is then ignored and the
     answer's ``gpus`` is that number, or ``layout.world_size`` if none fits).
+    ``backend``: ``"gloo"`` (the CPU's; its reduce-scatter copies its input) or
+    ``"nccl"`` (none).
 
     >>> from models.stack import Stack
     >>> r = rank_fit(Stack(2, 32), (1, 32, 4, 4), 240_000, Layout(1, "fsdp", "0"),
@@ -118,15 +120,15 @@ def rank_fit(model: nn.Module, input_shape: Sequence[int], budget: int, layout: 
     traced = _traced(model, input_shape, layout, kw)
     answer_layout, needed, gpus_proof = layout, None, {}
     if gpus_auto:
-        needed, gpus_proof = _fewest_gpus(traced, layout, budget)
+        needed, gpus_proof = _fewest_gpus(traced, layout, budget, backend)
         answer_layout = Layout(needed or layout.world_size, layout.parallel, layout.shard)
-    rank = traced.rank(answer_layout, 0)
+    rank = traced.rank(answer_layout, 0, backend)
     out = RankFit(list(input_shape), answer_layout.world_size, layout.parallel, budget, rank,
                   rank["peak_bytes"] <= budget,
                   units=[n for n, _ in traced.found], gpus_needed=needed, gpus_proof=gpus_proof)
     if max_batch and out.fits:
         out.max_batch, out.proof = _largest_batch(model, input_shape, budget, answer_layout,
-                                                  kw, rank["peak_bytes"])
+                                                  dict(kw, backend=backend), rank["peak_bytes"])
     return out
 
 
@@ -135,13 +137,14 @@ def _traced(model, input_shape, layout: Layout, kw) -> RankModel:
                      sharded=layout.parallel != "ddp", **kw)
 
 
-def _fewest_gpus(traced: RankModel, layout: Layout, budget: int):
+def _fewest_gpus(traced: RankModel, layout: Layout, budget: int, backend: str):
     """(the fewest GPUs whose rank 0 fits, or None; the peaks at it and one fewer)."""
     peaks: Dict[int, int] = {}
 
     def peak(n: int) -> int:
         if n not in peaks:
-            peaks[n] = traced.rank(Layout(n, layout.parallel, layout.shard), 0)["peak_bytes"]
+            peaks[n] = traced.rank(Layout(n, layout.parallel, layout.shard), 0,
+                                   backend)["peak_bytes"]
         return peaks[n]
 
     # DDP: every rank holds the whole step and more from two GPUs on
@@ -155,11 +158,12 @@ def _fewest_gpus(traced: RankModel, layout: Layout, budget: int):
 def _largest_batch(model, input_shape, budget: int, layout: Layout, kw, first_peak: int):
     """(the largest per-rank batch that fits, the peaks at it and one more)."""
     peaks: Dict[int, int] = {input_shape[0]: first_peak}
+    backend = kw.pop("backend")
 
     def peak(b: int) -> int:
         if b not in peaks:
             traced = _traced(model, (b, *input_shape[1:]), layout, kw)
-            peaks[b] = traced.rank(layout, 0)["peak_bytes"]
+            peaks[b] = traced.rank(layout, 0, backend)["peak_bytes"]
         return peaks[b]
 
     best = largest(lambda b: peak(b) <= budget, input_shape[0], 2**20)
