@@ -53,23 +53,30 @@ def shard_numel(shape, world_size: int, rank: int, padded: bool) -> int:
 
 
 def default_shard(model: nn.Module) -> str:
-    """The modules made FSDP units by default, as people wrap them: each
-    transformer block (a ``ModuleList`` of blocks: ``model.layers.*``,
-    ``encoder.layers.*``, ``h.*`` …), each ResNet stage (``layer1`` …), else each
+    """The modules made FSDP units by default, as people wrap them: each ResNet
+    stage (``layer1`` …), else each block of the longest list of like blocks — a
+    ``ModuleList`` or ``Sequential`` whose children are all of one class and hold
+    parameters (``model.layers.*``, ``encoder.layers.*``, ``h.*``) —, else each
     child of the root.
 
-    >>> from torchvision.models import resnet18
-    >>> default_shard(resnet18())
-    'layer*'
+    >>> from torchvision.models import resnet18, vit_b_16
+    >>> default_shard(resnet18()), default_shard(vit_b_16())
+    ('layer*', 'encoder.layers.*')
     """
     names = dict(model.named_modules())
     if all(f"layer{i}" in names for i in (1, 2, 3, 4)):
         return "layer*"
-    lists = [n for n, m in names.items() if n and isinstance(m, nn.ModuleList) and len(m) > 1]
-    if lists:  # the longest list of blocks
-        best = max(lists, key=lambda n: (len(names[n]), -n.count(".")))
-        return f"{best}.*"
-    return "*"
+
+    def blocks(m) -> int:
+        kids = list(m.children())
+        if not isinstance(m, (nn.ModuleList, nn.Sequential)) or len(kids) < 2:
+            return 0
+        alike = len({type(k) for k in kids}) == 1
+        return len(kids) if alike and all(next(k.parameters(), None) is not None
+                                          for k in kids) else 0
+
+    lists = [(blocks(m), -n.count("."), n) for n, m in names.items() if n and blocks(m)]
+    return f"{max(lists)[2]}.*" if lists else "*"
 
 
 def units(model: nn.Module, glob: Optional[str]) -> List[Tuple[str, nn.Module]]:

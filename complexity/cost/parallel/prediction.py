@@ -128,12 +128,14 @@ def check_sharded_options(options) -> None:
     """:class:`OptionError` for a step FSDP's replay does not model (yet): gradient
     accumulation, kept gradient buffers, checkpointing, autocast, a GradScaler."""
     unmodelled = [name for name, on in (
-        ("grad_accum", options.grad_accum > 1), ("set_to_none", not options.set_to_none),
-        ("checkpoint", bool(options.checkpoint)), ("autocast", options.autocast is not None),
-        ("grad_scaler", options.grad_scaler)) if on]
+        ("gradient accumulation", options.grad_accum > 1),
+        ("gradient buffers kept (zero_grad(set_to_none=False))", not options.set_to_none),
+        ("checkpointing", bool(options.checkpoint)),
+        ("autocast", options.autocast is not None),
+        ("a GradScaler", options.grad_scaler)) if on]
     if unmodelled:
-        raise OptionError("{parallel} is not modelled with " + ", ".join(unmodelled)
-                          + " (DDP is)", parallel="fsdp")
+        raise OptionError("{parallel}: FSDP's peak is not modelled with "
+                          + ", ".join(unmodelled) + " yet (DDP's is)", parallel="fsdp")
 
 
 def _replicated(p, layout: Layout) -> Dict:
