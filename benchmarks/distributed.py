@@ -173,6 +173,9 @@ bound on what `nvidia-smi` shows).
   which is most of the gap to the peak.
 * **max batch / rank**: the largest per-rank batch whose peak fits in 80 GiB
   (proved: it fits, one more does not); `none`: not even one.
+* **GPUs = 1**: the single-process step, no wrapper (every layout the same).
+  FSDP can cost more than it saves at small N: the gathered units, the prefetched
+  one and the reduce-scatter buffers come on top of the shards.
 
 FSDP units (the default: each ResNet stage / transformer block, then the root):
 {units}.

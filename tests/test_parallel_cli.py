@@ -87,3 +87,23 @@ def test_api_fit_with_gpus():
     assert row["gpus"] == 2 and row["parallel"] == "fsdp" and not row["estimate"]
     with pytest.raises(ValueError, match="gpus=0"):
         complexity.fit("stack", 2**20, batch=2, size=8, device="cpu", gpus=0)
+
+
+def test_finetune_gpus_predicted_equals_the_fake_group(capsys):
+    """``finetune --gpus``: rank 0 predicted and measured on a fake process group,
+    every trainable set — the frozen parameters are gathered, not reduced."""
+    code, out, err = run_cli(["finetune", "--model", "stack", "--layers", "2", "--size", "8",
+                              "--batch", "2", "--gpus", "4", "--shard", "*", "--mode",
+                              "full,last", "--format", "json"], capsys)
+    assert code == 0, err
+    rows = json.loads(out)
+    assert [r["mode"] for r in rows] == ["full", "last"]
+    for r in rows:
+        assert r["measured_how"] == "fake process group"
+        assert r["predicted"] == r["measured"]
+    assert rows[1]["predicted"]["grad_bytes"] < rows[0]["predicted"]["grad_bytes"]
+
+
+def test_finetune_gpus_auto_is_fits(capsys):
+    code, out, err = run_cli(["finetune", "--model", "stack", "--gpus", "auto"], capsys)
+    assert code == 2 and out == "" and "fit's" in err and len(err.strip().splitlines()) == 1

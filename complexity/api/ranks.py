@@ -82,3 +82,64 @@ def _built(name: str, model_args, batch, size, input_shape):
     built, channels = build_model(name, model_args=model_args)
     h, w = (224, 224) if size is None else ((size, size) if isinstance(size, int) else size)
     return built, (32 if batch is None else batch, channels, h, w)
+
+
+def step_cost_ranks(model: str, input_shape: Sequence[int], *, gpus: int, parallel: str = "fsdp",
+                    shard: Optional[str] = None, mode: str = "full", measure: str = "fake",
+                    model_args: Optional[Dict[str, Any]] = None, options=None,
+                    layers: int = 4, width: int = 16) -> Dict:
+    """One step of ``model`` (a spec) at a per-rank ``input_shape`` on ``gpus`` ranks
+    under ``parallel``, trained in ``mode``: rank 0's figures ``predicted`` and
+    ``measured`` — ``measure="fake"``: one rank on a fake process group with fake
+    tensors (FSDP only: DDP's reducer needs real memory); ``"real"``: ``gpus``
+    gloo processes on the CPU (small models); ``"none"``. The ``finetune`` command
+    with ``--gpus``.
+
+    >>> r = step_cost_ranks("stack", (2, 16, 8, 8), gpus=2, shard="0", layers=2)
+    >>> r["predicted"]["peak_bytes"] == r["measured"]["peak_bytes"]
+    True
+    """
+    from complexity.cost.parallel.prediction import Layout, RankModel
+    from complexity.cost.step.batch import input_kind
+    from complexity.cost.step.trainable import set_trainable
+    from complexity.zoo import build_model
+
+    layout = Layout(gpus, parallel, shard)
+    built, _ = build_model(model, layers, width, model_args)
+    set_trainable(built, mode)
+    kind = input_kind(built, tuple(input_shape))
+    traced = RankModel(built, tuple(input_shape), shard=shard, sharded=layout.sharded,
+                       options=options, **kind)
+    real = measure == "real"
+    keys = ("param_bytes", "grad_bytes", "optimizer_bytes", "bucket_bytes", "peak_bytes")
+    predicted = traced.rank(layout, 0, "gloo" if real else "nccl")
+    out = {"model": model, "mode": mode, "input_per_rank": list(input_shape), "gpus": gpus,
+           "parallel": parallel, "units": [n for n, _ in traced.found],
+           "predicted": {k: predicted[k] for k in keys}, "measured": None,
+           "measured_how": None, "parts": predicted["parts"]}
+    measured = _measured(built, input_shape, layout, measure, options, kind)
+    if measured is not None:
+        out["measured"] = {k: measured[k] for k in keys}
+        out["measured_how"] = "gloo processes" if real else "fake process group"
+    return out
+
+
+def _measured(built, shape, layout, measure: str, options, kind) -> Optional[Dict]:
+    """Rank 0 of the step measured ``measure``'s way (None: not measured)."""
+    if measure == "none" or (measure == "fake" and layout.parallel == "ddp"):
+        return None
+    if measure == "fake":
+        from complexity.cost.parallel.fake_group import fake_rank
+
+        return fake_rank(built, shape, layout.parallel, layout.world_size, shard=layout.shard,
+                         options=options, **kind)
+    import torch
+
+    from complexity.cost.parallel.gloo_step import Job, measure_ranks
+
+    real = built.to_empty(device="cpu")
+    with torch.no_grad():
+        for t in real.parameters():
+            t.normal_(0, 0.01)
+    job = Job(real, tuple(shape), layout.parallel, layout.shard, options, **kind)
+    return measure_ranks([job], layout.world_size)[0][0]

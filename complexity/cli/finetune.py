@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from complexity.cli import parallel_args
+from complexity.cli.parallel_args import add_parallel_arguments
 from complexity.cli.step_args import (add_step_arguments, mode_list, step_options,
                                        word_list)
 from complexity.cli.common import (UsageError, check_plot, distinct, emit, flag_text, int_list,
@@ -80,6 +82,7 @@ def add_arguments(p):
     p.add_argument("--no-measure", dest="measure", action="store_const", const="none",
                    help="prediction only: the same as --measure none")
     add_step_arguments(p)
+    add_parallel_arguments(p)
 
 
 def _check_trainable(name: str, pattern: str, layers, width: int, model_args) -> None:
@@ -137,6 +140,9 @@ def run(args) -> int:
     except ValueError as e:
         raise UsageError(flag_text(e)) from None
     modes = list(args.mode) + ([trainable] if trainable else []) + lora_modes
+    if parallel_args.wanted(args, lora_modes):
+        args.mode = modes
+        return parallel_args.run_finetune(args, options, inputs, model_args)
     if args.plot:
         check_plot(args.plot)
     if args.cuda:

@@ -1,4 +1,4 @@
-"""The options of many GPUs that ``fit`` (and the API's ``fit``) take: ``--gpus N``
+"""The options of many GPUs that ``fit`` and ``finetune`` take: ``--gpus N``
 or ``auto``, ``--parallel ddp|fsdp|fsdp-no-reshard``, ``--shard GLOB`` (the FSDP
 units), the batch then per rank. :func:`add_parallel_arguments` adds them;
 :func:`wanted` checks them together (exit 2, one line, before any tracing) and says
@@ -65,8 +65,9 @@ def wanted(args, lora_sets) -> bool:
         print(f"note: {given} with one GPU changes nothing: one rank holds the whole step",
               file=sys.stderr)
         return False
-    for flag, bad in (("--size auto", args.size == "auto"), ("--lora", bool(lora_sets)),
-                      ("--reserve", args.reserve is not None)):
+    for flag, bad in (("--size auto", getattr(args, "size", None) == "auto"),
+                      ("--lora", bool(lora_sets)),
+                      ("--reserve", getattr(args, "reserve", None) is not None)):
         if bad:
             raise UsageError(f"{flag} is not modelled per rank yet: drop it or --gpus")
     try:
@@ -94,3 +95,35 @@ def run_fit(args, options, shape) -> int:
     except ValueError as e:
         raise UsageError(flag_text(e)) from None
     return emit(ranks.render(rows, args.format))
+
+
+def run_finetune(args, options, inputs, model_args) -> int:
+    """``finetune --gpus``: rank 0's step at every model, input and mode, predicted
+    and measured (``--measure``: fake process group, real gloo processes, none);
+    ``inputs``: the ``--input`` shapes, else ``--size`` × ``--batch`` images."""
+    from complexity.api.ranks import step_cost_ranks
+    from complexity.errors import reason
+    from complexity.output import ranks
+    from complexity.zoo import build_model
+
+    if args.gpus == "auto":
+        raise UsageError("--gpus auto finds the fewest GPUs that fit a budget: it is fit's; "
+                         "give finetune a number")
+    shape = dict(layers=(args.layers or [4])[0], width=(args.width or [16])[0])
+    rows = []
+    for name in args.model:
+        channels = build_model(name, model_args=model_args, **shape)[1]
+        for x in inputs or [(b, channels, h, w) for h, w in (args.sizes or [(64, 64)])
+                            for b in (args.batch or [8])]:
+            for mode in args.mode:
+                try:
+                    rows.append(step_cost_ranks(
+                        name, x, gpus=args.gpus, parallel=args.parallel or "fsdp",
+                        shard=args.shard, mode=mode, measure=args.measure,
+                        model_args=model_args, options=options, **shape))
+                except ValueError as e:
+                    raise UsageError(flag_text(e)) from None
+                except RuntimeError as e:
+                    raise UsageError(f"model {name} cannot take a {'x'.join(map(str, x))} "
+                                     f"input ({reason(e)})") from None
+    return emit(ranks.render_steps(rows, args.format))

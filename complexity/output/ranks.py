@@ -65,6 +65,37 @@ def note(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
+STEP_HEADERS = ["model", "mode", "input/rank", "GPUs", "parallel", "peak/rank", "measured",
+                "weights/rank", "grads/rank", "optimizer/rank", "DDP buckets"]
+
+
+def step_cells(rows: Sequence[dict]) -> List[list]:
+    out = []
+    for r in rows:
+        p, m = r["predicted"], r["measured"]
+        out.append([r["model"], r["mode"], "x".join(map(str, r["input_per_rank"])), r["gpus"],
+                    r["parallel"], _bytes(p["peak_bytes"]),
+                    _bytes(m and m["peak_bytes"]), _bytes(p["param_bytes"]),
+                    _bytes(p["grad_bytes"]), _bytes(p["optimizer_bytes"]),
+                    _bytes(p["bucket_bytes"])])
+    return out
+
+
+def render_steps(rows: Sequence[dict], fmt: str) -> str:
+    """``finetune --gpus``' output: rank 0's step, predicted and measured."""
+    if fmt == "json":
+        return json.dumps(list(rows), indent=2)
+    table = render_table(step_cells(rows), STEP_HEADERS, fmt,
+                         numeric_columns=[3, 5, 6, 7, 8, 9, 10])
+    if fmt == "csv":
+        return table
+    how = next((r["measured_how"] for r in rows if r["measured_how"]), None)
+    text = ("Per rank (rank 0, which holds the most). measured: rank 0 "
+            + (f"on {how}" if how else "not measured")
+            + " (DDP is measured with --measure real only).")
+    return table + "\n\n" + prose(text, fmt)
+
+
 def render(rows: Sequence[dict], fmt: str) -> str:
     """``fit --gpus``' output in ``fmt`` (``json``: the array of row objects)."""
     if fmt == "json":

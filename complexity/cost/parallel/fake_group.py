@@ -12,6 +12,7 @@ reduce-scatter copies is absent, as on NCCL.
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Dict, Sequence
 
 from torch import nn
@@ -42,7 +43,9 @@ def fake_rank(model: nn.Module, input_shape: Sequence[int], parallel: str, world
     try:
         mesh = init_device_mesh("cpu", (world_size,))  # outside fake mode
         copied = copy.deepcopy(model)  # a model on the meta device copies nothing
-        with FakeTensorMode(allow_non_fake_inputs=True):
+        with FakeTensorMode(allow_non_fake_inputs=True), warnings.catch_warnings():
+            # FSDP2 asks a fake tensor for its data pointer, and PyTorch warns
+            warnings.filterwarnings("ignore", "Accessing the data pointer of FakeTensor")
             fake = copied.to_empty(device="cpu")
             job = Job(fake, tuple(input_shape), parallel, shard, options, input_dtype,
                       input_high)
