@@ -1,6 +1,6 @@
 """Four ranks: resnet18 at 64×64 and the tiny Llama, DDP and FSDP2, predicted
-against a real step of four gloo processes. About three minutes on two CPU cores:
-runs with COMPLEXITY_SLOW_TESTS=1.
+against a real step of four gloo processes, and the tiny Llama on two. About five
+minutes on two CPU cores: runs with COMPLEXITY_SLOW_TESTS=1.
 
 What each rank holds is exact. The peak: DDP's exact on every rank. FSDP's is
 never above the tracker's: exact on the ranks where gloo has let go of the last
@@ -54,3 +54,19 @@ def test_four_ranks(name, shape, kw):
             assert excesses == [0] * 4
         else:  # the closest rank within 0.1% (resnet18 without resharding: 30 KiB)
             assert min(excesses) <= 0.001 * real[0]["peak_bytes"], (parallel, excesses)
+
+
+def test_two_ranks_llama_is_exact():
+    """The tiny Llama under FSDP and FSDP without resharding on two gloo ranks
+    (each decoder layer a unit, then the root with the embeddings and the LM
+    head): every figure, each rank, to the byte."""
+    from complexity.cost.parallel.gloo_step import Job, measure_ranks
+
+    torch.manual_seed(0)
+    llama = _model("llama")
+    layouts = ["fsdp", "fsdp-no-reshard"]
+    runs = measure_ranks([Job(llama, (2, 16), p, **TOKENS) for p in layouts], 2)
+    for parallel, real in zip(layouts, runs):
+        for r, p in zip(real, predict_ranks(llama, (2, 16), Layout(2, parallel), **TOKENS)):
+            for key in ("param_bytes", "grad_bytes", "optimizer_bytes", "peak_bytes"):
+                assert p[key] == r[key], (parallel, key)
