@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
-from torch import nn
+if TYPE_CHECKING:  # the CLI imports PARALLEL without torch (report --no-verify)
+    from torch import nn
 
 from complexity.errors import OptionError, literal
 
@@ -63,6 +64,8 @@ def default_shard(model: nn.Module) -> str:
     >>> default_shard(resnet18()), default_shard(vit_b_16())
     ('layer*', 'encoder.layers.*')
     """
+    from torch import nn
+
     names = dict(model.named_modules())
     if all(f"layer{i}" in names for i in (1, 2, 3, 4)):
         return "layer*"
