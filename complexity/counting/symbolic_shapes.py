@@ -214,12 +214,31 @@ def _result(module, input_shape, dims, index, env, internal, watch, outputs, cou
     """:func:`trace`'s result from its shape environment: the formulas in the
     user's symbols, :class:`Specialised` if a guard fixed one, the domain and the
     guards it does not imply."""
-    symbols = {name: sp.Symbol(name, **_pos) for name in dims}
-    to_user = {internal[n]: symbols[n] for n in dims}
+    to_user, domain, rest = domain_of(env, internal, {n: int(input_shape[index[n]]) for n in dims},
+                                      watch.where)
+    formulas = {
+        "params": sp.Integer(sum(n for _, n, _ in param_owners(module, counts_weight))),
+        "outputs": to_sympy(sum((_expr(v) for v in outputs), sp.Integer(0)), to_user),
+        "macs": to_sympy(_expr(counter.get_total_flops()), to_user) / 2,
+    }
+    return {"symbols": list(dims), "formulas": {q: sp.expand(formulas[q]) for q in QUANTITIES},
+            "domain": domain, "guards": rest}
+
+
+def domain_of(env, internal: Dict[str, sp.Expr], hint: Dict[str, int],
+              where: Callable = lambda i, g: "the forward"):
+    """``(to_user, domain, guards)`` of a trace on the shape environment ``env``
+    whose input sizes ``internal`` (``{name: its ShapeEnv symbol}``) were traced at
+    ``hint``: the map from ShapeEnv symbols to positive-integer symbols named as the
+    user named them, the domain per name (``{"min", "step", "residue"}``) and the
+    guards it does not imply (sympy relations). :class:`Specialised` when a guard
+    fixed a size. ``where(i, guard)``: where the ``i``-th guard arose, in words."""
+    symbols = {name: sp.Symbol(name, **_pos) for name in internal}
+    to_user = {internal[n]: symbols[n] for n in internal}
     for n, s in internal.items():
         r = env.replacements.get(s)
         if r is not None and r.is_Integer:
-            guard = next((f"{relation_text(to_sympy(g.expr, to_user))} at {watch.where(i, g)}"
+            guard = next((f"{relation_text(to_sympy(g.expr, to_user))} at {where(i, g)}"
                           for i, g in enumerate(env.guards)
                           if s in g.expr.free_symbols and isinstance(g.expr, sp.Eq)), "a guard")
             raise Specialised(f"{n} is fixed to {r} by the forward: guard {guard}; "
@@ -228,17 +247,11 @@ def _result(module, input_shape, dims, index, env, internal, watch, outputs, cou
     for i, g in enumerate(env.guards):
         expr = to_sympy(g.expr, to_user)
         if expr is not sp.true:
-            guards.append((expr, watch.where(i, g)))
-    formulas = {
-        "params": sp.Integer(sum(n for _, n, _ in param_owners(module, counts_weight))),
-        "outputs": to_sympy(sum((_expr(v) for v in outputs), sp.Integer(0)), to_user),
-        "macs": to_sympy(_expr(counter.get_total_flops()), to_user) / 2,
-    }
+            guards.append((expr, where(i, g)))
     domain, rest = _domain(symbols, guards,
-                           {n: int(env.var_to_range[internal[n]].lower) for n in dims},
-                           {n: int(input_shape[index[n]]) for n in dims})
-    return {"symbols": list(dims), "formulas": {q: sp.expand(formulas[q]) for q in QUANTITIES},
-            "domain": domain, "guards": rest}
+                           {n: int(env.var_to_range[internal[n]].lower) for n in internal},
+                           hint)
+    return to_user, domain, rest
 
 
 def _domain(symbols: Dict[str, sp.Symbol], guards: List, lower: Dict[str, int],
