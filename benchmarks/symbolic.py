@@ -87,7 +87,7 @@ def agreement(name, points, seed=0):
         took, s = seconds(lambda: symbolic_step(model, template, hints=hints, **kw))
         rng = random.Random(seed)
         traced = tuple(hints[d] if isinstance(d, str) else d for d in template)
-        agree, drawn, first_miss = 0, 0, ""
+        agree, drawn, odd, first_miss = 0, 0, 0, ""
         while drawn < points:
             point = {k: rng.randint(s.domain[k]["min"], 8 if k == "B" else top)
                      for k in s.symbols}
@@ -95,14 +95,15 @@ def agreement(name, points, seed=0):
             if shape == traced or not in_domain({"domain": s.domain, "guards": s.guards}, point):
                 continue
             drawn += 1
+            odd += any(v % 2 for k, v in point.items() if k != "B")
             want, got = predict(model, shape, **kw), s.at(**point)
             if got == want:
                 agree += 1
             elif not first_miss:
                 first_miss = f"{point}: " + ", ".join(f"{k} {got[k]} vs {want[k]}"
                                                       for k in want if got[k] != want[k])
-    odd = "odd sizes included"
-    return took, len(s.readings.terms), agree, drawn, s, first_miss or odd
+    return (took, len(s.readings.terms), agree, drawn, s,
+            first_miss or f"{odd} of the points with an odd size")
 
 
 def main():

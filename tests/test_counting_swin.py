@@ -6,7 +6,6 @@ confines the width; and the two integer rules the trace uses, against Python's
 own arithmetic."""
 from __future__ import annotations
 
-import time
 from functools import lru_cache
 
 import sympy as sp
@@ -60,15 +59,12 @@ def test_small_swin_domain_holds_odd_sizes_and_its_padding_is_a_ceiling():
 
 
 def test_swin_t_at_224_is_refused_in_one_line_naming_the_op(capsys):
-    started = time.perf_counter()
     code = main(["derive", "torchvision:swin_t", "--symbols", "H,W"])
-    took = time.perf_counter() - started
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and err.count("\n") == 1 and "Traceback" not in err
     # at 224 each stage's width is a multiple of 7 (56, 28, 14, 7): the unpadding
     # slice is then contiguous, and a guard on that holds at 11 of the next 64 sizes
     assert "confined by aten." in err and "SwinTransformerBlock" in err and "W = 228" in err, err
-    assert took < 30  # not the former minutes of a growing trace (no timing asserted)
 
 
 @settings(max_examples=200, deadline=None)
