@@ -109,7 +109,7 @@ def _tidy(expr):
         if den.is_Integer and den > 1 and c < 0 and (c + 1) % den == 0:
             return sp.ceiling((num - c) / den) + (c + 1) / den - 1
         return e
-    if isinstance(expr, sp.Basic) and not isinstance(expr, (sp.Rel, sp.And, sp.Or)):
+    if isinstance(expr, sp.Basic) and not isinstance(expr, sp.logic.boolalg.Boolean):
         expr = expr.replace(lambda e: isinstance(e, sp.floor), ceil_form)
         return sp.expand(expr)
     return expr
