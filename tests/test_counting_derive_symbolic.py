@@ -233,3 +233,18 @@ def test_derive_hands_the_heap_back_to_the_collector():
     strided.cache_clear()
     assert strided().method == "symbolic"
     assert gc.get_freeze_count() == 0
+
+
+def test_a_boolean_guard_translates_without_expanding():
+    """A guard ShapeEnv keeps as Not(...) (mobilenet_v3_large's trace has one) is a
+    condition, not a size: translated, never expanded."""
+    from complexity.counting.symbolic_shapes import to_sympy
+
+    from torch.utils._sympy.functions import FloorDiv
+
+    s, t = (sp.Symbol(n, integer=True, positive=True) for n in ("s0", "s1"))
+    # as ShapeEnv wrote it: not (both maps are 1 wide after a stride-8 stage)
+    guard = sp.Not(sp.And(sp.Eq(FloorDiv(s - 1, 8) + 1, 1), sp.Eq(FloorDiv(t - 1, 8) + 1, 1)))
+    assert isinstance(guard, sp.Not)
+    g = to_sympy(guard, {s: H, t: W})
+    assert not g.xreplace({H: 8, W: 8}) and g.xreplace({H: 9, W: 8})

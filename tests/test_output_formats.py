@@ -13,6 +13,7 @@ import os
 import re
 
 import pytest
+import sympy as sp
 
 from cli_helpers import run_cli
 from complexity.output import experiments as ex
@@ -284,12 +285,19 @@ def test_derive_formats_one_row_per_quantity(capsys):
     assert head == list(DERIVE_HEADERS)
     assert dict(rows) == data["formulas"]
     md_head, md_rows = markdown_tables(texts["markdown"])[0]
-    assert md_head == list(DERIVE_HEADERS) and dict(md_rows) == data["formulas"]
+    # the markdown shows the readable (factored) forms; each equals the JSON's formula
+    assert md_head == list(DERIVE_HEADERS) and dict(md_rows) == data["readable"]
+    names = {n: sp.Symbol(n, integer=True, positive=True) for n in ("NF", "NC")}
+    for q, f in data["formulas"].items():
+        readable = sp.sympify(data["readable"][q].replace("·", "*").replace("²", "**2"),
+                              locals=names)
+        assert sp.expand(readable - sp.sympify(f, locals=names)) == 0, q
     spec, l_rows = latex_tables(texts["latex"])[0]
     assert spec == "ll" and [r[0] for r in l_rows[1:]] == list(data["formulas"])
-    for (q, f), r in zip(data["formulas"].items(), l_rows[1:]):
-        # the same numbers in the same order: the LaTeX keeps the text's term order
-        assert re.findall(r"\d+", r[1]) == re.findall(r"\d+", f)
+    for (q, f), r in zip(data["readable"].items(), l_rows[1:]):
+        # the same numbers in the same order as the readable text (both factored)
+        assert re.findall(r"\d+", r[1].replace("^{2}", "")) == \
+            re.findall(r"\d+", f.replace("²", "")), (r[1], f)
     assert "verified: exact" in texts["markdown"] and "% verified: exact" in texts["latex"]
 
 

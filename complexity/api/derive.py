@@ -46,13 +46,16 @@ class Derivation:
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON of ``python -m complexity derive --format json`` (formulas as
-        strings ``sympy.sympify`` parses)."""
+        strings ``sympy.sympify`` parses, and as people read them: ``readable``)."""
+        from complexity.output.formulas import readable
+
         return {"model": self.model, "input": list(self.input), "convention": self.convention,
                 "symbols": dict(self.symbols), "domain": {n: dict(d) for n, d in self.domain.items()},
                 "domain_text": self.domain_text, "narrowed": list(self.narrowed),
                 "guards": list(self.guards), "method": self.method,
                 "formulas": {q: str(f) for q, f in self.formulas.items()},
-                "verified_points": self.verified_points}
+                "verified_points": self.verified_points,
+                "readable": {q: readable(f) for q, f in self.formulas.items()}}
 
     def at(self, **values: int) -> Dict[str, Union[int, Fraction]]:
         """The formulas evaluated at a point of the domain (every symbol given):

@@ -20,7 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from complexity.counting.derive import DeriveError
 
-__all__ = ["Specialised", "Unsupported", "Running", "Budget", "light_source_locations",
+__all__ = ["Specialised", "Unsupported", "Running", "Budget", "Confinement", "light_source_locations",
            "uninteresting_files_light", "op_name", "where_text"]
 
 
@@ -98,9 +98,10 @@ class Budget(TorchDispatchMode):
     ``view`` then takes seconds to prove); a check only at module boundaries let
     one slow block run on well past the budget. Passes every op on unchanged."""
 
-    def __init__(self, budget_s: float, here: Callable[[], str]):
+    def __init__(self, budget_s: float, here: Callable[[], str],
+                 after: Callable[[object], None] = lambda func: None):
         super().__init__()
-        self.budget_s, self.here = budget_s, here
+        self.budget_s, self.here, self.after = budget_s, here, after
         self.started = time.perf_counter()
         self.slowest = (0.0, "", "")
 
@@ -113,10 +114,59 @@ class Budget(TorchDispatchMode):
                 f"{self.here()}: its size expressions grow op by op (slowest: {op} in "
                 f"{where}, {took:.1f} s)")
         out = func(*args, **(kwargs or {}))
+        self.after(func)
         took = time.perf_counter() - now
         if took > self.slowest[0]:
             self.slowest = (took, op_name(func), self.here())
         return out
+
+
+class Confinement:
+    """Ends the trace at the op whose guard confines an input symbol to a sliver
+    of its sizes: an equation in one symbol (no ``Mod``: those are lattices) that
+    holds at fewer than half of the next ``near`` sizes (on the lattice the ``Mod``
+    guards so far give). A formula could hold on that sliver only, and finding
+    out costs the rest of the trace (swin_t at 224: ``x[:, :H, :W].contiguous()``
+    after its window padding is a no-op only where the stage's width is a
+    multiple of 7, and the trace guards on it in its first block). The one line
+    names the op, the module and a size that takes the other branch. Call
+    :meth:`check` after every op; :meth:`name` maps the environment's symbols to
+    the user's once they exist."""
+
+    def __init__(self, env, here: Callable[[], str], near: int = 64):
+        self.env, self.here, self.near = env, here, near
+        self.seen, self.steps, self.names, self.show = 0, {}, {}, str
+        self.hints = env.backed_var_to_val if hasattr(env, "backed_var_to_val") else env.var_to_val
+
+    def name(self, names: dict, show: Callable[[object], str] = str) -> None:
+        """``names``: the environment's symbols → the user's; ``show``: a guard as text."""
+        self.names, self.show = dict(names), show
+
+    def check(self, func) -> None:
+        import sympy as sp
+
+        guards = self.env.guards
+        while self.seen < len(guards):
+            g = guards[self.seen].expr
+            self.seen += 1
+            if not isinstance(g, sp.Eq) or len(g.free_symbols) != 1:
+                continue
+            (s,) = g.free_symbols
+            mods = [a for a in (g.lhs, g.rhs) if type(a).__name__ in ("Mod", "PythonMod")]
+            if mods:
+                if mods[0].args[0] == s and mods[0].args[1].is_Integer:
+                    self.steps[s] = int(mods[0].args[1])  # a lattice, not a sliver
+                continue
+            hint, step = int(self.hints[s]), self.steps.get(s, 1)
+            sizes = [hint + step * j for j in range(1, self.near + 1)]
+            other = [v for v in sizes if not bool(g.xreplace({s: sp.Integer(v)}))]
+            if 0 < self.near - len(other) < self.near / 2:
+                n = self.names.get(s, s)
+                raise Specialised(
+                    f"{n} is confined by {op_name(func)} in {self.here()}: its guard "
+                    f"{self.show(g)} holds at "
+                    f"{self.near - len(other)} of the {self.near} sizes after {hint}; no "
+                    f"formula in {n} (at {n} = {other[0]} the forward takes the other branch)")
 
 
 def op_name(func) -> str:

@@ -138,34 +138,50 @@ def render_profile(result: dict, depth=None, fmt: str = "table") -> str:
 DERIVE_HEADERS = ("quantity", "formula")
 
 
-def _latex_formula(formula: str, symbols) -> str:
-    """A derived formula as LaTeX math, terms in the order of its text; each symbol
-    upright as written (``width_per_group`` stays one name, not a subscript)."""
+def _expr(formula: str, symbols):
+    """A JSON formula string as a sympy expression in positive-integer symbols."""
     import sympy as sp
 
+    return sp.sympify(formula, locals={n: sp.Symbol(n, integer=True, positive=True)
+                                       for n in symbols})
+
+
+def _latex_formula(formula: str, symbols) -> str:
+    """A derived formula as LaTeX math, factored, floors as ``\\left\\lfloor``; each
+    symbol upright as written (``width_per_group`` stays one name, not a subscript)."""
+    from complexity.output.formulas import latex
     from complexity.output.tables import latex_text
 
-    names = {n: sp.Symbol(n) for n in symbols}
-    expr = sp.sympify(formula, locals=names)
-    return "$" + sp.latex(expr, symbol_names={
+    expr = _expr(formula, symbols)
+    return "$" + latex(expr, symbol_names={
         s: r"\mathit{" + latex_text(s.name) + "}" for s in expr.free_symbols}) + "$"
 
 
+def readable_formulas(result: dict) -> dict:
+    """Per quantity the formula as people read it (:func:`complexity.output.formulas.readable`:
+    factored, ``⌊H/32⌋``, ``⌈H/32⌉``)."""
+    from complexity.output.formulas import readable
+
+    return {q: readable(_expr(f, result["symbols"])) for q, f in result["formulas"].items()}
+
+
 def derive_rows(result: dict, fmt: str = "table") -> list:
-    """``[quantity, formula]`` per quantity (the formula's string as in JSON; LaTeX
-    math in the latex format)."""
+    """``[quantity, formula]`` per quantity: the JSON's string in CSV, the readable
+    form in tables, LaTeX math in the latex format."""
     from complexity.output.tables import Cell
 
-    return [[q, Cell(f, f, _latex_formula(f, result["symbols"]) if fmt == "latex" else None)]
-            for q, f in result["formulas"].items()]
+    texts = readable_formulas(result)
+    return [[q, Cell(f, texts[q], _latex_formula(f, result["symbols"]) if fmt == "latex"
+                     else None)] for q, f in result["formulas"].items()]
 
 
 def render_derive(result: dict, fmt: str = "table") -> str:
     """A derivation (the JSON object of ``derive --format json``) as ``table`` text
     (``quantity = formula`` lines), ``markdown``, ``latex``, ``csv`` (one row per
     quantity) or ``json``."""
-    if fmt == "json":
-        return json.dumps(result, indent=2)
+    if fmt == "json":  # beside sympy's strings (the contract), the readable forms
+        return json.dumps({**result, "readable": result.get("readable")
+                           or readable_formulas(result)}, indent=2)
     from complexity.output.tables import prose, render_table
 
     lines = [f"{result['model']}, input {'×'.join(map(str, result['input']))}, convention "
@@ -183,7 +199,7 @@ def render_derive(result: dict, fmt: str = "table") -> str:
                 "none used to build the formulas")
     if fmt == "table":
         width = max(len(q) for q in result["formulas"])
-        lines += [f"{q:<{width}} = {f}" for q, f in result["formulas"].items()]
+        lines += [f"{q:<{width}} = {f}" for q, f in readable_formulas(result).items()]
         return "\n".join(lines + [verified])
     table = render_table(derive_rows(result, fmt), DERIVE_HEADERS, fmt)
     if fmt == "csv":

@@ -18,4 +18,7 @@ it (the meta device: nothing allocated). Never imports
   allocator model read by field.
 * :mod:`~complexity.cost.predict.prediction` — :func:`predict`: the step's
   quantities (:data:`complexity.cost.keys.KEYS`), and which calls were unmodelled.
+* :mod:`~complexity.cost.predict.symbolic` — the same prediction traced once on
+  symbolic input sizes (B, S, H, W, T): every quantity a sympy expression with the
+  floors of strided layers, the peak the maximum of the schedule's readings.
 """

@@ -38,7 +38,7 @@ from complexity.cost.predict.schedule import peak
 from complexity.cost.predict.trace import trace
 
 __all__ = ["mark", "predict", "predict_with_unmodelled", "predict_step", "StepPrediction",
-           "step_log"]
+           "step_graph", "step_log"]
 
 #: The quantities no call of the forward can change: parameters, their gradients
 #: and the optimizer's state. Every other prediction depends on every call having a rule.
@@ -132,9 +132,11 @@ def _scale_loss(g) -> None:
 def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
                  device_type: Optional[str] = None, *, input_dtype=None, input_high=None,
                  options: Optional[StepOptions] = None,
-                 events: Optional[list] = None) -> StepPrediction:
+                 events: Optional[list] = None, graph=None, maximum=max) -> StepPrediction:
     """:func:`predict_with_unmodelled`, with the parts it is made of
-    (:class:`StepPrediction`).
+    (:class:`StepPrediction`). ``graph``: the step's graph traced already (with
+    sizes that may be sympy expressions, and ``maximum`` their maximum:
+    :mod:`complexity.cost.predict.symbolic`).
 
     >>> from models.stack import Stack
     >>> net = Stack(2, 4)
@@ -146,7 +148,8 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
     """
     options = options or StepOptions()
     dtype = options.torch_dtype() if options.dtype != "float32" else None
-    g = _traced(model, input_shape, target, device_type, input_dtype, input_high, options)
+    g = graph if graph is not None else step_graph(model, input_shape, target, device_type,
+                                                   input_dtype, input_high, options)
     loss_value = g.loss
     params = list(model.parameters())
     size = lambda p: p.numel() * (dtype.itemsize if dtype is not None and  # noqa: E731
@@ -178,7 +181,7 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
                            # the previous micro-batch's loss, bound until the next is made
                            forward_extra=(g.value_bytes[loss_value]
                                           if options.grad_accum > 1 else 0),
-                           grad_scaler=options.grad_scaler),
+                           grad_scaler=options.grad_scaler, maximum=maximum),
         "forward_flops": passes * sum(c.forward_flops for c in g.calls),
         "backward_flops": passes * (sum(c.backward_flops for c in g.calls)
                                     + _replayed_flops(g, needed)),
@@ -186,7 +189,7 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
     return StepPrediction(values, sorted(g.unmodelled), g, trainable, weights, io)
 
 
-def _traced(model, input_shape, target, device_type, input_dtype, input_high, options):
+def step_graph(model, input_shape, target, device_type, input_dtype, input_high, options):
     """The step's graph: the forward and loss traced with the options' dtype, autocast
     and checkpointing, the loss marked (:attr:`Graph.loss`) and, with loss scaling,
     ``scaler.scale(loss)`` recorded after it."""

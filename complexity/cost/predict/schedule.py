@@ -42,9 +42,10 @@ class _Schedule:
     :class:`~complexity.cost.predict.log.Key` (what it is and which) and tagged
     with the :class:`~complexity.cost.keys.Category` of the peak it belongs to."""
 
-    def __init__(self, resident_bytes: int, events: Optional[list] = None):
+    def __init__(self, resident_bytes: int, events: Optional[list] = None, maximum=max):
         self.live = self.peak = resident_bytes
         self.events = events
+        self.maximum = maximum  # of two byte counts (a symbolic one for sympy sizes)
 
     def alloc(self, nbytes: int, key: Key, category: Category = Category.TRANSIENT) -> None:
         self.live += nbytes
@@ -59,7 +60,7 @@ class _Schedule:
             self.events.append(Event(Kind.FREE, nbytes, key, category))
 
     def mark(self) -> None:
-        self.peak = max(self.peak, self.live)
+        self.peak = self.maximum(self.peak, self.live)
         if self.events is not None:
             self.events.append(Event(Kind.MARK, self.live))
 
@@ -73,7 +74,7 @@ class _Schedule:
 
 def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
          events: Optional[list] = None, *, optimizer=None, grads_resident: bool = False,
-         forward_extra: int = 0, grad_scaler: bool = False) -> int:
+         forward_extra: int = 0, grad_scaler: bool = False, maximum=max) -> int:
     """Most bytes alive at once; ``resident_bytes`` are alive throughout (weights,
     buffers, optimizer state, input, target), ``trainable_sizes`` in the optimizer's order.
     ``events``: a list that receives the schedule's allocations, releases and peak
@@ -93,6 +94,8 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     ``grad_scaler``: the graph's last call is ``scaler.scale(loss)`` (the loss, the
     call before it, stays bound; the scaled loss goes when backward returns) and
     ``scaler.step`` unscales the gradients before the update (:meth:`_Liveness.update`).
+    ``maximum``: how two byte counts' maximum is taken (the sizes may be sympy
+    expressions: :mod:`complexity.cost.predict.symbolic`).
 
     >>> import torch
     >>> from complexity.cost.predict.trace import trace_calls
@@ -104,7 +107,7 @@ def peak(g: Graph, trainable_sizes: List[int], resident_bytes: int,
     >>> [e.kind.value for e in ev][:2], ev[0].key.what.value, ev[0].category.value
     (['alloc', 'mark'], 'activation', 'activations')
     """
-    step = _Liveness(g, _Schedule(resident_bytes, events), grads_resident, grad_scaler)
+    step = _Liveness(g, _Schedule(resident_bytes, events, maximum), grads_resident, grad_scaler)
     step.forward(forward_extra)
     step.backward()
     step.update(optimizer, trainable_sizes)

@@ -68,7 +68,9 @@ def flash_on_cpu(q, k, v, mask, dropout_p: float, enable_gqa: bool = False) -> b
             return False
     if not q.shape[-1] == k.shape[-1] == v.shape[-1]:
         return False
-    if min(q.shape[-2], k.shape[-2], q.shape[-1]) == 0 or min(q.shape[:lead] or (1,)) == 0:
+    # an empty dimension, each compared with 0 (a min() would compare symbolic sizes
+    # with each other: a guard on the batch in a symbolic trace)
+    if any(d == 0 for d in (q.shape[-2], k.shape[-2], q.shape[-1], *q.shape[:lead])):
         return False
     if any(t.stride(-1) != 1 for t in (q, k, v)):
         return False
