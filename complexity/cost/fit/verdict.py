@@ -268,9 +268,11 @@ def _verdict(built, name, model_args, channels, mode, budget, batch, size, devic
     from complexity.cost.fit import proofs
     from complexity.cost.fit.step_formula import FormulaError
     from complexity.cost.step.batch import loss_of
+    from complexity.cost.step.checkpointing import prepare
     from complexity.cost.step.lora import trainable_model
 
     net, _ = trainable_model(built, mode, lambda: _build(name, model_args, shape)[0])
+    prepare(net, options.checkpoint)  # --checkpoint hf: set up as transformers sets it up
     loss = loss_of(net)  # the model's own (labels=) where it has one
     extra, formula = {}, None
     if shape is not None and AUTO in shape:
