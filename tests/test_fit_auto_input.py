@@ -110,3 +110,21 @@ def test_size_auto_answers_off_the_lattice(capsys):
     peak = lambda n: measure(net, (2, c, n, n), how="fake")["peak_bytes"]  # noqa: E731
     assert peak(s) <= budget < peak(s + 1)
     assert s % 4 != 0  # not a lattice size: the old answer was below it
+
+
+def test_max_batch_below_the_formulas_range_is_traced_not_read_off():
+    # a formula whose range starts at 3 (as for a step off its line at small B): a budget
+    # that 3 does not fit is answered by concrete predictions at 2 and 1, not "2"
+    from dataclasses import replace
+
+    from complexity.cost.fit.proofs import proven_max_batch
+    from complexity.cost.fit.step_formula import step_formula
+    from complexity.cost.predict.prediction import predict
+    from models.stack import Stack
+
+    net = Stack(2, 4)
+    f = replace(step_formula(net, (4, 8, 8), checks=1), batch_min=3)
+    peak = lambda b: predict(net, (b, 4, 8, 8))["peak_bytes"]  # noqa: E731
+    budget = (peak(1) + peak(2)) // 2
+    assert proven_max_batch(net, f, budget) == 1
+    assert proven_max_batch(net, f, peak(1) - 1) == 0

@@ -31,7 +31,8 @@ def proven_max_batch(model, f: StepFormula, budget: int, *, input_dtype=None,
     """:meth:`StepFormula.max_batch` for ``budget``, proved by two concrete
     predictions of ``model`` (with the trainable flags ``f`` was made with): the
     peak at the max batch fits the budget, at one more it does not. None when every
-    batch fits (the peak does not grow); ``f.batch_min - 1`` when none does.
+    batch fits (the peak does not grow); below ``f.batch_min`` (none in the formula's
+    range fits), the largest smaller batch a concrete prediction fits, 0 when none.
     :class:`FormulaError` if the proof fails.
 
     >>> from models.stack import Stack
@@ -46,6 +47,8 @@ def proven_max_batch(model, f: StepFormula, budget: int, *, input_dtype=None,
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
+        if best < f.batch_min:  # below the formula's range (off its line): traced there
+            return _below_range(model, f, budget, kw)
         for b, fits in ((best, True), (best + 1, False)):
             if b < f.batch_min:
                 continue
@@ -56,6 +59,17 @@ def proven_max_batch(model, f: StepFormula, budget: int, *, input_dtype=None,
                                    f"peak of {p} at B={b}, which "
                                    f"{'does not fit' if fits else 'fits'}")
     return best
+
+
+def _below_range(model, f: StepFormula, budget: int, kw) -> int:
+    """The largest batch below ``f.batch_min`` whose concretely predicted peak fits
+    (0 when none does): the formula does not hold there, and ``batch_min`` itself
+    was found not to fit."""
+    for b in range(f.batch_min - 1, 0, -1):
+        if predict(model, (b, *f.sample_shape), None, f.device_type or None,
+                   **kw)["peak_bytes"] <= budget:
+            return b
+    return 0
 
 
 def fresh_cuda_step(model, input_shape: Sequence[int], device_type: Optional[str] = "cuda", *,
