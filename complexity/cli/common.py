@@ -49,7 +49,7 @@ def flag_text(e: BaseException) -> str:
     text, seen, link = str(e), set(), e
     while link is not None and id(link) not in seen:
         seen.add(id(link))
-        if isinstance(link, Worded):
+        if isinstance(link, Worded) and link.text(flag) not in text:  # not worded twice
             text = text.replace(link.text(), link.text(flag))
         link = link.__cause__ or link.__context__
     return text

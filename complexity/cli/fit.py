@@ -22,6 +22,7 @@ EPILOG = """examples:
   python -m complexity fit unet --size 64 --budget 2GiB --device cpu --format json
   python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --size auto
   python -m complexity fit pkg.mod:factory --budget 8GiB --input 8,512 --device cpu
+  python -m complexity fit hf:LlamaForCausalLM --budget 24GiB --input 1,auto --device cpu --dtype bfloat16 --optimizer adamw
   python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --gpus 8 --parallel fsdp
   python -m complexity fit torchvision:vit_b_16 --budget 16GiB --batch 64 --gpus auto"""
 
@@ -89,11 +90,15 @@ def add_arguments(p) -> None:
                    help="image batch size (32)")
     p.add_argument("--size", type=_size, default=None,
                    metavar="H|HxW|auto", help="image height and width (224); auto: the "
-                   "largest square size that fits, solved from the peak's formula in B, H, W")
+                   "largest square size that fits, solved from the peak's formula in B, H, W "
+                   "on the sizes the strided layers allow, then over every integer up to "
+                   "the next of them (it fits, one more does not)")
     p.add_argument("--input", default=None, metavar="N,...",
                    help="the whole input shape, batch first, any rank, sizes >= 1, instead "
                    "of --batch/--size (the max batch is over N): 8,512 token ids, 4,16000 "
-                   "audio samples, 2,3,16,112,112 video clips, 4,3,224,224 images")
+                   "audio samples, 2,3,16,112,112 video clips, 4,3,224,224 images; one size "
+                   "may be auto: 4,auto = the longest sequence that fits at batch 4, proved "
+                   "(it fits, one more does not), up to the model's max_position_embeddings")
     p.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
                    help="cuda (default): the caching allocator's predicted max_memory_reserved "
                    "plus --reserve must fit; cpu: the exact peak must fit")
@@ -131,7 +136,8 @@ def _input(args):
     """``--input`` as a shape (None without it); :class:`UsageError` when it is not
     one or comes with ``--batch``/``--size``, which it replaces (``--size auto``
     finds an image size: not with a shape given)."""
-    from complexity.zoo import ModelSpecError, parse_input
+    from complexity.cost.fit.verdict import parse_auto_input
+    from complexity.zoo import ModelSpecError
 
     if args.input is None:
         return None
@@ -143,7 +149,7 @@ def _input(args):
         raise UsageError(f"--input is the whole input shape (batch first); drop "
                          f"{' and '.join(given)}, or drop --input")
     try:
-        return parse_input(args.input)
+        return parse_auto_input(args.input)
     except ModelSpecError as e:
         raise UsageError(flag_text(e)) from None
 

@@ -63,10 +63,13 @@ def add_step_arguments(p) -> None:
                    help="torch.autocast around forward and loss, float32 master weights")
     g.add_argument("--checkpoint", metavar="GLOB", default=None,
                    help="torch.utils.checkpoint (non-reentrant) around every module whose "
-                   "name matches, e.g. 'layer*' or 'encoder.layers.*'")
+                   "name matches, e.g. 'layer*' or 'encoder.layers.*'; 'hf': Hugging Face's "
+                   "own model.gradient_checkpointing_enable() (every decoder/encoder layer, "
+                   "the input embeddings' output made to require grad)")
     g.add_argument("--lora", metavar="r=8,alpha=16,targets=GLOB", type=_lora, action="append",
-                   help="LoRA adapters (peft) on the Linear/Conv2d modules the glob matches, "
-                   "the base frozen: one more trainable set; repeatable")
+                   help="LoRA adapters (peft) on the Linear/Conv2d modules the glob matches "
+                   "(or names: targets=q_proj,k_proj,v_proj,o_proj matches every module so "
+                   "named, at any depth), the base frozen: one more trainable set; repeatable")
     zero = g.add_mutually_exclusive_group()
     zero.add_argument("--set-to-none", dest="set_to_none", action="store_true", default=True,
                       help="optimizer.zero_grad(set_to_none=True): gradients freed (default)")

@@ -275,6 +275,7 @@ def _predicted(c: Configuration, width: int, model_args: Optional[dict],
     (:func:`~complexity.cost.step.batch.input_kind`); :class:`ConfigurationError`
     naming it."""
     from complexity.cost.step.batch import input_kind, loss_of
+    from complexity.cost.step.checkpointing import prepare
 
     shape = c.input
     try:
@@ -288,6 +289,7 @@ def _predicted(c: Configuration, width: int, model_args: Optional[dict],
         net, trainable, parts = c.trained[c.mode]
         if lora_of(c.mode) is None:  # the model is shared by the modes
             set_trainable(net, c.mode)
+        prepare(net, options and options.checkpoint)  # --checkpoint hf: as transformers sets it up
         pred, unmodelled = predict_with_unmodelled(net, shape, options=options, **kind)
     except Exception as e:
         raise ConfigurationError(f"{c.label}: {reason(e)}") from e

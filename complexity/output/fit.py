@@ -19,7 +19,7 @@ from complexity.output.units import bytes_text
 
 #: the keys of each JSON object, in order (the contract of docs/cli.md)
 JSON_KEYS = ("model", "mode", "device", "batch", "size", "input", "budget_bytes", "peak_bytes",
-             "fits", "max_batch", "max_size", "parts", "dominant", "cuda", "peak_formula",
+             "fits", "max_batch", "max_input", "input_search", "max_size", "parts", "dominant", "cuda", "peak_formula",
              "size_formula", "size_domain", "unmodelled", "step", "loss")
 
 
@@ -84,14 +84,42 @@ def note(results: Sequence[dict]) -> str:
              "peak (predicted: every live tensor, no allocator) and its parts at the given batch."]
     if any("max_size" in x for x in results):
         lines.append("max size: the largest square input S×S at the given batch that fits, "
-                     "solved from the peak's formula in B, H, W and proved by fresh predictions "
-                     "(S fits, the next size of the lattice does not); size: the max size "
+                     "solved from the peak's formula in B, H, W on the lattice, then over "
+                     "every integer up to the lattice's next size, proved by fresh predictions "
+                     "(S fits, S + 1 does not); size: the max size "
                      "(the smallest of the domain when none fits). Domain: "
                      + "; ".join(dict.fromkeys(x["size_domain"] for x in results
                                                if "size_domain" in x)) + ".")
+    lines += search_notes(results)
     if any(x.get("unmodelled") for x in results):
         lines.append("≈: some calls have no cost rule (unmodelled); the figures are approximate.")
     return "\n".join(lines)
+
+
+def search_notes(results: Sequence[dict]) -> List[str]:
+    """The lines that state each solved size's proof (``input_search``), and that
+    warn where the sizes traced were not monotone.
+
+    >>> search_notes([{"mode": "full", "input_search": {"axes": [1], "fits": 9,
+    ...     "fits_bytes": 10, "next": 10, "next_bytes": 12, "limit": None, "traced": 5,
+    ...     "monotone": True}, "budget_bytes": 11}])
+    ['full: size 9 fits (10 <= 11 bytes); 10 does not (12); 5 sizes traced, the peak growing with the size.']
+    """
+    lines = []
+    for r in results:
+        s = r.get("input_search")
+        if not s:
+            continue
+        head = f"{r['mode']}: size {s['fits']} fits ({s['fits_bytes']:,} <= " \
+               f"{r['budget_bytes']:,} bytes); "
+        nxt = (f"{s['next']} does not ({s['next_bytes']:,})" if s["next_bytes"] is not None
+               else f"{s['next']} is not a size the model takes" if s["next"] is not None
+               else f"it is the model's limit (max_position_embeddings {s['limit']})")
+        mono = ("the peak growing with the size" if s["monotone"] else
+                "the peak NOT monotone in the size: the largest fitting size found, no proof "
+                "that none larger fits")
+        lines.append(f"{head}{nxt}; {s['traced']} sizes traced, {mono}.")
+    return lines
 
 
 def render(results: Sequence[dict], fmt: str) -> str:

@@ -22,11 +22,19 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from complexity.cost.step.options import StepOptions
 from complexity.errors import NAMED, Given, OptionError, literal, reason
 
-__all__ = ["FitResult", "FitError", "BudgetError", "verdicts", "trainable_sets", "AUTO_BASE"]
+__all__ = ["FitResult", "FitError", "BudgetError", "verdicts", "trainable_sets", "AUTO_BASE",
+           "AUTO", "parse_auto_input", "position_limit"]
 
 #: where ``size="auto"`` starts its lattice (the domain then reaches down as far as
 #: the step keeps its structure)
 AUTO_BASE = (224, 224)
+
+#: the size of an input's axis to be solved for (``input_shape=(4, AUTO)``: the
+#: largest sequence length at batch 4)
+AUTO = "auto"
+
+#: the size an ``AUTO`` axis is built and probed at before the search
+PROBE = 16
 
 
 class FitError(OptionError):
@@ -76,20 +84,23 @@ class FitResult:
     max_size: Optional[List[int]] = None
     size_formula: Optional[str] = None
     size_domain: Optional[str] = None
+    max_input: Optional[List[int]] = None
+    input_search: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON object ``fit --format json`` prints for this set.
 
         >>> (r,) = verdicts("stack", 2**30, modes=["last"], batch=2, size=(8, 8), device="cpu")
-        >>> list(r.to_dict())[:5], "max_size" in r.to_dict()
-        (['model', 'mode', 'device', 'batch', 'size'], False)
+        >>> list(r.to_dict())[:5], "max_size" in r.to_dict(), "max_input" in r.to_dict()
+        (['model', 'mode', 'device', 'batch', 'size'], False, False)
         """
         auto = self.size_formula is not None
         order = ("model", "mode", "device", "batch", "size", "input", "budget_bytes", "peak_bytes",
                  "fits", "max_batch", "max_size", "parts", "dominant", "cuda", "peak_formula",
                  "size_formula", "size_domain", "unmodelled", "step", "loss")
-        return {k: getattr(self, k) for k in order
-                if auto or k not in ("max_size", "size_formula", "size_domain")}
+        out = {k: getattr(self, k) for k in order
+               if auto or k not in ("max_size", "size_formula", "size_domain")}
+        return _with_search(out, self)
 
 
 def trainable_sets(modes: Sequence[str] = ("full", "last"),
@@ -208,11 +219,12 @@ def verdicts(model: str, budget: int, *, modes: Sequence[str] = ("full", "last")
     batch, size, shape = _check_input(batch, size, input_shape)
     reserve = _check_device(device, reserve, options)
     sets = trainable_sets(modes, trainable)
-    built, channels = _build(model, model_args, shape)
+    built, channels = _build(model, model_args, concrete_input(shape))
     _check_budget(built, budget, device, reserve, options)
     _check_sets(built, model, sets, lora, options)
     # the model says once whether it takes token ids (a meta forward for most models)
-    kind = input_kind(built, shape) if shape is not None else {}
+    kind = input_kind(built, concrete_input(shape)) if shape is not None else {}
+    _check_positions(built, shape, kind)
     return [_verdict(built, model, model_args, channels, s, budget, batch, size, device,
                      reserve, options, shape, kind) for s in [*sets, *lora]]
 
@@ -228,11 +240,11 @@ def _check_input(batch, size, input_shape):
     if input_shape is None:
         return (32 if batch is None else batch), ((224, 224) if size is None else size), None
     if isinstance(input_shape, str):
-        from complexity.zoo import parse_input
-
-        input_shape = parse_input(input_shape)
+        input_shape = parse_auto_input(input_shape)
     shape = tuple(input_shape)
-    if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in shape):
+    _check_auto(shape)
+    if not shape or any(isinstance(s, bool) or not isinstance(s, int) or s < 1
+                        for s in shape if s != AUTO):
         raise OptionError("{input_shape}: need integers >= 1, batch first (e.g. 8,512)",
                           input_shape=Given(shape, ",".join(map(str, shape))))
     if size == "auto":
@@ -256,11 +268,16 @@ def _verdict(built, name, model_args, channels, mode, budget, batch, size, devic
     from complexity.cost.fit import proofs
     from complexity.cost.fit.step_formula import FormulaError
     from complexity.cost.step.batch import loss_of
+    from complexity.cost.step.checkpointing import prepare
     from complexity.cost.step.lora import trainable_model
 
     net, _ = trainable_model(built, mode, lambda: _build(name, model_args, shape)[0])
+    prepare(net, options.checkpoint)  # --checkpoint hf: set up as transformers sets it up
     loss = loss_of(net)  # the model's own (labels=) where it has one
     extra, formula = {}, None
+    if shape is not None and AUTO in shape:
+        extra, shape = _auto_input(net, name, mode, shape, budget, device, reserve, options,
+                                   kind)
     if shape is not None:
         sample, what = shape[1:], "x".join(map(str, shape))
     else:
@@ -303,7 +320,133 @@ def _auto_size(net, name, channels, mode, budget, batch, device, reserve, option
         raise FitError("{size}: " + literal(f"model {name} cannot take a "
                                             f"{AUTO_BASE[0]}x{AUTO_BASE[1]} input ({reason(e)})"),
                        size=auto) from None
+    search = _every_size(net, f, channels, batch, budget, device, reserve, options, best)
+    if search is not None:
+        best = search.best
     at = best or lo
     extra = {"max_size": None if best is None else [best, best],
+             "max_input": None if best is None else [batch, channels, best, best],
+             "input_search": None if search is None else _search_json(search, (2, 3)),
              "size_formula": str(f.formulas()["peak_bytes"]), "size_domain": f.domain_text()}
-    return extra, f.restrict(at, at), at, at
+    on_lattice = (at - lo) % f.square_lattice()[1] == 0
+    return extra, (f.restrict(at, at) if on_lattice else None), at, at
+
+
+def _every_size(net, f, channels, batch, budget, device, reserve, options, best):
+    """The largest square size over every integer (not only the lattice's), from the
+    lattice's answer ``best`` (proved to fit) up to the next lattice size (proved not
+    to): :func:`~complexity.cost.fit.proofs.proven_max_input` on sizes traced in
+    between. None when there is nothing to search (no size fits, or every one does)."""
+    from complexity.cost.fit.proofs import proven_max_input
+
+    if not best:
+        return None
+    step = f.square_lattice()[1]
+    return proven_max_input(net, (batch, channels, best, best), (2, 3), budget, device=device,
+                            reserve=reserve, known_fit=best, known_miss=best + step,
+                            options=options)
+
+
+def parse_auto_input(text: str) -> Tuple[Union[int, str], ...]:
+    """``"4,auto"`` → ``(4, 'auto')``: :func:`complexity.zoo.parse_input` with one
+    size that may be ``auto`` (:data:`AUTO`, to be solved for).
+
+    >>> parse_auto_input("4, auto"), parse_auto_input("2,3")
+    ((4, 'auto'), (2, 3))
+    """
+    from complexity.zoo import parse_input
+
+    parts = [t.strip() for t in text.split(",")]
+    given = [p for p in parts if p.lower() != AUTO]
+    known = iter(parse_input(",".join(given)) if given else ())
+    return tuple(AUTO if p.lower() == AUTO else next(known) for p in parts)
+
+
+def _check_auto(shape) -> None:
+    """One ``auto`` at most, never the batch (the largest batch is always given)."""
+    autos = [i for i, s in enumerate(shape) if s == AUTO]
+    text = Given(shape, ",".join(map(str, shape)))
+    if 0 in autos:
+        raise OptionError("{input_shape}: the batch cannot be auto (the largest batch is "
+                          "always reported); put auto at the size to solve for, e.g. 4,auto",
+                          input_shape=text)
+    if len(autos) > 1:
+        raise OptionError("{input_shape}: one size can be auto, not " + literal(str(len(autos))),
+                          input_shape=text)
+
+
+def concrete_input(shape):
+    """``shape`` with its ``auto`` size at :data:`PROBE` (what the model is built and
+    asked about its input with); None stays None.
+
+    >>> concrete_input((4, "auto")), concrete_input(None)
+    ((4, 16), None)
+    """
+    return None if shape is None else tuple(PROBE if s == AUTO else s for s in shape)
+
+
+def position_limit(model, shape, kind) -> Optional[int]:
+    """The longest sequence of token ids ``model`` takes: its config's
+    ``max_position_embeddings`` (GPT-2's ``n_positions``), for a ``(B, S)`` input
+    of token ids (``kind``'s ``input_high`` set); None otherwise.
+
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> import torch
+    >>> with torch.device("meta"):
+    ...     net = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=8, n_head=2, n_positions=64))
+    >>> position_limit(net, (2, 8), {"input_high": 50257}), position_limit(net, (2, 8), {})
+    (64, None)
+    """
+    config = getattr(model, "config", None)
+    if config is None or shape is None or len(shape) != 2 or not (kind or {}).get("input_high"):
+        return None
+    limit = getattr(config, "max_position_embeddings", None)
+    return limit if isinstance(limit, int) and limit > 0 else None
+
+
+def _check_positions(model, shape, kind) -> None:
+    """:class:`FitError` for a sequence longer than the model's positions."""
+    limit = position_limit(model, shape, kind)
+    if limit is not None and shape[1] != AUTO and shape[1] > limit:
+        raise FitError("{input_shape}: " + literal(
+            f"sequence length {shape[1]} exceeds the model's max_position_embeddings "
+            f"({limit})"), input_shape=Given(shape, ",".join(map(str, shape))))
+
+
+def _auto_input(net, name, mode, shape, budget, device, reserve, options, kind):
+    """``input_shape`` with an ``auto`` size: ``(the result's search fields, the input
+    at the largest size that fits)`` — at size 1 when none does. The search stops at
+    the model's position limit (:func:`position_limit`)."""
+    from complexity.cost.fit.proofs import proven_max_input
+
+    axis = shape.index(AUTO)
+    limit = position_limit(net, shape, kind)
+    try:
+        r = proven_max_input(net, [0 if s == AUTO else s for s in shape], (axis,), budget,
+                             device=device, reserve=reserve, limit=limit, options=options,
+                             **kind)
+    except Exception as e:  # the forward failed at a size searched
+        raise FitError("{input_shape}: " + literal(f"model {name}, {mode}: {reason(e)}"),
+                       input_shape=Given(shape, ",".join(map(str, shape)))) from None
+    full = tuple(max(r.best, 1) if i == axis else s for i, s in enumerate(shape))
+    return {"max_input": list(full) if r.best else None,
+            "input_search": _search_json(r, (axis,))}, full
+
+
+def _search_json(r, axes) -> Dict[str, Any]:
+    """The search's proof in the JSON: the axes solved for, the size that fits and the
+    next that does not (with the bytes compared with the budget), the limit, how many
+    sizes were traced, and whether their costs grew with the size."""
+    return {"axes": list(axes), **r.proof(), "limit": r.limit, "traced": len(r.costs),
+            "monotone": r.monotone}
+
+
+def _with_search(out: Dict[str, Any], r: "FitResult") -> Dict[str, Any]:
+    """``out`` with ``max_input`` and ``input_search`` after ``max_batch``, when the
+    input had a size to solve for."""
+    if r.input_search is None:
+        return out
+    items = list(out.items())
+    at = [k for k, _ in items].index("max_batch") + 1
+    add = [("max_input", r.max_input), ("input_search", r.input_search)]
+    return dict(items[:at] + add + items[at:])

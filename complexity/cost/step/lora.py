@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from complexity.errors import NAMED, OptionError, literal
 
-__all__ = ["LoRA", "parse_lora", "apply_lora", "target_modules", "unwrapped_name", "lora_of",
+__all__ = ["LoRA", "parse_lora", "apply_lora", "target_modules", "target_matches", "unwrapped_name", "lora_of",
            "lora_modes", "trainable_model"]
 
 #: where peft's ``get_peft_model`` puts the wrapped model: globs and reports name
@@ -69,17 +69,23 @@ def parse_lora(text: str) -> LoRA:
 
     >>> parse_lora("targets=*.query,r=2")
     LoRA(r=2, alpha=16.0, targets='*.query', dropout=0.0)
+    >>> parse_lora("r=16,targets=q_proj,k_proj,v_proj,o_proj").targets
+    'q_proj,k_proj,v_proj,o_proj'
     >>> parse_lora("r=0,targets=fc")
     Traceback (most recent call last):
     ...
     complexity.errors.OptionError: lora r=0: the rank must be an integer >= 1
     """
-    fields = {}
+    fields, last = {}, None
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
         key, sep, value = part.partition("=")
         key = key.strip()
+        if not sep and last == "targets":  # targets=q_proj,k_proj,…: a list of names
+            fields["targets"] += "," + part
+            continue
+        last = key
         if not sep or key not in ("r", "alpha", "targets", "dropout"):
             raise OptionError("{lora}: expected r=INT, alpha=NUM, targets=GLOB, "
                               "dropout=P (comma-separated)", lora=part)
@@ -107,6 +113,25 @@ def parse_lora(text: str) -> LoRA:
     return LoRA(r=r, alpha=alpha, targets=fields["targets"], dropout=dropout)
 
 
+def target_matches(name: str, targets: str) -> bool:
+    """Whether module ``name`` is one of ``targets``: globs or plain names separated
+    by commas; a glob matches the whole name (``fnmatch``), a plain name (no ``*``,
+    ``?`` or ``[``) the last part of it, as peft matches a list of names
+    (``q_proj`` is every ``….self_attn.q_proj``).
+
+    >>> [target_matches("model.layers.0.self_attn.q_proj", t) for t in ("q_proj,v_proj",
+    ...  "*.q_proj", "proj", "layers.*")]
+    [True, True, False, False]
+    """
+    for entry in (t.strip() for t in targets.split(",")):
+        if any(c in entry for c in "*?["):
+            if fnmatch.fnmatchcase(name, entry):
+                return True
+        elif name == entry or name.rsplit(".", 1)[-1] == entry:
+            return True
+    return False
+
+
 def target_modules(model, lora: LoRA):
     """Names of the ``Linear`` and ``Conv2d`` modules of ``model`` the glob matches
     (the layers peft can adapt); ``ValueError`` naming the glob if there is none.
@@ -119,7 +144,7 @@ def target_modules(model, lora: LoRA):
     from torch import nn
 
     names = [n for n, m in model.named_modules()
-             if n and isinstance(m, (nn.Linear, nn.Conv2d)) and fnmatch.fnmatchcase(n, lora.targets)]
+             if n and isinstance(m, (nn.Linear, nn.Conv2d)) and target_matches(n, lora.targets)]
     if not names:
         adaptable = [n for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
         example = ", ".join(adaptable[:3]) + (" …" if len(adaptable) > 3 else "")
