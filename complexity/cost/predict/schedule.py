@@ -218,12 +218,12 @@ class _Liveness:
         outs = [v for v in c.outputs if v in self.grads.of]
         if self.checkpoints.replays_now(idx, c, self.grads.of):
             self.checkpoints.replay(k, self)
-        arriving = self._run_node(c, outs) if c.node and outs else []
+        arriving = self._run_node(idx, c, outs) if c.node and outs else []
         self._drop_kept(idx, c, k)
         self._accumulate(arriving)
 
-    def _run_node(self, c, outs: List[int]) -> List[tuple]:
-        """Node ``c`` computes its input gradients (a new buffer each, or its output
+    def _run_node(self, idx: int, c, outs: List[int]) -> List[tuple]:
+        """Node ``c`` (call ``idx``) computes its input gradients (a new buffer each, or its output
         gradient handed on) and frees its output gradients; returns the
         ``(value, gradient)`` pairs that arrive at its inputs."""
         g, grads = self.g, self.grads
@@ -233,7 +233,11 @@ class _Liveness:
                    else grads.new(g.value_bytes[v], v))
             grads.refs[gid] += 1
             arriving.append((v, gid))
-        self.sch.mark()  # the node ran: its kept tensors, output and input grads alive
+        # the node ran: its kept tensors, output and input grads alive, with its
+        # backward's own temporaries (a custom Function's)
+        self.sch.alloc(c.backward_transient, Key(What.WORKSPACE, ('backward', idx)))
+        self.sch.mark()
+        self.sch.free(c.backward_transient, Key(What.WORKSPACE, ('backward', idx)))
         for v in outs:
             grads.release(grads.of.pop(v))
         return arriving

@@ -31,14 +31,15 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 from complexity.cost.step.checkpointing import checkpoint_modules
 from complexity.cost.predict.graph import Call, Graph, Segment
+from complexity.cost.predict.shadow import Shadows, Unknown, wants_values
 from complexity.cost.step.autocast import autocast_region
 from complexity.cost.step.batch import loss_of, loss_target, logits, make_input, own_loss
-from complexity.cost.step.state import stand_ins, tensor_attributes
+from complexity.cost.step.state import known_values, stand_ins, tensor_attributes
 from complexity.cost.predict.rules import Context, lookup
 from complexity.counting.hooks import mode
 
 #: Calls that only read sizes: not recorded.
-_SIZES = ("dim", "size", "__get__", "numel", "shape")
+_SIZES = ("dim", "size", "numel", "shape")
 
 
 #: Python functionals that hide their inner calls from a ``TorchFunctionMode``
@@ -108,6 +109,85 @@ class Casts(TorchDispatchMode):
         return out
 
 
+class _Workspace(TorchDispatchMode):
+    """The most bytes of new storages alive at once while it is active (weak
+    references: a storage counts until Python frees it; a view or an in-place
+    result, whose storage an argument has, is none)."""
+
+    def __init__(self):
+        super().__init__()
+        self.live = self.most = 0
+        self._seen: dict = {}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        import weakref
+
+        out = func(*args, **(kwargs or {}))
+        read = {id(t.untyped_storage()) for t in _tensors((args, kwargs))}
+        for t in _tensors(out):
+            st = t.untyped_storage()
+            if id(st) in read or (id(st) in self._seen and self._seen[id(st)]() is st):
+                continue  # a view, or an in-place result: no new storage
+            self._seen[id(st)] = weakref.ref(st, functools.partial(self._free, st.nbytes()))
+            self.live += st.nbytes()
+            self.most = max(self.most, self.live)
+        return out
+
+    def _free(self, nbytes, _ref):
+        self.live -= nbytes
+
+
+def _function_backward(cls, args, kwargs):
+    """``(FLOPs, workspace)`` of the backward of custom Function ``cls`` applied to
+    ``args``: run once on detached copies of its tensor arguments (the traced
+    application stays untouched), under :func:`complexity.cost.flops.flop_counter`
+    and a count of the storages the backward makes; the workspace is their most
+    bytes alive at once less the gradients it returns (the schedule allocates those)."""
+    from complexity.cost.flops import flop_counter
+
+    fresh = tree_map(lambda t: t.detach().requires_grad_(t.requires_grad)
+                     if isinstance(t, torch.Tensor) else t, (args, kwargs))
+    with torch.enable_grad():
+        out = cls.apply(*fresh[0], **fresh[1])
+    outs = [t for t in _tensors(out) if t.requires_grad]
+    wants = [t for t in _tensors(fresh) if t.requires_grad]
+    seeds = [torch.empty_like(t) for t in outs]
+    with flop_counter() as flops, _Workspace() as ws:
+        grads = torch.autograd.grad(outs, wants, seeds, allow_unused=True)
+        returned = sum(g.untyped_storage().nbytes() for g in grads if g is not None)
+    return flops.get_total_flops(), max(0, ws.most - returned)
+
+
+@contextlib.contextmanager
+def functions(tracer: "Tracer"):
+    """While active, ``apply`` of every custom ``torch.autograd.Function`` defined
+    outside torch goes through ``tracer.function`` (PyTorch's own, such as a
+    reentrant checkpoint's, run as they are).
+
+    >>> class Twice(torch.autograd.Function):
+    ...     forward = staticmethod(lambda ctx, x: x * 2)
+    ...     backward = staticmethod(lambda ctx, g: g * 2)
+    >>> g, x = Graph(), torch.ones(3, requires_grad=True)
+    >>> with torch.enable_grad(), Tracer(g) as t, functions(t):
+    ...     _ = Twice.apply(x)
+    >>> [(c.name, c.node) for c in g.calls]
+    [('mul', False), ('Twice', True)]
+    """
+    base = torch.autograd.Function
+    original = base.__dict__["apply"]
+
+    def apply(cls, *args, **kwargs):
+        bound = original.__get__(None, cls)
+        if tracer.paused or cls.__module__.split(".")[0] == "torch":
+            return bound(*args, **kwargs)
+        return tracer.function(cls, bound, args, kwargs)
+    base.apply = classmethod(apply)
+    try:
+        yield
+    finally:
+        base.apply = original
+
+
 def _cast(src: int, dst: int, node: bool) -> Call:
     """A dtype cast the trace records itself (``_to_copy`` of value ``src`` into the
     new value ``dst``): keeps nothing; with a ``node``, it makes ``src``'s gradient."""
@@ -131,18 +211,61 @@ class Tracer(TorchFunctionMode):
         # id(source) -> (weak source, weak cast): autocast's cache, as seen; weak
         # only, so that the graph sees each copy freed when the real cache drops it.
         self.cached: dict = {}
+        self.shadows = Shadows()  # the CPU values of what depends on no weight
+        self.paused = False     # a custom Function's backward being costed: not recorded
+        self.dropping = False   # inside a checkpointed segment: autograd keeps nothing
+
+    def function(self, cls, apply, args, kwargs):
+        """``cls.apply(*args, **kwargs)`` of a custom ``torch.autograd.Function``
+        (Bloom's GeLU), which no ``TorchFunctionMode`` sees: its forward's calls are
+        recorded one by one (under no_grad: no nodes), then the Function's own node,
+        one call named after the class, from its tensor arguments to its results. It
+        keeps what ``ctx.save_for_backward`` saved (the saved-tensor hooks see it);
+        its backward's FLOPs and the most bytes its temporaries hold beyond the
+        gradients it returns are read off one run of that backward
+        (:func:`_function_backward`)."""
+        saved: list = []
+
+        def pack(t):
+            saved.append(t)
+            return None if self.dropping else t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = apply(*args, **kwargs)
+        ins, outs = _tensors((args, kwargs)), _tensors(out)
+        in_vals = [self.g.value(t) for t in ins]
+        grad = any(t.requires_grad for t in ins) and any(t.requires_grad for t in outs)
+        call = Call(cls.__name__, in_vals, [self.g.value(t, new=True) for t in outs], node=grad,
+                    kept=list(dict.fromkeys(self.g.value_storage[self.g.value(t)]
+                                            for t in saved)) if grad else [])
+        if grad:
+            self.paused = True
+            try:
+                call.backward_flops, call.backward_transient = _function_backward(
+                    cls, args, kwargs)
+            finally:
+                self.paused = False
+        call.grad_inputs = [v for t, v in zip(ins, in_vals) if t.requires_grad] if grad else []
+        self.g.calls.append(call)
+        return out
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.paused:
+            return func(*args, **kwargs)
         name = getattr(func, "__name__", str(func))
+        if name == "__get__":
+            # a property read (``x.shape``, ``w.T``, ``x.mT``, ``x.data``): named by
+            # the property; one giving a tensor is a call like any other (Falcon's
+            # ``input @ self.weight.T``: the transpose is how the weight is reached)
+            name = getattr(getattr(func, "__self__", None), "__name__", name)
         if name in DESCEND:  # record the calls inside instead of the one call
             with self:
                 return undispatched(func)(*args, **kwargs)
         if self.autocast:
             with Casts() as rec:
-                out = func(*args, **kwargs)
+                out, answered = self._run(name, func, args, kwargs)
         else:
-            out = func(*args, **kwargs)
+            out, answered = self._run(name, func, args, kwargs)
         if name == "fn":  # torch.nn.functional's boolean_dispatch (max_pool2d)
             name = "max_pool2d"
         if name == "__setitem__" and isinstance(args[0], torch.Tensor):
@@ -150,10 +273,13 @@ class Tracer(TorchFunctionMode):
             # writes into ``x``: a new value of ``x``, whose gradient reaches ``v``
             # (MViT's relative positions and shortcut reach the loss only so).
             outs = [args[0]]
+            self.shadows.record(func, args, kwargs, None)
         elif name in _SIZES or not _tensors(out):
             return out
         else:
             outs = _tensors(out)
+            if not answered:
+                self.shadows.record(func, args, kwargs, out)
         ins = _tensors((args, kwargs))
         if self.autocast:
             args, kwargs, ins = self._casts(rec, ins, outs, args, kwargs)
@@ -178,6 +304,36 @@ class Tracer(TorchFunctionMode):
         call.grad_inputs = [v for t, v in zip(ins, in_vals) if t.requires_grad]
         self.g.calls.append(call)
         return out
+
+    def _run(self, name, func, args, kwargs):
+        """``(func(*args, **kwargs), False)``; for a call that needs values the traced
+        tensors lack (``Tensor.item()``, ``nonzero``), ``(its answer, True)``: run
+        on the CPU values of its arguments (:meth:`Shadows.run`), tensors given back
+        as traced ones of the same shape, strides and dtype (their values kept as
+        their shadows). Recorded in ``Graph.data_reads``."""
+        try:
+            return func(*args, **kwargs), False
+        except Exception as e:
+            if not wants_values(e):
+                raise
+            ins = _tensors((args, kwargs))
+            try:
+                real = self.shadows.run(func, args, kwargs)
+            except Unknown:
+                raise e from None
+            if torch.is_grad_enabled() and any(t.requires_grad for t in ins) and any(
+                    t.is_floating_point() for t in _tensors(real)):
+                raise e from None  # a differentiable result: no node can be made for it
+            device = ins[0].device if ins else torch.device("meta")
+
+            def traced(t):
+                if not isinstance(t, torch.Tensor):
+                    return t
+                made = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
+                self.shadows.leaf(made, lambda: t)
+                return made
+            self.g.data_reads.add(name)
+            return tree_map(traced, real), True
 
     def _casts(self, rec: Casts, ins, outs, args, kwargs):
         """Record the casts autocast made of this call's arguments (a ``_to_copy``
@@ -306,9 +462,12 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
     attributes = {k: stand_in(t, None) for k, t in tensor_attributes(model).items()}
     for t in attributes.values():
         g.add_state(t)
-    x = make_input(input_shape, input_dtype if input_dtype is not None else dtype,
-                   input_high, device=dev)
+    x_dtype = input_dtype if input_dtype is not None else dtype
+    x = make_input(input_shape, x_dtype, input_high, device=dev)
     g.resident.add(g.value_storage[g.value(x)])
+    tracer = Tracer(g, autocast=autocast is not None)
+    _known(tracer.shadows, model, state, attributes, dtype)
+    tracer.shadows.leaf(x, lambda: make_input(input_shape, x_dtype, input_high))
     # A module's caller holds the module's arguments until it returns, whatever
     # the module does with them: record that as a read at the module's last call.
     held: list = []
@@ -329,6 +488,7 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
                          held=[g.value_storage[v] for v in held[-1]])
             drop = torch.autograd.graph.saved_tensors_hooks(lambda _t: None, lambda _h: None)
             drop.__enter__()
+            tracer.dropping = True  # a custom Function's saved tensors dropped too
             segment.append((m, sg, drop))
 
     def post(m, _args, _out):
@@ -337,12 +497,12 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
         if segment and segment[-1][0] is m:
             _, sg, drop = segment.pop()
             drop.__exit__(None, None, None)
+            tracer.dropping = False
             sg.end = len(g.calls)
             g.segments.append(sg)
 
     hooks = [nn.modules.module.register_module_forward_pre_hook(pre),
              nn.modules.module.register_module_forward_hook(post)]
-    tracer = Tracer(g, autocast=autocast is not None)
     loss = loss_of(model)
     try:
         # Forward and loss in one autocast region, as a training loop writes it: the
@@ -352,13 +512,16 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
                 labels = (loss.labels(x) if target is None
                           else torch.empty(target.shape, dtype=target.dtype, device=dev))
                 g.resident.add(g.value_storage[g.value(labels)])
+                if target is None:
+                    tracer.shadows.leaf(labels, lambda: loss.labels(make_input(
+                        input_shape, x_dtype, input_high)))
                 with mode(model, True), torch.enable_grad(), \
-                        stand_ins(model, state, attributes), tracer:
+                        stand_ins(model, state, attributes), tracer, functions(tracer):
                     value = own_loss(model, x, labels)
                 g.loss = _loss_value(g, value)
                 return g
             with mode(model, True), torch.enable_grad(), \
-                    stand_ins(model, state, attributes), tracer:
+                    stand_ins(model, state, attributes), tracer, functions(tracer):
                 out = logits(model(x))
             if target is None:
                 target = torch.empty(out.shape[0], *out.shape[2:], dtype=torch.long, device=dev)
@@ -372,6 +535,20 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
         for _, _, drop in segment:  # a forward that raised inside a segment
             drop.__exit__(None, None, None)
     return g
+
+
+def _known(shadows: Shadows, model, state, attributes, dtype) -> None:
+    """The stand-ins whose CPU values the real step holds (buffers, plain tensor
+    attributes, the parameters of a model off the meta device:
+    :func:`complexity.cost.step.state.known_values`), as leaves of ``shadows``."""
+    for n, t in (*model.named_parameters(), *model.named_buffers()):
+        values = known_values(t, dtype)
+        if values is not None:
+            shadows.leaf(state[n], values)
+    for k, t in tensor_attributes(model).items():
+        values = known_values(t)
+        if values is not None:
+            shadows.leaf(attributes[k], values)
 
 
 def _loss_value(g: Graph, loss) -> int:
@@ -402,6 +579,6 @@ def trace_calls(fn, *args, device_type: str = "cpu", state=(), **kwargs) -> Grap
     g.device_type = device_type
     for t in state:
         g.add_state(t, trainable=t.requires_grad)
-    with torch.enable_grad(), Tracer(g):
+    with torch.enable_grad(), Tracer(g) as tracer, functions(tracer):
         fn(*args, **kwargs)
     return g

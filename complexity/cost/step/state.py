@@ -7,7 +7,7 @@ the model on stand-ins.
 from __future__ import annotations
 
 import contextlib
-from typing import Dict
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import nn
@@ -67,3 +67,34 @@ def stand_ins(model: nn.Module, state: Dict[str, torch.Tensor], attributes=None)
         for table, k, t in reversed(undo):
             table[k] = t
 
+
+
+def meta_fill(t: torch.Tensor) -> Optional[int]:
+    """The value every element of a real step's copy of meta tensor ``t`` holds:
+    0 for an integer or boolean tensor, 1 for a floating buffer (``running_var``
+    and any other: values change neither bytes nor FLOPs); None for a floating
+    parameter (drawn at random, N(0, 0.01)).
+
+    >>> meta_fill(torch.empty(2, dtype=torch.long, device="meta")), meta_fill(nn.Parameter(torch.empty(2, device="meta")))
+    (0, None)
+    """
+    if not t.dtype.is_floating_point:
+        return 0
+    return None if isinstance(t, nn.Parameter) else 1
+
+
+def known_values(t: torch.Tensor, dtype=None) -> Optional[Callable[[], torch.Tensor]]:
+    """A function giving the CPU values a real step holds for the model's tensor
+    ``t`` (floating ones cast to ``dtype``): ``t``'s own, or for a meta tensor
+    :func:`meta_fill`'s; None where they are drawn at random.
+
+    >>> known_values(torch.arange(3))().tolist(), known_values(torch.empty(2, device="meta"))().tolist()
+    ([0, 1, 2], [1.0, 1.0])
+    """
+    cast = dtype if dtype is not None and t.dtype.is_floating_point else t.dtype
+    if t.device.type != "meta":
+        return lambda: t.detach().to("cpu", cast, copy=True)
+    fill = meta_fill(t)
+    if fill is None:
+        return None
+    return lambda: torch.full(t.shape, fill, dtype=cast)
