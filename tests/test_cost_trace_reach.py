@@ -60,12 +60,16 @@ class CubeNet(nn.Module):
         return self.head(Cube.apply(self.inner(x), self.w))
 
 
-def _exact(model, shape, **kw):
+def _exact(model, shape, reads=(), **kw):
+    """Predicted equals a real step on every quantity; nothing unmodelled but the
+    calls that ``reads`` the weights' values."""
+    from complexity.cost.predict.prediction import READS_WEIGHTS
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         predicted, unmodelled = predict_with_unmodelled(model, shape, **kw)
         real = measure(model, shape, how="real", **kw)
-    assert unmodelled == []
+    assert unmodelled == [r + READS_WEIGHTS for r in reads]
     assert predicted == real
 
 
@@ -157,15 +161,40 @@ def test_reads_the_batch(high):
 
 
 def test_weight_dependent_read():
-    """A value computed from a weight (a router's choice): read off the weights'
-    values where the model has them (the real step copies them: exact), refused
-    on the meta device, where the real step's weights are drawn at random (the
-    meta error stands: no path is made up)."""
-    from complexity.cost.predict.prediction import predict_step
+    """A value computed from a weight (a router's choice) is read off the weights'
+    values as the real step holds them — the model's own, or on the meta device
+    those the measurement draws (seeded: ``fill_as_step``) — and the call that
+    read them is named, its dependent quantities marked as estimates."""
+    from complexity.cost.predict.prediction import READS_WEIGHTS, mark
 
     torch.manual_seed(0)
-    _exact(RoutedByWeight(), (2, 4))
+    _exact(RoutedByWeight(), (2, 4), reads=["item"])
     with torch.device("meta"):
         model = RoutedByWeight()
-    with pytest.raises(RuntimeError, match="meta"):
-        predict_step(model, (2, 4))
+    _exact(model, (2, 4), reads=["item"])
+    assert mark("peak_bytes", ["item" + READS_WEIGHTS]) == "≈ "
+
+
+def test_mixture_of_experts_routing():
+    """A tiny Mixtral (meta device, 4 experts, 2 per token), its head training:
+    ``nonzero`` and the experts' ``w[expert]`` read the router's choice off the
+    weights the measurement draws; exact against the real step, and every
+    quantity that routing moves labelled an estimate (the calls named)."""
+    transformers = pytest.importorskip("transformers")
+    from complexity.cost.predict.prediction import READS_WEIGHTS
+
+    config = transformers.MixtralConfig(vocab_size=64, hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=1, num_attention_heads=4,
+                                        num_key_value_heads=2, num_local_experts=4,
+                                        num_experts_per_tok=2)
+    config._experts_implementation = "eager"
+    with torch.device("meta"):
+        model = transformers.MixtralForCausalLM(config)
+    set_trainable(model, "last")
+    kw = dict(input_dtype=torch.long, input_high=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        predicted, unmodelled = predict_with_unmodelled(model, (2, 8), **kw)
+        real = measure(model, (2, 8), how="real", **kw)
+    assert predicted == real
+    assert "nonzero" + READS_WEIGHTS in unmodelled

@@ -79,7 +79,8 @@ class Graph:
         self.resident: set = set()                # storages alive throughout the step
         self.params: Dict[int, int] = {}          # value -> bytes, trainable parameters
         self.unmodelled: set = set()
-        self.data_reads: set = set()              # calls answered from the batch's values
+        self.data_reads: set = set()              # calls answered from the values
+        self.weight_reads: set = set()            # ... of which from the parameters'
         self._ids: Dict[int, tuple] = {}          # id(tensor) -> (weakref, latest value)
         self._storages: Dict[int, tuple] = {}     # id(storage) -> (weakref, storage id)
         self._last_storage = 0                    # storage ids: 1, 2, … (made ones: -1, -2, …)

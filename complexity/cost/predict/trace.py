@@ -307,33 +307,23 @@ class Tracer(TorchFunctionMode):
 
     def _run(self, name, func, args, kwargs):
         """``(func(*args, **kwargs), False)``; for a call that needs values the traced
-        tensors lack (``Tensor.item()``, ``nonzero``), ``(its answer, True)``: run
-        on the CPU values of its arguments (:meth:`Shadows.run`), tensors given back
-        as traced ones of the same shape, strides and dtype (their values kept as
-        their shadows). Recorded in ``Graph.data_reads``."""
+        tensors lack (``Tensor.item()``, ``nonzero``, ``w[expert]``), its answer
+        from the values (:meth:`Shadows.answer`; True where the call itself ran on
+        them, not on the traced tensors). Recorded in ``Graph.data_reads`` (and
+        ``weight_reads`` where the answer depends on a parameter's values)."""
         try:
             return func(*args, **kwargs), False
         except Exception as e:
             if not wants_values(e):
                 raise
-            ins = _tensors((args, kwargs))
             try:
-                real = self.shadows.run(func, args, kwargs)
+                out, answered, weights = self.shadows.answer(func, args, kwargs, e)
             except Unknown:
                 raise e from None
-            if torch.is_grad_enabled() and any(t.requires_grad for t in ins) and any(
-                    t.is_floating_point() for t in _tensors(real)):
-                raise e from None  # a differentiable result: no node can be made for it
-            device = ins[0].device if ins else torch.device("meta")
-
-            def traced(t):
-                if not isinstance(t, torch.Tensor):
-                    return t
-                made = torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device=device)
-                self.shadows.leaf(made, lambda: t)
-                return made
             self.g.data_reads.add(name)
-            return tree_map(traced, real), True
+            if weights:
+                self.g.weight_reads.add(name)
+            return out, answered
 
     def _casts(self, rec: Casts, ins, outs, args, kwargs):
         """Record the casts autocast made of this call's arguments (a ``_to_copy``
@@ -538,17 +528,15 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
 
 
 def _known(shadows: Shadows, model, state, attributes, dtype) -> None:
-    """The stand-ins whose CPU values the real step holds (buffers, plain tensor
-    attributes, the parameters of a model off the meta device:
-    :func:`complexity.cost.step.state.known_values`), as leaves of ``shadows``."""
-    for n, t in (*model.named_parameters(), *model.named_buffers()):
-        values = known_values(t, dtype)
-        if values is not None:
-            shadows.leaf(state[n], values)
+    """The stand-ins' CPU values as the real step holds them
+    (:func:`complexity.cost.step.state.known_values`), as leaves of ``shadows``;
+    the parameters' marked as weights (a value read from them is an estimate)."""
+    for i, (n, t) in enumerate(model.named_parameters()):
+        shadows.leaf(state[n], known_values(t, dtype, seed=i), weights=True)
+    for n, t in model.named_buffers():
+        shadows.leaf(state[n], known_values(t, dtype))
     for k, t in tensor_attributes(model).items():
-        values = known_values(t)
-        if values is not None:
-            shadows.leaf(attributes[k], values)
+        shadows.leaf(attributes[k], known_values(t))
 
 
 def _loss_value(g: Graph, loss) -> int:

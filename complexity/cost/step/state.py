@@ -7,7 +7,7 @@ the model on stand-ins.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict
 
 import torch
 from torch import nn
@@ -69,24 +69,35 @@ def stand_ins(model: nn.Module, state: Dict[str, torch.Tensor], attributes=None)
 
 
 
-def meta_fill(t: torch.Tensor) -> Optional[int]:
-    """The value every element of a real step's copy of meta tensor ``t`` holds:
-    0 for an integer or boolean tensor, 1 for a floating buffer (``running_var``
-    and any other: values change neither bytes nor FLOPs); None for a floating
-    parameter (drawn at random, N(0, 0.01)).
+def fill_as_step(copy: torch.Tensor, t: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Fill ``copy``, a real CPU tensor made for meta tensor ``t``, as a real step
+    initialises it (values change neither bytes nor FLOPs, but a model that reads
+    them, a router choosing experts, takes its path from them): 0 for an integer
+    or boolean tensor, 1 for a floating buffer (``running_var`` and any other),
+    N(0, 0.01) for a floating parameter, drawn from a generator seeded with
+    ``seed`` (its place among the model's parameters): the same values in every
+    real step and where the trace reads them (:func:`known_values`).
 
-    >>> meta_fill(torch.empty(2, dtype=torch.long, device="meta")), meta_fill(nn.Parameter(torch.empty(2, device="meta")))
-    (0, None)
+    >>> w = nn.Parameter(torch.empty(3, device="meta"))
+    >>> torch.equal(fill_as_step(torch.empty(3), w, 5), fill_as_step(torch.empty(3), w, 5))
+    True
+    >>> fill_as_step(torch.empty(2, dtype=torch.long), torch.empty(2, dtype=torch.long, device="meta")).tolist()
+    [0, 0]
     """
-    if not t.dtype.is_floating_point:
-        return 0
-    return None if isinstance(t, nn.Parameter) else 1
+    with torch.no_grad():
+        if not t.dtype.is_floating_point:
+            copy.zero_()
+        elif isinstance(t, nn.Parameter):
+            copy.normal_(0, 0.01, generator=torch.Generator().manual_seed(seed))
+        else:
+            copy.fill_(1)
+    return copy
 
 
-def known_values(t: torch.Tensor, dtype=None) -> Optional[Callable[[], torch.Tensor]]:
+def known_values(t: torch.Tensor, dtype=None, seed: int = 0) -> Callable[[], torch.Tensor]:
     """A function giving the CPU values a real step holds for the model's tensor
     ``t`` (floating ones cast to ``dtype``): ``t``'s own, or for a meta tensor
-    :func:`meta_fill`'s; None where they are drawn at random.
+    :func:`fill_as_step`'s (``seed``: a parameter's place among the model's).
 
     >>> known_values(torch.arange(3))().tolist(), known_values(torch.empty(2, device="meta"))().tolist()
     ([0, 1, 2], [1.0, 1.0])
@@ -94,7 +105,4 @@ def known_values(t: torch.Tensor, dtype=None) -> Optional[Callable[[], torch.Ten
     cast = dtype if dtype is not None and t.dtype.is_floating_point else t.dtype
     if t.device.type != "meta":
         return lambda: t.detach().to("cpu", cast, copy=True)
-    fill = meta_fill(t)
-    if fill is None:
-        return None
-    return lambda: torch.full(t.shape, fill, dtype=cast)
+    return lambda: fill_as_step(torch.empty_strided(t.shape, t.stride(), dtype=cast), t, seed)

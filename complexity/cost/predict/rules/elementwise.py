@@ -37,7 +37,7 @@ KEEP_NOTHING = ("sub", "sub_", "__sub__", "__isub__", "__rsub__", "rsub", "neg",
                 "uniform_", "bernoulli_", "bernoulli",
                 "eq", "ne", "gt", "lt", "ge", "le", "__eq__", "__ne__", "__gt__", "__lt__",
                 "__ge__", "__le__", "logical_not", "logical_and", "logical_or", "__invert__",
-                "__and__", "__or__", "isnan", "isinf")
+                "__and__", "__or__", "isnan", "isinf", "all", "any")
 
 
 @rule("mul", "__mul__", "__rmul__")
