@@ -234,10 +234,11 @@ class _Liveness:
             grads.refs[gid] += 1
             arriving.append((v, gid))
         # the node ran: its kept tensors, output and input grads alive, with its
-        # backward's own temporaries (a custom Function's)
-        self.sch.alloc(c.backward_transient, Key(What.WORKSPACE, ('backward', idx)))
+        # backward's own temporaries (a custom Function's, a broadcast operand's)
+        temporary = c.backward_transient + _broadcast_temporaries(g, c)
+        self.sch.alloc(temporary, Key(What.WORKSPACE, ('backward', idx)))
         self.sch.mark()
-        self.sch.free(c.backward_transient, Key(What.WORKSPACE, ('backward', idx)))
+        self.sch.free(temporary, Key(What.WORKSPACE, ('backward', idx)))
         for v in outs:
             grads.release(grads.of.pop(v))
         return arriving
@@ -346,6 +347,44 @@ class _Gradients:
         """A gradient made for a parameter is its ``.grad`` (one handed to it through
         a view is the view's: transient)."""
         return Category.GRADS if self.keys[gid].of in self.params else Category.TRANSIENT
+
+
+#: Element-wise calls whose derivative for each operand is a new tensor of the
+#: broadcast (output's) shape — ``grad * other``, ``grad / other``, ``where(cond,
+#: grad, 0)`` — which the engine then sums down to a broadcast operand's shape
+#: (``validate_outputs``: ``sum_to``), the full-size one alive while it does.
+FULL_SIZE_DERIVATIVE = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply",
+                                  "div", "div_", "__truediv__", "__rtruediv__", "__itruediv__",
+                                  "divide", "where"})
+
+
+#: Calls whose derivative makes full-size temporaries before its result, by how
+#: many (``derivatives.yaml``): ``pow(x, e)``'s is ``grad * (e * x.pow(e - 1))``,
+#: whose ``x.pow(e - 1)`` and ``e * …`` live until the product is made.
+DERIVATIVE_TEMPORARIES = {"pow": 2, "__pow__": 2}
+
+
+def _broadcast_temporaries(g: Graph, c) -> int:
+    """Bytes of the temporaries ``c``'s backward makes besides its results: the
+    full-size gradients for its broadcast operands (a scalar gain ``alpha * x``:
+    ``grad * x`` before its sum) before they are summed down
+    (:data:`FULL_SIZE_DERIVATIVE`), or its derivative's own
+    (:data:`DERIVATIVE_TEMPORARIES`, a tensor to a scalar power).
+
+    >>> import torch
+    >>> from complexity.cost.predict.graph import Call
+    >>> g = Graph()
+    >>> a, x = g.value(torch.empty((), device="meta")), g.value(torch.empty(8, device="meta"))
+    >>> out = g.value(torch.empty(8, device="meta"), new=True)
+    >>> _broadcast_temporaries(g, Call("mul", [a, x], [out], grad_inputs=[a, x]))
+    32
+    """
+    if c.name in DERIVATIVE_TEMPORARIES and len(c.inputs) == 1 and c.grad_inputs:
+        return DERIVATIVE_TEMPORARIES[c.name] * g.value_bytes[c.grad_inputs[0]]
+    if c.name not in FULL_SIZE_DERIVATIVE or not c.outputs:
+        return 0
+    full = g.value_bytes[c.outputs[0]]
+    return sum(full for v in c.grad_inputs if g.value_bytes[v] < full)
 
 
 def _hands_on(g: Graph, c, v: int) -> bool:
