@@ -7,6 +7,9 @@ its token ids, has those values computed on the CPU). Never imports
   storages, calls, checkpointed segments.
 * :mod:`~complexity.cost.predict.trace` — the tracer that fills it, one call per
   functional call of the forward and the loss.
+* :mod:`~complexity.cost.predict.custom` — custom ``torch.autograd.Function``\ s
+  (which no ``TorchFunctionMode`` sees) recorded as one node each, their backward's
+  FLOPs and temporaries read off one run of it.
 * :mod:`~complexity.cost.predict.shadow` — the CPU values of the traced tensors
   that depend on no weight (the batch, buffers, constants), computed only when a
   call needs them (``Tensor.item()`` on the ids): the trace takes the real step's path.
