@@ -21,7 +21,7 @@ def _tensors(obj):
     return [t for t in tree_flatten(obj)[0] if isinstance(t, torch.Tensor)]
 
 
-class _Workspace(TorchDispatchMode):
+class Workspace(TorchDispatchMode):
     """The most bytes of new storages alive at once while it is active (weak
     references: a storage counts until Python frees it; a view or an in-place
     result, whose storage an argument has, is none)."""
@@ -64,7 +64,7 @@ def backward_cost(cls, args, kwargs):
     outs = [t for t in _tensors(out) if t.requires_grad]
     wants = [t for t in _tensors(fresh) if t.requires_grad]
     seeds = [torch.empty_like(t) for t in outs]
-    with flop_counter() as flops, _Workspace() as ws:
+    with flop_counter() as flops, Workspace() as ws:
         grads = torch.autograd.grad(outs, wants, seeds, allow_unused=True)
         returned = sum(g.untyped_storage().nbytes() for g in grads if g is not None)
     return flops.get_total_flops(), max(0, ws.most - returned)

@@ -360,8 +360,9 @@ FULL_SIZE_DERIVATIVE = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul_
 
 #: Calls whose derivative makes full-size temporaries before its result, by how
 #: many (``derivatives.yaml``): ``pow(x, e)``'s is ``grad * (e * x.pow(e - 1))``,
-#: whose ``x.pow(e - 1)`` and ``e * …`` live until the product is made.
-DERIVATIVE_TEMPORARIES = {"pow": 2, "__pow__": 2}
+#: whose ``x.pow(e - 1)`` and ``e * …`` live until the product is made (``square``
+#: is ``pow(x, 2)``).
+DERIVATIVE_TEMPORARIES = {"pow": 2, "__pow__": 2, "square": 2}
 
 
 def _broadcast_temporaries(g: Graph, c) -> int:
@@ -384,7 +385,11 @@ def _broadcast_temporaries(g: Graph, c) -> int:
     if c.name not in FULL_SIZE_DERIVATIVE or not c.outputs:
         return 0
     full = g.value_bytes[c.outputs[0]]
-    return sum(full for v in c.grad_inputs if g.value_bytes[v] < full)
+    small = [g.value_bytes[v] for v in c.grad_inputs if g.value_bytes[v] < full]
+    # summed down one by one, in order: at the i-th, the full-size ones not yet
+    # summed and the small ones made so far are alive (the schedule holds the small)
+    return max((full * (len(small) - i) + sum(small[:i + 1]) for i in range(len(small))),
+               default=sum(small)) - sum(small)
 
 
 def _hands_on(g: Graph, c, v: int) -> bool:
