@@ -38,7 +38,8 @@ from torch.utils._pytree import tree_flatten, tree_map
 
 #: Errors a call raises on the meta device (or fake tensors) for want of values.
 DATA_ERRORS = ("cannot be called on meta tensors", "data-dependent", "data dependent",
-               "DataDependentOutputException", "register_meta function", "unbacked")
+               "DataDependentOutputException", "register_meta function", "unbacked",
+               "run this operator with Meta tensors")  # unique_consecutive: no meta kernel
 
 
 def wants_values(error: BaseException) -> bool:
