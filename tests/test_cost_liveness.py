@@ -107,3 +107,93 @@ def test_a_frozen_norm_still_makes_its_statistics(norm):
         set_trainable(net, mode)
         predicted, _ = predict_with_unmodelled(net, (2, 3, 8, 8))
         assert predicted == measure(net, (2, 3, 8, 8), how="real"), mode
+
+
+class _GainAndRms(nn.Module):
+    """A scalar gain (``alpha * x``: its gradient ``grad * x`` is made full-size,
+    then summed to the scalar) and an RMS norm written out (``x.pow(2)``: its
+    derivative ``grad * (2 * x.pow(1))`` makes two temporaries before the
+    product), the peak of the step in their backward, as in BitNet's and
+    Apertus's layers (their peaks were 1 to 2 % short)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.lin = nn.Linear(width, width)
+        self.alpha = nn.Parameter(torch.ones(()))
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x):
+        h = self.alpha * self.lin(x)
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return self.head(h)
+
+
+@pytest.mark.parametrize("batch,width", [(64, 4), (256, 16)])
+def test_backward_temporaries_of_broadcast_and_pow(batch, width):
+    """Predicted equals a real step, the peak included (many rows of few
+    features: the activations, not the update, make the peak; without these
+    temporaries it was predicted short, 32,768 bytes at 256 × 16)."""
+    torch.manual_seed(0)
+    net = _GainAndRms(width)
+    predicted, unmodelled = predict_with_unmodelled(net, (batch, width))
+    assert unmodelled == []
+    assert predicted == measure(net, (batch, width), how="real")
+
+
+class _OuterThenEinsum(nn.Module):
+    """An outer product of two broadcast operands (each one's gradient made at the
+    product's size, then summed down: one after the other), then an ``einsum``
+    whose decomposition copies its large operand (a reshape no view can express):
+    the copy is kept when something trains, else alive only while the call runs,
+    as FalconH1's state-space scan does with its heads frozen (its peak was 12 %
+    short)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.a = nn.Linear(width, width)
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x):
+        h = self.a(x)
+        outer = h.unsqueeze(2) * h.unsqueeze(1)
+        return self.head(torch.einsum("blmd,bmd->bld", outer, h))
+
+
+@pytest.mark.parametrize("trainable", ["full", "last"])
+def test_einsum_copy_and_two_broadcast_operands(trainable):
+    from complexity.cost.step.trainable import set_trainable
+
+    torch.manual_seed(0)
+    net = _OuterThenEinsum(16)
+    set_trainable(net, trainable)
+    predicted, unmodelled = predict_with_unmodelled(net, (4, 32, 16))
+    assert unmodelled == []
+    assert predicted == measure(net, (4, 32, 16), how="real")
+
+
+class _ExpandedMatmul(nn.Module):
+    """``matmul`` of an expanded operand: ATen copies it for ``bmm`` (no view can
+    fold it to 3-D); with nothing training the copy is kept by no node but alive
+    while the product runs (61,440 bytes short before)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.a = nn.Linear(width, width)
+        self.head = nn.Linear(width, 3)
+
+    def forward(self, x):
+        h = self.a(x)
+        big = h.unsqueeze(2).expand(-1, -1, h.shape[1], -1)
+        return self.head((big @ h.unsqueeze(1).transpose(-1, -2)).sum(-1))
+
+
+@pytest.mark.parametrize("trainable", ["full", "last"])
+def test_matmul_copy_of_an_expanded_operand(trainable):
+    from complexity.cost.step.trainable import set_trainable
+
+    torch.manual_seed(0)
+    net = _ExpandedMatmul(16)
+    set_trainable(net, trainable)
+    predicted, unmodelled = predict_with_unmodelled(net, (4, 16, 16))
+    assert unmodelled == []
+    assert predicted == measure(net, (4, 16, 16), how="real")

@@ -44,7 +44,7 @@ from complexity.cost.keys import Category
 from complexity.cost.measure.live_bytes import LiveBytes
 from complexity.cost.step.autocast import autocast_region
 from complexity.cost.step.batch import forward_loss, make_input
-from complexity.cost.step.state import stand_ins, tensor_attributes
+from complexity.cost.step.state import fill_as_step, stand_ins, tensor_attributes
 from complexity.errors import reason
 
 
@@ -197,8 +197,8 @@ class _CpuStep:
         fake, dtype, device = self.fake, self.dtype, self.device
         try:
             with self.context:
-                params = {n: _cpu_copy(p, fake, dtype, device)
-                          for n, p in self.model.named_parameters()}
+                params = {n: _cpu_copy(p, fake, dtype, device, seed=i)
+                          for i, (n, p) in enumerate(self.model.named_parameters())}
                 buffers = {n: _cpu_copy(b, fake, dtype, device)
                            for n, b in self.model.named_buffers()}
                 # Plain tensor attributes: on the step's device too, resident like buffers.
@@ -385,24 +385,18 @@ def _saved_bytes(step: _CpuStep, x, target) -> int:
     return saved_bytes
 
 
-def _cpu_copy(t: torch.Tensor, fake, dtype=None, device="cpu") -> torch.Tensor:
+def _cpu_copy(t: torch.Tensor, fake, dtype=None, device="cpu", seed: int = 0) -> torch.Tensor:
     """A CPU tensor of ``t``'s shape, strides, dtype and ``requires_grad``: fake
     (under ``fake``, already entered) or real. A real copy of a real tensor keeps
-    its values; of a meta tensor it is initialised (weights ~ N(0, 0.01),
-    ``running_var`` and other float buffers 1, integer buffers 0: values change
-    neither bytes nor FLOPs). ``dtype``: floating tensors in that type instead."""
+    its values; of a meta tensor it is initialised (weights ~ N(0, 0.01) seeded
+    with ``seed``, ``running_var`` and other float buffers 1, integer buffers 0:
+    :func:`~complexity.cost.step.state.fill_as_step`). ``dtype``: floating tensors in that type instead."""
     cast = dtype if dtype is not None and t.dtype.is_floating_point else t.dtype
     if fake is not None:  # ``device``: fake CUDA tensors too
         copy = torch.empty_strided(t.shape, t.stride(), dtype=cast, device=device)
     elif t.device.type == "meta":
         copy = torch.empty_strided(t.shape, t.stride(), dtype=cast, device="cpu")
-        with torch.no_grad():
-            if not t.dtype.is_floating_point:
-                copy.zero_()
-            elif isinstance(t, nn.Parameter):
-                copy.normal_(0, 0.01)
-            else:
-                copy.fill_(1)
+        fill_as_step(copy, t, seed)
     else:
         copy = t.detach().to("cpu", cast, copy=True)
     return copy.requires_grad_(t.requires_grad) if t.requires_grad else copy

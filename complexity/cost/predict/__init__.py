@@ -1,11 +1,18 @@
 """How one training step is predicted from the model's structure, without running
-it (the meta device: nothing allocated). Never imports
+it (the meta device: nothing allocated; only a forward that reads values, such as
+its token ids, has those values computed on the CPU). Never imports
 :mod:`complexity.cost.measure`.
 
 * :mod:`~complexity.cost.predict.graph` — the record of a traced forward: values,
   storages, calls, checkpointed segments.
 * :mod:`~complexity.cost.predict.trace` — the tracer that fills it, one call per
   functional call of the forward and the loss.
+* :mod:`~complexity.cost.predict.custom` — custom ``torch.autograd.Function``\ s
+  (which no ``TorchFunctionMode`` sees) recorded as one node each, their backward's
+  FLOPs and temporaries read off one run of it.
+* :mod:`~complexity.cost.predict.shadow` — the CPU values of the traced tensors
+  that depend on no weight (the batch, buffers, constants), computed only when a
+  call needs them (``Tensor.item()`` on the ids): the trace takes the real step's path.
 * :mod:`~complexity.cost.predict.rules` — per-call rules (a registry keyed by the
   call's name): what each call keeps for backward and what it costs in FLOPs.
 * :mod:`~complexity.cost.predict.schedule` — the liveness schedule: forward,

@@ -28,7 +28,7 @@ import torch
 ALIASING = frozenset({"view", "reshape", "flatten", "__getitem__", "contiguous", "squeeze",
                       "expand", "unsqueeze", "permute", "transpose", "narrow", "detach",
                       "expand_as", "view_as", "swapaxes", "swapdims", "movedim", "moveaxis",
-                      "reshape_as", "t"})
+                      "reshape_as", "t", "T", "mT", "H", "mH", "adjoint", "data", "real"})
 
 #: Calls whose backward hands the output gradient (or views of it) to the inputs
 #: without allocating: add passes it through, cat and views slice or reshape it.
@@ -49,6 +49,7 @@ class Call:
     forward_flops: int = 0
     backward_flops: int = 0
     transient: int = 0                # bytes alive only while the call runs
+    backward_transient: int = 0       # bytes alive only while its backward runs
     shares_grad: bool = False         # its backward hands the output gradient on (identity)
 
 
@@ -78,6 +79,8 @@ class Graph:
         self.resident: set = set()                # storages alive throughout the step
         self.params: Dict[int, int] = {}          # value -> bytes, trainable parameters
         self.unmodelled: set = set()
+        self.data_reads: set = set()              # calls answered from the values
+        self.weight_reads: set = set()            # ... of which from the parameters'
         self._ids: Dict[int, tuple] = {}          # id(tensor) -> (weakref, latest value)
         self._storages: Dict[int, tuple] = {}     # id(storage) -> (weakref, storage id)
         self._last_storage = 0                    # storage ids: 1, 2, … (made ones: -1, -2, …)

@@ -36,7 +36,8 @@ class What(enum.Enum):
     ACTIVATION = "activation"   # a forward result or a tensor a node keeps (ident: storage)
     RECOMPUTED = "recomputed"   # made again by a checkpointed segment's replay (ident: storage)
     GRAD = "grad"               # a gradient buffer (ident: its number; of: the value)
-    WORKSPACE = "workspace"     # a call's transient memory (ident: the call's index)
+    WORKSPACE = "workspace"     # a call's transient memory (ident: the call's index;
+                                # ("backward", index) for its backward's)
     UPDATE = "update"           # the optimizer's update: its temporaries, its state made
     SCALER = "scaler"           # a GradScaler temporary (ident: its name)
     EXTRA = "extra"             # bytes alive through the forward only (the previous loss)

@@ -44,18 +44,27 @@ __all__ = ["mark", "predict", "predict_with_unmodelled", "predict_step", "StepPr
 #: and the optimizer's state. Every other prediction depends on every call having a rule.
 CALL_FREE = ("param_bytes", "grad_bytes", "optimizer_bytes")
 
+#: Ends an entry of the unmodelled calls that names a call answered from the
+#: parameters' values (a router choosing experts: :mod:`complexity.cost.predict.shadow`):
+#: the step's path, so every quantity but the parameters' bytes (an expert no token
+#: reaches gets no gradient), holds for those values only — an estimate for others.
+READS_WEIGHTS = " (reads the weights' values)"
+
 
 def mark(quantity: str, unmodelled) -> str:
     """The sign before a predicted value: ``'≈ '`` when a call without a rule may
     move it (counted as keeping nothing and costing no FLOPs — which is no proven
     bound either way: such a call may return a view a ruled call then keeps twice),
+    or when the step's path depends on the weights' values (:data:`READS_WEIGHTS`);
     ``''`` when every call has a rule or the quantity depends on no call.
 
     >>> mark("forward_flops", ["pad"]), mark("peak_bytes", ["pad"]), mark("peak_bytes", [])
     ('≈ ', '≈ ', '')
-    >>> mark("param_bytes", ["pad"])
-    ''
+    >>> mark("param_bytes", ["pad"]), mark("grad_bytes", ["nonzero" + READS_WEIGHTS])
+    ('', '≈ ')
     """
+    if any(u.endswith(READS_WEIGHTS) for u in unmodelled or ()) and quantity != "param_bytes":
+        return "≈ "
     if not unmodelled or quantity in CALL_FREE:
         return ""
     return "≈ "
@@ -76,10 +85,17 @@ def predict(model: nn.Module, input_shape: Sequence[int], target=None,
     values, unmodelled = predict_with_unmodelled(model, input_shape, target, device_type,
                                                  input_dtype=input_dtype,
                                                  input_high=input_high, options=options)
-    if unmodelled:
-        import warnings
-        warnings.warn("finetune.predict: no rule for " + ", ".join(unmodelled)
+    import warnings
+
+    reads = [u for u in unmodelled if u.endswith(READS_WEIGHTS)]
+    if len(reads) < len(unmodelled):
+        warnings.warn("finetune.predict: no rule for "
+                      + ", ".join(u for u in unmodelled if u not in reads)
                       + " (counted as keeping nothing and costing no FLOPs)", stacklevel=2)
+    if reads:
+        warnings.warn("finetune.predict: the step's path depends on the weights' values ("
+                      + ", ".join(reads) + "): an estimate for weights other than these",
+                      stacklevel=2)
     return values
 
 
@@ -90,7 +106,9 @@ def predict_with_unmodelled(model: nn.Module, input_shape: Sequence[int], target
     """``(values, unmodelled)``: :func:`predict`'s values and the sorted names of
     the calls that no rule covers (on the gradient path or off it). Those calls
     are counted as keeping nothing and costing no FLOPs, so with a non-empty list
-    the saved, peak and FLOP values are approximate (:func:`mark`). ``options``:
+    the saved, peak and FLOP values are approximate (:func:`mark`); after them,
+    each call that read the weights' values to choose the step's path, ending in
+    :data:`READS_WEIGHTS`. ``options``:
     how the step runs (:class:`complexity.cost.step.options.StepOptions`: optimizer,
     dtype, gradient buffers, accumulation); ``events``: a list that receives the
     liveness schedule's events (:func:`complexity.cost.predict.schedule.peak`)."""
@@ -186,7 +204,8 @@ def predict_step(model: nn.Module, input_shape: Sequence[int], target=None,
         "backward_flops": passes * (sum(c.backward_flops for c in g.calls)
                                     + _replayed_flops(g, needed)),
     }
-    return StepPrediction(values, sorted(g.unmodelled), g, trainable, weights, io)
+    unmodelled = sorted(g.unmodelled) + sorted(n + READS_WEIGHTS for n in g.weight_reads)
+    return StepPrediction(values, unmodelled, g, trainable, weights, io)
 
 
 def step_graph(model, input_shape, target, device_type, input_dtype, input_high, options):

@@ -221,12 +221,12 @@ class _Liveness:
         outs = [v for v in c.outputs if v in self.grads.of]
         if self.checkpoints.replays_now(idx, c, self.grads.of):
             self.checkpoints.replay(k, self)
-        arriving = self._run_node(c, outs) if c.node and outs else []
+        arriving = self._run_node(idx, c, outs) if c.node and outs else []
         self._drop_kept(idx, c, k)
         self._accumulate(arriving)
 
-    def _run_node(self, c, outs: List[int]) -> List[tuple]:
-        """Node ``c`` computes its input gradients (a new buffer each, or its output
+    def _run_node(self, idx: int, c, outs: List[int]) -> List[tuple]:
+        """Node ``c`` (call ``idx``) computes its input gradients (a new buffer each, or its output
         gradient handed on) and frees its output gradients; returns the
         ``(value, gradient)`` pairs that arrive at its inputs."""
         g, grads = self.g, self.grads
@@ -236,7 +236,12 @@ class _Liveness:
                    else grads.new(g.value_bytes[v], v))
             grads.refs[gid] += 1
             arriving.append((v, gid))
-        self.sch.mark()  # the node ran: its kept tensors, output and input grads alive
+        # the node ran: its kept tensors, output and input grads alive, with its
+        # backward's own temporaries (a custom Function's, a broadcast operand's)
+        temporary = c.backward_transient + _broadcast_temporaries(g, c)
+        self.sch.alloc(temporary, Key(What.WORKSPACE, ('backward', idx)))
+        self.sch.mark()
+        self.sch.free(temporary, Key(What.WORKSPACE, ('backward', idx)))
         for v in outs:
             grads.release(grads.of.pop(v))
         return arriving
@@ -345,6 +350,49 @@ class _Gradients:
         """A gradient made for a parameter is its ``.grad`` (one handed to it through
         a view is the view's: transient)."""
         return Category.GRADS if self.keys[gid].of in self.params else Category.TRANSIENT
+
+
+#: Element-wise calls whose derivative for each operand is a new tensor of the
+#: broadcast (output's) shape — ``grad * other``, ``grad / other``, ``where(cond,
+#: grad, 0)`` — which the engine then sums down to a broadcast operand's shape
+#: (``validate_outputs``: ``sum_to``), the full-size one alive while it does.
+FULL_SIZE_DERIVATIVE = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul__", "multiply",
+                                  "div", "div_", "__truediv__", "__rtruediv__", "__itruediv__",
+                                  "divide", "where"})
+
+
+#: Calls whose derivative makes full-size temporaries before its result, by how
+#: many (``derivatives.yaml``): ``pow(x, e)``'s is ``grad * (e * x.pow(e - 1))``,
+#: whose ``x.pow(e - 1)`` and ``e * …`` live until the product is made (``square``
+#: is ``pow(x, 2)``).
+DERIVATIVE_TEMPORARIES = {"pow": 2, "__pow__": 2, "square": 2}
+
+
+def _broadcast_temporaries(g: Graph, c) -> int:
+    """Bytes of the temporaries ``c``'s backward makes besides its results: the
+    full-size gradients for its broadcast operands (a scalar gain ``alpha * x``:
+    ``grad * x`` before its sum) before they are summed down
+    (:data:`FULL_SIZE_DERIVATIVE`), or its derivative's own
+    (:data:`DERIVATIVE_TEMPORARIES`, a tensor to a scalar power).
+
+    >>> import torch
+    >>> from complexity.cost.predict.graph import Call
+    >>> g = Graph()
+    >>> a, x = g.value(torch.empty((), device="meta")), g.value(torch.empty(8, device="meta"))
+    >>> out = g.value(torch.empty(8, device="meta"), new=True)
+    >>> _broadcast_temporaries(g, Call("mul", [a, x], [out], grad_inputs=[a, x]))
+    32
+    """
+    if c.name in DERIVATIVE_TEMPORARIES and len(c.inputs) == 1 and c.grad_inputs:
+        return DERIVATIVE_TEMPORARIES[c.name] * g.value_bytes[c.grad_inputs[0]]
+    if c.name not in FULL_SIZE_DERIVATIVE or not c.outputs:
+        return 0
+    full = g.value_bytes[c.outputs[0]]
+    small = [g.value_bytes[v] for v in c.grad_inputs if g.value_bytes[v] < full]
+    # summed down one by one, in order: at the i-th, the full-size ones not yet
+    # summed and the small ones made so far are alive (the schedule holds the small)
+    return max((full * (len(small) - i) + sum(small[:i + 1]) for i in range(len(small))),
+               default=sum(small)) - sum(small)
 
 
 def _hands_on(g: Graph, c, v: int) -> bool:

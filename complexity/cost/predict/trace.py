@@ -30,15 +30,17 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from complexity.cost.step.checkpointing import checkpoint_modules
+from complexity.cost.predict.custom import functions
 from complexity.cost.predict.graph import Call, Graph, Segment
+from complexity.cost.predict.shadow import Shadows, Unknown, wants_values
 from complexity.cost.step.autocast import autocast_region
 from complexity.cost.step.batch import loss_of, loss_target, logits, make_input, own_loss
-from complexity.cost.step.state import stand_ins, tensor_attributes
+from complexity.cost.step.state import known_values, stand_ins, tensor_attributes
 from complexity.cost.predict.rules import Context, lookup
 from complexity.counting.hooks import mode
 
 #: Calls that only read sizes: not recorded.
-_SIZES = ("dim", "size", "__get__", "numel", "shape")
+_SIZES = ("dim", "size", "numel", "shape")
 
 
 #: Python functionals that hide their inner calls from a ``TorchFunctionMode``
@@ -131,18 +133,29 @@ class Tracer(TorchFunctionMode):
         # id(source) -> (weak source, weak cast): autocast's cache, as seen; weak
         # only, so that the graph sees each copy freed when the real cache drops it.
         self.cached: dict = {}
+        self.shadows = Shadows()  # the CPU values of what depends on no weight
+        # a custom Function's backward being costed (predict/custom.py): not recorded
+        self.paused = False
+        self.dropping = False   # inside a checkpointed segment: autograd keeps nothing
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if self.paused:
+            return func(*args, **kwargs)
         name = getattr(func, "__name__", str(func))
+        if name == "__get__":
+            # a property read (``x.shape``, ``w.T``, ``x.mT``, ``x.data``): named by
+            # the property; one giving a tensor is a call like any other (Falcon's
+            # ``input @ self.weight.T``: the transpose is how the weight is reached)
+            name = getattr(getattr(func, "__self__", None), "__name__", name)
         if name in DESCEND:  # record the calls inside instead of the one call
             with self:
                 return undispatched(func)(*args, **kwargs)
         if self.autocast:
             with Casts() as rec:
-                out = func(*args, **kwargs)
+                out, answered = self._run(name, func, args, kwargs)
         else:
-            out = func(*args, **kwargs)
+            out, answered = self._run(name, func, args, kwargs)
         if name == "fn":  # torch.nn.functional's boolean_dispatch (max_pool2d)
             name = "max_pool2d"
         if name == "__setitem__" and isinstance(args[0], torch.Tensor):
@@ -150,10 +163,13 @@ class Tracer(TorchFunctionMode):
             # writes into ``x``: a new value of ``x``, whose gradient reaches ``v``
             # (MViT's relative positions and shortcut reach the loss only so).
             outs = [args[0]]
+            self.shadows.record(func, args, kwargs, None)
         elif name in _SIZES or not _tensors(out):
             return out
         else:
             outs = _tensors(out)
+            if not answered:
+                self.shadows.record(func, args, kwargs, out)
         ins = _tensors((args, kwargs))
         if self.autocast:
             args, kwargs, ins = self._casts(rec, ins, outs, args, kwargs)
@@ -178,6 +194,26 @@ class Tracer(TorchFunctionMode):
         call.grad_inputs = [v for t, v in zip(ins, in_vals) if t.requires_grad]
         self.g.calls.append(call)
         return out
+
+    def _run(self, name, func, args, kwargs):
+        """``(func(*args, **kwargs), False)``; for a call that needs values the traced
+        tensors lack (``Tensor.item()``, ``nonzero``, ``w[expert]``), its answer
+        from the values (:meth:`Shadows.answer`; True where the call itself ran on
+        them, not on the traced tensors). Recorded in ``Graph.data_reads`` (and
+        ``weight_reads`` where the answer depends on a parameter's values)."""
+        try:
+            return func(*args, **kwargs), False
+        except Exception as e:
+            if not wants_values(e):
+                raise
+            try:
+                out, answered, weights = self.shadows.answer(func, args, kwargs, e)
+            except Unknown:
+                raise e from None
+            self.g.data_reads.add(name)
+            if weights:
+                self.g.weight_reads.add(name)
+            return out, answered
 
     def _casts(self, rec: Casts, ins, outs, args, kwargs):
         """Record the casts autocast made of this call's arguments (a ``_to_copy``
@@ -306,9 +342,12 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
     attributes = {k: stand_in(t, None) for k, t in tensor_attributes(model).items()}
     for t in attributes.values():
         g.add_state(t)
-    x = make_input(input_shape, input_dtype if input_dtype is not None else dtype,
-                   input_high, device=dev)
+    x_dtype = input_dtype if input_dtype is not None else dtype
+    x = make_input(input_shape, x_dtype, input_high, device=dev)
     g.resident.add(g.value_storage[g.value(x)])
+    tracer = Tracer(g, autocast=autocast is not None)
+    _known(tracer.shadows, model, state, attributes, dtype)
+    tracer.shadows.leaf(x, lambda: make_input(input_shape, x_dtype, input_high))
     # A module's caller holds the module's arguments until it returns, whatever
     # the module does with them: record that as a read at the module's last call.
     held: list = []
@@ -329,6 +368,7 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
                          held=[g.value_storage[v] for v in held[-1]])
             drop = torch.autograd.graph.saved_tensors_hooks(lambda _t: None, lambda _h: None)
             drop.__enter__()
+            tracer.dropping = True  # a custom Function's saved tensors dropped too
             segment.append((m, sg, drop))
 
     def post(m, _args, _out):
@@ -337,12 +377,12 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
         if segment and segment[-1][0] is m:
             _, sg, drop = segment.pop()
             drop.__exit__(None, None, None)
+            tracer.dropping = False
             sg.end = len(g.calls)
             g.segments.append(sg)
 
     hooks = [nn.modules.module.register_module_forward_pre_hook(pre),
              nn.modules.module.register_module_forward_hook(post)]
-    tracer = Tracer(g, autocast=autocast is not None)
     loss = loss_of(model)
     try:
         # Forward and loss in one autocast region, as a training loop writes it: the
@@ -352,13 +392,16 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
                 labels = (loss.labels(x) if target is None
                           else torch.empty(target.shape, dtype=target.dtype, device=dev))
                 g.resident.add(g.value_storage[g.value(labels)])
+                if target is None:
+                    tracer.shadows.leaf(labels, lambda: loss.labels(make_input(
+                        input_shape, x_dtype, input_high)))
                 with mode(model, True), torch.enable_grad(), \
-                        stand_ins(model, state, attributes), tracer:
+                        stand_ins(model, state, attributes), tracer, functions(tracer):
                     value = own_loss(model, x, labels)
                 g.loss = _loss_value(g, value)
                 return g
             with mode(model, True), torch.enable_grad(), \
-                    stand_ins(model, state, attributes), tracer:
+                    stand_ins(model, state, attributes), tracer, functions(tracer):
                 out = logits(model(x))
             if target is None:
                 target = torch.empty(out.shape[0], *out.shape[2:], dtype=torch.long, device=dev)
@@ -372,6 +415,18 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
         for _, _, drop in segment:  # a forward that raised inside a segment
             drop.__exit__(None, None, None)
     return g
+
+
+def _known(shadows: Shadows, model, state, attributes, dtype) -> None:
+    """The stand-ins' CPU values as the real step holds them
+    (:func:`complexity.cost.step.state.known_values`), as leaves of ``shadows``;
+    the parameters' marked as weights (a value read from them is an estimate)."""
+    for i, (n, t) in enumerate(model.named_parameters()):
+        shadows.leaf(state[n], known_values(t, dtype, seed=i), weights=True)
+    for n, t in model.named_buffers():
+        shadows.leaf(state[n], known_values(t, dtype))
+    for k, t in tensor_attributes(model).items():
+        shadows.leaf(attributes[k], known_values(t))
 
 
 def _loss_value(g: Graph, loss) -> int:
@@ -402,6 +457,6 @@ def trace_calls(fn, *args, device_type: str = "cpu", state=(), **kwargs) -> Grap
     g.device_type = device_type
     for t in state:
         g.add_state(t, trainable=t.requires_grad)
-    with torch.enable_grad(), Tracer(g):
+    with torch.enable_grad(), Tracer(g) as tracer, functions(tracer):
         fn(*args, **kwargs)
     return g

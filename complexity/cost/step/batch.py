@@ -49,16 +49,27 @@ def logits(output):
     return output
 
 
+#: The seed of the values :func:`make_input` draws (``seed`` 0 the input, 1 the
+#: labels): the same batch in every real step, and the one whose values the trace
+#: reads where a call depends on them (:mod:`complexity.cost.predict.shadow`).
+SEED = 0
+
+
 def make_input(input_shape: Sequence[int], input_dtype=None, input_high=None,
-               device="cpu") -> torch.Tensor:
+               device="cpu", seed: int = SEED) -> torch.Tensor:
     """The batch fed to the model: ``torch.randn(*input_shape)`` by default (float32);
     for an integer ``input_dtype`` (token ids), ``torch.randint(0, input_high, shape)``;
-    on the meta device, an empty tensor of that shape and dtype.
+    on the meta device, an empty tensor of that shape and dtype. The values are
+    drawn on the CPU from a generator seeded with ``seed``, then moved to
+    ``device``: every call gives the same batch, and a model that reads its ids
+    (for padding) takes the same path in the prediction and the measurement.
 
     >>> make_input((2, 3), torch.long, 10).dtype, make_input((2, 3)).dtype
     (torch.int64, torch.float32)
     >>> make_input((2, 3), torch.long, 10, device="meta").device.type
     'meta'
+    >>> bool((make_input((4,), torch.long, 99) == make_input((4,), torch.long, 99)).all())
+    True
     """
     dtype = input_dtype if input_dtype is not None else torch.get_default_dtype()
     shape = tuple(input_shape)
@@ -68,11 +79,14 @@ def make_input(input_shape: Sequence[int], input_dtype=None, input_high=None,
                          "the exclusive upper bound of the input's values")
     if torch.device(device).type == "meta":
         return torch.empty(shape, dtype=dtype, device=device)
+    gen = torch.Generator().manual_seed(seed)
     if dtype is torch.bool:
-        return torch.randint(0, 2, shape, device=device).bool()
-    if integer:
-        return torch.randint(0, int(input_high), shape, dtype=dtype, device=device)
-    return torch.randn(shape, dtype=dtype, device=device)
+        x = torch.randint(0, 2, shape, generator=gen).bool()
+    elif integer:
+        x = torch.randint(0, int(input_high), shape, dtype=dtype, generator=gen)
+    else:
+        x = torch.randn(shape, dtype=dtype, generator=gen)
+    return x.to(device)
 
 
 class _FirstCall(Exception):
@@ -213,7 +227,8 @@ class Loss:
     def labels(self, x: torch.Tensor) -> torch.Tensor:
         """Random labels for batch ``x``, on its device: int64 below :attr:`high`
         (an empty tensor on the meta device)."""
-        return make_input(self.labels_shape(x.shape), torch.long, self.high, device=x.device)
+        return make_input(self.labels_shape(x.shape), torch.long, self.high, device=x.device,
+                          seed=SEED + 1)
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,7 +7,7 @@ the model on stand-ins.
 from __future__ import annotations
 
 import contextlib
-from typing import Dict
+from typing import Callable, Dict
 
 import torch
 from torch import nn
@@ -67,3 +67,42 @@ def stand_ins(model: nn.Module, state: Dict[str, torch.Tensor], attributes=None)
         for table, k, t in reversed(undo):
             table[k] = t
 
+
+
+def fill_as_step(copy: torch.Tensor, t: torch.Tensor, seed: int = 0) -> torch.Tensor:
+    """Fill ``copy``, a real CPU tensor made for meta tensor ``t``, as a real step
+    initialises it (values change neither bytes nor FLOPs, but a model that reads
+    them, a router choosing experts, takes its path from them): 0 for an integer
+    or boolean tensor, 1 for a floating buffer (``running_var`` and any other),
+    N(0, 0.01) for a floating parameter, drawn from a generator seeded with
+    ``seed`` (its place among the model's parameters): the same values in every
+    real step and where the trace reads them (:func:`known_values`).
+
+    >>> w = nn.Parameter(torch.empty(3, device="meta"))
+    >>> torch.equal(fill_as_step(torch.empty(3), w, 5), fill_as_step(torch.empty(3), w, 5))
+    True
+    >>> fill_as_step(torch.empty(2, dtype=torch.long), torch.empty(2, dtype=torch.long, device="meta")).tolist()
+    [0, 0]
+    """
+    with torch.no_grad():
+        if not t.dtype.is_floating_point:
+            copy.zero_()
+        elif isinstance(t, nn.Parameter):
+            copy.normal_(0, 0.01, generator=torch.Generator().manual_seed(seed))
+        else:
+            copy.fill_(1)
+    return copy
+
+
+def known_values(t: torch.Tensor, dtype=None, seed: int = 0) -> Callable[[], torch.Tensor]:
+    """A function giving the CPU values a real step holds for the model's tensor
+    ``t`` (floating ones cast to ``dtype``): ``t``'s own, or for a meta tensor
+    :func:`fill_as_step`'s (``seed``: a parameter's place among the model's).
+
+    >>> known_values(torch.arange(3))().tolist(), known_values(torch.empty(2, device="meta"))().tolist()
+    ([0, 1, 2], [1.0, 1.0])
+    """
+    cast = dtype if dtype is not None and t.dtype.is_floating_point else t.dtype
+    if t.device.type != "meta":
+        return lambda: t.detach().to("cpu", cast, copy=True)
+    return lambda: fill_as_step(torch.empty_strided(t.shape, t.stride(), dtype=cast), t, seed)

@@ -30,6 +30,7 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._pytree import tree_map
 
 from complexity.cost.flops import flop_counter
+from complexity.cost.predict.custom import Workspace
 from complexity.cost.predict.rules.matmul import as_meta
 from complexity.cost.predict.rules.registry import Context, rule
 
@@ -62,7 +63,7 @@ def emulate(ctx: Context, func) -> Optional[bool]:
         return t
 
     try:
-        with torch.enable_grad(), flop_counter() as fwd:
+        with torch.enable_grad(), flop_counter() as fwd, Workspace() as ws:
             with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 out = func(*args, **kwargs)
         backward = 0
@@ -87,6 +88,10 @@ def emulate(ctx: Context, func) -> Optional[bool]:
         kept.append(ctx.input_storage(i) if kind == "in" else
                     ctx.output_storage(0) if kind == "out" else ctx.new_storage(nbytes))
     ctx.call.kept = kept
+    # the decomposition's copies no node keeps (einsum's reshape of a permuted
+    # operand, when nothing trains): alive while the call runs
+    made = out.untyped_storage().nbytes() + sum(ctx.graph.storage_bytes[s] for s in kept if s < 0)
+    ctx.call.transient = max(0, ws.most - made)
     ctx.call.forward_flops = fwd.get_total_flops()
     ctx.call.backward_flops = backward
     return None

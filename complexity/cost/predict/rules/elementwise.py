@@ -37,7 +37,7 @@ KEEP_NOTHING = ("sub", "sub_", "__sub__", "__isub__", "__rsub__", "rsub", "neg",
                 "uniform_", "bernoulli_", "bernoulli",
                 "eq", "ne", "gt", "lt", "ge", "le", "__eq__", "__ne__", "__gt__", "__lt__",
                 "__ge__", "__le__", "logical_not", "logical_and", "logical_or", "__invert__",
-                "__and__", "__or__", "isnan", "isinf")
+                "__and__", "__or__", "isnan", "isinf", "all", "any")
 
 
 @rule("mul", "__mul__", "__rmul__")
@@ -50,6 +50,8 @@ def mul(ctx: Context) -> None:
 @rule("div", "div_", "__truediv__", "__itruediv__")
 def div(ctx: Context) -> Optional[bool]:
     """a / b: b kept for a's gradient; a and b for b's (a number: nothing)."""
+    if not ctx.ins:  # torch.div(7, 2, rounding_mode=...): numbers in, a new scalar out
+        return None
     if len(ctx.ins) == 1:
         return None if ctx.ins[0] is ctx.args[0] else False  # by a number; else rdiv
     a, b = ctx.ins

@@ -47,17 +47,21 @@ def _reshaped(t: torch.Tensor, size, shape) -> Tuple[bool, int]:
         return False, n * t.element_size()
 
 
-def _keep(own: bool, nbytes: int, needed: bool) -> Kept:
+def _keep(own: bool, nbytes: int, needed: bool, copies: Optional[list] = None) -> Kept:
     if not needed:
+        if not own and copies is not None:
+            copies.append(nbytes)
         return None
     return "same" if own else nbytes
 
 
-def matmul_plan(a: torch.Tensor, b: torch.Tensor, a_grad: bool, b_grad: bool
-                ) -> Optional[Tuple[int, Kept, Kept]]:
+def matmul_plan(a: torch.Tensor, b: torch.Tensor, a_grad: bool, b_grad: bool,
+                copies: Optional[list] = None) -> Optional[Tuple[int, Kept, Kept]]:
     """``(flops, kept_a, kept_b)`` of ``torch.matmul(a, b)`` as ATen runs it, the
     operands given by sizes and strides (any device), ``a_grad``/``b_grad``
-    whether each requires grad; None for a case not modelled.
+    whether each requires grad; None for a case not modelled. ``copies``: a list
+    that receives the bytes of each operand's copy that is made but not kept
+    (alive while the product runs).
 
     >>> x = torch.empty(2, 3, 4, 5, device="meta")
     >>> matmul_plan(x, x.transpose(-2, -1), True, True)   # bmm over 6: views, kept as they are
@@ -89,7 +93,7 @@ def matmul_plan(a: torch.Tensor, b: torch.Tensor, a_grad: bool, b_grad: bool
         own, nbytes = _reshaped(t1, t1.shape, (rows, t1.shape[-1]))
         t2 = b if larger else (a.t() if da == 2 else a)
         flops = 2 * rows * t1.shape[-1] * t2.shape[-1] if t2.dim() == 2 else 0
-        big = _keep(own, nbytes, small_grad)
+        big = _keep(own, nbytes, small_grad, copies)
         big_grad_owner = a_grad if larger else b_grad
         other = _keep(True, 0, big_grad_owner)
         return (flops, big, other) if larger else (flops, other, big)
@@ -103,7 +107,8 @@ def matmul_plan(a: torch.Tensor, b: torch.Tensor, a_grad: bool, b_grad: bool
     nb = math.prod(batch)
     own_a, bytes_a = _reshaped(a, (*batch, n, k), (nb, n, k))
     own_b, bytes_b = _reshaped(b, (*batch, k, p), (nb, k, p))
-    return 2 * nb * n * k * p, _keep(own_a, bytes_a, b_grad), _keep(own_b, bytes_b, a_grad)
+    return (2 * nb * n * k * p, _keep(own_a, bytes_a, b_grad, copies),
+            _keep(own_b, bytes_b, a_grad, copies))
 
 
 def storages(ctx: Context, plan_kept: List[Tuple[Kept, int]]) -> List[int]:
@@ -124,10 +129,12 @@ def matmul(ctx: Context) -> Optional[bool]:
     if len(ctx.ins) != 2:
         return False
     a, b = ctx.ins
-    plan = matmul_plan(a, b, a.requires_grad, b.requires_grad)
+    copies: list = []
+    plan = matmul_plan(a, b, a.requires_grad, b.requires_grad, copies)
     if plan is None:
         return False
     flops, ka, kb = plan
+    ctx.call.transient = sum(copies)  # an expanded operand's copy that no node keeps
     ctx.call.forward_flops = flops
     ctx.call.backward_flops = flops * (int(a.requires_grad) + int(b.requires_grad))
     ctx.call.kept = storages(ctx, [(ka, 0), (kb, 1)])
