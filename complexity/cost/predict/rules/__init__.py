@@ -13,9 +13,10 @@ linear                                                              again for in
                                                                     weight grad
 matmul, bmm, mm, addmm,       each operand, for the other's grad    2·out·K; same again per
 baddbmm (both ≥ 2-D)                                                operand grad
-einsum, gather, norm          what autograd saves when the call     einsum: its bmm's, both ways
-                              runs on meta tensors (gather: the     (FlopCounterMode); else 0
-                              index; norm: input and result)
+einsum, gather, norm,         what autograd saves when the call     einsum: its bmm's, both ways
+nll_loss                      runs on meta tensors (gather: the     (FlopCounterMode); else 0
+                              index; norm: input and result;
+                              nll_loss: input, target, a scalar)
 scaled_dot_product_attention  CPU flash kernel: q, k, v, output,    flash: 0; math: its
                               logsumexp, the mask; math path:       matmuls'
                               what its matmuls, softmax and
@@ -36,8 +37,11 @@ softmax, log_softmax,         output                                0
 softmin
 hardswish, silu, gelu,        input (in-place forms: a copy)        0
 relu6 …
-log, abs, pow, clamp          input (in-place forms: a copy;        0
-                              pow by a tensor: declined)
+log, abs, pow, clamp          input (in-place forms: a copy); pow   0
+                              of a number: exponent, result; of
+                              two tensors: both and the result
+__rdiv__ (number / x)         the reciprocal (no node: transient)   0
+logsumexp                     input, result                         0
 mul                           each operand, for the other's grad    0
 div                           a tensor divisor (and the dividend,   0
                               for the divisor's grad)
@@ -57,7 +61,8 @@ minimum, maximum              amax: input, result); over all:
 x[i] indexed by tensors,      the index tensors (by slices:         0
 x[i] = v (__setitem__)        nothing)
 repeat_interleave             by a tensor: its int64 index          0
-index_select, topk            the index (topk: its int64 indices)   0
+index_select, topk, scatter   the index (topk: its int64 indices;   0
+                              scatter_add: if the source trains)
 argmax, argmin, floor, ceil,  nothing (no node, or a zero           0
 round, trunc, sign            gradient)
 cumsum, tril, triu, copy_,    nothing (views; integer casts: no     0
@@ -68,6 +73,9 @@ instance_norm                 input, mean and invstd per (N, C),    0
                               running statistics
 grid_sample                   input and grid                        0
 unfold, fold, meshgrid        nothing                               0
+fft_fft, fft_fftn, fft_rfft   nothing (fftn/fft2 of a real input:   0
+…, view_as_real,              its complex copy, transient);
+view_as_complex, polar        polar: the result
 cat, add, sub, neg, to,       nothing                               0
 views, pad, roll,
 interpolate, sum, mean,
@@ -75,15 +83,17 @@ comparisons, factories
 ============================  ====================================  =============================
 
 The families: :mod:`.conv` (convolutions, linear), :mod:`.matmul` (mm, bmm,
-addmm, baddbmm, matmul), :mod:`.composite` (einsum, gather, norm: run on meta
+addmm, baddbmm, matmul), :mod:`.composite` (einsum, gather, norm, nll_loss: run on meta
 tensors), :mod:`.attention` (``scaled_dot_product_attention``), :mod:`.norm`
 (batch_norm, layer_norm, group_norm), :mod:`.pool`, :mod:`.dropout`,
 :mod:`.embedding`, :mod:`.index` (``x[i]``, ``x[i] = v``, ``tensor_split``, integer
-casts, repeat_interleave, cumsum, tril, min/max, index_select, topk, argmax),
+casts, repeat_interleave, cumsum, tril, min/max, index_select, topk, argmax,
+scatter),
 :mod:`.instance_norm`, :mod:`.sampling` (grid_sample,
-unfold, fold, meshgrid), :mod:`.softmax` (softmax, log_softmax, softmin),
+unfold, fold, meshgrid), :mod:`.spectral` (the ``fft_*`` transforms, ``polar``,
+``view_as_real``, ``view_as_complex``), :mod:`.softmax` (softmax, log_softmax, softmin, logsumexp),
 :mod:`.activation` (relu, sigmoid, tanh, the keep-input activations and their
-in-place forms), :mod:`.elementwise` (mul, div, exp, log, where, masked_fill, and
+in-place forms), :mod:`.elementwise` (mul, div, ``number / x``, exp, log, pow, where, masked_fill, and
 the element-wise calls that keep nothing) and :mod:`.shape` (views and calls that
 keep nothing); and for text models, :mod:`.rotary` (cos, sin), :mod:`.pointwise`
 (softplus, square, expm1, logsigmoid, ``mul_``) and :mod:`.rms_norm`. Cross-entropy, the loss, is handled by
@@ -119,6 +129,7 @@ from complexity.cost.predict.rules import (  # noqa: F401  (importing a family r
     sampling,
     shape,
     softmax,
+    spectral,
 )
 from complexity.cost.predict.rules import attention  # noqa: F401,E402  (after shape: its views first)
 from complexity.cost.predict.rules import pointwise, rms_norm, rotary  # noqa: F401,E402

@@ -19,7 +19,12 @@ storage of its own of the saved storage's size.
 ``gather`` keeps its index (``gather_backward(grad, self, dim, index, ...)``,
 which reads only ``self``'s sizes) when its input requires grad; ``norm`` keeps its
 input and its result (``linalg_vector_norm_backward(grad, self, ord, result, ...)``).
-They go through the same emulation.
+They go through the same emulation. So does ``nll_loss`` called by a model itself
+(ProphetNet's loss; the step's own cross-entropy is the tracer's): ``nll_loss_nd``
+reshapes by rank (``nll_loss``, ``nll_loss2d``) and keeps the log-probabilities,
+the target, the class weights if given and ``total_weight``, a scalar
+(``nll_loss_backward(grad, self, target, weight, reduction, ignore_index,
+total_weight)``).
 """
 from __future__ import annotations
 
@@ -112,3 +117,9 @@ def norm(ctx: Context) -> Optional[bool]:
     if isinstance(p, str) and p != "fro":
         return False
     return emulate(ctx, torch.Tensor.norm if ctx.name == "norm" else torch.linalg.vector_norm)
+
+
+@rule("nll_loss")
+def nll_loss(ctx: Context) -> Optional[bool]:
+    """The log-probabilities, the target (weights) and ``total_weight`` kept."""
+    return emulate(ctx, torch.nn.functional.nll_loss)
