@@ -205,3 +205,17 @@ def test_nll_loss(case):
         assert sorted(g.storage_bytes[s] for s in call.kept) == sorted(n for _, n in want[0])
         return
     _check(fn, [x, target], "nll_loss")
+
+
+# ------------------------------------------------------------------ weight norm
+
+@pytest.mark.parametrize("dim", [0, 2, 1])
+@pytest.mark.parametrize("grads", [(True, True), (False, True), (False, False)])
+def test_weight_norm(dim, grads):
+    """wav2vec 2.0's positional convolution: ``weight_norm(conv, dim=2)``."""
+    conv = torch.nn.utils.parametrizations.weight_norm(torch.nn.Conv1d(4, 6, 5, groups=2), dim=dim)
+    p = conv.parametrizations.weight
+    p.original0.requires_grad_(grads[0])
+    p.original1.requires_grad_(grads[1])
+    fn = lambda v, g: torch._weight_norm(v, g, dim)  # noqa: E731
+    _check(fn, [p.original1, p.original0], "_weight_norm", [p.original0, p.original1])

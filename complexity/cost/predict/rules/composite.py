@@ -24,7 +24,11 @@ They go through the same emulation. So does ``nll_loss`` called by a model itsel
 reshapes by rank (``nll_loss``, ``nll_loss2d``) and keeps the log-probabilities,
 the target, the class weights if given and ``total_weight``, a scalar
 (``nll_loss_backward(grad, self, target, weight, reduction, ignore_index,
-total_weight)``).
+total_weight)``). And ``_weight_norm(v, g, dim)`` (wav2vec 2.0's positional
+convolution): on the first or last dimension the fused ``_weight_norm_interface``
+keeps ``v``, ``g`` and the norms (``_weight_norm_interface_backward(grad, v, g,
+result1, dim)``), elsewhere ``v * (g / norm_except_dim(v, 2, dim))`` keeps what its
+division and product keep.
 """
 from __future__ import annotations
 
@@ -123,3 +127,10 @@ def norm(ctx: Context) -> Optional[bool]:
 def nll_loss(ctx: Context) -> Optional[bool]:
     """The log-probabilities, the target (weights) and ``total_weight`` kept."""
     return emulate(ctx, torch.nn.functional.nll_loss)
+
+
+@rule("_weight_norm")
+def weight_norm(ctx: Context) -> Optional[bool]:
+    """``torch.nn.utils.parametrizations.weight_norm``'s ``w = g · v / ‖v‖``: the
+    direction, the magnitude and the norms kept (fused on the first or last dim)."""
+    return emulate(ctx, torch._weight_norm)
