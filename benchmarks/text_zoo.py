@@ -29,25 +29,15 @@ long), ``--limit N`` (the first N architectures), ``--out PATH``,
 from __future__ import annotations
 
 import argparse
-import gc
 import os
-import signal
 import sys
-import time
-import warnings
-from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from complexity.atomic import write_text  # noqa: E402
 from complexity.errors import reason  # noqa: E402
-
-#: Quantities compared (measure.KEYS), short column names.
-QUANTITIES = [("param_bytes", "param"), ("grad_bytes", "grad"), ("optimizer_bytes", "adam"),
-              ("saved_activation_bytes", "saved"), ("forward_flops", "fwd"),
-              ("backward_flops", "bwd"), ("peak_bytes", "peak")]
+from corpus import compare, report, run  # noqa: E402
 SHAPE = (2, 16)
 MAPPINGS = ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
             "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES")
@@ -168,14 +158,6 @@ def architectures(only=None, subset=False, others=10, limit=None):
     return rows[:limit] if limit else rows
 
 
-class Timeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise Timeout("over the time limit")
-
-
 def build(name):
     """``(model, model_args, None)`` or ``(None, model_args, why)``: the config's
     defaults shrunk, built on the meta device through ``parse_spec``."""
@@ -209,123 +191,39 @@ def build(name):
     return model, args, None
 
 
-def error(pred, meas):
-    """Relative error % of a prediction (0 when both are 0; None when measured is 0)."""
-    if meas == 0:
-        return 0.0 if pred == 0 else None
-    return 100.0 * (pred - meas) / meas
-
-
 def run_one(mapping, name):
-    """Rows for one architecture: one per mode, or one saying why it did not run."""
-    from complexity.cost.measure.cpu_step import measure
-    from complexity.cost.predict.prediction import predict_with_unmodelled
-    from complexity.cost.step.trainable import set_trainable
-
-    kw = dict(input_dtype=torch.long, input_high=128)
+    """Rows for one architecture: one per mode, or one saying why it did not build."""
     try:
         model, args, why = build(name)
     except Exception as e:
         model, args, why = None, {}, reason(e)
     if model is None:
-        return [dict(name=name, mapping=mapping, built=False, why=why)]
-    rows = []
-    for mode in ("full", "last"):
-        row = dict(name=name, mapping=mapping, built=True, mode=mode)
-        try:
-            set_trainable(model, mode)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                predicted, unmodelled = predict_with_unmodelled(model, SHAPE, **kw)
-                measured = measure(model, SHAPE, how="real", **kw)
-            row.update(ran=True, unmodelled=sorted(set(unmodelled)),
-                       errors={k: error(predicted[k], measured[k]) for k, _ in QUANTITIES},
-                       predicted=predicted, measured=measured)
-        except Timeout:
-            raise
-        except Exception as e:
-            row.update(ran=False, why=reason(e)[:300])
-        rows.append(row)
-    return rows
+        return [dict(name=name, group=mapping, built=False, why=why)]
+    return compare(model, SHAPE, name, mapping, input_dtype=torch.long, input_high=128)
 
 
-# ------------------------------------------------------------------ the report
-def _cell(e):
-    if e is None:
-        return "n/a"
-    return "0" if e == 0 else f"{e:+.1f}"
-
-
-def report(rows, total, seconds, note):
-    built = {r["name"] for r in rows if r["built"]}
-    names = {r["name"] for r in rows}
-    ran = [r for r in rows if r.get("ran")]
-    ran_names = {r["name"] for r in ran}
-    exact = [r for r in ran if not r["unmodelled"]
-             and all(e == 0 for e in r["errors"].values() if e is not None)]
-    exact_models = {r["name"] for r in exact
-                    if all(x in exact for x in ran if x["name"] == r["name"])}
-    hits = Counter()
-    for name in ran_names:
-        for call in {c for r in ran if r["name"] == name for c in r["unmodelled"]}:
-            hits[call] += 1
-    worst = Counter()
-    for r in ran:
-        for k, e in r["errors"].items():
-            if e is not None and e != 0:
-                worst[k] += 1
-    lines = ["# Text models: predicted vs a real CPU step", "",
-             f"Every architecture of transformers' {', '.join(MAPPINGS)} built from its "
-             "config's defaults shrunk by `benchmarks/text_zoo.py`'s `shrink` (2 layers, width "
-             "64, 4 heads, grouped-query key/value heads 2, feed-forward 128, vocabulary 128) on "
-             "the meta device; input (2, 16) token ids; `full` and `last` training; error % = "
-             "(predicted − measured) / measured of a real CPU step "
-             "(`measure(how=\"real\")`). Regenerate: `python benchmarks/text_zoo.py`.", ""]
-    if note:
-        lines += [note, ""]
-    lines += ["## Summary", "",
-              f"- architectures tried: {len(names)} of {total} ({seconds / 60:.0f} min)",
-              f"- built: {len(built)}; ran a training step: {len(ran_names)}",
-              f"- exact on every quantity, both modes, nothing unmodelled: {len(exact_models)}",
-              f"- (architecture, mode) rows exact on every quantity: {len(exact)} of {len(ran)}",
-              f"- rows with no unmodelled call: {sum(1 for r in ran if not r['unmodelled'])} "
-              f"of {len(ran)}",
-              "- rows off per quantity: " + ", ".join(f"{s} {worst[k]}" for k, s in QUANTITIES),
-              "", "### Unmodelled calls, by how many architectures hit them", "",
-              "| call | architectures |", "|---|---|"]
-    lines += [f"| `{c}` | {n} |" for c, n in hits.most_common()]
-    lines += ["", "### Did not build", "", "| architecture | why |", "|---|---|"]
-    lines += [f"| {r['name']} | {r['why'][:200].replace('|', '/')} |"
-              for r in rows if not r["built"]]
-    lines += ["", "### Built but could not train", "", "| architecture | mode | why |",
-              "|---|---|---|"]
-    lines += [f"| {r['name']} | {r['mode']} | {r['why'][:200].replace('|', '/')} |"
-              for r in rows if r["built"] and not r.get("ran")]
-    lines += ["", "## Rows", "",
-              "| architecture | mapping | mode | " + " | ".join(s for _, s in QUANTITIES)
-              + " | unmodelled |", "|---|---|---|" + "---|" * len(QUANTITIES) + "---|"]
-
-    def badness(r):
-        return max((abs(e) for e in r["errors"].values() if e is not None), default=0)
-    for r in sorted(ran, key=lambda r: (-badness(r), r["name"], r["mode"])):
-        lines.append(f"| {r['name']} | {r['mapping']} | {r['mode']} | "
-                     + " | ".join(_cell(r["errors"][k]) for k, _ in QUANTITIES)
-                     + f" | {', '.join(r['unmodelled'])} |")
-    return "\n".join(lines) + "\n"
+INTRO = (f"Every architecture of transformers' {', '.join(MAPPINGS)} built from its "
+         "config's defaults shrunk by `benchmarks/text_zoo.py`'s `shrink` (2 layers, width "
+         "64, 4 heads, grouped-query key/value heads 2, feed-forward 128, vocabulary 128) on "
+         "the meta device; input (2, 16) token ids; `full` and `last` training; error % = "
+         "(predicted − measured) / measured of a real CPU step "
+         "(`measure(how=\"real\")`). Regenerate: `python benchmarks/text_zoo.py`.")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="")
-    parser.add_argument("--subset", action="store_true")
-    parser.add_argument("--others", type=int, default=10)
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--timeout", type=int, default=120)
+    parser.add_argument("--only", default="",
+                        help="comma-separated substrings of class names (Llama,Qwen)")
+    parser.add_argument("--subset", action="store_true",
+                        help="every causal LM plus the first --others of each other mapping")
+    parser.add_argument("--others", type=int, default=10, help="with --subset (10)")
+    parser.add_argument("--limit", type=int, default=None, help="the first N architectures")
+    parser.add_argument("--timeout", type=int, default=120,
+                        help="seconds per architecture (120)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "reports", "text_zoo.md"))
-    parser.add_argument("--note", default="")
+        os.path.abspath(__file__))), "reports", "text_zoo.md"), help="the report's path")
+    parser.add_argument("--note", default="", help="a line added below the introduction")
     a = parser.parse_args(argv)
-    from tqdm import tqdm
     import transformers
 
     transformers.logging.set_verbosity_error()
@@ -334,22 +232,10 @@ def main(argv=None):
     total = len(architectures())
     note = a.note or (f"A deterministic subset: every causal-LM architecture plus the first "
                       f"{a.others} (by name) of each other mapping." if a.subset else "")
-    rows, start = [], time.time()
-    signal.signal(signal.SIGALRM, _alarm)
-    for mapping, name in tqdm(todo, desc="text zoo", unit="arch"):
-        signal.alarm(a.timeout)
-        try:
-            got = run_one(mapping, name)
-        except Timeout:
-            got = [dict(name=name, mapping=mapping, built=True, mode="full", ran=False,
-                        why=f"over the {a.timeout} s limit")]
-        except Exception as e:
-            got = [dict(name=name, mapping=mapping, built=False, why=reason(e)[:300])]
-        finally:
-            signal.alarm(0)
-        rows += got
-        gc.collect()
-        write_text(a.out, report(rows, total, time.time() - start, note))
+    intro = INTRO + (f"\n\n{note}" if note else "")
+    run(todo, run_one, a.out, lambda rows, seconds: report(
+        rows, total, seconds, "Text models: predicted vs a real CPU step", intro),
+        a.timeout, "text zoo")
     print(f"wrote {a.out}")
 
 
