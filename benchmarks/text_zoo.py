@@ -1,8 +1,11 @@
-"""Every text architecture of transformers, shrunk, predicted against a real CPU step.
+"""Every text, image- and audio-classification architecture of transformers, shrunk,
+predicted against a real CPU step.
 
 ``python benchmarks/text_zoo.py`` takes every architecture of transformers'
-``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``, ``MODEL_FOR_MASKED_LM_MAPPING_NAMES`` and
-``MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES``
+``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``, ``MODEL_FOR_MASKED_LM_MAPPING_NAMES``,
+``MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES``,
+``MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES`` and
+``MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES``
 (``transformers.models.auto.modeling_auto``), builds it on the meta device through
 :func:`complexity.zoo.parse_spec` (``hf:ARCH``) from its config class's defaults
 shrunk by one generic function (:func:`shrink`: every field it recognises — layers
@@ -11,7 +14,9 @@ to a divisor, the feed-forward to 128, the vocabulary to 128, ...), and for
 ``full`` and ``last`` training (:func:`complexity.cost.step.trainable.set_trainable`)
 compares :func:`complexity.cost.predict.prediction.predict_with_unmodelled` with a
 real CPU step (:func:`complexity.cost.measure.cpu_step.measure`, ``how="real"``)
-at input ``(2, 16)`` token ids. Nothing is downloaded; no remote code is run.
+at batch 2: ``(2, 16)`` token ids, 32 × 32 images, 4000 audio samples or the
+model's shrunk spectrogram (:func:`batch_input`, from the spec's input:
+:func:`complexity.zoo._hf_input`). Nothing is downloaded; no remote code is run.
 
 It writes ``reports/text_zoo.md`` (rewritten after every model, so an interrupted
 run leaves the rows done so far): one row per (architecture, mode) with the error
@@ -23,7 +28,8 @@ not train, with why.
 Options: ``--only Llama,Qwen`` (substrings of the class names), ``--subset``
 (every causal-LM architecture plus the first ``--others`` (10) of each other
 mapping, in name order: a deterministic subset when the whole corpus takes too
-long), ``--limit N`` (the first N architectures), ``--out PATH``,
+long), ``--mappings image_classification,audio_classification`` (some mappings
+only), ``--limit N`` (the first N architectures), ``--out PATH``,
 ``--timeout S`` (seconds per architecture, via SIGALRM; default 120).
 """
 from __future__ import annotations
@@ -40,7 +46,11 @@ from complexity.errors import reason  # noqa: E402
 from corpus import compare, report, run  # noqa: E402
 SHAPE = (2, 16)
 MAPPINGS = ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
-            "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES")
+            "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+            "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+            "MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES")
+#: Raw audio samples per example (a shrunk feature encoder still strides 320).
+AUDIO_SAMPLES = 4000
 
 # ------------------------------------------------------------------ the shrunk config
 LAYERS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "num_decoder_layers",
@@ -134,15 +144,45 @@ def shrink(defaults: dict) -> dict:
             out[name] = {**v, **shrink(v)}
     if "num_labels" in defaults or "id2label" in defaults:
         out["num_labels"] = 3
+    out.update(_shrink_images_and_audio(defaults))
     return out
 
 
-def architectures(only=None, subset=False, others=10, limit=None):
-    """``[(mapping, class name)]``, each class once, in mapping then name order."""
+def _shrink_images_and_audio(defaults: dict) -> dict:
+    """Images 32 × 32; a spectrogram of 32 mel bins (AST: 64 frames; Whisper: 16
+    positions, 32 frames); a feature encoder of 32 channels and a small positional
+    convolution; no layer drop and no time or feature masking (they draw at random
+    which layers and frames a step runs, which a prediction cannot know)."""
+    out = {}
+    if isinstance(defaults.get("image_size"), int):
+        out["image_size"] = 32
+    if isinstance(defaults.get("num_mel_bins"), int):
+        out["num_mel_bins"] = 32
+        if isinstance(defaults.get("max_length"), int):
+            out["max_length"] = 64
+        if isinstance(defaults.get("max_source_positions"), int):
+            out["max_source_positions"] = 16
+    if isinstance(defaults.get("conv_dim"), (list, tuple)):
+        out["conv_dim"] = [32] * len(defaults["conv_dim"])
+    for name, value in (("num_conv_pos_embeddings", 16), ("classifier_proj_size", 16)):
+        if isinstance(defaults.get(name), int):
+            out[name] = value
+    for name in ("layerdrop", "encoder_layerdrop", "decoder_layerdrop", "mask_time_prob",
+                 "mask_feature_prob"):
+        if isinstance(defaults.get(name), float):
+            out[name] = 0.0
+    return out
+
+
+def architectures(only=None, subset=False, others=10, limit=None, mappings=None):
+    """``[(mapping, class name)]``, each class once, in mapping then name order;
+    ``mappings``: the short names of those to take (``image_classification``)."""
     from transformers.models.auto import modeling_auto
 
     seen, rows = set(), []
     for i, mapping in enumerate(MAPPINGS):
+        if mappings and _short(mapping) not in mappings:
+            continue
         names = []
         for value in getattr(modeling_auto, mapping).values():
             names += list(value) if isinstance(value, (list, tuple)) else [value]
@@ -153,13 +193,16 @@ def architectures(only=None, subset=False, others=10, limit=None):
             if name in seen or (only and not any(o in name for o in only)):
                 continue
             seen.add(name)
-            rows.append((mapping.replace("MODEL_FOR_", "").replace("_MAPPING_NAMES", "").lower(),
-                         name))
+            rows.append((_short(mapping), name))
     return rows[:limit] if limit else rows
 
 
+def _short(mapping: str) -> str:
+    return mapping.replace("MODEL_FOR_", "").replace("_MAPPING_NAMES", "").lower()
+
+
 def build(name):
-    """``(model, model_args, None)`` or ``(None, model_args, why)``: the config's
+    """``(model, spec, None)`` or ``(None, model_args, why)``: the config's
     defaults shrunk, built on the meta device through ``parse_spec``."""
     from complexity.zoo import parse_spec
 
@@ -188,24 +231,40 @@ def build(name):
     if n > MAX_PARAMS:
         return None, args, (f"not shrunk enough: {n / 1e6:.0f} M parameters (a field "
                             f"`shrink` does not know keeps it large)")
-    return model, args, None
+    return model, spec, None
+
+
+def batch_input(spec):
+    """``(shape, input_dtype/input_high)`` of a batch of 2: token ids (2, 16), raw
+    audio (2, :data:`AUDIO_SAMPLES`), else the spec's default input at batch 2."""
+    if spec.input_dtype is not None:
+        return SHAPE, dict(input_dtype=torch.long, input_high=128)
+    if spec.rank == 2:
+        return (2, AUDIO_SAMPLES), {}
+    return (2, *spec.default_input[1:]), {}
 
 
 def run_one(mapping, name):
     """Rows for one architecture: one per mode, or one saying why it did not build."""
     try:
-        model, args, why = build(name)
+        model, spec, why = build(name)
     except Exception as e:
-        model, args, why = None, {}, reason(e)
+        model, why = None, reason(e)
     if model is None:
         return [dict(name=name, group=mapping, built=False, why=why)]
-    return compare(model, SHAPE, name, mapping, input_dtype=torch.long, input_high=128)
+    if spec.default_input is None:
+        return [dict(name=name, group=mapping, built=False,
+                     why=f"no input known for its {type(model).main_input_name}")]
+    shape, kw = batch_input(spec)
+    return compare(model, shape, name, mapping, **kw)
 
 
 INTRO = (f"Every architecture of transformers' {', '.join(MAPPINGS)} built from its "
          "config's defaults shrunk by `benchmarks/text_zoo.py`'s `shrink` (2 layers, width "
-         "64, 4 heads, grouped-query key/value heads 2, feed-forward 128, vocabulary 128) on "
-         "the meta device; input (2, 16) token ids; `full` and `last` training; error % = "
+         "64, 4 heads, grouped-query key/value heads 2, feed-forward 128, vocabulary 128, "
+         "images 32 × 32, 32 mel bins, no layer drop or time masking) on the meta device; "
+         "input at batch 2: (2, 16) token ids, 32 × 32 images, 4000 audio samples or the "
+         "shrunk spectrogram; `full` and `last` training; error % = "
          "(predicted − measured) / measured of a real CPU step "
          "(`measure(how=\"real\")`). Regenerate: `python benchmarks/text_zoo.py`.")
 
@@ -218,6 +277,8 @@ def main(argv=None):
                         help="every causal LM plus the first --others of each other mapping")
     parser.add_argument("--others", type=int, default=10, help="with --subset (10)")
     parser.add_argument("--limit", type=int, default=None, help="the first N architectures")
+    parser.add_argument("--mappings", default="", help="comma-separated, of " + ", ".join(
+        _short(m) for m in MAPPINGS) + " (default: all)")
     parser.add_argument("--timeout", type=int, default=120,
                         help="seconds per architecture (120)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(
@@ -228,7 +289,13 @@ def main(argv=None):
 
     transformers.logging.set_verbosity_error()
     torch.manual_seed(0)
-    todo = architectures([o for o in a.only.split(",") if o], a.subset, a.others, a.limit)
+    mappings = [m for m in a.mappings.split(",") if m]
+    unknown = [m for m in mappings if m not in {_short(x) for x in MAPPINGS}]
+    if unknown:
+        parser.error(f"--mappings {unknown[0]!r}: not one of "
+                     + ", ".join(_short(m) for m in MAPPINGS))
+    todo = architectures([o for o in a.only.split(",") if o], a.subset, a.others, a.limit,
+                         mappings)
     total = len(architectures())
     note = a.note or (f"A deterministic subset: every causal-LM architecture plus the first "
                       f"{a.others} (by name) of each other mapping." if a.subset else "")

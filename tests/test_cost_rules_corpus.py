@@ -219,3 +219,63 @@ def test_weight_norm(dim, grads):
     p.original1.requires_grad_(grads[1])
     fn = lambda v, g: torch._weight_norm(v, g, dim)  # noqa: E731
     _check(fn, [p.original1, p.original0], "_weight_norm", [p.original0, p.original1])
+
+
+# ------------------------------------------------------------------ timm's and audio models' calls
+
+@pytest.mark.parametrize("name, fn", [
+    ("flip", lambda t: t.flip(-1)),                         # gemma4_vit
+    ("tile", lambda t: t.tile(2, 1)),                       # sam2_hiera
+    ("repeat", lambda t: t.repeat(1, 3)),
+    ("broadcast_to", lambda t: t.broadcast_to(2, 3, 5)),    # WavLM
+    ("broadcast_to", lambda t: t[:1].broadcast_to(3, 5)),
+])
+def test_calls_that_keep_nothing(name, fn):
+    kept, _, _ = _check(lambda t: fn(t) * 2.0, [_x(3, 5)], "mul")
+    g = trace_calls(fn, _x(3, 5))
+    assert g.calls[-1].name == name and not g.unmodelled and g.calls[-1].kept == []
+
+
+def test_one_hot_makes_no_node():
+    g = trace_calls(lambda i: F.one_hot(i, 4), torch.tensor([0, 1, 3]))
+    assert [c.name for c in g.calls] == ["one_hot"] and not g.unmodelled
+
+
+@given(shape=sizes, grads=st.sampled_from([(True, True, True), (True, False, True),
+                                           (False, True, False), (True, True, False)]))
+@FAST
+def test_clamp_between_tensors(shape, grads):
+    """gemma4_vit's position clamp: ``x.clamp(lo, hi)`` with tensor bounds."""
+    xs = [_x(*shape, grad=g) for g in grads]
+    if not any(grads):
+        return
+    _check(lambda a, lo, hi: a.clamp(lo, hi), xs, "clamp")
+    _check(lambda a, lo: a.clamp(min=lo), xs[:2], "clamp")
+
+
+@pytest.mark.parametrize("grads", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("b_shape", [(3, 5), (3, 1)])
+def test_div_in_place_by_a_tensor(grads, b_shape):
+    """ConViT's ``attn /= attn.sum(-1, keepdim=True)``."""
+    _check(lambda a, b: (a * 1.0).div_(b), [_x(3, 5, grad=grads[0]), _x(*b_shape, grad=grads[1])],
+           "div_")
+
+
+@pytest.mark.parametrize("name", ["addcmul", "addcmul_"])
+@pytest.mark.parametrize("grads", [(True, True, True), (True, False, True), (False, True, False),
+                                   (True, True, False)])
+def test_addcmul(name, grads):
+    """CSATv2's ``addcmul``: each factor kept for the other's gradient."""
+    xs = [_x(3, 5, grad=grads[0]), _x(3, 5, grad=grads[1]), _x(1, 5, grad=grads[2])]
+    fn = (lambda a, b, c: torch.addcmul(a, b, c, value=0.5)) if name == "addcmul" else \
+        (lambda a, b, c: (a * 1.0).addcmul_(b, c))
+    _check(fn, xs, name)
+
+
+@given(shape=st.lists(st.integers(1, 5), min_size=1, max_size=3))
+@FAST
+def test_glu(shape):
+    """wav2vec2-BERT's and Conformer's convolution module: ``glu`` keeps its input."""
+    x = _x(*shape[:-1], 2 * shape[-1])
+    kept, _, _ = _check(lambda t: F.glu(t, -1), [x], "glu")
+    assert kept == [("in0", 4 * x.numel())]

@@ -14,9 +14,10 @@ linear                                                              again for in
 matmul, bmm, mm, addmm,       each operand, for the other's grad    2·out·K; same again per
 baddbmm (both ≥ 2-D)                                                operand grad
 einsum, gather, norm,         what autograd saves when the call     einsum: its bmm's, both ways
-nll_loss                      runs on meta tensors (gather: the     (FlopCounterMode); else 0
+nll_loss, _weight_norm        runs on meta tensors (gather: the     (FlopCounterMode); else 0
                               index; norm: input and result;
-                              nll_loss: input, target, a scalar)
+                              nll_loss: input, target, a scalar;
+                              _weight_norm: v, g and the norms)
 scaled_dot_product_attention  CPU flash kernel: q, k, v, output,    flash: 0; math: its
                               logsumexp, the mask; math path:       matmuls'
                               what its matmuls, softmax and
@@ -35,12 +36,16 @@ relu, sigmoid, tanh, exp,     output                                0
 sqrt, rsqrt
 softmax, log_softmax,         output                                0
 softmin
-hardswish, silu, gelu,        input (in-place forms: a copy)        0
+hardswish, silu, gelu, glu,   input (in-place forms: a copy)        0
 relu6 …
-log, abs, pow, clamp          input (in-place forms: a copy); pow   0
+log, abs, pow, clamp          input (in-place forms: a copy;        0
+                              clamp between tensors: and them); pow
                               of a number: exponent, result; of
                               two tensors: both and the result
 __rdiv__ (number / x)         the reciprocal (no node: transient)   0
+div_ by a tensor              the divisor; the old dividend (a      0
+                              copy) if the divisor trains
+addcmul                       each factor, for the other's grad     0
 logsumexp                     input, result                         0
 mul                           each operand, for the other's grad    0
 div                           a tensor divisor (and the dividend,   0
@@ -73,18 +78,21 @@ instance_norm                 input, mean and invstd per (N, C),    0
                               running statistics
 grid_sample                   input and grid                        0
 unfold, fold, meshgrid        nothing                               0
-fft_fft, fft_fftn, fft_rfft   nothing (fftn/fft2 of a real input:   0
-…, view_as_real,              its complex copy, transient);
-view_as_complex, polar        polar: the result
+fft_fft, fft_fftn, fft_rfft   a real input to rfft*, ihfft, fft,    0
+…, view_as_real,              ifft: the input; fftn/fft2 of one:
+view_as_complex, polar        its complex copy, transient; polar:
+                              the result; else nothing
 cat, add, sub, neg, to,       nothing                               0
 views, pad, roll,
 interpolate, sum, mean,
-comparisons, factories
+comparisons, factories,
+flip, tile, repeat, one_hot,
+broadcast_to
 ============================  ====================================  =============================
 
 The families: :mod:`.conv` (convolutions, linear), :mod:`.matmul` (mm, bmm,
-addmm, baddbmm, matmul), :mod:`.composite` (einsum, gather, norm, nll_loss: run on meta
-tensors), :mod:`.attention` (``scaled_dot_product_attention``), :mod:`.norm`
+addmm, baddbmm, matmul), :mod:`.composite` (einsum, gather, norm, nll_loss, _weight_norm: run on
+meta tensors), :mod:`.attention` (``scaled_dot_product_attention``), :mod:`.norm`
 (batch_norm, layer_norm, group_norm), :mod:`.pool`, :mod:`.dropout`,
 :mod:`.embedding`, :mod:`.index` (``x[i]``, ``x[i] = v``, ``tensor_split``, integer
 casts, repeat_interleave, cumsum, tril, min/max, index_select, topk, argmax,

@@ -23,11 +23,16 @@ What each keeps for backward, when an autograd node is made
 * :data:`KEEP_NOTHING` (subtraction, negation, dtype conversions, the in-place
   fills and random fills — stochastic depth's ``empty().bernoulli_().div_()``
   noise — and the comparisons, whose bool result makes no node).
+* ``clamp`` between tensors (``clamp_backward(grad, self, min, max)``,
+  ``clamp_backward_min_max``): the input and the bounds.
+* ``div_`` by a tensor in place: the divisor and, if it requires grad, a copy of
+  the dividend's old value (``div_tensor_other_backward(grad, self, other)``).
+* ``addcmul(x, t1, t2)``: ``t1`` if ``t2`` requires grad, ``t2`` if ``t1`` does.
 * ``where(cond, a, b)`` and ``masked_fill(x, mask, v)``: the bool mask
   (``where(condition, grad, 0)``, ``grad.masked_fill(mask, 0)``).
 
-A form not covered (``pow_`` by a tensor, ``where(cond)`` alone, ``__rdiv__`` of a
-tensor) is declined: unmodelled.
+A form not covered (``pow_`` by a tensor, ``clamp_`` between tensors, ``where(cond)``
+alone, ``__rdiv__`` of a tensor) is declined: unmodelled.
 """
 from __future__ import annotations
 
@@ -66,7 +71,11 @@ def div(ctx: Context) -> Optional[bool]:
         return None if ctx.ins[0] is ctx.args[0] else False  # by a number; else rdiv
     a, b = ctx.ins
     if ctx.name.endswith("_") or ctx.name.startswith("__i"):
-        return False if b.requires_grad else None  # in place: a's old value needed
+        # in place: b kept, and a copy of a's old value for b's gradient
+        ctx.call.kept = [ctx.input_storage(1)]
+        if b.requires_grad:
+            ctx.call.kept.append(ctx.new_storage(ctx.input_bytes(0)))
+        return None
     kept = [ctx.input_storage(1)] if a.requires_grad or b.requires_grad else []
     if b.requires_grad:
         kept.insert(0, ctx.input_storage(0))
@@ -82,9 +91,13 @@ def keep_output(ctx: Context) -> None:
 
 @rule(*KEEP_INPUT)
 def keep_input(ctx: Context) -> Optional[bool]:
-    """The input kept (in place: a copy of it)."""
+    """The input kept (in place: a copy of it); ``clamp`` between tensors: the input
+    and the bounds."""
     if len(ctx.ins) > 1:
-        return False
+        if not ctx.name.startswith("clamp") or ctx.name.endswith("_"):
+            return False
+        ctx.call.kept = [ctx.input_storage(i) for i in range(len(ctx.ins))]
+        return None
     if ctx.name.endswith("_") and not ctx.name.startswith("__") or ctx.name.startswith("__i"):
         ctx.call.kept = [ctx.new_storage(ctx.input_bytes(0))]
     else:
@@ -140,4 +153,17 @@ def rdiv(ctx: Context) -> Optional[bool]:
         ctx.call.kept = [ctx.new_storage(nbytes)]
     else:
         ctx.call.transient = nbytes
+    return None
+
+
+@rule("addcmul", "addcmul_")
+def addcmul(ctx: Context) -> Optional[bool]:
+    """``x + value · t1 · t2``: each factor kept if the other requires grad (in
+    place too: ``x``'s gradient is the gradient itself)."""
+    t1, t2 = ctx.arg(1, "tensor1"), ctx.arg(2, "tensor2")
+    if not all(isinstance(t, torch.Tensor) for t in (t1, t2)):
+        return False
+    at = {id(t): i for i, t in enumerate(ctx.ins)}
+    ctx.call.kept = [ctx.input_storage(at[id(t)]) for t, other in ((t1, t2), (t2, t1))
+                     if other.requires_grad]
     return None
