@@ -219,7 +219,11 @@ def build(name):
         # checks the ids for padding (Tensor.item(), which meta tensors refuse)
         args["pad_token_id"] = 0
     try:
-        spec = parse_spec(f"hf:{name}", args)
+        try:
+            spec = parse_spec(f"hf:{name}", args)
+        except Exception:  # a config that refuses None for a token id: small ids instead
+            args = _small_token_ids(args)
+            spec = parse_spec(f"hf:{name}", args)
         config = spec.factory.config(**args)
         # mixture-of-experts layers: the per-expert loop (grouped_mm wants bfloat16 on the CPU)
         config._experts_implementation = "eager"
@@ -232,6 +236,16 @@ def build(name):
         return None, args, (f"not shrunk enough: {n / 1e6:.0f} M parameters (a field "
                             f"`shrink` does not know keeps it large)")
     return model, spec, None
+
+
+def _small_token_ids(args: dict) -> dict:
+    """``args`` with each token id ``shrink`` dropped (None) set to a distinct id
+    below the vocabulary instead, from 127 down (a config may validate them)."""
+    out, free = dict(args), 127
+    for name in sorted(args):
+        if name.endswith("token_id") and args[name] is None:
+            out[name], free = free, free - 1
+    return out
 
 
 def batch_input(spec):
