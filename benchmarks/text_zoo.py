@@ -167,6 +167,7 @@ def _shrink_images_and_audio(defaults: dict) -> dict:
     for name, value in (("num_conv_pos_embeddings", 16), ("classifier_proj_size", 16)):
         if isinstance(defaults.get(name), int):
             out[name] = value
+    out.update(_shrink_stages(defaults))
     for name in ("layerdrop", "encoder_layerdrop", "decoder_layerdrop", "mask_time_prob",
                  "mask_feature_prob"):
         if isinstance(defaults.get(name), float):
@@ -236,6 +237,27 @@ def build(name):
         return None, args, (f"not shrunk enough: {n / 1e6:.0f} M parameters (a field "
                             f"`shrink` does not know keeps it large)")
     return model, spec, None
+
+
+#: Per-stage lists of a vision backbone (ConvNeXt, Swin, CvT, LeViT …).
+STAGE_DEPTHS = ("depths", "depth", "num_layers_per_stage", "stage_depths")
+STAGE_WIDTHS = ("hidden_sizes", "embed_dims", "embed_dim", "dims", "hidden_dims", "widths",
+                "stage_dims", "key_dim")
+STAGE_HEADS = ("num_heads", "num_attention_heads", "heads", "num_attention_heads_per_stage")
+
+
+def _shrink_stages(defaults: dict) -> dict:
+    """Per-stage lists of ints: one block per stage, widths 16, 32, 64 …, heads 1, 2,
+    4 … (each width a multiple of its heads)."""
+    out = {}
+    for names, make in ((STAGE_DEPTHS, lambda i: 1), (STAGE_WIDTHS, lambda i: 16 * 2 ** i),
+                        (STAGE_HEADS, lambda i: 2 ** i)):
+        for name in names:
+            v = defaults.get(name)
+            if isinstance(v, (list, tuple)) and v and all(
+                    isinstance(x, int) and not isinstance(x, bool) for x in v):
+                out[name] = [make(i) for i in range(len(v))]
+    return out
 
 
 def _small_token_ids(args: dict) -> dict:
