@@ -1,8 +1,11 @@
-"""Every text architecture of transformers, shrunk, predicted against a real CPU step.
+"""Every text, image- and audio-classification architecture of transformers, shrunk,
+predicted against a real CPU step.
 
 ``python benchmarks/text_zoo.py`` takes every architecture of transformers'
-``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``, ``MODEL_FOR_MASKED_LM_MAPPING_NAMES`` and
-``MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES``
+``MODEL_FOR_CAUSAL_LM_MAPPING_NAMES``, ``MODEL_FOR_MASKED_LM_MAPPING_NAMES``,
+``MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES``,
+``MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES`` and
+``MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES``
 (``transformers.models.auto.modeling_auto``), builds it on the meta device through
 :func:`complexity.zoo.parse_spec` (``hf:ARCH``) from its config class's defaults
 shrunk by one generic function (:func:`shrink`: every field it recognises — layers
@@ -11,7 +14,9 @@ to a divisor, the feed-forward to 128, the vocabulary to 128, ...), and for
 ``full`` and ``last`` training (:func:`complexity.cost.step.trainable.set_trainable`)
 compares :func:`complexity.cost.predict.prediction.predict_with_unmodelled` with a
 real CPU step (:func:`complexity.cost.measure.cpu_step.measure`, ``how="real"``)
-at input ``(2, 16)`` token ids. Nothing is downloaded; no remote code is run.
+at batch 2: ``(2, 16)`` token ids, 32 × 32 images, 4000 audio samples or the
+model's shrunk spectrogram (:func:`batch_input`, from the spec's input:
+:func:`complexity.zoo._hf_input`). Nothing is downloaded; no remote code is run.
 
 It writes ``reports/text_zoo.md`` (rewritten after every model, so an interrupted
 run leaves the rows done so far): one row per (architecture, mode) with the error
@@ -23,34 +28,29 @@ not train, with why.
 Options: ``--only Llama,Qwen`` (substrings of the class names), ``--subset``
 (every causal-LM architecture plus the first ``--others`` (10) of each other
 mapping, in name order: a deterministic subset when the whole corpus takes too
-long), ``--limit N`` (the first N architectures), ``--out PATH``,
+long), ``--mappings image_classification,audio_classification`` (some mappings
+only), ``--limit N`` (the first N architectures), ``--out PATH``,
 ``--timeout S`` (seconds per architecture, via SIGALRM; default 120).
 """
 from __future__ import annotations
 
 import argparse
-import gc
 import os
-import signal
 import sys
-import time
-import warnings
-from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from complexity.atomic import write_text  # noqa: E402
 from complexity.errors import reason  # noqa: E402
-
-#: Quantities compared (measure.KEYS), short column names.
-QUANTITIES = [("param_bytes", "param"), ("grad_bytes", "grad"), ("optimizer_bytes", "adam"),
-              ("saved_activation_bytes", "saved"), ("forward_flops", "fwd"),
-              ("backward_flops", "bwd"), ("peak_bytes", "peak")]
+from corpus import compare, report, run  # noqa: E402
 SHAPE = (2, 16)
 MAPPINGS = ("MODEL_FOR_CAUSAL_LM_MAPPING_NAMES", "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
-            "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES")
+            "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+            "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES",
+            "MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES")
+#: Raw audio samples per example (a shrunk feature encoder still strides 320).
+AUDIO_SAMPLES = 4000
 
 # ------------------------------------------------------------------ the shrunk config
 LAYERS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "num_decoder_layers",
@@ -144,15 +144,46 @@ def shrink(defaults: dict) -> dict:
             out[name] = {**v, **shrink(v)}
     if "num_labels" in defaults or "id2label" in defaults:
         out["num_labels"] = 3
+    out.update(_shrink_images_and_audio(defaults))
     return out
 
 
-def architectures(only=None, subset=False, others=10, limit=None):
-    """``[(mapping, class name)]``, each class once, in mapping then name order."""
+def _shrink_images_and_audio(defaults: dict) -> dict:
+    """Images 32 × 32; a spectrogram of 32 mel bins (AST: 64 frames; Whisper: 16
+    positions, 32 frames); a feature encoder of 32 channels and a small positional
+    convolution; no layer drop and no time or feature masking (they draw at random
+    which layers and frames a step runs, which a prediction cannot know)."""
+    out = {}
+    if isinstance(defaults.get("image_size"), int):
+        out["image_size"] = 32
+    if isinstance(defaults.get("num_mel_bins"), int):
+        out["num_mel_bins"] = 32
+        if isinstance(defaults.get("max_length"), int):
+            out["max_length"] = 64
+        if isinstance(defaults.get("max_source_positions"), int):
+            out["max_source_positions"] = 16
+    if isinstance(defaults.get("conv_dim"), (list, tuple)):
+        out["conv_dim"] = [32] * len(defaults["conv_dim"])
+    for name, value in (("num_conv_pos_embeddings", 16), ("classifier_proj_size", 16)):
+        if isinstance(defaults.get(name), int):
+            out[name] = value
+    out.update(_shrink_stages(defaults))
+    for name in ("layerdrop", "encoder_layerdrop", "decoder_layerdrop", "mask_time_prob",
+                 "mask_feature_prob"):
+        if isinstance(defaults.get(name), float):
+            out[name] = 0.0
+    return out
+
+
+def architectures(only=None, subset=False, others=10, limit=None, mappings=None):
+    """``[(mapping, class name)]``, each class once, in mapping then name order;
+    ``mappings``: the short names of those to take (``image_classification``)."""
     from transformers.models.auto import modeling_auto
 
     seen, rows = set(), []
     for i, mapping in enumerate(MAPPINGS):
+        if mappings and _short(mapping) not in mappings:
+            continue
         names = []
         for value in getattr(modeling_auto, mapping).values():
             names += list(value) if isinstance(value, (list, tuple)) else [value]
@@ -163,21 +194,16 @@ def architectures(only=None, subset=False, others=10, limit=None):
             if name in seen or (only and not any(o in name for o in only)):
                 continue
             seen.add(name)
-            rows.append((mapping.replace("MODEL_FOR_", "").replace("_MAPPING_NAMES", "").lower(),
-                         name))
+            rows.append((_short(mapping), name))
     return rows[:limit] if limit else rows
 
 
-class Timeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise Timeout("over the time limit")
+def _short(mapping: str) -> str:
+    return mapping.replace("MODEL_FOR_", "").replace("_MAPPING_NAMES", "").lower()
 
 
 def build(name):
-    """``(model, model_args, None)`` or ``(None, model_args, why)``: the config's
+    """``(model, spec, None)`` or ``(None, model_args, why)``: the config's
     defaults shrunk, built on the meta device through ``parse_spec``."""
     from complexity.zoo import parse_spec
 
@@ -194,7 +220,11 @@ def build(name):
         # checks the ids for padding (Tensor.item(), which meta tensors refuse)
         args["pad_token_id"] = 0
     try:
-        spec = parse_spec(f"hf:{name}", args)
+        try:
+            spec = parse_spec(f"hf:{name}", args)
+        except Exception:  # a config that refuses None for a token id: small ids instead
+            args = _small_token_ids(args)
+            spec = parse_spec(f"hf:{name}", args)
         config = spec.factory.config(**args)
         # mixture-of-experts layers: the per-expert loop (grouped_mm wants bfloat16 on the CPU)
         config._experts_implementation = "eager"
@@ -206,150 +236,109 @@ def build(name):
     if n > MAX_PARAMS:
         return None, args, (f"not shrunk enough: {n / 1e6:.0f} M parameters (a field "
                             f"`shrink` does not know keeps it large)")
-    return model, args, None
+    return model, spec, None
 
 
-def error(pred, meas):
-    """Relative error % of a prediction (0 when both are 0; None when measured is 0)."""
-    if meas == 0:
-        return 0.0 if pred == 0 else None
-    return 100.0 * (pred - meas) / meas
+#: Per-stage lists of a vision backbone (ConvNeXt, Swin, CvT, LeViT …).
+STAGE_DEPTHS = ("depths", "depth", "num_layers_per_stage", "stage_depths")
+STAGE_WIDTHS = ("hidden_sizes", "embed_dims", "embed_dim", "dims", "hidden_dims", "widths",
+                "stage_dims", "key_dim")
+STAGE_HEADS = ("num_heads", "num_attention_heads", "heads", "num_attention_heads_per_stage")
+
+
+def _shrink_stages(defaults: dict) -> dict:
+    """Per-stage lists of ints: one block per stage, widths 16, 32, 64 …, heads 1, 2,
+    4 … (each width a multiple of its heads)."""
+    out = {}
+    for names, make in ((STAGE_DEPTHS, lambda i: 1), (STAGE_WIDTHS, lambda i: 16 * 2 ** i),
+                        (STAGE_HEADS, lambda i: 2 ** i)):
+        for name in names:
+            v = defaults.get(name)
+            if isinstance(v, (list, tuple)) and v and all(
+                    isinstance(x, int) and not isinstance(x, bool) for x in v):
+                out[name] = [make(i) for i in range(len(v))]
+    return out
+
+
+def _small_token_ids(args: dict) -> dict:
+    """``args`` with each token id ``shrink`` dropped (None) set to a distinct id
+    below the vocabulary instead, from 127 down (a config may validate them)."""
+    out, free = dict(args), 127
+    for name in sorted(args):
+        if name.endswith("token_id") and args[name] is None:
+            out[name], free = free, free - 1
+    return out
+
+
+def batch_input(spec):
+    """``(shape, input_dtype/input_high)`` of a batch of 2: token ids (2, 16), raw
+    audio (2, :data:`AUDIO_SAMPLES`), else the spec's default input at batch 2."""
+    if spec.input_dtype is not None:
+        return SHAPE, dict(input_dtype=torch.long, input_high=128)
+    if spec.rank == 2:
+        return (2, AUDIO_SAMPLES), {}
+    return (2, *spec.default_input[1:]), {}
 
 
 def run_one(mapping, name):
-    """Rows for one architecture: one per mode, or one saying why it did not run."""
-    from complexity.cost.measure.cpu_step import measure
-    from complexity.cost.predict.prediction import predict_with_unmodelled
-    from complexity.cost.step.trainable import set_trainable
-
-    kw = dict(input_dtype=torch.long, input_high=128)
+    """Rows for one architecture: one per mode, or one saying why it did not build."""
     try:
-        model, args, why = build(name)
+        model, spec, why = build(name)
     except Exception as e:
-        model, args, why = None, {}, reason(e)
+        model, why = None, reason(e)
     if model is None:
-        return [dict(name=name, mapping=mapping, built=False, why=why)]
-    rows = []
-    for mode in ("full", "last"):
-        row = dict(name=name, mapping=mapping, built=True, mode=mode)
-        try:
-            set_trainable(model, mode)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                predicted, unmodelled = predict_with_unmodelled(model, SHAPE, **kw)
-                measured = measure(model, SHAPE, how="real", **kw)
-            row.update(ran=True, unmodelled=sorted(set(unmodelled)),
-                       errors={k: error(predicted[k], measured[k]) for k, _ in QUANTITIES},
-                       predicted=predicted, measured=measured)
-        except Timeout:
-            raise
-        except Exception as e:
-            row.update(ran=False, why=reason(e)[:300])
-        rows.append(row)
-    return rows
+        return [dict(name=name, group=mapping, built=False, why=why)]
+    if spec.default_input is None:
+        return [dict(name=name, group=mapping, built=False,
+                     why=f"no input known for its {type(model).main_input_name}")]
+    shape, kw = batch_input(spec)
+    return compare(model, shape, name, mapping, **kw)
 
 
-# ------------------------------------------------------------------ the report
-def _cell(e):
-    if e is None:
-        return "n/a"
-    return "0" if e == 0 else f"{e:+.1f}"
-
-
-def report(rows, total, seconds, note):
-    built = {r["name"] for r in rows if r["built"]}
-    names = {r["name"] for r in rows}
-    ran = [r for r in rows if r.get("ran")]
-    ran_names = {r["name"] for r in ran}
-    exact = [r for r in ran if not r["unmodelled"]
-             and all(e == 0 for e in r["errors"].values() if e is not None)]
-    exact_models = {r["name"] for r in exact
-                    if all(x in exact for x in ran if x["name"] == r["name"])}
-    hits = Counter()
-    for name in ran_names:
-        for call in {c for r in ran if r["name"] == name for c in r["unmodelled"]}:
-            hits[call] += 1
-    worst = Counter()
-    for r in ran:
-        for k, e in r["errors"].items():
-            if e is not None and e != 0:
-                worst[k] += 1
-    lines = ["# Text models: predicted vs a real CPU step", "",
-             f"Every architecture of transformers' {', '.join(MAPPINGS)} built from its "
-             "config's defaults shrunk by `benchmarks/text_zoo.py`'s `shrink` (2 layers, width "
-             "64, 4 heads, grouped-query key/value heads 2, feed-forward 128, vocabulary 128) on "
-             "the meta device; input (2, 16) token ids; `full` and `last` training; error % = "
-             "(predicted − measured) / measured of a real CPU step "
-             "(`measure(how=\"real\")`). Regenerate: `python benchmarks/text_zoo.py`.", ""]
-    if note:
-        lines += [note, ""]
-    lines += ["## Summary", "",
-              f"- architectures tried: {len(names)} of {total} ({seconds / 60:.0f} min)",
-              f"- built: {len(built)}; ran a training step: {len(ran_names)}",
-              f"- exact on every quantity, both modes, nothing unmodelled: {len(exact_models)}",
-              f"- (architecture, mode) rows exact on every quantity: {len(exact)} of {len(ran)}",
-              f"- rows with no unmodelled call: {sum(1 for r in ran if not r['unmodelled'])} "
-              f"of {len(ran)}",
-              "- rows off per quantity: " + ", ".join(f"{s} {worst[k]}" for k, s in QUANTITIES),
-              "", "### Unmodelled calls, by how many architectures hit them", "",
-              "| call | architectures |", "|---|---|"]
-    lines += [f"| `{c}` | {n} |" for c, n in hits.most_common()]
-    lines += ["", "### Did not build", "", "| architecture | why |", "|---|---|"]
-    lines += [f"| {r['name']} | {r['why'][:200].replace('|', '/')} |"
-              for r in rows if not r["built"]]
-    lines += ["", "### Built but could not train", "", "| architecture | mode | why |",
-              "|---|---|---|"]
-    lines += [f"| {r['name']} | {r['mode']} | {r['why'][:200].replace('|', '/')} |"
-              for r in rows if r["built"] and not r.get("ran")]
-    lines += ["", "## Rows", "",
-              "| architecture | mapping | mode | " + " | ".join(s for _, s in QUANTITIES)
-              + " | unmodelled |", "|---|---|---|" + "---|" * len(QUANTITIES) + "---|"]
-
-    def badness(r):
-        return max((abs(e) for e in r["errors"].values() if e is not None), default=0)
-    for r in sorted(ran, key=lambda r: (-badness(r), r["name"], r["mode"])):
-        lines.append(f"| {r['name']} | {r['mapping']} | {r['mode']} | "
-                     + " | ".join(_cell(r["errors"][k]) for k, _ in QUANTITIES)
-                     + f" | {', '.join(r['unmodelled'])} |")
-    return "\n".join(lines) + "\n"
+INTRO = (f"Every architecture of transformers' {', '.join(MAPPINGS)} built from its "
+         "config's defaults shrunk by `benchmarks/text_zoo.py`'s `shrink` (2 layers, width "
+         "64, 4 heads, grouped-query key/value heads 2, feed-forward 128, vocabulary 128, "
+         "images 32 × 32, 32 mel bins, no layer drop or time masking) on the meta device; "
+         "input at batch 2: (2, 16) token ids, 32 × 32 images, 4000 audio samples or the "
+         "shrunk spectrogram; `full` and `last` training; error % = "
+         "(predicted − measured) / measured of a real CPU step "
+         "(`measure(how=\"real\")`). Regenerate: `python benchmarks/text_zoo.py`.")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="")
-    parser.add_argument("--subset", action="store_true")
-    parser.add_argument("--others", type=int, default=10)
-    parser.add_argument("--limit", type=int, default=None)
-    parser.add_argument("--timeout", type=int, default=120)
+    parser.add_argument("--only", default="",
+                        help="comma-separated substrings of class names (Llama,Qwen)")
+    parser.add_argument("--subset", action="store_true",
+                        help="every causal LM plus the first --others of each other mapping")
+    parser.add_argument("--others", type=int, default=10, help="with --subset (10)")
+    parser.add_argument("--limit", type=int, default=None, help="the first N architectures")
+    parser.add_argument("--mappings", default="", help="comma-separated, of " + ", ".join(
+        _short(m) for m in MAPPINGS) + " (default: all)")
+    parser.add_argument("--timeout", type=int, default=120,
+                        help="seconds per architecture (120)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__))), "reports", "text_zoo.md"))
-    parser.add_argument("--note", default="")
+        os.path.abspath(__file__))), "reports", "text_zoo.md"), help="the report's path")
+    parser.add_argument("--note", default="", help="a line added below the introduction")
     a = parser.parse_args(argv)
-    from tqdm import tqdm
     import transformers
 
     transformers.logging.set_verbosity_error()
     torch.manual_seed(0)
-    todo = architectures([o for o in a.only.split(",") if o], a.subset, a.others, a.limit)
+    mappings = [m for m in a.mappings.split(",") if m]
+    unknown = [m for m in mappings if m not in {_short(x) for x in MAPPINGS}]
+    if unknown:
+        parser.error(f"--mappings {unknown[0]!r}: not one of "
+                     + ", ".join(_short(m) for m in MAPPINGS))
+    todo = architectures([o for o in a.only.split(",") if o], a.subset, a.others, a.limit,
+                         mappings)
     total = len(architectures())
     note = a.note or (f"A deterministic subset: every causal-LM architecture plus the first "
                       f"{a.others} (by name) of each other mapping." if a.subset else "")
-    rows, start = [], time.time()
-    signal.signal(signal.SIGALRM, _alarm)
-    for mapping, name in tqdm(todo, desc="text zoo", unit="arch"):
-        signal.alarm(a.timeout)
-        try:
-            got = run_one(mapping, name)
-        except Timeout:
-            got = [dict(name=name, mapping=mapping, built=True, mode="full", ran=False,
-                        why=f"over the {a.timeout} s limit")]
-        except Exception as e:
-            got = [dict(name=name, mapping=mapping, built=False, why=reason(e)[:300])]
-        finally:
-            signal.alarm(0)
-        rows += got
-        gc.collect()
-        write_text(a.out, report(rows, total, time.time() - start, note))
+    intro = INTRO + (f"\n\n{note}" if note else "")
+    run(todo, run_one, a.out, lambda rows, seconds: report(
+        rows, total, seconds, "Text models: predicted vs a real CPU step", intro),
+        a.timeout, "text zoo")
     print(f"wrote {a.out}")
 
 

@@ -565,11 +565,7 @@ class _HFFactory:
 def _hf_spec(name: str, model_cls, config_cls, base: Dict[str, Any],
              model_args: Dict[str, Any]) -> ModelSpec:
     """The spec of ``model_cls`` on ``base`` (a config's fields) with ``model_args``,
-    and its input: token ids below ``vocab_size`` (``input_ids``), pixels
-    ``N, num_channels, image_size, image_size`` (``pixel_values``) or audio samples
-    ``N, T`` (``input_values``)."""
-    import torch
-
+    and its input (:func:`_hf_input`)."""
     factory = _HFFactory(model_cls, config_cls, base, _hf_fields(config_cls, base))
     try:
         config = factory.config(**model_args)
@@ -579,21 +575,68 @@ def _hf_spec(name: str, model_cls, config_cls, base: Dict[str, Any],
         raise ModelSpecError(f"{name}: its config with " + "{model_args} failed: "
                              + literal(reason(e)), model_args=NAMED) from None
     spec = ModelSpec(name, factory, dict(model_args))
-    main = getattr(model_cls, "main_input_name", "input_ids")
-    if main == "input_ids" and isinstance(getattr(config, "vocab_size", None), int):
-        positions = getattr(config, "max_position_embeddings", None)
-        length = min(128, positions) if isinstance(positions, int) and positions > 0 else 128
+    _hf_input(spec, getattr(model_cls, "main_input_name", "input_ids"), config)
+    return spec
+
+
+def _int(config, field: str) -> Optional[int]:
+    value = getattr(config, field, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _link(spec: ModelSpec, config, links: Dict[str, int]) -> None:
+    """Tie input dimensions to config fields (``--input`` checked against them,
+    ``derive`` varying both), each field's value put in the spec's arguments."""
+    for field, dim in links.items():
+        spec.args.setdefault(field, getattr(config, field))
+    spec.input_links = dict(links)
+
+
+def _hf_input(spec: ModelSpec, main: str, config) -> None:
+    """The input a Hugging Face model takes, by its ``main_input_name`` and config:
+
+    * ``input_ids``: token ids ``N, L`` below ``vocab_size``;
+    * ``pixel_values`` (image classification): ``N, num_channels, image_size,
+      image_size`` (the vision sub-config's for CLIP and SigLIP; 3 channels, 224
+      where the config names none);
+    * ``input_values``: audio samples ``N, T``, or for the Audio Spectrogram
+      Transformer (a config with ``num_mel_bins`` and ``max_length``) a spectrogram
+      ``N, max_length, num_mel_bins``;
+    * ``input_features``: Whisper's log-mel spectrogram ``N, num_mel_bins,
+      2·max_source_positions`` (its encoder takes exactly that many frames), or
+      wav2vec2-BERT's features ``N, T, feature_projection_input_dim``.
+    """
+    import torch
+
+    if main == "input_ids" and _int(config, "vocab_size"):
+        positions = _int(config, "max_position_embeddings")
+        length = min(128, positions) if positions and positions > 0 else 128
         spec.rank, spec.input_dims, spec.default_input = 2, "N,L token ids", (1, length)
         spec.input_dtype, spec.input_high = torch.long, config.vocab_size
-    elif main == "pixel_values" and isinstance(getattr(config, "num_channels", None), int):
-        size = getattr(config, "image_size", 224)
+    elif main == "pixel_values":
+        vision = config if _int(config, "num_channels") else getattr(config, "vision_config", None)
+        channels = _int(vision, "num_channels") or 3
+        size = getattr(vision, "image_size", None) or getattr(config, "image_size", None) or 224
         h, w = (size, size) if isinstance(size, int) else tuple(size)[:2]
-        spec.args.setdefault("num_channels", config.num_channels)
-        spec.input_links = {"num_channels": 1}
-        spec.rank, spec.default_input = 4, (1, config.num_channels, h, w)
+        if vision is config:
+            _link(spec, config, {"num_channels": 1})
+        spec.rank, spec.default_input = 4, (1, channels, h, w)
+    elif main == "input_values" and _int(config, "num_mel_bins") and _int(config, "max_length"):
+        _link(spec, config, {"max_length": 1, "num_mel_bins": 2})
+        spec.rank, spec.input_dims = 3, "N,frames,mel bins (a spectrogram)"
+        spec.default_input = (1, config.max_length, config.num_mel_bins)
     elif main == "input_values":
         spec.rank, spec.input_dims, spec.default_input = 2, "N,T audio samples", (1, 16000)
-    return spec
+    elif main == "input_features" and _int(config, "num_mel_bins") \
+            and _int(config, "max_source_positions"):
+        _link(spec, config, {"num_mel_bins": 1})
+        frames = 2 * config.max_source_positions  # the encoder's two convolutions, stride 1 and 2
+        spec.rank, spec.input_dims = 3, f"N,mel bins,{frames} frames (a log-mel spectrogram)"
+        spec.default_input = (1, config.num_mel_bins, frames)
+    elif main == "input_features" and _int(config, "feature_projection_input_dim"):
+        _link(spec, config, {"feature_projection_input_dim": 2})
+        spec.rank, spec.input_dims = 3, "N,T,features"
+        spec.default_input = (1, 100, config.feature_projection_input_dim)
 
 
 def parse_spec(text: str, model_args: Optional[Dict[str, Any]] = None) -> ModelSpec:

@@ -13,9 +13,11 @@ linear                                                              again for in
                                                                     weight grad
 matmul, bmm, mm, addmm,       each operand, for the other's grad    2·out·K; same again per
 baddbmm (both ≥ 2-D)                                                operand grad
-einsum, gather, norm          what autograd saves when the call     einsum: its bmm's, both ways
-                              runs on meta tensors (gather: the     (FlopCounterMode); else 0
-                              index; norm: input and result)
+einsum, gather, norm,         what autograd saves when the call     einsum: its bmm's, both ways
+nll_loss, _weight_norm        runs on meta tensors (gather: the     (FlopCounterMode); else 0
+                              index; norm: input and result;
+                              nll_loss: input, target, a scalar;
+                              _weight_norm: v, g and the norms)
 scaled_dot_product_attention  CPU flash kernel: q, k, v, output,    flash: 0; math: its
                               logsumexp, the mask; math path:       matmuls'
                               what its matmuls, softmax and
@@ -34,10 +36,17 @@ relu, sigmoid, tanh, exp,     output                                0
 sqrt, rsqrt
 softmax, log_softmax,         output                                0
 softmin
-hardswish, silu, gelu,        input (in-place forms: a copy)        0
+hardswish, silu, gelu, glu,   input (in-place forms: a copy)        0
 relu6 …
 log, abs, pow, clamp          input (in-place forms: a copy;        0
-                              pow by a tensor: declined)
+                              clamp between tensors: and them); pow
+                              of a number: exponent, result; of
+                              two tensors: both and the result
+__rdiv__ (number / x)         the reciprocal (no node: transient)   0
+div_ by a tensor              the divisor; the old dividend (a      0
+                              copy) if the divisor trains
+addcmul                       each factor, for the other's grad     0
+logsumexp                     input, result                         0
 mul                           each operand, for the other's grad    0
 div                           a tensor divisor (and the dividend,   0
                               for the divisor's grad)
@@ -57,7 +66,8 @@ minimum, maximum              amax: input, result); over all:
 x[i] indexed by tensors,      the index tensors (by slices:         0
 x[i] = v (__setitem__)        nothing)
 repeat_interleave             by a tensor: its int64 index          0
-index_select, topk            the index (topk: its int64 indices)   0
+index_select, topk, scatter   the index (topk: its int64 indices;   0
+                              scatter_add: if the source trains)
 argmax, argmin, floor, ceil,  nothing (no node, or a zero           0
 round, trunc, sign            gradient)
 cumsum, tril, triu, copy_,    nothing (views; integer casts: no     0
@@ -68,22 +78,30 @@ instance_norm                 input, mean and invstd per (N, C),    0
                               running statistics
 grid_sample                   input and grid                        0
 unfold, fold, meshgrid        nothing                               0
+fft_fft, fft_fftn, fft_rfft   a real input to rfft*, ihfft, fft,    0
+…, view_as_real,              ifft: the input; fftn/fft2 of one:
+view_as_complex, polar        its complex copy, transient; polar:
+                              the result; else nothing
 cat, add, sub, neg, to,       nothing                               0
 views, pad, roll,
 interpolate, sum, mean,
-comparisons, factories
+comparisons, factories,
+flip, tile, repeat, one_hot,
+broadcast_to
 ============================  ====================================  =============================
 
 The families: :mod:`.conv` (convolutions, linear), :mod:`.matmul` (mm, bmm,
-addmm, baddbmm, matmul), :mod:`.composite` (einsum, gather, norm: run on meta
-tensors), :mod:`.attention` (``scaled_dot_product_attention``), :mod:`.norm`
+addmm, baddbmm, matmul), :mod:`.composite` (einsum, gather, norm, nll_loss, _weight_norm: run on
+meta tensors), :mod:`.attention` (``scaled_dot_product_attention``), :mod:`.norm`
 (batch_norm, layer_norm, group_norm), :mod:`.pool`, :mod:`.dropout`,
 :mod:`.embedding`, :mod:`.index` (``x[i]``, ``x[i] = v``, ``tensor_split``, integer
-casts, repeat_interleave, cumsum, tril, min/max, index_select, topk, argmax),
+casts, repeat_interleave, cumsum, tril, min/max, index_select, topk, argmax,
+scatter),
 :mod:`.instance_norm`, :mod:`.sampling` (grid_sample,
-unfold, fold, meshgrid), :mod:`.softmax` (softmax, log_softmax, softmin),
+unfold, fold, meshgrid), :mod:`.spectral` (the ``fft_*`` transforms, ``polar``,
+``view_as_real``, ``view_as_complex``), :mod:`.softmax` (softmax, log_softmax, softmin, logsumexp),
 :mod:`.activation` (relu, sigmoid, tanh, the keep-input activations and their
-in-place forms), :mod:`.elementwise` (mul, div, exp, log, where, masked_fill, and
+in-place forms), :mod:`.elementwise` (mul, div, ``number / x``, exp, log, pow, where, masked_fill, and
 the element-wise calls that keep nothing) and :mod:`.shape` (views and calls that
 keep nothing); and for text models, :mod:`.rotary` (cos, sin), :mod:`.pointwise`
 (softplus, square, expm1, logsigmoid, ``mul_``) and :mod:`.rms_norm`. Cross-entropy, the loss, is handled by
@@ -119,6 +137,7 @@ from complexity.cost.predict.rules import (  # noqa: F401  (importing a family r
     sampling,
     shape,
     softmax,
+    spectral,
 )
 from complexity.cost.predict.rules import attention  # noqa: F401,E402  (after shape: its views first)
 from complexity.cost.predict.rules import pointwise, rms_norm, rotary  # noqa: F401,E402

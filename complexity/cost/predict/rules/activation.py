@@ -15,7 +15,7 @@ from complexity.cost.predict.rules.elementwise import keep_output
 from complexity.cost.predict.rules.registry import Context, rule
 
 #: Element-wise activations whose backward reads their input.
-KEEP_INPUT = ("hardswish", "hardsigmoid", "silu", "gelu", "elu", "leaky_relu", "hardtanh",
+KEEP_INPUT = ("hardswish", "hardsigmoid", "silu", "gelu", "glu", "elu", "leaky_relu", "hardtanh",
               "relu6", "hardswish_", "hardsigmoid_", "silu_", "hardtanh_", "leaky_relu_", "elu_")
 
 

@@ -19,7 +19,16 @@ storage of its own of the saved storage's size.
 ``gather`` keeps its index (``gather_backward(grad, self, dim, index, ...)``,
 which reads only ``self``'s sizes) when its input requires grad; ``norm`` keeps its
 input and its result (``linalg_vector_norm_backward(grad, self, ord, result, ...)``).
-They go through the same emulation.
+They go through the same emulation. So does ``nll_loss`` called by a model itself
+(ProphetNet's loss; the step's own cross-entropy is the tracer's): ``nll_loss_nd``
+reshapes by rank (``nll_loss``, ``nll_loss2d``) and keeps the log-probabilities,
+the target, the class weights if given and ``total_weight``, a scalar
+(``nll_loss_backward(grad, self, target, weight, reduction, ignore_index,
+total_weight)``). And ``_weight_norm(v, g, dim)`` (wav2vec 2.0's positional
+convolution): on the first or last dimension the fused ``_weight_norm_interface``
+keeps ``v``, ``g`` and the norms (``_weight_norm_interface_backward(grad, v, g,
+result1, dim)``), elsewhere ``v * (g / norm_except_dim(v, 2, dim))`` keeps what its
+division and product keep.
 """
 from __future__ import annotations
 
@@ -117,3 +126,16 @@ def norm(ctx: Context) -> Optional[bool]:
     if isinstance(p, str) and p != "fro":
         return False
     return emulate(ctx, torch.Tensor.norm if ctx.name == "norm" else torch.linalg.vector_norm)
+
+
+@rule("nll_loss")
+def nll_loss(ctx: Context) -> Optional[bool]:
+    """The log-probabilities, the target (weights) and ``total_weight`` kept."""
+    return emulate(ctx, torch.nn.functional.nll_loss)
+
+
+@rule("_weight_norm")
+def weight_norm(ctx: Context) -> Optional[bool]:
+    """``torch.nn.utils.parametrizations.weight_norm``'s ``w = g · v / ‖v‖``: the
+    direction, the magnitude and the norms kept (fused on the first or last dim)."""
+    return emulate(ctx, torch._weight_norm)

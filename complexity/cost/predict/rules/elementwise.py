@@ -8,20 +8,37 @@ What each keeps for backward, when an autograd node is made
   dividend's gradient and both for the divisor's (``div_tensor_other_backward``);
   by a number, nothing.
 * :data:`KEEP_OUTPUT` (``exp``, ``sqrt``, ``rsqrt``): the result.
-* :data:`KEEP_INPUT` (``log``, ``abs``, ``pow`` by a number, ``clamp``): the input
-  (an in-place form keeps a copy of it).
+* :data:`KEEP_INPUT` (``log``, ``abs``, ``clamp``): the input (an in-place form
+  keeps a copy of it).
+* ``pow``: by a number, the input (``pow_backward(grad, self, exponent)``); a
+  number to a tensor power (``pow(2.0, t)``, ``2.0 ** t``: ``__rpow__``), the
+  exponent and the result (``pow_backward_exponent(grad, self, exponent,
+  result)``); a tensor to a tensor power, both and the result, whichever
+  requires grad (the node saves what either derivative reads:
+  ``pow_backward_self(grad, self, exponent)``, ``pow_backward_exponent``).
+* ``number / x`` (``__rdiv__``: ``x.reciprocal() * number``): the reciprocal, a
+  storage of the input's size (``reciprocal``'s backward reads its result; the
+  product by a number keeps nothing); without a node, the reciprocal is a
+  transient while the product is made.
 * :data:`KEEP_NOTHING` (subtraction, negation, dtype conversions, the in-place
   fills and random fills — stochastic depth's ``empty().bernoulli_().div_()``
   noise — and the comparisons, whose bool result makes no node).
+* ``clamp`` between tensors (``clamp_backward(grad, self, min, max)``,
+  ``clamp_backward_min_max``): the input and the bounds.
+* ``div_`` by a tensor in place: the divisor and, if it requires grad, a copy of
+  the dividend's old value (``div_tensor_other_backward(grad, self, other)``).
+* ``addcmul(x, t1, t2)``: ``t1`` if ``t2`` requires grad, ``t2`` if ``t1`` does.
 * ``where(cond, a, b)`` and ``masked_fill(x, mask, v)``: the bool mask
   (``where(condition, grad, 0)``, ``grad.masked_fill(mask, 0)``).
 
-A form not covered (``pow`` by a tensor, ``where(cond)`` alone) is declined:
-unmodelled.
+A form not covered (``pow_`` by a tensor, ``clamp_`` between tensors, ``where(cond)``
+alone, ``__rdiv__`` of a tensor) is declined: unmodelled.
 """
 from __future__ import annotations
 
 from typing import Optional
+
+import torch
 
 from complexity.cost.predict.rules.registry import Context, rule
 
@@ -29,7 +46,7 @@ from complexity.cost.predict.rules.registry import Context, rule
 KEEP_OUTPUT = ("exp", "exp_", "sqrt", "sqrt_", "rsqrt", "rsqrt_")
 
 #: Element-wise calls whose backward reads their input.
-KEEP_INPUT = ("log", "abs", "pow", "__pow__", "clamp", "clamp_", "clamp_min", "clamp_max")
+KEEP_INPUT = ("log", "abs", "clamp", "clamp_", "clamp_min", "clamp_max")
 
 #: Element-wise calls whose backward needs no tensor (or that make no node).
 KEEP_NOTHING = ("sub", "sub_", "__sub__", "__isub__", "__rsub__", "rsub", "neg", "__neg__",
@@ -56,7 +73,11 @@ def div(ctx: Context) -> Optional[bool]:
         return None if ctx.ins[0] is ctx.args[0] else False  # by a number; else rdiv
     a, b = ctx.ins
     if ctx.name.endswith("_") or ctx.name.startswith("__i"):
-        return False if b.requires_grad else None  # in place: a's old value needed
+        # in place: b kept, and a copy of a's old value for b's gradient
+        ctx.call.kept = [ctx.input_storage(1)]
+        if b.requires_grad:
+            ctx.call.kept.append(ctx.new_storage(ctx.input_bytes(0)))
+        return None
     kept = [ctx.input_storage(1)] if a.requires_grad or b.requires_grad else []
     if b.requires_grad:
         kept.insert(0, ctx.input_storage(0))
@@ -72,10 +93,14 @@ def keep_output(ctx: Context) -> None:
 
 @rule(*KEEP_INPUT)
 def keep_input(ctx: Context) -> Optional[bool]:
-    """The input kept (in place: a copy of it); ``pow`` by a tensor declined."""
+    """The input kept (in place: a copy of it); ``clamp`` between tensors: the input
+    and the bounds."""
     if len(ctx.ins) > 1:
-        return False
-    if ctx.name.endswith("_"):
+        if not ctx.name.startswith("clamp") or ctx.name.endswith("_"):
+            return False
+        ctx.call.kept = [ctx.input_storage(i) for i in range(len(ctx.ins))]
+        return None
+    if ctx.name.endswith("_") and not ctx.name.startswith("__") or ctx.name.startswith("__i"):
         ctx.call.kept = [ctx.new_storage(ctx.input_bytes(0))]
     else:
         ctx.call.kept = [ctx.input_storage(0)]
@@ -100,3 +125,47 @@ def where(ctx: Context) -> Optional[bool]:
 def masked_fill(ctx: Context) -> None:
     """The mask kept."""
     ctx.call.kept = [ctx.input_storage(1)]
+
+
+@rule("pow", "__pow__", "pow_", "__ipow__", "__rpow__")
+def pow_(ctx: Context) -> Optional[bool]:
+    """By a number: the input (in place: a copy); of a number: the exponent and the
+    result; tensor by tensor: both and the result."""
+    base = ctx.arg(0, "self", ctx.arg(0, "input"))
+    if ctx.name == "__rpow__" or not isinstance(base, torch.Tensor):
+        ctx.call.kept = [ctx.input_storage(0), ctx.output_storage(0)]
+        return None
+    if len(ctx.ins) == 1:
+        return keep_input(ctx)
+    if ctx.name in ("pow_", "__ipow__"):
+        return False  # the base's old value is overwritten
+    ctx.call.kept = [ctx.input_storage(0), ctx.input_storage(1), ctx.output_storage(0)]
+    return None
+
+
+@rule("__rdiv__", "__rtruediv__")
+def rdiv(ctx: Context) -> Optional[bool]:
+    """``number / x``: the reciprocal kept (a storage of the input's size); a
+    tensor numerator declined."""
+    if len(ctx.ins) != 1:
+        return False
+    out = ctx.outs[0]
+    nbytes = out.numel() * out.element_size()  # the reciprocal's (an int input's: float)
+    if ctx.grad:
+        ctx.call.kept = [ctx.new_storage(nbytes)]
+    else:
+        ctx.call.transient = nbytes
+    return None
+
+
+@rule("addcmul", "addcmul_")
+def addcmul(ctx: Context) -> Optional[bool]:
+    """``x + value · t1 · t2``: each factor kept if the other requires grad (in
+    place too: ``x``'s gradient is the gradient itself)."""
+    t1, t2 = ctx.arg(1, "tensor1"), ctx.arg(2, "tensor2")
+    if not all(isinstance(t, torch.Tensor) for t in (t1, t2)):
+        return False
+    at = {id(t): i for i, t in enumerate(ctx.ins)}
+    ctx.call.kept = [ctx.input_storage(at[id(t)]) for t, other in ((t1, t2), (t2, t1))
+                     if other.requires_grad]
+    return None

@@ -25,6 +25,10 @@ Kept (``tools/autograd/derivatives.yaml``):
   text models make (``bfloat16``, ``type``): nothing kept.
 * ``argmax``/``argmin`` (an integer result: no node), ``floor``/``ceil``/
   ``round``/``trunc``/``sign`` (a zero gradient): nothing kept; ``t``, a view.
+* ``scatter``/``scatter_`` (``grad.scatter(dim, index, 0)`` for the input,
+  ``grad.gather(dim, index)`` for the source), ``scatter_add``/``scatter_add_``
+  (the input's gradient is the gradient itself; the source's a ``gather``): the
+  index, when the input's gradient needs it or the source requires grad.
 * ``index_select``: its index (``index_add`` of the gradient into zeros);
   ``topk``: its int64 indices (``value_selecting_reduction_backward``).
 * ``min``/``max``/``amin``/``amax``/``minimum``/``maximum``: along a dimension,
@@ -143,3 +147,13 @@ def topk(ctx: Context) -> Optional[bool]:
         return False
     ctx.call.kept = [ctx.output_storage(1)]
     return None
+
+
+@rule("scatter", "scatter_", "scatter_add", "scatter_add_")
+def scatter(ctx: Context) -> None:
+    """The index kept (``scatter_add``: only if the source requires grad)."""
+    index = ctx.arg(2, "index")
+    src = ctx.arg(3, "src", ctx.kwargs.get("value"))
+    src_grad = isinstance(src, torch.Tensor) and src.requires_grad
+    if src_grad or not ctx.name.startswith("scatter_add"):
+        ctx.call.kept = _kept_indices(ctx, index)

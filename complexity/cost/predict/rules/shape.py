@@ -5,7 +5,8 @@ Views (:data:`complexity.cost.predict.graph.ALIASING`) make no storage (``contig
 storage, and the copy's backward keeps nothing); the calls of
 :data:`KEEP_NOTHING` need only sizes for their backward (``derivatives.yaml``):
 concatenation, addition, nearest/bilinear upsampling, sums and means,
-``roll``, ``chunk``/``split``; ``pad`` in ``constant`` or ``circular`` mode
+``roll``, ``flip``, ``tile``/``repeat``, ``chunk``/``split``; ``one_hot`` (an
+integer result, no node); ``broadcast_to``, a view, as ``expand``; ``pad`` in ``constant`` or ``circular`` mode
 (``reflect``/``replicate`` padding keeps its input). The factories of
 :data:`FACTORIES` allocate their result and make no autograd node.
 """
@@ -17,7 +18,7 @@ from complexity.cost.predict.rules.registry import Context, rule
 #: Calls that keep nothing for backward (their backward needs only sizes).
 KEEP_NOTHING = ("cat", "concat", "stack", "add", "add_", "__add__", "__iadd__", "__radd__",
                 "interpolate", "upsample", "sum", "mean", "roll", "chunk", "split", "unbind",
-                "clone")
+                "clone", "flip", "tile", "repeat", "one_hot")
 
 #: Calls that make a new tensor from sizes (and a dtype), not from values.
 FACTORIES = ("zeros", "ones", "empty", "full", "randn", "rand", "randint", "arange", "eye",
@@ -45,3 +46,9 @@ def pad(ctx: Context) -> None:
     input (``reflection_pad*d_backward(grad, self, padding)``)."""
     if ctx.arg(2, "mode", "constant") in ("reflect", "replicate"):
         ctx.call.kept = [ctx.input_storage(0)]
+
+
+@rule("broadcast_to")
+def broadcast_to(ctx: Context) -> None:
+    """An ``expand``: its gradient handed on unless it adds dimensions (summed away)."""
+    ctx.call.shares_grad = ctx.ins[0].dim() == ctx.outs[0].dim()

@@ -1,0 +1,154 @@
+"""What the corpus benchmarks share (``text_zoo.py``, ``timm_zoo.py``): one model
+predicted against a real CPU step in ``full`` and ``last`` training
+(:func:`compare`), the loop over models with a per-model time limit and a
+progress bar that rewrites the report after every model (:func:`run`), and the
+report: a summary computed from the rows (built, trained, exact; the unmodelled
+calls ranked by how many models hit them; what did not build or train, with why)
+and one row per (model, mode) with the error of each quantity (:func:`report`).
+"""
+from __future__ import annotations
+
+import gc
+import signal
+import time
+import warnings
+from collections import Counter
+
+from complexity.atomic import write_text
+from complexity.errors import reason
+
+#: Quantities compared (measure.KEYS), short column names.
+QUANTITIES = [("param_bytes", "param"), ("grad_bytes", "grad"), ("optimizer_bytes", "adam"),
+              ("saved_activation_bytes", "saved"), ("forward_flops", "fwd"),
+              ("backward_flops", "bwd"), ("peak_bytes", "peak")]
+
+
+class Timeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise Timeout("over the time limit")
+
+
+def error(pred, meas):
+    """Relative error % of a prediction (0 when both are 0; None when measured is 0)."""
+    if meas == 0:
+        return 0.0 if pred == 0 else None
+    return 100.0 * (pred - meas) / meas
+
+
+def compare(model, shape, name, group, how="real", **kw):
+    """Rows for one built model: one per mode (``full``, ``last``), each with the
+    error of every quantity and the unmodelled calls, or why the step failed.
+    ``kw``: the input's ``input_dtype``/``input_high``."""
+    from complexity.cost.measure.cpu_step import measure
+    from complexity.cost.predict.prediction import predict_with_unmodelled
+    from complexity.cost.step.trainable import set_trainable
+
+    rows = []
+    for mode in ("full", "last"):
+        row = dict(name=name, group=group, built=True, mode=mode)
+        try:
+            set_trainable(model, mode)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                predicted, unmodelled = predict_with_unmodelled(model, shape, **kw)
+                measured = measure(model, shape, how=how, **kw)
+            row.update(ran=True, unmodelled=sorted(set(unmodelled)),
+                       errors={k: error(predicted[k], measured[k]) for k, _ in QUANTITIES},
+                       predicted=predicted, measured=measured)
+        except Timeout:
+            raise
+        except Exception as e:
+            row.update(ran=False, why=reason(e)[:300])
+        rows.append(row)
+    return rows
+
+
+def run(todo, run_one, out, render, timeout, desc):
+    """``run_one(group, name)`` for each ``(group, name)`` of ``todo`` under a
+    ``timeout`` (seconds, SIGALRM), the report ``render(rows, seconds)`` rewritten
+    to ``out`` after each; the rows."""
+    from tqdm import tqdm
+
+    rows, start = [], time.time()
+    signal.signal(signal.SIGALRM, _alarm)
+    for group, name in tqdm(todo, desc=desc, unit="model"):
+        signal.alarm(timeout)
+        try:
+            got = run_one(group, name)
+        except Timeout:
+            got = [dict(name=name, group=group, built=True, mode="full", ran=False,
+                        why=f"over the {timeout} s limit")]
+        except Exception as e:
+            got = [dict(name=name, group=group, built=False, why=reason(e)[:300])]
+        finally:
+            signal.alarm(0)
+        rows += got
+        gc.collect()
+        write_text(out, render(rows, time.time() - start))
+    return rows
+
+
+def _cell(e):
+    if e is None:
+        return "n/a"
+    return "0" if e == 0 else f"{e:+.1f}"
+
+
+def _exact(r) -> bool:
+    return not r["unmodelled"] and all(e == 0 for e in r["errors"].values() if e is not None)
+
+
+def summary(rows, total, seconds, noun):
+    """The summary's lines: counts, then the unmodelled calls by how many models hit them."""
+    built = {r["name"] for r in rows if r["built"]}
+    ran = [r for r in rows if r.get("ran")]
+    ran_names = {r["name"] for r in ran}
+    exact = [r for r in ran if _exact(r)]
+    exact_models = {r["name"] for r in exact
+                    if all(_exact(x) for x in ran if x["name"] == r["name"])}
+    hits = Counter()
+    for name in ran_names:
+        for call in {c for r in ran if r["name"] == name for c in r["unmodelled"]}:
+            hits[call] += 1
+    off = Counter(k for r in ran for k, e in r["errors"].items() if e is not None and e != 0)
+    lines = ["## Summary", "",
+             f"- {noun} tried: {len({r['name'] for r in rows})} of {total} "
+             f"({seconds / 60:.0f} min)",
+             f"- built: {len(built)}; ran a training step: {len(ran_names)}",
+             f"- exact on every quantity, both modes, nothing unmodelled: {len(exact_models)}",
+             f"- ({noun[:-1] if noun.endswith('s') else noun}, mode) rows exact on every "
+             f"quantity: {len(exact)} of {len(ran)}",
+             f"- rows with no unmodelled call: {sum(1 for r in ran if not r['unmodelled'])} "
+             f"of {len(ran)}",
+             "- rows off per quantity: " + ", ".join(f"{s} {off[k]}" for k, s in QUANTITIES),
+             "", f"### Unmodelled calls, by how many {noun} hit them", "",
+             "| call | " + noun + " |", "|---|---|"]
+    lines += [f"| `{c}` | {n} |" for c, n in hits.most_common()]
+    return lines
+
+
+def report(rows, total, seconds, title, intro, noun="architectures", column="architecture"):
+    """The whole report: title, intro, summary, what failed, the rows (worst first)."""
+    lines = [f"# {title}", "", intro, ""] + summary(rows, total, seconds, noun)
+    lines += ["", "### Did not build", "", f"| {column} | why |", "|---|---|"]
+    lines += [f"| {r['name']} | {r['why'][:200].replace('|', '/')} |"
+              for r in rows if not r["built"]]
+    lines += ["", "### Built but could not train", "", f"| {column} | mode | why |",
+              "|---|---|---|"]
+    lines += [f"| {r['name']} | {r['mode']} | {r['why'][:200].replace('|', '/')} |"
+              for r in rows if r["built"] and not r.get("ran")]
+    lines += ["", "## Rows", "",
+              f"| {column} | group | mode | " + " | ".join(s for _, s in QUANTITIES)
+              + " | unmodelled |", "|---|---|---|" + "---|" * len(QUANTITIES) + "---|"]
+
+    def badness(r):
+        return max((abs(e) for e in r["errors"].values() if e is not None), default=0)
+    ran = [r for r in rows if r.get("ran")]
+    for r in sorted(ran, key=lambda r: (-badness(r), r["name"], r["mode"])):
+        lines.append(f"| {r['name']} | {r['group']} | {r['mode']} | "
+                     + " | ".join(_cell(r["errors"][k]) for k, _ in QUANTITIES)
+                     + f" | {', '.join(r['unmodelled'])} |")
+    return "\n".join(lines) + "\n"
