@@ -238,10 +238,11 @@ class _Liveness:
             arriving.append((v, gid))
         # the node ran: its kept tensors, output and input grads alive, with its
         # backward's own temporaries (a custom Function's, a broadcast operand's)
-        temporary = c.backward_transient + _broadcast_temporaries(g, c)
-        self.sch.alloc(temporary, Key(What.WORKSPACE, ('backward', idx)))
-        self.sch.mark()
-        self.sch.free(temporary, Key(What.WORKSPACE, ('backward', idx)))
+        for extra in _broadcast_temporaries(g, c):
+            temporary = c.backward_transient + extra
+            self.sch.alloc(temporary, Key(What.WORKSPACE, ('backward', idx)))
+            self.sch.mark()
+            self.sch.free(temporary, Key(What.WORKSPACE, ('backward', idx)))
         for v in outs:
             grads.release(grads.of.pop(v))
         return arriving
@@ -368,7 +369,7 @@ FULL_SIZE_DERIVATIVE = frozenset({"mul", "mul_", "__mul__", "__rmul__", "__imul_
 DERIVATIVE_TEMPORARIES = {"pow": 2, "__pow__": 2, "square": 2}
 
 
-def _broadcast_temporaries(g: Graph, c) -> int:
+def _broadcast_temporaries(g: Graph, c) -> list:
     """Bytes of the temporaries ``c``'s backward makes besides its results: the
     full-size gradients for its broadcast operands (a scalar gain ``alpha * x``:
     ``grad * x`` before its sum) before they are summed down
@@ -381,18 +382,34 @@ def _broadcast_temporaries(g: Graph, c) -> int:
     >>> a, x = g.value(torch.empty((), device="meta")), g.value(torch.empty(8, device="meta"))
     >>> out = g.value(torch.empty(8, device="meta"), new=True)
     >>> _broadcast_temporaries(g, Call("mul", [a, x], [out], grad_inputs=[a, x]))
-    32
+    [32]
     """
     if c.name in DERIVATIVE_TEMPORARIES and len(c.inputs) == 1 and c.grad_inputs:
-        return DERIVATIVE_TEMPORARIES[c.name] * g.value_bytes[c.grad_inputs[0]]
+        return [DERIVATIVE_TEMPORARIES[c.name] * g.value_bytes[c.grad_inputs[0]]]
     if c.name not in FULL_SIZE_DERIVATIVE or not c.outputs:
-        return 0
+        return [0]
     full = g.value_bytes[c.outputs[0]]
-    small = [g.value_bytes[v] for v in c.grad_inputs if g.value_bytes[v] < full]
+    small = [g.value_bytes[v] for v in c.grad_inputs if _smaller(g.value_bytes[v], full)]
     # summed down one by one, in order: at the i-th, the full-size ones not yet
-    # summed and the small ones made so far are alive (the schedule holds the small)
-    return max((full * (len(small) - i) + sum(small[:i + 1]) for i in range(len(small))),
-               default=sum(small)) - sum(small)
+    # summed and the small ones made so far are alive (the schedule holds the
+    # small); one reading each, so that symbolic sizes need no max here
+    held = sum(small)
+    return [full * (len(small) - i) + sum(small[:i + 1]) - held
+            for i in range(len(small))] or [0]
+
+
+def _smaller(a, b) -> bool:
+    """``a < b`` for two byte counts. A symbolic count (the schedule run on
+    :class:`~complexity.cost.predict.symbolic.Lin` sizes) is smaller when it is not
+    the same expression as ``b``: an operand's gradient has the output's sizes or
+    a broadcast subset of them.
+
+    >>> _smaller(8, 32), _smaller(32, 32)
+    (True, False)
+    """
+    d = b - a
+    terms = getattr(d, "terms", None)
+    return bool(terms) if terms is not None else d > 0
 
 
 def _hands_on(g: Graph, c, v: int) -> bool:
