@@ -51,6 +51,14 @@ _SIZES = ("dim", "size", "numel", "shape")
 #: likewise: its ``norm``, ``clamp_min``, ``expand_as`` and division meet their rules.
 DESCEND = frozenset({"multi_head_attention_forward", "normalize"})
 
+#: Calls that cast their own half-precision arguments up, autocast or not: the CPU
+#: math path of ``scaled_dot_product_attention`` (``_scaled_dot_product_attention_math``)
+#: runs a bfloat16/float16 query, key and value as float32 copies (``query_.to(kFloat)``,
+#: an autograd node each: the copies are what its products keep). The tracer records
+#: those casts as it records autocast's (:meth:`Tracer._casts`), whatever the step's
+#: autocast: GPT-2 with bfloat16 weights keeps float32 attention tensors (real step).
+UPCASTS = frozenset({"scaled_dot_product_attention"})
+
 
 @functools.lru_cache(maxsize=None)
 def undispatched(func):
@@ -151,7 +159,8 @@ class Tracer(TorchFunctionMode):
         if name in DESCEND:  # record the calls inside instead of the one call
             with self:
                 return undispatched(func)(*args, **kwargs)
-        if self.autocast:
+        casts = self.autocast or name in UPCASTS
+        if casts:
             with Casts() as rec:
                 out, answered = self._run(name, func, args, kwargs)
         else:
@@ -171,7 +180,7 @@ class Tracer(TorchFunctionMode):
             if not answered:
                 self.shadows.record(func, args, kwargs, out)
         ins = _tensors((args, kwargs))
-        if self.autocast:
+        if casts:
             args, kwargs, ins = self._casts(rec, ins, outs, args, kwargs)
             del rec
         if name == "cross_entropy":

@@ -23,7 +23,12 @@ transformers/sdp_utils_cpp.cpp``, ``select_sdp_backend_cpp``). On the CPU:
   (its result kept), ``dropout`` (CPU: the float noise kept, and the dropped
   weights fed to the next product), ``matmul`` with v. Each ``matmul`` keeps what
   :func:`.matmul.matmul_plan` says (copies where a reshape cannot view) and costs
-  its bmm FLOPs.
+  its bmm FLOPs. A bfloat16/float16 query, key and value (half-precision
+  weights, or autocast) are first copied to float32 (``query_.to(kFloat)``, an
+  autograd node each), so everything the path keeps is float32, v's copy
+  included, and the output is cast back: the tracer records those casts before
+  the call (:data:`complexity.cost.predict.trace.UPCASTS`) and the rule sees the
+  copies as its arguments (GPT-2 in bfloat16: exact against a real step).
 
 Grouped-query attention (``enable_gqa=True``, fewer key/value heads than query
 heads, a divisor of them): the CPU flash kernel takes k and v as they are and
