@@ -197,6 +197,11 @@ def test_sdpa_half_precision_as_autograd_keeps_it(dtype, B, H, L, S, E, dropout,
     want = autograd_oracle(fn, [q, k, v])
     torch.manual_seed(0)
     assert rule_prediction(fn, [q, k, v], "scaled_dot_product_attention") == want
+    # as a model's trace sees it: on meta, where sdpa takes the math path whatever
+    # the CPU would take (the rule, not the device, decides which casts are made)
+    metas = [t.detach().to("meta").requires_grad_(t.requires_grad) for t in (q, k, v)]
+    torch.manual_seed(0)
+    assert rule_prediction(fn, metas, "scaled_dot_product_attention") == want
     if dropout and grads[1]:  # the math path's softmax result: float32, whatever the dtype
         assert ("new", 4 * B * H * L * S) in want[0]
 

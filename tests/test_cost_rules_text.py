@@ -234,23 +234,31 @@ def test_text_model_predicted_equals_measured(name, trainable):
     assert predicted == measured
 
 
-def test_gpt2_in_bfloat16_predicted_equals_real_and_fake_steps():
-    """GPT-2 with bfloat16 weights (the step's ``dtype``, no autocast): attention
-    dropout sends ``scaled_dot_product_attention`` down the math path, which runs on
-    float32 copies of q, k and v and keeps float32 tensors. Every quantity equals
-    a real CPU step and a fake-tensor step (before: saved activations 155,396 B
-    predicted against 179,972 B measured, the peak 6.9 % low)."""
+
+@pytest.mark.parametrize("name", ["gpt2", "llama-gqa"])
+def test_bfloat16_weights_predicted_equals_real_and_fake_steps(name):
+    """Bfloat16 weights (the step's ``dtype``, no autocast). GPT-2's attention
+    dropout sends ``scaled_dot_product_attention`` down the math path, which runs
+    on float32 copies of q, k and v and keeps float32 tensors (before: saved
+    activations 155,396 B predicted against 179,972 B measured, the peak 6.9 %
+    low); Llama (no dropout, causal) takes the CPU flash kernel, which keeps q, k
+    and v as given, in bfloat16. Every quantity equals a real CPU step and a
+    fake-tensor step."""
     pytest.importorskip("transformers")
     from complexity.cost.predict.prediction import predict_step
     from complexity.cost.step.options import StepOptions
-    from text_models import SHAPE as GPT2_SHAPE, TOKENS as GPT2_TOKENS, gpt2
+    import text_models
 
     torch.manual_seed(0)
-    model, options = gpt2(), StepOptions(dtype="bfloat16")
+    if name == "gpt2":
+        model, shape, tokens = text_models.gpt2(), text_models.SHAPE, text_models.TOKENS
+    else:
+        model, shape, tokens = _model(name), SHAPE, TOKENS
+    options = StepOptions(dtype="bfloat16")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        p = predict_step(model, GPT2_SHAPE, options=options, **GPT2_TOKENS)
-        real = measure(model, GPT2_SHAPE, how="real", options=options, **GPT2_TOKENS)
-        fake = measure(model, GPT2_SHAPE, how="fake", options=options, **GPT2_TOKENS)
+        p = predict_step(model, shape, options=options, **tokens)
+        real = measure(model, shape, how="real", options=options, **tokens)
+        fake = measure(model, shape, how="fake", options=options, **tokens)
     assert not p.unmodelled, p.unmodelled
     assert p.values == real == fake

@@ -37,6 +37,7 @@ from complexity.cost.step.autocast import autocast_region
 from complexity.cost.step.batch import loss_of, loss_target, logits, make_input, own_loss
 from complexity.cost.step.state import known_values, stand_ins, tensor_attributes
 from complexity.cost.predict.rules import Context, lookup
+from complexity.cost.predict.rules.attention import upcasts_on_cpu
 from complexity.counting.hooks import mode
 
 #: Calls that only read sizes: not recorded.
@@ -57,7 +58,9 @@ DESCEND = frozenset({"multi_head_attention_forward", "normalize"})
 #: an autograd node each: the copies are what its products keep). The tracer records
 #: those casts as it records autocast's (:meth:`Tracer._casts`), whatever the step's
 #: autocast: GPT-2 with bfloat16 weights keeps float32 attention tensors (real step).
-UPCASTS = frozenset({"scaled_dot_product_attention"})
+#: Call name → whether this call (a :class:`~complexity.cost.predict.rules.Context`-like
+#: view of its arguments) upcasts on the step's CPU.
+UPCASTS = {"scaled_dot_product_attention": upcasts_on_cpu}
 
 
 @functools.lru_cache(maxsize=None)
@@ -89,6 +92,16 @@ def _arg(args, kwargs, i, name, default=None):
     if name in kwargs:
         return kwargs[name]
     return args[i] if len(args) > i else default
+
+
+class _Args:
+    """A call's arguments read as a rule reads them (``arg(i, name)``, ``kwargs``)."""
+
+    def __init__(self, args, kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def arg(self, i, name, default=None):
+        return _arg(self.args, self.kwargs, i, name, default)
 
 
 class Casts(TorchDispatchMode):
@@ -159,7 +172,8 @@ class Tracer(TorchFunctionMode):
         if name in DESCEND:  # record the calls inside instead of the one call
             with self:
                 return undispatched(func)(*args, **kwargs)
-        casts = self.autocast or name in UPCASTS
+        casts = self.autocast or (name in UPCASTS and self.g.device_type == "cpu"
+                                  and UPCASTS[name](_Args(args, kwargs)))
         if casts:
             with Casts() as rec:
                 out, answered = self._run(name, func, args, kwargs)
