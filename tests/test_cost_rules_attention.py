@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings, strategies as st
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -174,6 +175,35 @@ def test_scaled_dot_product_attention(case):
     assert rule_prediction(fn, [q, k, v], "scaled_dot_product_attention") == want
     if case.startswith("flash"):
         assert want[1:] == (0, 0)   # FlopCounterMode has no formula for the CPU flash kernel
+
+
+@settings(max_examples=12, deadline=None)
+@given(dtype=st.sampled_from([torch.bfloat16, torch.float16]), B=st.integers(1, 2),
+       H=st.integers(1, 3), L=st.integers(1, 6), S=st.integers(1, 6), E=st.integers(1, 5),
+       dropout=st.sampled_from([0.0, 0.4]), causal=st.booleans(),
+       grads=st.sampled_from([(True, True, True), (False, True, True), (False, False, True)]))
+def test_sdpa_half_precision_as_autograd_keeps_it(dtype, B, H, L, S, E, dropout, causal, grads):
+    """bfloat16/float16 arguments, no autocast: the CPU math path (dropout, or an
+    odd mask) runs on float32 copies of q, k and v and keeps float32 tensors (the
+    copy of v among them); the flash kernel keeps the arguments as given. Before
+    the tracer recorded the math path's own casts, GPT-2 stepped in bfloat16
+    predicted these at half their size (its saved activations 14 % low)."""
+    q, k, v = (torch.randn(B, H, n, E, dtype=dtype, requires_grad=g)
+               for n, g in ((L, grads[0]), (S, grads[1]), (S, grads[2])))
+    causal = causal and L == S
+    fn = lambda a, b, c: F.scaled_dot_product_attention(  # noqa: E731
+        a, b, c, dropout_p=dropout, is_causal=causal)
+    torch.manual_seed(0)
+    want = autograd_oracle(fn, [q, k, v])
+    torch.manual_seed(0)
+    assert rule_prediction(fn, [q, k, v], "scaled_dot_product_attention") == want
+    # as a model's trace sees it: on meta, where sdpa takes the math path whatever
+    # the CPU would take (the rule, not the device, decides which casts are made)
+    metas = [t.detach().to("meta").requires_grad_(t.requires_grad) for t in (q, k, v)]
+    torch.manual_seed(0)
+    assert rule_prediction(fn, metas, "scaled_dot_product_attention") == want
+    if dropout and grads[1]:  # the math path's softmax result: float32, whatever the dtype
+        assert ("new", 4 * B * H * L * S) in want[0]
 
 
 def test_flash_output_is_laid_out_like_the_query_on_meta_too():

@@ -37,6 +37,7 @@ from complexity.cost.step.autocast import autocast_region
 from complexity.cost.step.batch import loss_of, loss_target, logits, make_input, own_loss
 from complexity.cost.step.state import known_values, stand_ins, tensor_attributes
 from complexity.cost.predict.rules import Context, lookup
+from complexity.cost.predict.rules.attention import upcasts_on_cpu
 from complexity.counting.hooks import mode
 
 #: Calls that only read sizes: not recorded.
@@ -50,6 +51,16 @@ _SIZES = ("dim", "size", "numel", "shape")
 #: ``normalize`` (``x / x.norm(p, dim, keepdim=True).clamp_min(eps).expand_as(x)``)
 #: likewise: its ``norm``, ``clamp_min``, ``expand_as`` and division meet their rules.
 DESCEND = frozenset({"multi_head_attention_forward", "normalize"})
+
+#: Calls that cast their own half-precision arguments up, autocast or not: the CPU
+#: math path of ``scaled_dot_product_attention`` (``_scaled_dot_product_attention_math``)
+#: runs a bfloat16/float16 query, key and value as float32 copies (``query_.to(kFloat)``,
+#: an autograd node each: the copies are what its products keep). The tracer records
+#: those casts as it records autocast's (:meth:`Tracer._casts`), whatever the step's
+#: autocast: GPT-2 with bfloat16 weights keeps float32 attention tensors (real step).
+#: Call name → whether this call (a :class:`~complexity.cost.predict.rules.Context`-like
+#: view of its arguments) upcasts on the step's CPU.
+UPCASTS = {"scaled_dot_product_attention": upcasts_on_cpu}
 
 
 @functools.lru_cache(maxsize=None)
@@ -81,6 +92,16 @@ def _arg(args, kwargs, i, name, default=None):
     if name in kwargs:
         return kwargs[name]
     return args[i] if len(args) > i else default
+
+
+class _Args:
+    """A call's arguments read as a rule reads them (``arg(i, name)``, ``kwargs``)."""
+
+    def __init__(self, args, kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def arg(self, i, name, default=None):
+        return _arg(self.args, self.kwargs, i, name, default)
 
 
 class Casts(TorchDispatchMode):
@@ -151,7 +172,9 @@ class Tracer(TorchFunctionMode):
         if name in DESCEND:  # record the calls inside instead of the one call
             with self:
                 return undispatched(func)(*args, **kwargs)
-        if self.autocast:
+        casts = self.autocast or (name in UPCASTS and self.g.device_type == "cpu"
+                                  and UPCASTS[name](_Args(args, kwargs)))
+        if casts:
             with Casts() as rec:
                 out, answered = self._run(name, func, args, kwargs)
         else:
@@ -171,7 +194,7 @@ class Tracer(TorchFunctionMode):
             if not answered:
                 self.shadows.record(func, args, kwargs, out)
         ins = _tensors((args, kwargs))
-        if self.autocast:
+        if casts:
             args, kwargs, ins = self._casts(rec, ins, outs, args, kwargs)
             del rec
         if name == "cross_entropy":

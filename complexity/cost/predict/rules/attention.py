@@ -23,7 +23,13 @@ transformers/sdp_utils_cpp.cpp``, ``select_sdp_backend_cpp``). On the CPU:
   (its result kept), ``dropout`` (CPU: the float noise kept, and the dropped
   weights fed to the next product), ``matmul`` with v. Each ``matmul`` keeps what
   :func:`.matmul.matmul_plan` says (copies where a reshape cannot view) and costs
-  its bmm FLOPs.
+  its bmm FLOPs. A bfloat16/float16 query, key and value (half-precision
+  weights, or autocast) are first copied to float32 (``query_.to(kFloat)``, an
+  autograd node each), so everything the path keeps is float32, v's copy
+  included, and the output is cast back: the tracer records those casts before
+  the call where the CPU takes this path
+  (:data:`complexity.cost.predict.trace.UPCASTS`, :func:`upcasts_on_cpu`) and the rule sees the
+  copies as its arguments (GPT-2 in bfloat16: exact against a real step).
 
 Grouped-query attention (``enable_gqa=True``, fewer key/value heads than query
 heads, a divisor of them): the CPU flash kernel takes k and v as they are and
@@ -88,15 +94,33 @@ def _layout_like(out: torch.Tensor, q: torch.Tensor) -> None:
             out.as_strided_(out.shape, want)
 
 
+def _sdpa_args(ctx) -> tuple:
+    """``(query, key, value, attn_mask, dropout_p, enable_gqa)`` of the call
+    (``ctx``: anything with ``arg`` and ``kwargs``, as :class:`Context`)."""
+    return (ctx.arg(0, "query"), ctx.arg(1, "key"), ctx.arg(2, "value"),
+            ctx.arg(3, "attn_mask"), float(ctx.arg(4, "dropout_p", 0.0)),
+            bool(ctx.kwargs.get("enable_gqa", False)))
+
+
+def upcasts_on_cpu(ctx) -> bool:
+    """Does the CPU math path run this call on float32 copies of a bfloat16/float16
+    query, key and value (the casts the tracer then records)? Decided as the CPU
+    does (:func:`flash_on_cpu`), not by the traced tensors' device: on meta, sdpa
+    takes the math path even where the CPU takes the flash kernel (a Llama in
+    bfloat16, no dropout: its q, k, v kept as given, not as float32 copies)."""
+    q, k, v, mask, p, gqa = _sdpa_args(ctx)
+    if not all(isinstance(t, torch.Tensor) for t in (q, k, v)):
+        return False
+    return (q.dtype in (torch.float16, torch.bfloat16)
+            and not flash_on_cpu(q, k, v, mask, p, gqa))
+
+
 @rule("scaled_dot_product_attention")
 def scaled_dot_product_attention(ctx: Context) -> Optional[bool]:
     """The CPU flash kernel's or the math path's kept tensors and FLOPs."""
     if ctx.graph.device_type != "cpu":
         return False
-    q, k, v = ctx.arg(0, "query"), ctx.arg(1, "key"), ctx.arg(2, "value")
-    mask = ctx.arg(3, "attn_mask")
-    p = float(ctx.arg(4, "dropout_p", 0.0))
-    gqa = bool(ctx.kwargs.get("enable_gqa", False))
+    q, k, v, mask, p, gqa = _sdpa_args(ctx)
     grouped = gqa and q.dim() >= 3 and q.shape[-3] != k.shape[-3]
     if grouped and (k.shape[-3] == 0 or q.shape[-3] % k.shape[-3] or k.shape[-3] != v.shape[-3]):
         return False  # not a grouping sdpa accepts: it raises
