@@ -82,9 +82,7 @@ def mark_owners(g: Graph, grads_resident: bool = False) -> List[int]:
             continue
         owners.append(idx)
         has.difference_update(outs)
-        for v in c.grad_inputs:
-            if v in g.params and (grads_resident or v in has):
-                continue
+        for v in c.grad_inputs:  # a parameter's too: summed out of place (tied weights)
             if v not in has:
                 has.add(v)
             else:

@@ -8,8 +8,9 @@ was passed to (until that module returns), a later call that reads it, an
 autograd node that keeps it (until that node's backward), a parameter's
 ``.grad``. Gradients follow PyTorch's engine: add, cat and views hand the output
 gradient on without a copy; a node's kept tensors go as soon as it has run; a
-second gradient for the same tensor is summed into a new one (in place only for
-a parameter's ``.grad``).
+second gradient for the same tensor (a parameter used twice, as tied embeddings
+are, included) is summed into a new one; a parameter's sum becomes its ``.grad``
+once all its gradients have arrived (added in place into a resident ``.grad``).
 
 A graph of one call, the loss ``sum`` of a resident 1 KiB input: the peak is the
 input, the 4-byte loss and the loss's 4-byte gradient (nothing trains).
@@ -136,6 +137,12 @@ class _Liveness:
         self.last_read = self._last_reads()
         self.birth: Dict[int, int] = {}  # storage -> the call that made it
         self.grads = _Gradients(sch, g.params)
+        # how many gradients each parameter's AccumulateGrad waits for: one per use
+        self.arrivals: Dict[int, int] = {}
+        for c in g.calls:
+            for v in c.grad_inputs if c.node else ():
+                if v in g.params:
+                    self.arrivals[v] = self.arrivals.get(v, 0) + 1
 
     def _last_reads(self) -> Dict[int, int]:
         """Storage -> the last forward call that reads it or runs while Python
@@ -270,18 +277,17 @@ class _Liveness:
                 self.sch.activation(False, g.storage_bytes[s], s)
 
     def _accumulate(self, arriving: List[tuple]) -> None:
-        """The gradients a node made arrive at its inputs: into a parameter's
-        ``.grad``, as the first gradient of a tensor, or summed with an earlier one."""
+        """The gradients a node made arrive at its inputs: the first gradient of a
+        tensor waits in the engine's input buffer, a later one is summed with it
+        into a new one. A parameter used more than once (tied embeddings) is no
+        exception: its ``AccumulateGrad`` runs only when the last of its gradients
+        has arrived (:attr:`arrivals`), and then makes the sum its ``.grad`` (or,
+        with ``.grad`` resident, adds it in and frees it)."""
         g, grads = self.g, self.grads
         # ... then adds its outputs into the waiting gradients.
         for v, gid in arriving:
-            if v in g.params and (self.grads_resident or v in grads.of):
-                # AccumulateGrad: .grad exists, so .grad += new, in place
-                grads.release(gid)
-            elif v not in grads.of:
+            if v not in grads.of:
                 grads.of[v] = gid
-                if v in g.params:
-                    grads.refs[gid] += 1  # .grad keeps it
             else:
                 # InputBuffer::accumulate adds in place only for a plain tensor it
                 # holds the last reference to (never for fake tensors): old + new.
@@ -291,6 +297,10 @@ class _Liveness:
                 grads.release(grads.of[v])
                 grads.release(gid)
                 grads.of[v] = total
+            if v in g.params:
+                self.arrivals[v] -= 1
+                if self.arrivals[v] == 0 and self.grads_resident:
+                    grads.release(grads.of.pop(v))  # AccumulateGrad: .grad += sum
 
     def update(self, optimizer, trainable_sizes: List[int]) -> None:
         """``optimizer.step()``: the step's last moment, the gradients and the
