@@ -161,18 +161,6 @@ class _OuterThenEinsum(nn.Module):
         return self.head(torch.einsum("blmd,bmd->bld", outer, h))
 
 
-@pytest.mark.parametrize("trainable", ["full", "last"])
-def test_einsum_copy_and_two_broadcast_operands(trainable):
-    from complexity.cost.step.trainable import set_trainable
-
-    torch.manual_seed(0)
-    net = _OuterThenEinsum(16)
-    set_trainable(net, trainable)
-    predicted, unmodelled = predict_with_unmodelled(net, (4, 32, 16))
-    assert unmodelled == []
-    assert predicted == measure(net, (4, 32, 16), how="real")
-
-
 class _ExpandedMatmul(nn.Module):
     """``matmul`` of an expanded operand: ATen copies it for ``bmm`` (no view can
     fold it to 3-D); with nothing training the copy is kept by no node but alive
@@ -190,15 +178,21 @@ class _ExpandedMatmul(nn.Module):
 
 
 @pytest.mark.parametrize("trainable", ["full", "last"])
-def test_matmul_copy_of_an_expanded_operand(trainable):
+@pytest.mark.parametrize("make, shape", [(_OuterThenEinsum, (4, 32, 16)),
+                                         (_ExpandedMatmul, (4, 16, 16))],
+                         ids=["einsum-copy-two-broadcast-operands",
+                              "matmul-copy-of-an-expanded-operand"])
+def test_copies_no_node_keeps(make, shape, trainable):
+    """A copy made inside einsum or matmul, alive only while the call runs, and
+    the full-size gradients of broadcast operands: prediction == a real step."""
     from complexity.cost.step.trainable import set_trainable
 
     torch.manual_seed(0)
-    net = _ExpandedMatmul(16)
+    net = make(16)
     set_trainable(net, trainable)
-    predicted, unmodelled = predict_with_unmodelled(net, (4, 16, 16))
+    predicted, unmodelled = predict_with_unmodelled(net, shape)
     assert unmodelled == []
-    assert predicted == measure(net, (4, 16, 16), how="real")
+    assert predicted == measure(net, shape, how="real")
 
 
 class _UsedTwice(nn.Module):

@@ -19,13 +19,13 @@ from complexity.cost.measure.cpu_step import measure
 from complexity.cost.predict.prediction import predict_with_unmodelled
 from complexity.cost.predict.trace import trace
 from complexity.cost.step.batch import Loss, loss_of
-from complexity.cost.step.trainable import set_trainable
 
 transformers = pytest.importorskip("transformers")
 
 from text_models import SHAPE, TOKENS, VOCAB  # noqa: E402
 from text_models import bert as _bert  # noqa: E402
 from text_models import gpt2 as _gpt2  # noqa: E402
+from trainable_helpers import trained_as  # noqa: E402
 
 
 #: Llama's rotary embedding (``cos``, ``sin`` of the position angles): off the
@@ -68,15 +68,10 @@ def test_predicted_equals_real(model, trainable):
     the model's own loss in both; the loss is the model's cross-entropy (its last
     two calls), the graph's loss its result."""
     name, net = model
-    flags = [p.requires_grad for p in net.parameters()]
-    set_trainable(net, trainable)
-    try:
+    with trained_as(net, trainable):
         predicted, unmodelled = predict_with_unmodelled(net, SHAPE, **TOKENS)
         real = measure(net, SHAPE, how="real", **TOKENS)
         g = trace(net, SHAPE, **TOKENS)
-    finally:
-        for p, f in zip(net.parameters(), flags):
-            p.requires_grad_(f)
     assert set(unmodelled) <= OFF_PATH, unmodelled
     assert {k: predicted[k] for k in KEYS} == {k: real[k] for k in KEYS}
     names = [c.name for c in g.calls]

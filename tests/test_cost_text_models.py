@@ -24,6 +24,7 @@ transformers = pytest.importorskip("transformers")
 from text_models import SHAPE, TOKENS, VOCAB  # noqa: E402
 from text_models import bert as _bert  # noqa: E402
 from text_models import gpt2 as _gpt2  # noqa: E402
+from trainable_helpers import trained_as  # noqa: E402
 
 
 #: Calls no rule covered when these tests were written (BERT's token-type
@@ -45,18 +46,11 @@ def test_predicted_fake_real(text_model, trainable):
     keeps them: BERT was 16.8 % short before they were counted), in ``full`` mode
     it is in backward, where ``loss.backward()`` holds the 4-byte root gradient
     to the end (4 bytes short before)."""
-    from complexity.cost.step.trainable import set_trainable
-
     _name, model = text_model
-    flags = [p.requires_grad for p in model.parameters()]
-    set_trainable(model, trainable)
-    try:
+    with trained_as(model, trainable):
         predicted, unmodelled = predict_with_unmodelled(model, SHAPE, **TOKENS)
         fake = measure(model, SHAPE, how="fake", **TOKENS)
         real = measure(model, SHAPE, how="real", **TOKENS)
-    finally:
-        for p, f in zip(model.parameters(), flags):
-            p.requires_grad_(f)
     assert fake == real
     assert set(unmodelled) <= KNOWN_UNMODELLED, unmodelled
     assert predicted == fake

@@ -19,6 +19,7 @@ import torch
 from complexity.cost.measure.cpu_step import measure
 from complexity.cost.predict.prediction import predict_with_unmodelled
 from complexity.cost.step.trainable import set_trainable
+from trainable_helpers import trained_as
 
 torchvision = pytest.importorskip("torchvision")
 
@@ -52,14 +53,9 @@ def video_model(request):
 def test_predicted_equals_measured(video_model, trainable):
     name, model = video_model
     shape = CLIPS[name]
-    flags = [p.requires_grad for p in model.parameters()]
-    set_trainable(model, trainable)
-    try:
+    with trained_as(model, trainable):
         predicted, unmodelled = predict_with_unmodelled(model, shape)
         measured = measure(model, shape, how="fake")
-    finally:
-        for p, f in zip(model.parameters(), flags):
-            p.requires_grad_(f)
     assert unmodelled == []
     gaps = GAPS.get((name, trainable), {})
     assert {k: predicted[k] - measured[k] for k in measured
