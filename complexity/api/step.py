@@ -108,7 +108,7 @@ def step_cost(model, input_shape: Optional[Sequence[int]] = None,
     ``"real"`` (a real CPU step) or None/False (prediction only).
 
     The step's options, as ``finetune``'s: ``optimizer`` (``"sgd"``,
-    ``"sgd-momentum"``, ``"adam"``, ``"adamw"``), ``foreach``/``fused`` (the
+    ``"sgd-momentum"``, ``"adam"``, ``"adamw"``, ``"adafactor"``), ``foreach``/``fused`` (the
     update; None: the CPU's for-loop), ``dtype`` of the parameters, ``autocast``
     (``"bfloat16"``, ``"float16"``), ``checkpoint`` (a glob of module names),
     ``lora`` (``"r=8,alpha=16,targets=GLOB"`` or a

@@ -67,7 +67,9 @@ def wanted(args, lora_sets) -> bool:
         return False
     for flag, bad in (("--size auto", getattr(args, "size", None) == "auto"),
                       ("--lora", bool(lora_sets)),
-                      ("--reserve", getattr(args, "reserve", None) is not None)):
+                      ("--reserve", getattr(args, "reserve", None) is not None),
+                      # its state is factored by shape, and a rank's shard is no shape
+                      ("--optimizer adafactor", getattr(args, "optimizer", None) == "adafactor")):
         if bad:
             raise UsageError(f"{flag} is not modelled per rank yet: drop it or --gpus")
     try:

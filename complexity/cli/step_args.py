@@ -50,7 +50,8 @@ def add_step_arguments(p) -> None:
     g = p.add_argument_group("training step", "how the step runs (default: Adam for-loop, "
                              "float32, no autocast, no checkpointing, gradients set to None)")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
-                   help="sgd, sgd-momentum (0.9), adam, adamw (default adam)")
+                   help="sgd, sgd-momentum (0.9), adam, adamw, adafactor (torch.optim.Adafactor: "
+                   "factored second moments) (default adam)")
     how = g.add_mutually_exclusive_group()
     how.add_argument("--foreach", dest="foreach", action="store_true", default=None,
                      help="the multi-tensor update (PyTorch's default on CUDA)")

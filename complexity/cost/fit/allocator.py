@@ -195,7 +195,9 @@ def replay_step(alloc: CachingAllocator, events: Sequence[Event],
     opt = optimizer or Optimizer()
     live: Dict[object, Block] = {}
     for e in events:
-        if e.kind is Kind.ALLOC and e.key.what is What.UPDATE:
+        if e.kind is Kind.ALLOC and e.key.what is What.UPDATE and opt.name == "adafactor":
+            _replay_adafactor(alloc, opt, trainable_sizes, init_state, state)
+        elif e.kind is Kind.ALLOC and e.key.what is What.UPDATE:
             if init_state:
                 for n in trainable_sizes:
                     if opt.adam:
@@ -229,6 +231,22 @@ def replay_step(alloc: CachingAllocator, events: Sequence[Event],
             alloc.free(live.pop(e.key))
     for block in live.values():
         alloc.free(block)
+
+
+def _replay_adafactor(alloc: CachingAllocator, opt, sizes, init_state: bool, state) -> None:
+    """Adafactor's update (:mod:`complexity.cost.step.adafactor`): the first step
+    makes its ``row_var``/``col_var``/``variance`` tensors (appended to ``state``);
+    then every tensor its update makes is allocated and freed, in order."""
+    from complexity.cost.step.adafactor import state_blocks, step_events
+
+    if init_state:
+        state.extend(alloc.malloc(n) for n in state_blocks(sizes))
+    blocks: Dict[object, Block] = {}
+    for op, key, n in step_events(sizes, opt.foreach):
+        if op == "malloc":
+            blocks[key] = alloc.malloc(n)
+        else:
+            alloc.free(blocks.pop(key))
 
 
 def cuda_step(resident: Sequence[int], events: Sequence[Event],

@@ -24,6 +24,8 @@ from typing import Dict, List, Optional
 
 import torch
 
+from complexity.cost.step.optimizers import TensorBytes
+
 #: Calls whose result is a view or the argument itself: no new storage, nothing kept.
 ALIASING = frozenset({"view", "reshape", "flatten", "__getitem__", "contiguous", "squeeze",
                       "expand", "unsqueeze", "permute", "transpose", "narrow", "detach",
@@ -127,8 +129,9 @@ class Graph:
         v = self.value(t)
         self.resident.add(self.value_storage[v])
         self._state_storages.add(self.value_storage[v])
-        if trainable:
-            self.params[v] = self.value_bytes[v]
+        if trainable:  # bytes with the shape (Adafactor's state is factored by shape)
+            n = self.value_bytes[v]
+            self.params[v] = TensorBytes(n, t.shape) if isinstance(n, int) else n
         return v
 
     def loss_call(self) -> int:

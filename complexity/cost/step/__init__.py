@@ -3,8 +3,10 @@
 * :mod:`~complexity.cost.step.options` — :class:`StepOptions`, every choice of a
   step in one object (optimizer, dtype, autocast, checkpointing, zero-grad,
   gradient accumulation, loss scaling) that prediction and measurement both take.
-* :mod:`~complexity.cost.step.optimizers` — SGD, SGD with momentum, Adam, AdamW:
-  their state per trainable tensor and the temporaries of their update.
+* :mod:`~complexity.cost.step.optimizers` — SGD, SGD with momentum, Adam, AdamW,
+  Adafactor: their state per trainable tensor and the temporaries of their update.
+* :mod:`~complexity.cost.step.adafactor` — Adafactor's factored state (by shape)
+  and its update played statement by statement.
 * :mod:`~complexity.cost.step.trainable` — which parameters train: ``full``,
   ``last``, or parameter-name globs.
 * :mod:`~complexity.cost.step.lora` — low-rank adapters as ``peft`` adds them.

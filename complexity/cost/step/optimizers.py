@@ -18,6 +18,16 @@ weight decay, ``param.mul_(1 - lr·wd)``, in place):
   PyTorch's default on CUDA) takes ``exp_avg_sq_sqrt = torch._foreach_sqrt(...)``
   over the whole list — one list-wide temporary the size of every trainable
   tensor together (per dtype and device group; one group is assumed).
+* **Adafactor** (``torch/optim/_adafactor.py``, PyTorch >= 2.5; defaults, so no
+  weight decay; no fused update): a float32 ``step`` per parameter, always on the
+  CPU, and factored second moments in the parameter's dtype — for a parameter of
+  two or more dimensions ``row_var`` (its shape, the last size made 1) and
+  ``col_var`` (the last but one made 1), else ``variance`` (its own shape). The
+  state depends on shapes, not byte counts: Adafactor takes :class:`TensorBytes`.
+  Its update's temporaries are played statement by statement
+  (:mod:`complexity.cost.step.adafactor`), Python's bindings included: the
+  for-loop's locals (``row_mean``, ``col_mean``, ``var_estimate``, ``update``,
+  ``grad_squared``) stay bound into the next parameter's iteration.
 
 Each figure is checked against a real ``optimizer.step()`` watched by
 :class:`complexity.cost.measure.live_bytes.LiveBytes` (``tests/test_cost_optimizers.py``).
@@ -29,6 +39,9 @@ Each figure is checked against a real ``optimizer.step()`` watched by
 440
 >>> Optimizer("sgd-momentum").state_bytes([400, 40]), Optimizer("sgd").state_bytes([400, 40])
 (440, 0)
+>>> ada = Optimizer("adafactor")  # a float32 10x4 matrix: 10 rows + 4 columns + step
+>>> ada.state_bytes([TensorBytes(160, (10, 4)), TensorBytes(40, (10,))])
+104
 """
 from __future__ import annotations
 
@@ -36,10 +49,39 @@ from dataclasses import dataclass
 from typing import Sequence
 
 #: The optimizers a step can be predicted and measured with.
-NAMES = ("sgd", "sgd-momentum", "adam", "adamw")
+NAMES = ("sgd", "sgd-momentum", "adam", "adamw", "adafactor")
 
 #: Bytes of Adam's ``step`` counter: a float32 scalar tensor per parameter.
 STEP_BYTES = 4
+
+
+class TensorBytes(int):
+    """A trainable tensor's bytes that also carry its ``shape``: all most optimizers
+    need is the byte count, Adafactor's state also needs the shape.
+
+    >>> t = TensorBytes(160, (10, 4))
+    >>> t + 0, t.shape, t.itemsize
+    (160, (10, 4), 4)
+    """
+
+    def __new__(cls, nbytes: int, shape: Sequence[int]):
+        self = super().__new__(cls, nbytes)
+        self.shape = tuple(int(d) for d in shape)
+        return self
+
+    def __getnewargs__(self):
+        return int(self), self.shape
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def itemsize(self) -> int:
+        return int(self) // self.numel if self.numel else 0
 
 
 @dataclass(frozen=True)
@@ -58,6 +100,8 @@ class Optimizer:
             raise ValueError(f"optimizer {self.name!r}: choose one of {', '.join(NAMES)}")
         if self.foreach and self.fused:
             raise ValueError("an optimizer is foreach or fused, not both")
+        if self.fused and self.name == "adafactor":
+            raise ValueError("adafactor has no fused update: use foreach or the for-loop")
 
     @property
     def adam(self) -> bool:
@@ -75,12 +119,20 @@ class Optimizer:
             return 0
         if self.name == "sgd-momentum":
             return sum(sizes)
+        if self.name == "adafactor":
+            from complexity.cost.step.adafactor import state_bytes
+
+            return state_bytes(sizes, device_type)
         steps = STEP_BYTES * len(sizes) if (device_type == "cpu" or self.fused) else 0
         return 2 * sum(sizes) + steps
 
     def step_temporaries(self, sizes: Sequence[int]) -> int:
         """The most bytes the update allocates beyond the state and the gradients,
         for trainable tensors of ``sizes`` bytes each in the optimizer's order."""
+        if self.name == "adafactor":
+            from complexity.cost.step.adafactor import step_temporaries
+
+            return step_temporaries(sizes, self.foreach)
         if not self.adam or self.fused:
             return 0
         if self.foreach:
@@ -99,6 +151,8 @@ class Optimizer:
             return torch.optim.SGD(params, lr=lr, **how)
         if self.name == "sgd-momentum":
             return torch.optim.SGD(params, lr=lr, momentum=0.9, **how)
+        if self.name == "adafactor":  # lr only sets Adafactor's largest relative step
+            return torch.optim.Adafactor(params, foreach=self.foreach)
         cls = torch.optim.Adam if self.name == "adam" else torch.optim.AdamW
         return cls(params, lr=lr, **how)
 

@@ -3,7 +3,7 @@ object that :func:`complexity.cost.predict.prediction.predict` and
 :func:`complexity.cost.measure.cpu_step.measure` both take.
 
 * ``optimizer`` — :class:`complexity.cost.step.optimizers.Optimizer` (SGD, SGD with
-  momentum, Adam, AdamW; for-loop, ``foreach`` or ``fused``);
+  momentum, Adam, AdamW, Adafactor; for-loop, ``foreach`` or ``fused``);
 * ``dtype`` — the type parameters (and the input) are stored in;
 * ``autocast`` — ``torch.autocast`` around forward and loss: float32 master
   weights, matrix products in bfloat16 or float16 (the casted weight copies are
@@ -135,7 +135,7 @@ def step_options(optimizer: str = "adam", *, foreach: Optional[bool] = None, fus
                  device: str = "cpu") -> StepOptions:
     """The :class:`StepOptions` of a step's settings as ``finetune`` and ``fit`` take
     them: ``optimizer`` by name (``"sgd"``, ``"sgd-momentum"``, ``"adam"``,
-    ``"adamw"``), ``foreach`` None for PyTorch's default on ``device`` (the
+    ``"adamw"``, ``"adafactor"``), ``foreach`` None for PyTorch's default on ``device`` (the
     multi-tensor update on CUDA unless ``fused``, the for-loop on the CPU).
     :class:`~complexity.errors.OptionError` naming the parameter for settings that
     do not go together.
@@ -151,8 +151,8 @@ def step_options(optimizer: str = "adam", *, foreach: Optional[bool] = None, fus
     """
     from complexity.errors import NAMED, Given, OptionError, literal
 
-    if foreach is None:
-        foreach = device == "cuda" and not fused
+    if foreach is None:  # Adafactor runs its for-loop unless told (torch/optim/_adafactor.py)
+        foreach = device == "cuda" and not fused and optimizer != "adafactor"
     try:
         options = StepOptions(optimizer=Optimizer(optimizer, foreach=bool(foreach), fused=fused),
                               dtype=dtype, autocast=autocast, checkpoint=checkpoint,
