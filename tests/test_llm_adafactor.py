@@ -5,6 +5,7 @@ foreach, on a small CNN and a tiny Llama in float32 and bfloat16; and its state
 over random layer shapes against the state a real first step makes."""
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -48,8 +49,14 @@ def test_small_cnn_where_the_update_is_the_peak(foreach, monkeypatch):
     assert without["peak_bytes"] < real["peak_bytes"]
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-@pytest.mark.parametrize("foreach", [False, True], ids=["for-loop", "foreach"])
+#: two of the four (dtype, update) pairs run by default; all four with COMPLEXITY_SLOW_TESTS=1
+SLOW = pytest.mark.skipif(not os.environ.get("COMPLEXITY_SLOW_TESTS"),
+                          reason="slow: set COMPLEXITY_SLOW_TESTS=1")
+
+
+@pytest.mark.parametrize("dtype,foreach", [
+    ("bfloat16", False), ("float32", True),
+    pytest.param("float32", False, marks=SLOW), pytest.param("bfloat16", True, marks=SLOW)])
 def test_tiny_llama(dtype, foreach):
     net, _ = build_model("hf:LlamaForCausalLM", model_args=LLAMA)
     predicted, real = _both(net, (2, 16), step_options("adafactor", foreach=foreach,

@@ -23,6 +23,7 @@ EPILOG = """examples:
   python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --size auto
   python -m complexity fit pkg.mod:factory --budget 8GiB --input 8,512 --device cpu
   python -m complexity fit hf:LlamaForCausalLM --budget 24GiB --input 1,auto --device cpu --dtype bfloat16 --optimizer adamw
+  python -m complexity fit hf:complexity/data/llm_configs/llama-3.2-1b.json --budget 24GiB --input 2,2048 --device cpu --formula
   python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --gpus 8 --parallel fsdp
   python -m complexity fit torchvision:vit_b_16 --budget 16GiB --batch 64 --gpus auto"""
 
@@ -106,6 +107,11 @@ def add_arguments(p) -> None:
                    help="cuda: memory the CUDA context and libraries hold outside the "
                    "allocator (default 512MiB, an estimate)")
     p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--formula", action="store_true",
+                   help="with --input B,S of a language model: the step's peak and every "
+                   "other quantity also as formulas in B and S (one more trace, on symbolic "
+                   "sizes: tens of seconds for a 7B model), checked against concrete "
+                   "predictions at random B, S")
     add_step_arguments(p)
     add_parallel_arguments(p)
 
@@ -117,6 +123,9 @@ def run(args) -> int:
     # every option first: nothing is traced before the last check passes
     options, lora_sets = step_options(args, args.device)
     shape = _input(args)
+    if args.formula and (shape is None or len(shape) != 2):
+        raise UsageError("--formula is a formula in B and S: give --input as B,S "
+                         "(B sequences of S token ids)")
     if parallel_args.wanted(args, lora_sets):
         return parallel_args.run_fit(args, options, shape)
     try:
@@ -124,7 +133,7 @@ def run(args) -> int:
                            trainable=args.trainable or [], lora=lora_sets, batch=args.batch,
                            size=args.size, device=args.device, reserve=args.reserve,
                            options=options, model_args=given_model_args(args.model_args),
-                           input_shape=shape)
+                           input_shape=shape, formula=args.formula)
     except BudgetError as e:
         raise UsageError(_budget_text(e)) from None
     except ValueError as e:

@@ -69,7 +69,8 @@ def wanted(args, lora_sets) -> bool:
                       ("--lora", bool(lora_sets)),
                       ("--reserve", getattr(args, "reserve", None) is not None),
                       # its state is factored by shape, and a rank's shard is no shape
-                      ("--optimizer adafactor", getattr(args, "optimizer", None) == "adafactor")):
+                      ("--optimizer adafactor", getattr(args, "optimizer", None) == "adafactor"),
+                      ("--formula", bool(getattr(args, "formula", False)))):
         if bad:
             raise UsageError(f"{flag} is not modelled per rank yet: drop it or --gpus")
     try:

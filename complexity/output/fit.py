@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 from typing import List, Sequence
 
-from complexity.cost.keys import PARTS
+from complexity.cost.keys import KEYS, PARTS
+from complexity.output import formulas
 from complexity.output.tables import Cell, prose, render_table, shape_text
 from complexity.output.units import bytes_text
 
 #: the keys of each JSON object, in order (the contract of docs/cli.md)
 JSON_KEYS = ("model", "mode", "device", "batch", "size", "input", "budget_bytes", "peak_bytes",
              "fits", "max_batch", "max_input", "input_search", "max_size", "parts", "dominant", "cuda", "peak_formula",
-             "size_formula", "size_domain", "unmodelled", "step", "loss")
+             "formula_bs", "size_formula", "size_domain", "unmodelled", "step", "loss")
 
 
 def _bytes(n) -> Cell:
@@ -90,7 +91,7 @@ def note(results: Sequence[dict]) -> str:
                      "(the smallest of the domain when none fits). Domain: "
                      + "; ".join(dict.fromkeys(x["size_domain"] for x in results
                                                if "size_domain" in x)) + ".")
-    lines += search_notes(results)
+    lines += search_notes(results) + formula_notes(results)
     if any(x.get("unmodelled") for x in results):
         lines.append("≈: some calls have no cost rule (unmodelled); the figures are approximate.")
     return "\n".join(lines)
@@ -122,10 +123,43 @@ def search_notes(results: Sequence[dict]) -> List[str]:
     return lines
 
 
+def with_readable(f: dict) -> dict:
+    """``formula_bs`` with each formula also as people read it (``readable``) and in
+    LaTeX (``latex``), beside sympy's strings."""
+    exprs = {k: v for k, v in f.items() if k in KEYS}
+    return {**f, "readable": {k: formulas.readable(_expr(v)) for k, v in exprs.items()},
+            "latex": {k: formulas.latex(_expr(v)) for k, v in exprs.items()}}
+
+
+def _expr(text: str):
+    import sympy as sp
+
+    B, S = sp.symbols("B S", integer=True, positive=True)
+    return sp.sympify(text, locals={"B": B, "S": S})
+
+
+def formula_notes(results: Sequence[dict]) -> List[str]:
+    """The peak of each set as a formula in B and S (``fit --formula``), its domain,
+    the attention it assumes and the points it was checked at."""
+    lines = []
+    for r in results:
+        f = r.get("formula_bs")
+        if not f:
+            continue
+        pts = ", ".join(f"({b}, {s})" for b, s in f["checked_at"])
+        lines.append(f"{r['mode']}: peak bytes in B and S (B >= {f['domain']['B']}, "
+                     f"S >= {f['domain']['S']}) = {formulas.readable(_expr(f['peak_bytes']))}; "
+                     f"saved activations = "
+                     f"{formulas.readable(_expr(f['saved_activation_bytes']))}; "
+                     f"{f['attention']}; equal to the concrete prediction at (B, S) = {pts}.")
+    return lines
+
+
 def render(results: Sequence[dict], fmt: str) -> str:
     """``fit``'s output in ``fmt`` (``json``: the array of :data:`JSON_KEYS` objects)."""
     if fmt == "json":
-        return json.dumps([{k: r[k] for k in JSON_KEYS if k in r} for r in results], indent=2)
+        return json.dumps([{k: (with_readable(r[k]) if k == "formula_bs" else r[k])
+                            for k in JSON_KEYS if k in r} for r in results], indent=2)
     hs = headers(results)
     table = render_table(table_cells(results), hs, fmt,
                          numeric_columns=[i for i, h in enumerate(hs)

@@ -8,6 +8,9 @@
 * :mod:`~complexity.cost.fit.lattice` — that lattice found (on which steps of the
   sizes every number is a polynomial), the interpolation basis, and the pruning of
   the peak's ``Max`` to the terms that can be largest.
+* :mod:`~complexity.cost.fit.lm_formula` — a language model's step as formulas in
+  the batch ``B`` and the sequence length ``S`` (``fit --formula``): one trace on
+  symbolic sizes, the peak's readings pruned by an LP, checked at held-out points.
 * :mod:`~complexity.cost.fit.proofs` — will it fit: the verdict at a batch and the
   peak's parts, the largest batch and square input size that fit, each proved on
   steps traced afresh (it fits, one more does not).

@@ -86,6 +86,7 @@ class FitResult:
     size_domain: Optional[str] = None
     max_input: Optional[List[int]] = None
     input_search: Optional[Dict[str, Any]] = None
+    formula_bs: Optional[Dict[str, Any]] = None  # fit --formula (cost/fit/lm_formula.py)
 
     def to_dict(self) -> Dict[str, Any]:
         """The JSON object ``fit --format json`` prints for this set.
@@ -100,6 +101,8 @@ class FitResult:
                  "size_formula", "size_domain", "unmodelled", "step", "loss")
         out = {k: getattr(self, k) for k in order
                if auto or k not in ("max_size", "size_formula", "size_domain")}
+        if self.formula_bs is not None:
+            out["formula_bs"] = self.formula_bs
         return _with_search(out, self)
 
 
@@ -192,7 +195,8 @@ def verdicts(model: str, budget: int, *, modes: Sequence[str] = ("full", "last")
              device: str = "cuda", reserve: Optional[int] = None,
              options: Optional[StepOptions] = None,
              model_args: Optional[dict] = None,
-             input_shape: Optional[Sequence[int]] = None) -> List[FitResult]:
+             input_shape: Optional[Sequence[int]] = None,
+             formula: bool = False) -> List[FitResult]:
     """One :class:`FitResult` per trainable set — ``modes``, each of ``trainable``,
     then each LoRA mode of ``lora`` (:func:`~complexity.cost.step.lora.lora_modes`)
     — for the model ``model`` (a spec, :func:`complexity.zoo.build_model`) at
@@ -207,7 +211,9 @@ def verdicts(model: str, budget: int, *, modes: Sequence[str] = ("full", "last")
     ``(2, 3, 16, 112, 112)`` video, ``(4, 3, 224, 224)`` images): the formula in B
     is over its first size, the sample ``input_shape[1:]`` fixed; a model that
     takes token ids (:func:`~complexity.cost.step.batch.token_vocabulary`) gets
-    int64 ids below its vocabulary. Not with ``size="auto"``.
+    int64 ids below its vocabulary. Not with ``size="auto"``. ``formula``: a language
+    model's step at ``input_shape = (B, S)`` also as formulas in B and S, checked
+    (:mod:`complexity.cost.fit.lm_formula`; its own symbolic trace: slower).
 
     >>> (r,) = verdicts("stack", 2**30, modes=["full"], batch=4, size=(16, 16), device="cpu")
     >>> r.fits, r.max_batch > 4, r.step
@@ -225,8 +231,12 @@ def verdicts(model: str, budget: int, *, modes: Sequence[str] = ("full", "last")
     # the model says once whether it takes token ids (a meta forward for most models)
     kind = input_kind(built, concrete_input(shape)) if shape is not None else {}
     _check_positions(built, shape, kind)
+    if formula:
+        from complexity.cost.fit.lm_formula import check_request
+
+        check_request(built, shape, kind)
     return [_verdict(built, model, model_args, channels, s, budget, batch, size, device,
-                     reserve, options, shape, kind) for s in [*sets, *lora]]
+                     reserve, options, shape, kind, formula) for s in [*sets, *lora]]
 
 
 def _check_input(batch, size, input_shape):
@@ -259,10 +269,11 @@ def _check_input(batch, size, input_shape):
 
 
 def _verdict(built, name, model_args, channels, mode, budget, batch, size, device, reserve,
-             options, shape=None, kind=None) -> FitResult:
+             options, shape=None, kind=None, in_bs=False) -> FitResult:
     """The verdict for one trainable set (a LoRA one on a fresh build with adapters);
     ``shape``: the whole input (``input_shape``), else ``(batch, channels, *size)``;
-    ``kind``: the input's dtype and bound (:func:`~complexity.cost.step.batch.input_kind`)."""
+    ``kind``: the input's dtype and bound (:func:`~complexity.cost.step.batch.input_kind`);
+    ``in_bs``: the step also as formulas in B and S (``verdicts(formula=True)``)."""
     kind = kind or {}
     from complexity.cost.finetune import extent
     from complexity.cost.fit import proofs
@@ -293,6 +304,12 @@ def _verdict(built, name, model_args, channels, mode, budget, batch, size, devic
         raise FitError(f"model {name}, {mode}: no verified formula ({e})") from None
     except Exception as e:  # the forward failed: a size or input it cannot take
         raise FitError(f"model {name} cannot take a {what} input ({reason(e)})") from None
+    if in_bs:
+        from complexity.cost.fit.lm_formula import FormulaError as BSError, formula_json
+        try:
+            extra["formula_bs"] = formula_json(net, device=device, options=options, **kind)
+        except BSError as e:
+            raise FitError(f"model {name}, {mode}: no formula in B and S ({e})") from None
     known = {f.name for f in fields(FitResult)}
     full = (batch, *sample)
     return FitResult(model=name, mode=mode, size=extent(full), input=list(full),
