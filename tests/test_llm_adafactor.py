@@ -44,6 +44,8 @@ def test_small_cnn_where_the_update_is_the_peak(foreach, monkeypatch):
     options = step_options("adafactor", foreach=foreach)
     predicted, real = _both(net, (1, 48, 4, 4), options)
     assert predicted == real
+    # the fake-tensor step (finetune's default measurement) reads Adafactor's scalars as 1.0
+    assert measure(net, (1, 48, 4, 4), how="fake", options=options) == real
     monkeypatch.setattr(adafactor, "step_temporaries", lambda sizes, foreach=False: 0)
     without, _ = predict_with_unmodelled(net, (1, 48, 4, 4), None, "cpu", options=options)
     assert without["peak_bytes"] < real["peak_bytes"]

@@ -182,11 +182,14 @@ class _CpuStep:
 
     def update(self, opt) -> None:
         """``opt.step()``, or ``scaler.step(opt); scaler.update()``."""
-        if self.scaler is None:
-            opt.step()
-        else:
-            self.scaler.step(opt)
-            self.scaler.update()
+        from complexity.cost.step.adafactor import fake_scalars
+
+        with fake_scalars(opt, self.fake):  # Adafactor's .item() on fake tensors
+            if self.scaler is None:
+                opt.step()
+            else:
+                self.scaler.step(opt)
+                self.scaler.update()
 
     def _copy_state(self) -> None:
         """The parameters (``params``, ``trainable``), buffers and plain tensor

@@ -34,6 +34,7 @@ Checked against a real ``step()`` under ``LiveBytes`` (``tests/test_cost_optimiz
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, List, Optional, Sequence
 
 #: Bytes of the ``step`` counter: a float32 scalar per parameter, on the CPU.
@@ -226,3 +227,28 @@ def state_blocks(sizes: Sequence[int]) -> List[int]:
         f = _factors(t)
         out += [int(t)] if f is None else [f[0], f[1]]
     return out
+
+
+@contextlib.contextmanager
+def fake_scalars(opt, fake: bool):
+    """Around ``opt.step()`` on fake tensors: Adafactor reads Python numbers off its
+    tensors (``step_t.item()``, ``param.norm(2).item()``: the relative step size,
+    the update's clipping), which fake tensors do not hold; each reads 1.0 there.
+    The tensors its update makes do not depend on those numbers, only their values
+    do. Nothing changes for another optimizer or for real tensors."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    if not fake or not isinstance(opt, getattr(torch.optim, "Adafactor", ())):
+        yield
+        return
+    item = torch.Tensor.item
+
+    def read(t):
+        return 1.0 if isinstance(t, FakeTensor) else item(t)
+
+    torch.Tensor.item = read
+    try:
+        yield
+    finally:
+        torch.Tensor.item = item
