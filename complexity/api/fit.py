@@ -15,7 +15,8 @@ def fit(model: str, budget: int, *, batch: Optional[int] = None,
         dtype: str = "float32", autocast: Optional[str] = None,
         checkpoint: Optional[str] = None, grad_accum: int = 1, grad_scaler: bool = False,
         set_to_none: bool = True, gpus: Union[int, str, None] = None,
-        parallel: Optional[str] = None, shard: Optional[str] = None) -> list:
+        parallel: Optional[str] = None, shard: Optional[str] = None,
+        formula: bool = False) -> list:
     """Will one training step of ``model`` fit in ``budget`` bytes, for each
     trainable set, and what is the largest batch that does? A list of
     :class:`~complexity.cost.fit.verdict.FitResult`, one per set — ``modes``
@@ -40,6 +41,10 @@ def fit(model: str, budget: int, *, batch: Optional[int] = None,
     (``"ddp"``, ``"fsdp"`` — the default —, ``"fsdp-no-reshard"``) and ``shard``
     (the FSDP units' glob): the answer per rank of a data-parallel step, with a
     per-rank batch — :func:`complexity.api.ranks.fit_ranks`' dicts instead.
+
+    ``formula``: with ``input_shape = (B, S)`` of a language model, each result's
+    ``formula_bs`` holds the step as formulas in B and S, checked at held-out points
+    (:mod:`complexity.cost.fit.lm_formula`; one more trace on symbolic sizes).
 
     >>> rows = fit("stack", 20 * 2**20, batch=8, size=32, device="cpu",
     ...            modes=["last"], trainable=["0.*"])
@@ -67,4 +72,4 @@ def fit(model: str, budget: int, *, batch: Optional[int] = None,
     return verdicts(model, budget, modes=modes, trainable=trainable, lora=lora_modes(lora),
                     batch=batch, size=size if size in ("auto", None) else tuple(size),
                     device=device, reserve=reserve, options=options, model_args=model_args,
-                    input_shape=input_shape)
+                    input_shape=input_shape, formula=formula)
