@@ -62,6 +62,11 @@ def fit(model: str, budget: int, *, batch: Optional[int] = None,
                            grad_accum=grad_accum, grad_scaler=grad_scaler, device=device)
     if gpus is not None or parallel is not None or shard is not None:
         from complexity.api.ranks import fit_ranks
+        from complexity.errors import NAMED, OptionError
+
+        if formula:
+            raise OptionError("{formula} is not modelled per rank: drop it or {gpus}",
+                              formula=NAMED, gpus=NAMED)
 
         return fit_ranks(model, budget, gpus=1 if gpus is None else gpus,
                          parallel=parallel or "fsdp", shard=shard, batch=batch, size=size,
