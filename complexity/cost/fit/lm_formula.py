@@ -128,7 +128,7 @@ def _points(n: int, low, limit: Optional[int], seed: int) -> List[tuple]:
     """``n`` held-out (B, S) from ``low`` on: the smallest batch first, then random
     batches and lengths, odd ones included (the trace ran at B = 2, S = 64)."""
     rng = random.Random(seed)
-    top = min(limit or 4096, 4096)
+    top = max(min(limit or 4096, 4096), low[1] + 8)
     pts = [(low[0], rng.randrange(low[1] + 1, top + 1))]
     while len(pts) < n:
         p = (rng.randrange(low[0], low[0] + 8), rng.randrange(low[1] + 1, top + 1))
@@ -155,6 +155,9 @@ def bs_formula(net, *, device: str = "cpu", options=None, input_dtype=None, inpu
                           options=options, budget_s=budget_s, **kind)
     except Exception as e:  # a guard fixed S, the budget ran out, an op without a rule
         raise FormulaError(f"the step could not be traced in B and S ({e})") from None
+    if any(s.domain[n]["step"] != 1 for n in ("B", "S")):
+        raise FormulaError(f"the trace confines the sizes to a lattice ({s.domain}): no "
+                           "formula for every B and S")
     values = {k: sp.sympify(v) for k, v in s.values.items()}
     low = tuple(s.domain[n]["min"] for n in ("B", "S"))
     readings = envelope(s.readings.exprs, low)
