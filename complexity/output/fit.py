@@ -147,8 +147,10 @@ def formula_notes(results: Sequence[dict]) -> List[str]:
         if not f:
             continue
         pts = ", ".join(f"({b}, {s})" for b, s in f["checked_at"])
+        where = "".join(f", {g}" for g in f.get("guards", []))
         lines.append(f"{r['mode']}: peak bytes in B and S (B >= {f['domain']['B']}, "
-                     f"S >= {f['domain']['S']}) = {formulas.readable(_expr(f['peak_bytes']))}; "
+                     f"S >= {f['domain']['S']}{where}) = "
+                     f"{formulas.readable(_expr(f['peak_bytes']))}; "
                      f"saved activations = "
                      f"{formulas.readable(_expr(f['saved_activation_bytes']))}; "
                      f"{f['attention']}; equal to the concrete prediction at (B, S) = {pts}.")

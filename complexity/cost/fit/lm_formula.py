@@ -124,17 +124,33 @@ def _readings(peak: sp.Expr) -> List[sp.Expr]:
     return list(peak.args) if isinstance(peak, sp.Max) else [peak]
 
 
-def _points(n: int, low, limit: Optional[int], seed: int) -> List[tuple]:
-    """``n`` held-out (B, S) from ``low`` on: the smallest batch first, then random
-    batches and lengths, odd ones included (the trace ran at B = 2, S = 64)."""
+def _points(n: int, low, limit: Optional[int], seed: int, guards=()) -> List[tuple]:
+    """``n`` held-out (B, S) from ``low`` on where every guard holds: the smallest
+    batch first, then random batches and lengths, odd ones included (the trace ran
+    at B = 2, S = 64)."""
     rng = random.Random(seed)
     top = max(min(limit or 4096, 4096), low[1] + 8)
-    pts = [(low[0], rng.randrange(low[1] + 1, top + 1))]
-    while len(pts) < n:
-        p = (rng.randrange(low[0], low[0] + 8), rng.randrange(low[1] + 1, top + 1))
-        if p not in pts and p != (2, 64):
+    pts: List[tuple] = []
+    for _ in range(1000):
+        if len(pts) == n:
+            break
+        p = (low[0] if not pts else rng.randrange(low[0], low[0] + 8),
+             rng.randrange(low[1] + 1, top + 1))
+        if p not in pts and p != (2, 64) and all(
+                bool(g.xreplace({B: p[0], S: p[1]})) for g in guards):
             pts.append(p)
     return pts
+
+
+def _guards(s) -> List:
+    """The trace's guards on B and S beyond the domain's lower bounds (Gemma-2's
+    sliding window: ``S < 4095``), simplified."""
+    out = []
+    for g in s.guards:
+        g = sp.simplify(sp.sympify(g, locals={"B": B, "S": S}))
+        if g is not sp.true:
+            out.append(g)
+    return out
 
 
 def bs_formula(net, *, device: str = "cpu", options=None, input_dtype=None, input_high=None,
@@ -163,7 +179,8 @@ def bs_formula(net, *, device: str = "cpu", options=None, input_dtype=None, inpu
     readings = envelope(s.readings.exprs, low)
     values["peak_bytes"] = _peak(readings)
     readings = _readings(values["peak_bytes"])
-    pts = _points(checks, low, limit, seed)
+    guards = _guards(s)
+    pts = _points(checks, low, limit, seed, guards)
     for b, n in pts:
         want = predict(net, (b, n), None, device, options=options, **kind)
         got = {k: int(v.xreplace({B: b, S: n})) if k != "peak_bytes" else
@@ -175,7 +192,7 @@ def bs_formula(net, *, device: str = "cpu", options=None, input_dtype=None, inpu
     return {"symbols": ["B", "S"], **{k: values[k] for k in KEYS if k in values},
             "readings": len(readings), "readings_traced": len(s.readings.terms),
             "attention": attention_of(net, values["peak_bytes"]),
-            "domain": {"B": low[0], "S": low[1]}, "guards": [str(g) for g in s.guards],
+            "domain": {"B": low[0], "S": low[1]}, "guards": [str(g) for g in guards],
             "checked_at": [list(p) for p in pts], "unmodelled": list(s.unmodelled)}
 
 
