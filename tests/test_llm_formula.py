@@ -85,3 +85,12 @@ def test_formula_without_a_b_s_input_is_one_line_exit_2(extra, words, capsys):
                               "--formula", *extra], capsys)
     assert code == 2 and out == ""
     assert words in err and len(err.strip().splitlines()) == 1
+
+
+def test_held_out_points_hold_every_guard():
+    # Gemma-2's sliding window is a guard S < 4095 of its trace: checks are drawn inside
+    from complexity.cost.fit.lm_formula import _points
+
+    pts = _points(5, (2, 2), 8192, 1, [S < 100, B < 5])
+    assert len(pts) == 5 and pts[0][0] == 2 and len(set(pts)) == 5
+    assert all(2 <= b < 5 and 2 < n < 100 for b, n in pts)
