@@ -42,7 +42,9 @@ class Job:
     ``input_shape``, the layout (``parallel``: one of
     :data:`~complexity.cost.parallel.layout.PARALLEL`; ``shard``: the units' glob),
     the step's ``options`` (:class:`complexity.cost.step.options.StepOptions`;
-    default Adam) and DDP's ``bucket_cap_mb``."""
+    default Adam) and DDP's ``bucket_cap_mb``; FSDP's ``mixed`` precision (a
+    :class:`~complexity.cost.parallel.policy.Precision`) and CPU ``offload``
+    (``CPUOffloadPolicy(pin_memory=False)``: no pinned memory without a GPU)."""
 
     model: nn.Module
     input_shape: Sequence[int]
@@ -53,6 +55,8 @@ class Job:
     input_high: Optional[int] = None
     bucket_cap_mb: float = 25.0
     extra: dict = field(default_factory=dict)
+    mixed: object = None
+    offload: bool = False
 
 
 def measure_ranks(jobs: List[Job], world_size: int) -> List[List[Dict]]:
@@ -126,12 +130,18 @@ class _RankStep:
         from torch.distributed.fsdp import fully_shard
 
         reshard = job.parallel == "fsdp"
+        kw = {"mesh": self.mesh}
+        if job.mixed is not None:
+            kw["mp_policy"] = job.mixed.policy()
+        if job.offload:
+            from torch.distributed.fsdp import CPUOffloadPolicy
+
+            kw["offload_policy"] = CPUOffloadPolicy(pin_memory=False)
         for _, mod in units(model, job.shard):
-            fully_shard(mod, reshard_after_forward=reshard, mesh=self.mesh)
+            fully_shard(mod, reshard_after_forward=reshard, **kw)
         # the root as people wrap it: by default it keeps its parameters gathered
         # from forward to backward (fully_shard's reshard_after_forward=None)
-        return fully_shard(model, reshard_after_forward=None if reshard else False,
-                           mesh=self.mesh)
+        return fully_shard(model, reshard_after_forward=None if reshard else False, **kw)
 
     def _recording_hook(self, state, bucket):
         """DDP's default all-reduce, noting each bucket's flat buffer (resident
@@ -205,7 +215,8 @@ def measure_job(job: Job, rank: int, world_size: int, mesh=None) -> Dict:
            "grad_bytes": grads,
            "optimizer_bytes": sum(t.untyped_storage().nbytes() for t in held["state"]),
            "bucket_bytes": _storage_bytes(step.buckets),
-           "peak_bytes": live.peak, "peak_parts": live.parts()}
+           "peak_bytes": live.peak, "peak_parts": live.parts(),
+           "held_on": sorted({t.device.type for v in held.values() for t in v})}
     out["torch_peak_bytes"] = _torch_peak(step)
     return out
 
