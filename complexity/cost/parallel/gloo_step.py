@@ -62,7 +62,9 @@ class Job:
 def measure_ranks(jobs: List[Job], world_size: int) -> List[List[Dict]]:
     """Run every job on ``world_size`` gloo processes; for each job, each rank's
     figures: ``param_bytes``, ``grad_bytes``, ``optimizer_bytes`` (what the rank
-    stores: FSDP's padded shards, the local gradient and state), ``bucket_bytes``
+    stores: FSDP's padded shards, the local gradient and state),
+    ``grad_local_bytes`` (the gradients' unpadded local shards), ``held_on`` (the
+    device types of what it stores between steps), ``bucket_bytes``
     (DDP's bucket buffers), ``peak_bytes`` (:class:`RankBytes`), ``peak_parts``,
     and ``torch_peak_bytes`` (``FSDPMemTracker`` / ``MemTracker``)."""
     for job in jobs:
@@ -206,13 +208,15 @@ def measure_job(job: Job, rank: int, world_size: int, mesh=None) -> Dict:
         for g in after["grads"]:
             live.retag(g, Category.GRADS)
         grads = _storage_bytes(after["grads"])
+        # what an offloaded gradient copies to the host: each local shard, unpadded
+        grad_local = sum(g.numel() * g.element_size() for g in after["grads"])
         step.opt.zero_grad(set_to_none=True)
     finally:
         gc.enable()
     out = {"rank": rank, "world_size": world_size,
            "param_bytes": _storage_bytes(held["params"]),
            "buffer_bytes": _storage_bytes(held["buffers"]),
-           "grad_bytes": grads,
+           "grad_bytes": grads, "grad_local_bytes": grad_local,
            "optimizer_bytes": sum(t.untyped_storage().nbytes() for t in held["state"]),
            "bucket_bytes": _storage_bytes(step.buckets),
            "peak_bytes": live.peak, "peak_parts": live.parts(),
