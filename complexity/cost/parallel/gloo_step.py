@@ -44,7 +44,9 @@ class Job:
     the step's ``options`` (:class:`complexity.cost.step.options.StepOptions`;
     default Adam) and DDP's ``bucket_cap_mb``; FSDP's ``mixed`` precision (a
     :class:`~complexity.cost.parallel.policy.Precision`) and CPU ``offload``
-    (``CPUOffloadPolicy(pin_memory=False)``: no pinned memory without a GPU)."""
+    (``CPUOffloadPolicy(pin_memory=False)``: no pinned memory without a GPU);
+    ``profile``: one more step under ``torch.profiler`` with ``profile_memory``
+    (:func:`profiler_peak`, a third instrument)."""
 
     model: nn.Module
     input_shape: Sequence[int]
@@ -57,6 +59,7 @@ class Job:
     extra: dict = field(default_factory=dict)
     mixed: object = None
     offload: bool = False
+    profile: bool = False
 
 
 def measure_ranks(jobs: List[Job], world_size: int) -> List[List[Dict]]:
@@ -222,7 +225,36 @@ def measure_job(job: Job, rank: int, world_size: int, mesh=None) -> Dict:
            "peak_bytes": live.peak, "peak_parts": live.parts(),
            "held_on": sorted({t.device.type for v in held.values() for t in v})}
     out["torch_peak_bytes"] = _torch_peak(step)
+    if job.profile:
+        out["profiler_peak_bytes"] = profiler_peak(step)
     return out
+
+
+def profiler_peak(step: _RankStep) -> int:
+    """The peak of one more step as ``torch.profiler`` sees it (``profile_memory``:
+    a ``[memory]`` event for each allocation and free the CPU allocator makes, on
+    any thread, FSDP2's storage resizes and gloo's copies included): the storages
+    held when it starts, plus the most their running sum of events reaches."""
+    from torch.profiler import ProfilerActivity, profile
+
+    held = step.held()
+    start = _storage_bytes([*held["params"], *held["buffers"], *held["state"],
+                            *step.buckets, step.x, step.target])
+    gc.collect()
+    gc.disable()
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step.step()
+    finally:
+        gc.enable()
+    step.opt.zero_grad(set_to_none=True)
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return start + peak
 
 
 def _torch_peak(step: _RankStep) -> int:
