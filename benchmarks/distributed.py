@@ -321,8 +321,10 @@ TRUTH = """
 * Offload: on the CPU the policy moves nothing, so only what the host holds is
   checked (a gloo run with `CPUOffloadPolicy(pin_memory=False)`); the device's
   peak is an estimate.
-* Not modelled yet: `MixedPrecisionPolicy`'s `output_dtype`, activation
-  checkpointing, gradient accumulation with FSDP; the caching allocator per rank.
+* `MixedPrecisionPolicy`'s `output_dtype` (every unit's outputs cast): within
+  0.5% of a fake process group's peak, an estimate.
+* Not modelled yet: activation checkpointing, gradient accumulation with FSDP;
+  the caching allocator per rank.
 """
 
 

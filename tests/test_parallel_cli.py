@@ -78,7 +78,6 @@ def test_parallel_on_one_gpu_changes_nothing(capsys):
     (["--gpus", "2", "--mixed-precision", "param=int8"], "'int8' is no floating dtype"),
     (["--gpus", "2", "--mixed-precision", "param"], "--mixed-precision"),
     (["--gpus", "2", "--mixed-precision", "cast-inputs=no"], "names no dtype"),
-    (["--gpus", "2", "--mixed-precision", "output=float32"], "output_dtype"),
     (["--gpus", "2", "--parallel", "ddp", "--offload"], "--offload"),
     (["--gpus", "1", "--offload"], "--offload"),
 ])

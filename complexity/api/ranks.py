@@ -71,7 +71,7 @@ def fit_ranks(model: str, budget: int, *, gpus: Union[int, str] = 1,
                      backend="gloo" if device == "cpu" else "nccl", **kind)
         row = r.to_dict()
         row.update(model=model, mode=mode, device=device,
-                   estimate=device == "cuda" or layout.offload,
+                   estimate=device == "cuda" or estimated(layout),
                    mixed_precision=layout.mixed and layout.mixed.text(),
                    offload=layout.offload,
                    single_param_bytes=sum(p.numel() * p.element_size()
@@ -95,6 +95,13 @@ def layout_of(gpus: int, parallel: str, shard: Optional[str], mixed_precision=No
     if mixed is not None or offload:
         check_available(mixed, bool(offload))
     return layout
+
+
+def estimated(layout) -> bool:
+    """Whether the layout's figures are an estimate: offloaded (the device/host
+    split is not measured on the CPU) or with ``output_dtype`` (within 0.5% of a
+    fake process group's, not exact)."""
+    return layout.offload or (layout.mixed is not None and layout.mixed.output is not None)
 
 
 def _built(name: str, model_args, batch, size, input_shape):
@@ -147,6 +154,7 @@ def step_cost_ranks(model: str, input_shape: Sequence[int], *, gpus: int, parall
     out = {"model": model, "mode": mode, "input_per_rank": list(input_shape), "gpus": gpus,
            "parallel": parallel, "units": [n for n, _ in traced.found],
            "mixed_precision": layout.mixed and layout.mixed.text(), "offload": layout.offload,
+           "estimate": estimated(layout),
            "predicted": {k: predicted[k] for k in keys}, "measured": None,
            "measured_how": None, "parts": predicted["parts"]}
     measured = _measured(built, input_shape, layout, measure, options, kind)

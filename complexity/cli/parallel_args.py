@@ -60,8 +60,9 @@ FLAGS = (
     ("--mixed-precision", dict(type=precision, metavar="param=DTYPE,reduce=DTYPE",
                                help="FSDP2's MixedPrecisionPolicy: param= the gathered "
                                "parameters' dtype (activations too), reduce= the gradient "
-                               "reduction's; cast-inputs=yes|no; dtypes float32, bfloat16, "
-                               "float16, float64")),
+                               "reduction's; output= every unit's outputs (an estimate); "
+                               "cast-inputs=yes|no; dtypes float32, bfloat16, float16, "
+                               "float64")),
     ("--offload", dict(action="store_true", help="FSDP2's CPUOffloadPolicy: shards, "
                        "gradients and optimizer state on the host (device and host bytes "
                        "apart; an estimate)")),

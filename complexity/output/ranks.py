@@ -87,7 +87,10 @@ def policy_lines(rows: Sequence[dict]) -> List[str]:
         lines.append(f"mixed precision {mixed}: the shards, their gradients and the "
                      "optimizer's state stay in the parameters' dtype; the gathered "
                      "parameters, the activations and the unsharded gradients are in "
-                     "param's, the reduce-scatter in reduce's.")
+                     "param's, the reduce-scatter in reduce's."
+                     + (" output=: every unit's outputs are cast (FSDP2 casts at each "
+                        "unit), ≈: within 0.5% of a fake process group's peak, not exact."
+                        if "output=" in mixed else ""))
     if _offloaded(rows):
         lines.append("offload (CPUOffloadPolicy): peak/rank is the device's; the shards, "
                      "gradients, optimizer state and update are on the host (host "
@@ -105,7 +108,7 @@ def step_cells(rows: Sequence[dict]) -> List[list]:
     host = _offloaded(rows)
     for r in rows:
         p, m = r["predicted"], r["measured"]
-        mark = "≈ " if r.get("offload") else ""
+        mark = "≈ " if r.get("estimate") else ""
         out.append([r["model"], r["mode"], "x".join(map(str, r["input_per_rank"])), r["gpus"],
                     r["parallel"], Cell(p["peak_bytes"], mark + bytes_text(p["peak_bytes"])),
                     _bytes(m and m["peak_bytes"]), _bytes(p["param_bytes"]),

@@ -163,3 +163,32 @@ def input_cast(mixed: Optional[Precision], input_dtype):
     if mixed is None or mixed.param is None or not mixed.cast_inputs:
         return input_dtype
     return mixed.dtype("param") if dtype.is_floating_point else input_dtype
+
+
+
+def cast_hooks(model, unit_modules, mixed: Optional[Precision]) -> list:
+    """With ``output``: hooks that do to the trace what FSDP2 does at every unit
+    (``FSDPState._post_forward`` casts each unit's floating outputs to
+    ``output``'s dtype after its reshard, the root's too; ``_pre_forward`` casts
+    each unit's floating inputs back to ``param``'s after its gather). Register
+    them after the call-range hooks, so that the casts fall where FSDP2 runs
+    them: an input's inside the unit's calls, an output's after. The handles."""
+    if mixed is None or mixed.output is None:
+        return []
+    import torch
+    from torch.utils._pytree import tree_map_only
+
+    def caster(dtype):
+        return lambda t: t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t
+
+    out_cast, in_cast = caster(mixed.dtype("output")), caster(mixed.dtype("param"))
+    handles = []
+    for mod in [*unit_modules, model]:
+        if mod is not model and mixed.param and mixed.cast_inputs:
+            handles.append(mod.register_forward_pre_hook(
+                lambda _m, args, kwargs: (tree_map_only(torch.Tensor, in_cast, args),
+                                          tree_map_only(torch.Tensor, in_cast, kwargs)),
+                with_kwargs=True))
+        handles.append(mod.register_forward_hook(
+            lambda _m, _args, out: tree_map_only(torch.Tensor, out_cast, out)))
+    return handles

@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence
 from torch import nn
 
 from complexity.cost.parallel.layout import PARALLEL, shard_numel, unit_of_params, units
-from complexity.cost.parallel.policy import Precision, cast_copy, input_cast
+from complexity.cost.parallel.policy import Precision, cast_copy, cast_hooks, input_cast
 from complexity.cost.parallel.timeline import Replay, Unit, call_ranges, event_times, replay
 from complexity.errors import OptionError
 
@@ -63,9 +63,6 @@ class Layout:
                 raise OptionError("{%s} is FSDP2's policy; {parallel} has none" % name,
                                   **{name: getattr(self, name.replace("_precision", ""))},
                                   parallel=self.parallel)
-        if self.mixed is not None and self.mixed.output is not None:
-            raise OptionError("{mixed_precision}: output= (output_dtype) is not modelled yet",
-                              mixed_precision=self.mixed.text())
 
     @property
     def sharded(self) -> bool:
@@ -120,6 +117,7 @@ class RankModel:
         self.found = units(run, shard) if sharded else []
         self.events: list = []
         self.ranges, handles = call_ranges(run, [m for _, m in self.found])
+        handles += cast_hooks(run, [m for _, m in self.found], mixed)
         try:
             self.p = predict_step(run, input_shape, input_dtype=inside,
                                   input_high=input_high, options=self.options,
