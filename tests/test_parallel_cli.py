@@ -72,6 +72,14 @@ def test_parallel_on_one_gpu_changes_nothing(capsys):
     (["--gpus", "2", "--batch", "0"], "--batch"),
     (["--gpus", "2", "--shard", "0", "--checkpoint", "0"], "checkpoint"),
     (["--gpus", "2", "--reserve", "1GiB"], "--reserve"),
+    (["--gpus", "2", "--parallel", "ddp", "--mixed-precision", "param=bf16"], "--parallel ddp"),
+    (["--gpus", "1", "--mixed-precision", "param=bf16"], "--gpus N"),
+    (["--mixed-precision", "param=bf16"], "--gpus N"),
+    (["--gpus", "2", "--mixed-precision", "param=int8"], "'int8' is no floating dtype"),
+    (["--gpus", "2", "--mixed-precision", "param"], "--mixed-precision"),
+    (["--gpus", "2", "--mixed-precision", "cast-inputs=no"], "names no dtype"),
+    (["--gpus", "2", "--parallel", "ddp", "--offload"], "--offload"),
+    (["--gpus", "1", "--offload"], "--offload"),
 ])
 def test_bad_input_is_one_line(capsys, extra, words):
     code, out, err = run_cli([*FIT, "--budget", "1MiB", *extra], capsys)
@@ -102,6 +110,28 @@ def test_finetune_gpus_predicted_equals_the_fake_group(capsys):
         assert r["measured_how"] == "fake process group"
         assert r["predicted"] == r["measured"]
     assert rows[1]["predicted"]["grad_bytes"] < rows[0]["predicted"]["grad_bytes"]
+
+
+def test_policies_in_json_and_table(capsys):
+    """``--mixed-precision`` and ``--offload``: the row says them; offloaded, the
+    host's bytes are the shards, gradients and state, and every figure the
+    prediction's (an estimate: ≈ in the table)."""
+    from complexity.cost.parallel.policy import parse_precision
+    from complexity.zoo import build_model
+
+    args = ["--budget", "1MiB", "--batch", "2", "--gpus", "2", "--shard", "0",
+            "--mixed-precision", "param=bfloat16", "--offload"]
+    (row,) = _json(capsys, *args)
+    assert row["mixed_precision"] == "param=bfloat16" and row["offload"] and row["estimate"]
+    net, channels = build_model("stack")
+    layout = Layout(2, "fsdp", "0", mixed=parse_precision("param=bfloat16"), offload=True)
+    rank0 = predict_ranks(net, (2, channels, 8, 8), layout)[0]
+    k = row["rank0"]
+    assert k["peak_bytes"] == rank0["peak_bytes"] and k["host_bytes"] == rank0["host_bytes"]
+    assert k["host_bytes"] == k["param_bytes"] + k["grad_bytes"] + k["optimizer_bytes"]
+    code, out, _ = run_cli([*FIT, *args], capsys)
+    assert code == 0 and "host peak/rank" in out and "≈" in out
+    assert "mixed precision param=bfloat16" in out
 
 
 def test_finetune_gpus_auto_is_fits(capsys):

@@ -16,7 +16,7 @@ def fit(model: str, budget: int, *, batch: Optional[int] = None,
         checkpoint: Optional[str] = None, grad_accum: int = 1, grad_scaler: bool = False,
         set_to_none: bool = True, gpus: Union[int, str, None] = None,
         parallel: Optional[str] = None, shard: Optional[str] = None,
-        formula: bool = False) -> list:
+        mixed_precision=None, offload: bool = False, formula: bool = False) -> list:
     """Will one training step of ``model`` fit in ``budget`` bytes, for each
     trainable set, and what is the largest batch that does? A list of
     :class:`~complexity.cost.fit.verdict.FitResult`, one per set — ``modes``
@@ -40,7 +40,9 @@ def fit(model: str, budget: int, *, batch: Optional[int] = None,
     ``gpus`` (a number, or ``"auto"``: the fewest that fit), ``parallel``
     (``"ddp"``, ``"fsdp"`` — the default —, ``"fsdp-no-reshard"``) and ``shard``
     (the FSDP units' glob): the answer per rank of a data-parallel step, with a
-    per-rank batch — :func:`complexity.api.ranks.fit_ranks`' dicts instead.
+    per-rank batch — :func:`complexity.api.ranks.fit_ranks`' dicts instead, which
+    also take FSDP2's ``mixed_precision`` (``"param=bfloat16,reduce=float32"``) and
+    ``offload``.
 
     ``formula``: with ``input_shape = (B, S)`` of a language model, each result's
     ``formula_bs`` holds the step as formulas in B and S, checked at held-out points
@@ -60,7 +62,8 @@ def fit(model: str, budget: int, *, batch: Optional[int] = None,
     options = step_options(optimizer, foreach=foreach, fused=fused, dtype=dtype,
                            autocast=autocast, checkpoint=checkpoint, set_to_none=set_to_none,
                            grad_accum=grad_accum, grad_scaler=grad_scaler, device=device)
-    if gpus is not None or parallel is not None or shard is not None:
+    if gpus is not None or parallel is not None or shard is not None or (
+            mixed_precision is not None or offload):
         from complexity.api.ranks import fit_ranks
         from complexity.errors import NAMED, OptionError
 
@@ -71,7 +74,8 @@ def fit(model: str, budget: int, *, batch: Optional[int] = None,
         return fit_ranks(model, budget, gpus=1 if gpus is None else gpus,
                          parallel=parallel or "fsdp", shard=shard, batch=batch, size=size,
                          input_shape=input_shape, modes=modes, trainable=trainable,
-                         device=device, model_args=model_args, options=options)
+                         device=device, model_args=model_args, options=options,
+                         mixed_precision=mixed_precision, offload=offload)
     if isinstance(size, int) and not isinstance(size, bool):
         size = (size, size)
     return verdicts(model, budget, modes=modes, trainable=trainable, lora=lora_modes(lora),

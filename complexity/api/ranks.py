@@ -18,7 +18,8 @@ def fit_ranks(model: str, budget: int, *, gpus: Union[int, str] = 1,
               input_shape: Union[Sequence[int], str, None] = None,
               modes: Sequence[str] = ("full", "last"),
               trainable: Sequence[Union[str, Sequence[str]]] = (), device: str = "cuda",
-              model_args: Optional[Dict[str, Any]] = None, options=None) -> List[Dict]:
+              model_args: Optional[Dict[str, Any]] = None, options=None,
+              mixed_precision=None, offload: bool = False) -> List[Dict]:
     """One dict per trainable set (``modes``, then each of ``trainable``): the
     per-rank answer of :func:`~complexity.cost.parallel.answers.rank_fit` for
     ``model`` (a spec, as :func:`complexity.fit` takes it) with a per-rank
@@ -28,7 +29,13 @@ def fit_ranks(model: str, budget: int, *, gpus: Union[int, str] = 1,
     ``device="cuda"`` the figures are the live tensors of the step (exact as
     replayed), with no caching allocator and no NCCL buffers: marked
     ``"estimate": true``. ``options``: a
-    :class:`~complexity.cost.step.options.StepOptions`.
+    :class:`~complexity.cost.step.options.StepOptions`. FSDP2's policies:
+    ``mixed_precision`` (``"param=bfloat16,reduce=float32"``, or a
+    :class:`~complexity.cost.parallel.policy.Precision`) and ``offload`` (CPU
+    offload: the rank's shards, gradients and optimizer state on the host; the
+    peak is then the device's, ``host_bytes`` and ``host_peak_bytes`` the host's,
+    and the row is an estimate: on the CPU the offload moves nothing, so the split
+    is not measured).
 
     >>> (r,) = fit_ranks("stack", 2**30, gpus=2, shard="0", batch=4, size=16,
     ...                  modes=["full"], device="cpu")
@@ -38,14 +45,14 @@ def fit_ranks(model: str, budget: int, *, gpus: Union[int, str] = 1,
     from complexity.cost.fit.verdict import trainable_sets
     from complexity.cost.parallel.answers import rank_fit
     from complexity.cost.parallel.layout import units
-    from complexity.cost.parallel.prediction import Layout, check_sharded_options
+    from complexity.cost.parallel.prediction import check_sharded_options
     from complexity.cost.step.batch import input_kind
     from complexity.cost.step.options import StepOptions
     from complexity.errors import OptionError
 
     options = options or StepOptions()
     auto = gpus == "auto"
-    layout = Layout(1 if auto else gpus, parallel, shard)
+    layout = layout_of(1 if auto else gpus, parallel, shard, mixed_precision, offload)
     if layout.parallel == "ddp" and shard is not None:
         raise OptionError("{shard} names FSDP units; {parallel} shards nothing",
                           shard=shard, parallel=parallel)
@@ -63,11 +70,38 @@ def fit_ranks(model: str, budget: int, *, gpus: Union[int, str] = 1,
         r = rank_fit(built, shape, budget, layout, gpus_auto=auto, options=options,
                      backend="gloo" if device == "cpu" else "nccl", **kind)
         row = r.to_dict()
-        row.update(model=model, mode=mode, device=device, estimate=device == "cuda",
+        row.update(model=model, mode=mode, device=device,
+                   estimate=device == "cuda" or estimated(layout),
+                   mixed_precision=layout.mixed and layout.mixed.text(),
+                   offload=layout.offload,
                    single_param_bytes=sum(p.numel() * p.element_size()
                                           for p in built.parameters()))
         out.append(row)
     return out
+
+
+def layout_of(gpus: int, parallel: str, shard: Optional[str], mixed_precision=None,
+              offload: bool = False):
+    """The :class:`~complexity.cost.parallel.prediction.Layout` asked for, its
+    policies parsed and checked against this PyTorch (``OptionError`` naming
+    ``mixed_precision`` or ``offload``)."""
+    from complexity.cost.parallel.policy import Precision, check_available, parse_precision
+    from complexity.cost.parallel.prediction import Layout
+
+    mixed = mixed_precision
+    if mixed is not None and not isinstance(mixed, Precision):
+        mixed = parse_precision(mixed)
+    layout = Layout(gpus, parallel, shard, mixed=mixed, offload=bool(offload))
+    if mixed is not None or offload:
+        check_available(mixed, bool(offload))
+    return layout
+
+
+def estimated(layout) -> bool:
+    """Whether the layout's figures are an estimate: offloaded (the device/host
+    split is not measured on the CPU) or with ``output_dtype`` (within 0.5% of a
+    fake process group's, not exact)."""
+    return layout.offload or (layout.mixed is not None and layout.mixed.output is not None)
 
 
 def _built(name: str, model_args, batch, size, input_shape):
@@ -87,39 +121,45 @@ def _built(name: str, model_args, batch, size, input_shape):
 def step_cost_ranks(model: str, input_shape: Sequence[int], *, gpus: int, parallel: str = "fsdp",
                     shard: Optional[str] = None, mode: str = "full", measure: str = "fake",
                     model_args: Optional[Dict[str, Any]] = None, options=None,
-                    layers: int = 4, width: int = 16) -> Dict:
+                    layers: int = 4, width: int = 16, mixed_precision=None,
+                    offload: bool = False) -> Dict:
     """One step of ``model`` (a spec) at a per-rank ``input_shape`` on ``gpus`` ranks
     under ``parallel``, trained in ``mode``: rank 0's figures ``predicted`` and
     ``measured`` — ``measure="fake"``: one rank on a fake process group with fake
     tensors (FSDP only: DDP's reducer needs real memory); ``"real"``: ``gpus``
-    gloo processes on the CPU (small models); ``"none"``. The ``finetune`` command
-    with ``--gpus``.
+    gloo processes on the CPU (small models); ``"none"``. ``mixed_precision``,
+    ``offload``: FSDP2's policies, as :func:`fit_ranks` takes them. The
+    ``finetune`` command with ``--gpus``.
 
     >>> r = step_cost_ranks("stack", (2, 16, 8, 8), gpus=2, shard="0", layers=2)
     >>> r["predicted"]["peak_bytes"] == r["measured"]["peak_bytes"]
     True
     """
-    from complexity.cost.parallel.prediction import Layout, RankModel
+    from complexity.cost.parallel.prediction import RankModel
     from complexity.cost.step.batch import input_kind
     from complexity.cost.step.trainable import set_trainable
     from complexity.zoo import build_model
 
-    layout = Layout(gpus, parallel, shard)
+    layout = layout_of(gpus, parallel, shard, mixed_precision, offload)
     built, _ = build_model(model, layers, width, model_args)
     set_trainable(built, mode)
     kind = input_kind(built, tuple(input_shape))
     traced = RankModel(built, tuple(input_shape), shard=shard, sharded=layout.sharded,
-                       options=options, **kind)
+                       options=options, mixed=layout.mixed, **kind)
     real = measure == "real"
     keys = ("param_bytes", "grad_bytes", "optimizer_bytes", "bucket_bytes", "peak_bytes")
     predicted = traced.rank(layout, 0, "gloo" if real else "nccl")
+    if layout.offload:
+        keys += ("host_bytes", "host_peak_bytes")
     out = {"model": model, "mode": mode, "input_per_rank": list(input_shape), "gpus": gpus,
            "parallel": parallel, "units": [n for n, _ in traced.found],
+           "mixed_precision": layout.mixed and layout.mixed.text(), "offload": layout.offload,
+           "estimate": estimated(layout),
            "predicted": {k: predicted[k] for k in keys}, "measured": None,
            "measured_how": None, "parts": predicted["parts"]}
     measured = _measured(built, input_shape, layout, measure, options, kind)
     if measured is not None:
-        out["measured"] = {k: measured[k] for k in keys}
+        out["measured"] = {k: measured.get(k) for k in keys}
         out["measured_how"] = "gloo processes" if real else "fake process group"
     return out
 
@@ -132,7 +172,7 @@ def _measured(built, shape, layout, measure: str, options, kind) -> Optional[Dic
         from complexity.cost.parallel.fake_group import fake_rank
 
         return fake_rank(built, shape, layout.parallel, layout.world_size, shard=layout.shard,
-                         options=options, **kind)
+                         options=options, mixed=layout.mixed, offload=layout.offload, **kind)
     import torch
 
     from complexity.cost.parallel.gloo_step import Job, measure_ranks
@@ -141,5 +181,6 @@ def _measured(built, shape, layout, measure: str, options, kind) -> Optional[Dic
     with torch.no_grad():
         for t in real.parameters():
             t.normal_(0, 0.01)
-    job = Job(real, tuple(shape), layout.parallel, layout.shard, options, **kind)
+    job = Job(real, tuple(shape), layout.parallel, layout.shard, options, mixed=layout.mixed,
+              offload=layout.offload, **kind)
     return measure_ranks([job], layout.world_size)[0][0]

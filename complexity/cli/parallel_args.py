@@ -1,6 +1,7 @@
 """The options of many GPUs that ``fit`` and ``finetune`` take: ``--gpus N``
 or ``auto``, ``--parallel ddp|fsdp|fsdp-no-reshard``, ``--shard GLOB`` (the FSDP
-units), the batch then per rank. :func:`add_parallel_arguments` adds them;
+units), FSDP2's policies ``--mixed-precision param=DTYPE,reduce=DTYPE`` and
+``--offload``, the batch then per rank. :func:`add_parallel_arguments` adds them;
 :func:`wanted` checks them together (exit 2, one line, before any tracing) and says
 whether the command answers per rank; :func:`run_fit` renders the answer."""
 from __future__ import annotations
@@ -31,6 +32,20 @@ def gpus_count(text: str):
     return value
 
 
+def precision(text: str):
+    """A ``--mixed-precision`` value, parsed (its dtype names checked).
+
+    >>> precision("param=bf16,reduce=fp32").text()
+    'param=bfloat16,reduce=float32'
+    """
+    from complexity.cost.parallel.policy import parse_precision
+
+    try:
+        return parse_precision(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).split(": ", 1)[-1]) from None
+
+
 #: the flags, each with its argparse settings (every default None: not given)
 FLAGS = (
     ("--gpus", dict(type=gpus_count, metavar="N|auto",
@@ -42,13 +57,23 @@ FLAGS = (
                         "reshard_after_forward=False (ZeRO-2-like)")),
     ("--shard", dict(metavar="GLOB", help="the modules made FSDP units, then the root "
                      "(default: each transformer block, each ResNet stage)")),
+    ("--mixed-precision", dict(type=precision, metavar="param=DTYPE,reduce=DTYPE",
+                               help="FSDP2's MixedPrecisionPolicy: param= the gathered "
+                               "parameters' dtype (activations too), reduce= the gradient "
+                               "reduction's; output= every unit's outputs (an estimate); "
+                               "cast-inputs=yes|no; dtypes float32, bfloat16, float16, "
+                               "float64")),
+    ("--offload", dict(action="store_true", help="FSDP2's CPUOffloadPolicy: shards, "
+                       "gradients and optimizer state on the host (device and host bytes "
+                       "apart; an estimate)")),
 )
 
 
 def add_parallel_arguments(p) -> None:
     g = p.add_argument_group("many GPUs (every figure per rank; --batch is per rank)")
     for flag, settings in FLAGS:
-        g.add_argument(flag, default=None, **settings)
+        g.add_argument(flag, **({} if settings.get("action") else {"default": None}),
+                       **settings)
 
 
 def wanted(args, lora_sets) -> bool:
@@ -56,6 +81,7 @@ def wanted(args, lora_sets) -> bool:
     it cannot answer. ``--parallel``/``--shard`` on one GPU change nothing: said on
     stderr, and the single-GPU answer follows."""
     gpus, parallel, shard = args.gpus, args.parallel, args.shard
+    _check_policies(args)
     if gpus is None and parallel is None and shard is None:
         return False
     if parallel == "ddp" and shard is not None:
@@ -82,6 +108,26 @@ def wanted(args, lora_sets) -> bool:
     return True
 
 
+def _check_policies(args) -> None:
+    """FSDP2's policies need FSDP over several GPUs, and a PyTorch that has them."""
+    mixed, offload = args.mixed_precision, args.offload
+    given = " and ".join(f for f, v in (("--mixed-precision", mixed), ("--offload", offload))
+                         if v)
+    if not given:
+        return
+    if args.parallel == "ddp":
+        raise UsageError(f"{given} is FSDP2's policy; --parallel ddp has none")
+    if args.gpus in (None, 1):
+        raise UsageError(f"{given} is FSDP2's policy over several GPUs: give --gpus N (N >= 2) "
+                         "or auto")
+    from complexity.cost.parallel.policy import check_available
+
+    try:
+        check_available(mixed, bool(offload))
+    except ValueError as e:
+        raise UsageError(flag_text(e)) from None
+
+
 def run_fit(args, options, shape) -> int:
     """``fit --gpus``: the per-rank answers, rendered."""
     from complexity.api.ranks import fit_ranks
@@ -94,7 +140,8 @@ def run_fit(args, options, shape) -> int:
                          batch=args.batch, size=args.size, input_shape=shape,
                          modes=args.mode, trainable=args.trainable or [],
                          device=args.device, model_args=given_model_args(args.model_args),
-                         options=options)
+                         options=options, mixed_precision=args.mixed_precision,
+                         offload=args.offload)
     except ValueError as e:
         raise UsageError(flag_text(e)) from None
     return emit(ranks.render(rows, args.format))
@@ -123,7 +170,8 @@ def run_finetune(args, options, inputs, model_args) -> int:
                     rows.append(step_cost_ranks(
                         name, x, gpus=args.gpus, parallel=args.parallel or "fsdp",
                         shard=args.shard, mode=mode, measure=args.measure,
-                        model_args=model_args, options=options, **shape))
+                        model_args=model_args, options=options,
+                        mixed_precision=args.mixed_precision, offload=args.offload, **shape))
                 except ValueError as e:
                     raise UsageError(flag_text(e)) from None
                 except RuntimeError as e:

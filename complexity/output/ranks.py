@@ -26,8 +26,13 @@ def _bytes(n) -> Cell:
     return Cell(n, bytes_text(n))
 
 
+def _offloaded(rows: Sequence[dict]) -> bool:
+    return any(r.get("offload") for r in rows)
+
+
 def table_cells(rows: Sequence[dict]) -> List[list]:
     out = []
+    host = _offloaded(rows)
     for r in rows:
         k = r["rank0"]
         mark = "≈ " if r.get("estimate") else ""
@@ -41,7 +46,15 @@ def table_cells(rows: Sequence[dict]) -> List[list]:
                     Cell(need, "" if need is None else f"{need:,}"),
                     _bytes(k["param_bytes"]), _bytes(k["grad_bytes"]),
                     _bytes(k["optimizer_bytes"]), _bytes(k["bucket_bytes"]), _bytes(gathered)])
+        if host:  # offloaded: what the host holds, at its peak (the update)
+            out[-1].append(Cell(k.get("host_peak_bytes"), mark + bytes_text(
+                k.get("host_peak_bytes", 0))))
     return out
+
+
+def headers(rows: Sequence[dict]) -> List[str]:
+    """The table's columns: a host column when a row is offloaded."""
+    return HEADERS + (["host peak/rank"] if _offloaded(rows) else [])
 
 
 def table_rows(rows: Sequence[dict]) -> list:
@@ -59,10 +72,31 @@ def note(rows: Sequence[dict]) -> str:
         lines.append("FSDP units: " + ", ".join(r["units"]) + ", then the root.")
     lines.append("max batch/rank: the largest per-rank batch that fits (it fits, one more "
                  "does not); GPUs needed: the fewest that fit (N fits, N − 1 does not).")
-    if any(x.get("estimate") for x in rows):
+    lines += policy_lines(rows)
+    if any(x.get("estimate") and x.get("device") == "cuda" for x in rows):
         lines.append("≈: on CUDA the figures are the step's live tensors; the caching "
                      "allocator and NCCL's buffers are not modelled: an estimate.")
     return "\n".join(lines)
+
+
+def policy_lines(rows: Sequence[dict]) -> List[str]:
+    """What FSDP2's policies change, said under the table."""
+    lines = []
+    mixed = next((r["mixed_precision"] for r in rows if r.get("mixed_precision")), None)
+    if mixed:
+        lines.append(f"mixed precision {mixed}: the shards, their gradients and the "
+                     "optimizer's state stay in the parameters' dtype; the gathered "
+                     "parameters, the activations and the unsharded gradients are in "
+                     "param's, the reduce-scatter in reduce's."
+                     + (" output=: every unit's outputs are cast (FSDP2 casts at each "
+                        "unit), ≈: within 0.5% of a fake process group's peak, not exact."
+                        if "output=" in mixed else ""))
+    if _offloaded(rows):
+        lines.append("offload (CPUOffloadPolicy): peak/rank is the device's; the shards, "
+                     "gradients, optimizer state and update are on the host (host "
+                     "peak/rank). ≈: on the CPU the offload moves nothing, so the split "
+                     "is not measured; what the host holds is.")
+    return lines
 
 
 STEP_HEADERS = ["model", "mode", "input/rank", "GPUs", "parallel", "peak/rank", "measured",
@@ -71,13 +105,17 @@ STEP_HEADERS = ["model", "mode", "input/rank", "GPUs", "parallel", "peak/rank", 
 
 def step_cells(rows: Sequence[dict]) -> List[list]:
     out = []
+    host = _offloaded(rows)
     for r in rows:
         p, m = r["predicted"], r["measured"]
+        mark = "≈ " if r.get("estimate") else ""
         out.append([r["model"], r["mode"], "x".join(map(str, r["input_per_rank"])), r["gpus"],
-                    r["parallel"], _bytes(p["peak_bytes"]),
+                    r["parallel"], Cell(p["peak_bytes"], mark + bytes_text(p["peak_bytes"])),
                     _bytes(m and m["peak_bytes"]), _bytes(p["param_bytes"]),
                     _bytes(p["grad_bytes"]), _bytes(p["optimizer_bytes"]),
                     _bytes(p["bucket_bytes"])])
+        if host:
+            out[-1].append(_bytes(p.get("host_peak_bytes")))
     return out
 
 
@@ -85,23 +123,27 @@ def render_steps(rows: Sequence[dict], fmt: str) -> str:
     """``finetune --gpus``' output: rank 0's step, predicted and measured."""
     if fmt == "json":
         return json.dumps(list(rows), indent=2)
-    table = render_table(step_cells(rows), STEP_HEADERS, fmt,
-                         numeric_columns=[3, 5, 6, 7, 8, 9, 10])
+    host = _offloaded(rows)
+    table = render_table(step_cells(rows), STEP_HEADERS + (["host peak/rank"] if host else []),
+                         fmt, numeric_columns=[3, 5, 6, 7, 8, 9, 10] + ([11] if host else []))
     if fmt == "csv":
         return table
     how = next((r["measured_how"] for r in rows if r["measured_how"]), None)
     text = ("Per rank (rank 0, which holds the most). measured: rank 0 "
             + (f"on {how}" if how else "not measured")
-            + " (DDP is measured with --measure real only).")
-    return table + "\n\n" + prose(text, fmt)
+            + " (DDP is measured with --measure real only)."
+            + (" Offloaded, measured is the whole rank (device and host are one memory "
+               "on the CPU)." if host else ""))
+    return table + "\n\n" + prose("\n".join([text, *policy_lines(rows)]), fmt)
 
 
 def render(rows: Sequence[dict], fmt: str) -> str:
     """``fit --gpus``' output in ``fmt`` (``json``: the array of row objects)."""
     if fmt == "json":
         return json.dumps(list(rows), indent=2)
-    table = render_table(table_cells(rows), HEADERS, fmt,
-                         numeric_columns=[2, 4, 5, 7, 8, 9, 10, 11, 12, 13])
+    table = render_table(table_cells(rows), headers(rows), fmt,
+                         numeric_columns=[2, 4, 5, 7, 8, 9, 10, 11, 12, 13, 14][
+                             :len(headers(rows)) - 3])
     if fmt == "csv":
         return table
     return table + "\n\n" + prose(note(rows), fmt)

@@ -121,7 +121,7 @@ def rank_fit(model: nn.Module, input_shape: Sequence[int], budget: int, layout: 
     answer_layout, needed, gpus_proof = layout, None, {}
     if gpus_auto:
         needed, gpus_proof = _fewest_gpus(traced, layout, budget, backend)
-        answer_layout = Layout(needed or layout.world_size, layout.parallel, layout.shard)
+        answer_layout = layout.at(needed or layout.world_size)
     rank = traced.rank(answer_layout, 0, backend)
     out = RankFit(list(input_shape), answer_layout.world_size, layout.parallel, budget, rank,
                   rank["peak_bytes"] <= budget,
@@ -134,7 +134,7 @@ def rank_fit(model: nn.Module, input_shape: Sequence[int], budget: int, layout: 
 
 def _traced(model, input_shape, layout: Layout, kw) -> RankModel:
     return RankModel(model, tuple(input_shape), shard=layout.shard,
-                     sharded=layout.parallel != "ddp", **kw)
+                     sharded=layout.parallel != "ddp", mixed=layout.mixed, **kw)
 
 
 def _fewest_gpus(traced: RankModel, layout: Layout, budget: int, backend: str):
@@ -143,7 +143,7 @@ def _fewest_gpus(traced: RankModel, layout: Layout, budget: int, backend: str):
 
     def peak(n: int) -> int:
         if n not in peaks:
-            peaks[n] = traced.rank(Layout(n, layout.parallel, layout.shard), 0,
+            peaks[n] = traced.rank(layout.at(n), 0,
                                    backend)["peak_bytes"]
         return peaks[n]
 

@@ -22,10 +22,11 @@ from complexity.cost.parallel.gloo_step import Job, measure_job
 
 def fake_rank(model: nn.Module, input_shape: Sequence[int], parallel: str, world_size: int, *,
               shard=None, rank: int = 0, options=None, input_dtype=None,
-              input_high=None) -> Dict:
+              input_high=None, mixed=None, offload: bool = False) -> Dict:
     """Rank ``rank``'s figures (:func:`~complexity.cost.parallel.gloo_step.measure_ranks`'
     keys) for ``model`` (on any device, the meta device too) under ``parallel``
-    over ``world_size`` ranks, measured on fake tensors in this process.
+    over ``world_size`` ranks, measured on fake tensors in this process; ``mixed``
+    and ``offload``: FSDP2's policies (:class:`~complexity.cost.parallel.gloo_step.Job`).
 
     >>> from models.stack import Stack
     >>> r = fake_rank(Stack(2, 4), (2, 4, 8, 8), "fsdp", 2, shard="0")
@@ -48,7 +49,7 @@ def fake_rank(model: nn.Module, input_shape: Sequence[int], parallel: str, world
             warnings.filterwarnings("ignore", "Accessing the data pointer of FakeTensor")
             fake = copied.to_empty(device="cpu")
             job = Job(fake, tuple(input_shape), parallel, shard, options, input_dtype,
-                      input_high)
+                      input_high, mixed=mixed, offload=offload)
             return measure_job(job, rank, world_size, mesh)
     finally:
         dist.destroy_process_group()

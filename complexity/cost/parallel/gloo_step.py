@@ -42,7 +42,11 @@ class Job:
     ``input_shape``, the layout (``parallel``: one of
     :data:`~complexity.cost.parallel.layout.PARALLEL`; ``shard``: the units' glob),
     the step's ``options`` (:class:`complexity.cost.step.options.StepOptions`;
-    default Adam) and DDP's ``bucket_cap_mb``."""
+    default Adam) and DDP's ``bucket_cap_mb``; FSDP's ``mixed`` precision (a
+    :class:`~complexity.cost.parallel.policy.Precision`) and CPU ``offload``
+    (``CPUOffloadPolicy(pin_memory=False)``: no pinned memory without a GPU);
+    ``profile``: one more step under ``torch.profiler`` with ``profile_memory``
+    (:func:`profiler_peak`, a third instrument)."""
 
     model: nn.Module
     input_shape: Sequence[int]
@@ -53,12 +57,17 @@ class Job:
     input_high: Optional[int] = None
     bucket_cap_mb: float = 25.0
     extra: dict = field(default_factory=dict)
+    mixed: object = None
+    offload: bool = False
+    profile: bool = False
 
 
 def measure_ranks(jobs: List[Job], world_size: int) -> List[List[Dict]]:
     """Run every job on ``world_size`` gloo processes; for each job, each rank's
     figures: ``param_bytes``, ``grad_bytes``, ``optimizer_bytes`` (what the rank
-    stores: FSDP's padded shards, the local gradient and state), ``bucket_bytes``
+    stores: FSDP's padded shards, the local gradient and state),
+    ``grad_local_bytes`` (the gradients' unpadded local shards), ``held_on`` (the
+    device types of what it stores between steps), ``bucket_bytes``
     (DDP's bucket buffers), ``peak_bytes`` (:class:`RankBytes`), ``peak_parts``,
     and ``torch_peak_bytes`` (``FSDPMemTracker`` / ``MemTracker``)."""
     for job in jobs:
@@ -126,12 +135,18 @@ class _RankStep:
         from torch.distributed.fsdp import fully_shard
 
         reshard = job.parallel == "fsdp"
+        kw = {"mesh": self.mesh}
+        if job.mixed is not None:
+            kw["mp_policy"] = job.mixed.policy()
+        if job.offload:
+            from torch.distributed.fsdp import CPUOffloadPolicy
+
+            kw["offload_policy"] = CPUOffloadPolicy(pin_memory=False)
         for _, mod in units(model, job.shard):
-            fully_shard(mod, reshard_after_forward=reshard, mesh=self.mesh)
+            fully_shard(mod, reshard_after_forward=reshard, **kw)
         # the root as people wrap it: by default it keeps its parameters gathered
         # from forward to backward (fully_shard's reshard_after_forward=None)
-        return fully_shard(model, reshard_after_forward=None if reshard else False,
-                           mesh=self.mesh)
+        return fully_shard(model, reshard_after_forward=None if reshard else False, **kw)
 
     def _recording_hook(self, state, bucket):
         """DDP's default all-reduce, noting each bucket's flat buffer (resident
@@ -196,18 +211,50 @@ def measure_job(job: Job, rank: int, world_size: int, mesh=None) -> Dict:
         for g in after["grads"]:
             live.retag(g, Category.GRADS)
         grads = _storage_bytes(after["grads"])
+        # what an offloaded gradient copies to the host: each local shard, unpadded
+        grad_local = sum(g.numel() * g.element_size() for g in after["grads"])
         step.opt.zero_grad(set_to_none=True)
     finally:
         gc.enable()
     out = {"rank": rank, "world_size": world_size,
            "param_bytes": _storage_bytes(held["params"]),
            "buffer_bytes": _storage_bytes(held["buffers"]),
-           "grad_bytes": grads,
+           "grad_bytes": grads, "grad_local_bytes": grad_local,
            "optimizer_bytes": sum(t.untyped_storage().nbytes() for t in held["state"]),
            "bucket_bytes": _storage_bytes(step.buckets),
-           "peak_bytes": live.peak, "peak_parts": live.parts()}
+           "peak_bytes": live.peak, "peak_parts": live.parts(),
+           "held_on": sorted({t.device.type for v in held.values() for t in v})}
     out["torch_peak_bytes"] = _torch_peak(step)
+    if job.profile:
+        out["profiler_peak_bytes"] = profiler_peak(step)
     return out
+
+
+def profiler_peak(step: _RankStep) -> int:
+    """The peak of one more step as ``torch.profiler`` sees it (``profile_memory``:
+    a ``[memory]`` event for each allocation and free the CPU allocator makes, on
+    any thread, FSDP2's storage resizes and gloo's copies included): the storages
+    held when it starts, plus the most their running sum of events reaches."""
+    from torch.profiler import ProfilerActivity, profile
+
+    held = step.held()
+    start = _storage_bytes([*held["params"], *held["buffers"], *held["state"],
+                            *step.buckets, step.x, step.target])
+    gc.collect()
+    gc.disable()
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step.step()
+    finally:
+        gc.enable()
+    step.opt.zero_grad(set_to_none=True)
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in events:
+        live += nbytes
+        peak = max(peak, live)
+    return start + peak
 
 
 def _torch_peak(step: _RankStep) -> int:

@@ -26,12 +26,13 @@ internals as this PyTorch has them, so it is reported as ``peak_exact: False``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence
 
 from torch import nn
 
 from complexity.cost.parallel.layout import PARALLEL, shard_numel, unit_of_params, units
+from complexity.cost.parallel.policy import Precision, cast_copy, cast_hooks, input_cast
 from complexity.cost.parallel.timeline import Replay, Unit, call_ranges, event_times, replay
 from complexity.errors import OptionError
 
@@ -47,6 +48,8 @@ class Layout:
     world_size: int
     parallel: str = "fsdp"
     shard: Optional[str] = None
+    mixed: Optional[Precision] = None
+    offload: bool = False
 
     def __post_init__(self):
         if not isinstance(self.world_size, int) or self.world_size < 1:
@@ -54,10 +57,22 @@ class Layout:
         if self.parallel not in PARALLEL:
             raise OptionError("{parallel} is none of " + ", ".join(PARALLEL),
                               parallel=self.parallel)
+        for name, on in (("mixed_precision", self.mixed is not None),
+                         ("offload", self.offload)):
+            if on and self.parallel == "ddp":
+                raise OptionError("{%s} is FSDP2's policy; {parallel} has none" % name,
+                                  **{name: getattr(self, name.replace("_precision", ""))},
+                                  parallel=self.parallel)
 
     @property
     def sharded(self) -> bool:
-        return self.parallel != "ddp" and self.world_size > 1
+        """FSDP on more than one rank, or with a policy (FSDP2 applies it on one)."""
+        policy = self.mixed is not None or self.offload
+        return self.parallel != "ddp" and (self.world_size > 1 or policy)
+
+    def at(self, world_size: int) -> "Layout":
+        """This layout over ``world_size`` ranks."""
+        return replace(self, world_size=world_size)
 
 
 def predict_ranks(model: nn.Module, input_shape: Sequence[int], layout: Layout, *,
@@ -73,29 +88,38 @@ def predict_ranks(model: nn.Module, input_shape: Sequence[int], layout: Layout, 
     """
     traced = RankModel(model, input_shape, shard=layout.shard if layout.sharded else None,
                        sharded=layout.sharded, options=options, input_dtype=input_dtype,
-                       input_high=input_high)
+                       input_high=input_high, mixed=layout.mixed)
     return [traced.rank(layout, r) for r in range(layout.world_size)]
 
 
 class RankModel:
     """One single-process step of ``model`` at ``input_shape``, traced once, from
     which any rank of any layout is predicted (:meth:`rank`). ``sharded``: record
-    where the FSDP units of ``shard`` run (their calls), for FSDP layouts."""
+    where the FSDP units of ``shard`` run (their calls), for FSDP layouts.
+    ``mixed``: FSDP2's mixed precision (a
+    :class:`~complexity.cost.parallel.policy.Precision`): the step is traced with
+    the parameters in the gather dtype and floating inputs cast to it, as FSDP2's
+    forward and backward run; the caller's batch stays resident besides."""
 
     def __init__(self, model: nn.Module, input_shape: Sequence[int], *,
                  shard: Optional[str] = None, sharded: bool = True, options=None,
-                 input_dtype=None, input_high=None):
+                 input_dtype=None, input_high=None, mixed: Optional[Precision] = None):
         from complexity.cost.predict.prediction import predict_step
         from complexity.cost.step.options import StepOptions
 
-        self.model, self.options = model, options or StepOptions()
+        self.model, self.options, self.mixed = model, options or StepOptions(), mixed
         if sharded:
             check_sharded_options(self.options)
-        self.found = units(model, shard) if sharded else []
+        run = self.run = cast_copy(model, mixed)  # what FSDP2's forward and backward see
+        self.traced_params = sum(q.numel() * q.element_size() for q in run.parameters())
+        inside = input_cast(mixed, input_dtype)
+        self.caller_input = 0 if inside is input_dtype else _bytes_of(input_shape, input_dtype)
+        self.found = units(run, shard) if sharded else []
         self.events: list = []
-        self.ranges, handles = call_ranges(model, [m for _, m in self.found])
+        self.ranges, handles = call_ranges(run, [m for _, m in self.found])
+        handles += cast_hooks(run, [m for _, m in self.found], mixed)
         try:
-            self.p = predict_step(model, input_shape, input_dtype=input_dtype,
+            self.p = predict_step(run, input_shape, input_dtype=inside,
                                   input_high=input_high, options=self.options,
                                   events=self.events)
         finally:
@@ -115,13 +139,23 @@ class RankModel:
             return _replicated(self.p, layout)
         if self.times is None:
             raise ValueError("RankModel(sharded=False) predicts no sharded layout")
-        return _fsdp_rank(self.model, self.found, self.p, layout, rank, self.options,
-                          (self.events, self.times, self.ranges), backend == "gloo")
+        if layout.mixed != self.mixed:
+            raise ValueError(f"traced with mixed={self.mixed}, asked for {layout.mixed}")
+        return _fsdp_rank(self, layout, rank, backend == "gloo")
 
     @property
     def unmodelled(self) -> List[str]:
         """The calls no rule covers (the peak is then approximate, ``≈``)."""
         return self.p.unmodelled
+
+
+def _bytes_of(shape, dtype) -> int:
+    import math
+
+    import torch
+
+    return math.prod(shape) * torch.empty((), dtype=dtype or torch.get_default_dtype()
+                                          ).element_size()
 
 
 def check_sharded_options(options) -> None:
@@ -150,38 +184,77 @@ def _replicated(p, layout: Layout) -> Dict:
     return one
 
 
-def _fsdp_rank(model, found, p, layout: Layout, rank: int, options, log,
-               gloo_copy: bool = True) -> Dict:
-    events, times, ranges = log
-    n = layout.world_size
-    params = list(model.parameters())
-    owner = unit_of_params(model, found)
-    root = len(found)           # the units, then the root
-    padded = [0] * (root + 1)   # padded shard bytes per unit (stored; the gradient too)
-    trained = [0] * (root + 1)
-    local_sizes = []            # unpadded local shard bytes of each trainable parameter
-    unit_of = {}
-    for i, (param, k) in enumerate(zip(params, owner)):
-        size = param.element_size()
-        padded[k] += shard_numel(param.shape, n, rank, padded=True) * size
-        if i in p.graph.params:  # trainable, reached by the loss
-            trained[k] += shard_numel(param.shape, n, rank, padded=True) * size
-            local_sizes.append(shard_numel(param.shape, n, rank, padded=False) * size)
-            unit_of[i] = k
-    optimizer = options.optimizer.state_bytes(local_sizes, "cpu")
-    full = sum(q.numel() * q.element_size() for q in params)
-    others = p.weights - full   # buffers and tensor attributes: not sharded
-    resident = sum(padded) + others + optimizer + p.io
-    plan = [Unit(padded[k] * n, trained[k] * n, trained[k], *ranges[k])
-            for k in range(root + 1)]
-    replayer = Replay(resident, unit_of, options.optimizer.step_temporaries(local_sizes))
-    peak = replay(events, times, plan, root, len(p.graph.calls),
+def _fsdp_rank(traced: "RankModel", layout: Layout, rank: int, gloo_copy: bool) -> Dict:
+    """Rank ``rank`` of an FSDP ``layout``: what it stores and its peak, replayed.
+    Offloaded (``layout.offload``), the shards, their gradients, the optimizer's
+    state and its update live on the host: the peak is the device's, and
+    ``host_bytes`` / ``host_peak_bytes`` say what the host holds."""
+    p, options, offload = traced.p, traced.options, layout.offload
+    root = len(traced.found)  # the units, then the root
+    sizes = _unit_sizes(traced, layout.world_size, rank, layout.mixed, offload)
+    optimizer = options.optimizer.state_bytes(sizes["local"], "cpu")
+    update = options.optimizer.step_temporaries(sizes["local"])
+    shards, grads = sum(sizes["padded"]), sum(sizes["trained"])
+    buffers = p.weights - traced.traced_params
+    resident = buffers + p.io + traced.caller_input + (0 if offload else shards + optimizer)
+    plan = [Unit(sizes["gathered"][k], sizes["reduced"][k], sizes["out"][k],
+                 *traced.ranges[k], cast=sizes["cast"][k], upcast=sizes["upcast"][k],
+                 offloaded=offload) for k in range(root + 1)]
+    replayer = Replay(resident, sizes["unit_of"], 0 if offload else update)
+    peak = replay(traced.events, traced.times, plan, root, len(p.graph.calls),
                   layout.parallel == "fsdp", replayer, gloo_copy)
-    return {"param_bytes": sum(padded), "grad_bytes": sum(trained),
-            "optimizer_bytes": optimizer, "bucket_bytes": 0, "peak_bytes": peak,
-            "peak_exact": False,
-            "parts": {"weights (local shards)": sum(padded), "buffers": others,
-                      "grads (local shards)": sum(trained),
-                      "optimizer (local shards)": optimizer,
-                      "gathered (root + largest unit)": max(padded[:root] or [0]) * n
-                      + padded[root] * n}}
+    grad_bytes = sizes["host_grads"] if offload else grads
+    parts = {"weights (local shards)": shards, "buffers": buffers,
+             "grads (local shards)": grad_bytes, "optimizer (local shards)": optimizer,
+             "gathered (root + largest unit)": max(sizes["gathered"][:root] or [0])
+             + sizes["gathered"][root]}
+    out = {"param_bytes": shards, "grad_bytes": grad_bytes, "optimizer_bytes": optimizer,
+           "bucket_bytes": 0, "peak_bytes": peak, "peak_exact": False, "parts": parts}
+    if offload:  # the host's peak: everything it holds, and the update's temporaries
+        out.update(host_bytes=shards + grad_bytes + optimizer,
+                   host_peak_bytes=shards + grad_bytes + optimizer + update)
+    return out
+
+
+def _unit_sizes(traced: "RankModel", n: int, rank: int, mixed, offload: bool) -> Dict:
+    """Per unit (the units, then the root), on rank ``rank`` of ``n``, bytes: the
+    stored padded shards (``padded``: the parameters' own dtype); the all-gather's
+    flat buffer, which is also the unsharded parameters' size (``gathered``: the
+    gather dtype); the copies the all-gather reads (``cast``: each shard cast to
+    the gather dtype, or copied to the device when offloaded,
+    ``FSDPParam.all_gather_inputs``); the reduce-scatter's input and output
+    (``reduced``, ``out``: the reduce dtype); the output cast back to the
+    parameters' dtype (``upcast``, ``foreach_reduce``'s ``_to_dtype_if_needed``;
+    0 when the dtypes agree); ``trained`` (the padded sharded gradients). And
+    ``local`` (unpadded local shard of each trained parameter, the optimizer's),
+    ``host_grads`` (what offloaded gradients copy to the host: the local shards)
+    and ``unit_of``."""
+    from complexity.cost.parallel.policy import dtypes
+
+    owner = unit_of_params(traced.run, traced.found)
+    p, found = traced.p, traced.found
+    keys = ("padded", "gathered", "cast", "reduced", "out", "upcast", "trained")
+    per = {key: [0] * (len(found) + 1) for key in keys}
+    local, unit_of = [], {}
+    for i, (param, k) in enumerate(zip(traced.model.parameters(), owner)):
+        gd, rd = dtypes(mixed, param.dtype)
+        g, r, size = _itemsize(gd), _itemsize(rd), param.element_size()
+        padded = shard_numel(param.shape, n, rank, padded=True)
+        per["padded"][k] += padded * size
+        per["gathered"][k] += padded * n * g
+        if gd != param.dtype or offload:
+            per["cast"][k] += padded * g
+        if i in p.graph.params:  # trainable, reached by the loss
+            per["reduced"][k] += padded * n * r
+            per["out"][k] += padded * r
+            per["upcast"][k] += padded * size if rd != param.dtype else 0
+            per["trained"][k] += padded * size
+            local.append(shard_numel(param.shape, n, rank, padded=False) * size)
+            unit_of[i] = k
+    return dict(per, local=local, host_grads=sum(local), unit_of=unit_of)
+
+
+def _itemsize(dtype) -> int:
+    import torch
+
+    return torch.empty((), dtype=dtype).element_size()

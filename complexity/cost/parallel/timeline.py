@@ -135,11 +135,18 @@ class Unit:
     padded shards × N, which is also its flat all-gather buffer), ``reduced`` (the
     reduce-scatter input: its trained padded shards × N) and ``shard`` (the
     reduce-scatter output, which becomes its sharded gradients); ``start``,
-    ``end``: its first call and one past its last."""
+    ``end``: its first call and one past its last. Mixed precision and offload:
+    ``cast`` (the all-gather's inputs, each shard cast to the gather dtype or
+    copied to the device, alive until the gathered copy-in is done), ``upcast``
+    (the reduce output cast back to the parameters' dtype, which becomes the
+    gradient; the reduce-dtype output goes), ``offloaded`` (the sharded gradient
+    is copied to the host: none stays on the device)."""
 
-    def __init__(self, gathered: int, reduced: int, shard: int, start: int, end: int):
+    def __init__(self, gathered: int, reduced: int, shard: int, start: int, end: int, *,
+                 cast: int = 0, upcast: int = 0, offloaded: bool = False):
         self.gathered, self.reduced, self.shard = gathered, reduced, shard
         self.start, self.end = start, end
+        self.cast, self.upcast, self.offloaded = cast, upcast, offloaded
 
 
 class Replay:
@@ -177,8 +184,7 @@ class Replay:
         if k in self.outs:
             return
         if k not in self.flat:  # not prefetched
-            self.flat[k] = u.gathered
-            self.add(u.gathered)
+            self._all_gather(k, u)
         self.outs[k] = u.gathered
         self.add(u.gathered)
         if forward:
@@ -192,8 +198,15 @@ class Replay:
 
     def prefetch(self, k: int, u: Unit) -> None:
         if k not in self.outs and k not in self.flat:
-            self.flat[k] = u.gathered
-            self.add(u.gathered)
+            self._all_gather(k, u)
+
+    def _all_gather(self, k: int, u: Unit) -> None:
+        """The inputs cast (or copied to the device), the flat buffer made and
+        filled, the inputs let go (``foreach_all_gather`` returns)."""
+        self.add(u.cast)
+        self.flat[k] = u.gathered
+        self.add(u.gathered)
+        self.live -= u.cast
 
     def reshard(self, k: int) -> None:
         self.live -= self.outs.pop(k, 0)
@@ -219,6 +232,11 @@ class Replay:
         if gloo_copy:
             self.add(u.reduced)
             self.live -= u.reduced
+        if u.upcast:  # _to_dtype_if_needed(reduce_output, orig_dtype)
+            self.add(u.upcast)
+            self.live -= u.shard
+        if u.offloaded:  # copied to the host; the device's copy goes with the reduce
+            self.live -= u.upcast or u.shard
         self.live -= last
         self.kept_input = u.reduced
 
