@@ -13,7 +13,7 @@ For ``full`` and ``last`` training
 :func:`complexity.cost.predict.prediction.predict_with_unmodelled` with a real
 CPU step (:func:`complexity.cost.measure.cpu_step.measure`, ``how="real"``), or a
 step on fake CPU tensors above ``--real-limit`` parameters or an input above
-:data:`REAL_SIZE`.
+:data:`REAL_SIZE` (but for models with recurrent layers: :func:`recurrent`).
 
 It writes ``reports/timm_zoo.md`` (rewritten after every model, so an
 interrupted run leaves the rows done so far): the summary (built, trained,
@@ -127,6 +127,13 @@ def smallest(names, k):
     return best[1], best[2], best[3]
 
 
+def recurrent(model) -> bool:
+    """Has ``model`` an LSTM, GRU or RNN? Its step is then measured for real
+    whatever its size: the fake kernel of the CPU's LSTM (oneDNN) makes its
+    workspace empty, where the real one keeps pages of it."""
+    return any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="comma-separated substrings of module names")
@@ -153,7 +160,8 @@ def main(argv=None):
         if model is None:
             return [dict(name=name, group=module, built=False, why=size)]
         n = sum(p.numel() for p in model.parameters())
-        how = "real" if n <= a.real_limit and size <= REAL_SIZE else "fake"
+        how = ("real" if n <= a.real_limit and size <= REAL_SIZE or recurrent(model)
+               else "fake")
         return compare(model, (BATCH, 3, size, size), name, f"{module} ({size}², {how})", how)
 
     intro = (f"One model from each module of `timm.models` (timm {timm.__version__}): the "

@@ -92,11 +92,29 @@ def torchvision_entries():
 SIXTEEN_FRAMES = ("mvit", "s3d")
 
 
+class FlowPair(torch.nn.Module):
+    """An optical-flow model as one-input classifier for the step: the input is
+    the two images stacked on the channels, ``(B, 6, H, W)``; the output, one
+    logit per refinement iteration, is the mean of that iteration's flow
+    prediction, ``(B, K)``. The step's cross-entropy on it (a target iteration
+    per example) stands in for RAFT's sequence loss (an L1 loss on each of the K
+    flows, weighted by γ^(K-i)): a scalar that every one of the K predictions
+    reaches, so the backward runs through every update, as in training."""
+
+    def __init__(self, flow):
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, x):
+        flows = self.flow(x[:, :3], x[:, 3:])
+        return torch.stack([f.mean((1, 2, 3)) for f in flows], 1)
+
+
 def video_entries():
     """torchvision's video classifiers, on (B, 3, T, size, size) clips (MViT only at
-    16 × 224 × 224: the fallback sizes reach it), and its optical-flow models, not
-    run: they take two images and return a list of flows, which the step's
-    cross-entropy loss (complexity/cost/step/batch.py) cannot take."""
+    16 × 224 × 224: the fallback sizes reach it), and its optical-flow models on
+    image pairs (:class:`FlowPair`: the pair stacked on the channels, one logit
+    per refinement iteration)."""
     import torchvision
 
     from complexity.zoo import parse_spec
@@ -110,9 +128,11 @@ def video_entries():
         entries.append(Entry(name, "video", build,
                              shape=lambda size, batch, t=frames: (batch, 3, t, size, size)))
     for name in torchvision.models.list_models(module=torchvision.models.optical_flow):
-        entries.append(Entry(name, "optical flow", None, unsupported=(
-            "forward(image1, image2) returns a list of flows: the step takes one input "
-            "and a cross-entropy loss")))
+        def build_flow(device, name=name):
+            with torch.device(device):
+                return FlowPair(torchvision.models.get_model(name, weights=None))
+        entries.append(Entry(name, "optical flow", build_flow,
+                             shape=lambda size, batch: (batch, 6, size, size)))
     return entries
 
 

@@ -164,3 +164,24 @@ def test_class_token_slice_write_step(batch, trainable):
 
 #: (batch, trainable) -> predicted less measured peak, observed (see above).
 PEAK_GAP = {(2, "full"): 32}
+
+
+@pytest.mark.parametrize("mask,flash", [
+    ((6, 10, 10), True), ((1, 10, 10), True), ((6, 1, 10), True), ((10, 10), True),
+    ((1, 6, 10, 10), True), ((6, 10, 10), False)])
+def test_sdpa_of_3d_tensors_takes_a_3d_mask_to_the_flash_kernel(mask, flash):
+    """The CPU unsqueezes 3-D q, k, v to (1, …) and the mask with them to 4-D
+    before choosing a kernel, so a 3-D mask reaches the flash kernel (0 FLOPs);
+    with 4-D q, k, v it does not (the math path). SAM's decomposed relative-position
+    bias is such a mask: its forward FLOPs were 9.8 % over with the head alone
+    training (the math path predicted, flash run)."""
+    from complexity.cost.predict.rules.attention import flash_on_cpu
+
+    lead = (6,) if flash else (2, 6)
+    q, k, v = (_x(*lead, 10, 8) for _ in range(3))
+    m = torch.randn(mask)
+    assert flash_on_cpu(q, k, v, m, 0.0) == flash
+    fn = lambda a, b, c: F.scaled_dot_product_attention(a, b, c, attn_mask=m)  # noqa: E731
+    want = autograd_oracle(fn, [q, k, v])
+    assert rule_prediction(fn, [q, k, v], "scaled_dot_product_attention") == want
+    assert (want[1] == 0) == flash  # FlopCounterMode has no formula for the flash kernel
