@@ -23,7 +23,9 @@ of the seven quantities (``benchmarks/corpus.py``).
 
 Options: ``--only vit,resnet`` (substrings of module names), ``--limit N`` (the
 first N modules), ``--candidates K`` (names built per module, 3), ``--timeout S``
-(seconds per module, 240), ``--real-limit P`` (10,000,000), ``--out PATH``.
+(seconds per module, 240), ``--real-limit P`` (10,000,000), ``--out PATH``,
+``--merge`` (with ``--only``: re-run those modules and merge their rows into the
+report at ``--out``, the others' rows kept as it shows them).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from complexity.errors import reason  # noqa: E402
-from corpus import compare, report, run  # noqa: E402
+from corpus import compare, report, rows_from_report, run  # noqa: E402
 
 #: Words in a model name that say it is a small variant, most telling first.
 HINTS = ("test_", "atto", "femto", "pico", "nano", "xxs", "tiny", "xs", "mini", "small",
@@ -143,6 +145,8 @@ def main(argv=None):
     parser.add_argument("--timeout", type=int, default=240, help="seconds per module (240)")
     parser.add_argument("--real-limit", type=int, default=10_000_000,
                         help="a real CPU step up to this many parameters, fake tensors above")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the report's rows of the modules not re-run (with --only)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))), "reports", "timm_zoo.md"), help="the report's path")
     a = parser.parse_args(argv)
@@ -173,8 +177,17 @@ def main(argv=None):
              "% = (predicted − measured) / measured of a real CPU step (`measure(how=\"real\")`"
              f"; fake CPU tensors above {a.real_limit:,} parameters or {REAL_SIZE}²). "
              "Regenerate: `python benchmarks/timm_zoo.py`.")
+    kept = []
+    if a.merge and os.path.exists(a.out):
+        rerun = {m for m, _ in todo}
+        with open(a.out) as f:
+            kept = [r for r in rows_from_report(f.read())
+                    if r["group"].split(" (")[0] not in rerun]
+        intro += (" Merged: the modules matching `--only " + a.only + "` re-run with "
+                  "`--merge` (the minutes below are theirs); every other row as the "
+                  "previous run measured it (its errors as that report rounded them).")
     run(todo, run_one, a.out, lambda rows, seconds: report(
-        rows, len(every), seconds, "timm models: predicted vs a CPU step", intro,
+        kept + rows, len(every), seconds, "timm models: predicted vs a CPU step", intro,
         noun="modules", column="model"), a.timeout, "timm zoo")
     print(f"wrote {a.out}")
 
