@@ -136,6 +136,24 @@ def recurrent(model) -> bool:
     return any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
 
 
+def merged_rows(path, rerun, every):
+    """``(rows, notes)``: the rows of the report at ``path`` of the modules not in
+    ``rerun`` (a failure row names a model, or the module when it timed out), and
+    the merge notes its introduction has."""
+    with open(path) as f:
+        text = f.read()
+
+    def module(r):
+        if r["group"]:
+            return r["group"].split(" (")[0]
+        return r["name"] if r["name"] in every else next(
+            (m for m, names in every.items() if r["name"] in names), None)
+    rows = [r for r in rows_from_report(text) if module(r) not in rerun]
+    notes = "".join(" Merged:" + n.split("`--merge`")[0] + "`--merge`."
+                    for n in text.split(" Merged:")[1:])
+    return rows, notes
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="comma-separated substrings of module names")
@@ -179,13 +197,10 @@ def main(argv=None):
              "Regenerate: `python benchmarks/timm_zoo.py`.")
     kept = []
     if a.merge and os.path.exists(a.out):
-        rerun = {m for m, _ in todo}
-        with open(a.out) as f:
-            kept = [r for r in rows_from_report(f.read())
-                    if r["group"].split(" (")[0] not in rerun]
-        intro += (" Merged: the modules matching `--only " + a.only + "` re-run with "
-                  "`--merge` (the minutes below are theirs); every other row as the "
-                  "previous run measured it (its errors as that report rounded them).")
+        kept, earlier = merged_rows(a.out, {m for m, _ in todo}, every)
+        intro += earlier + (" Merged: the modules matching `--only " + a.only + "` re-run "
+                            "with `--merge` (the minutes below are theirs); every other row "
+                            "as the previous report showed it (its errors as it rounded them).")
     run(todo, run_one, a.out, lambda rows, seconds: report(
         kept + rows, len(every), seconds, "timm models: predicted vs a CPU step", intro,
         noun="modules", column="model"), a.timeout, "timm zoo")
