@@ -320,12 +320,12 @@ def main(argv=None):
     parser.add_argument("--note", default=None,
                         help="a paragraph for the report's introduction (how it was assembled)")
     parser.add_argument("--keep", default=None,
-                        help="with --from-rows: a report whose rows of the models the JSON "
-                        "rows lack are kept (as it rounded them)")
+                        help="a report whose rows of the models the --from-rows JSON lacks "
+                        "are kept (as it rounded them); alone, it re-renders that report")
     args = parser.parse_args(argv)
-    if args.from_rows:
+    if args.from_rows or args.keep:
         rows, seconds = [], 0.0
-        for path in args.from_rows.split(","):
+        for path in filter(None, (args.from_rows or "").split(",")):
             got, s = load_rows(path)
             rows, seconds = rows + got, seconds + s
         seen = {r["model"] for r in rows}

@@ -157,8 +157,10 @@ def _summary(rows, ok, failed, seconds, total, merged=False):
         lines.append(f"- `profile` cpu = meta MACs for {len(prof_eq)} of {len(prof)} models "
                      "checked" + ("" if len(prof_eq) == len(prof) else " (differs: " + ", ".join(
                          r["model"] for r in prof if r not in prof_eq) + ")") + ".")
-    lines.append(f"- Whole run: {seconds:.0f} s." if not merged else
-                 f"- The runs whose rows are new here: {seconds:.0f} s.")
+    if not merged:
+        lines.append(f"- Whole run: {seconds:.0f} s.")
+    elif seconds:
+        lines.append(f"- The runs whose rows are new here: {seconds:.0f} s.")
     return lines
 
 
