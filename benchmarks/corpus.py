@@ -152,3 +152,47 @@ def report(rows, total, seconds, title, intro, noun="architectures", column="arc
                      + " | ".join(_cell(r["errors"][k]) for k, _ in QUANTITIES)
                      + f" | {', '.join(r['unmodelled'])} |")
     return "\n".join(lines) + "\n"
+
+
+def _number(cell):
+    """An error cell back to a number: ``0`` exact, ``n/a`` None; a cell shown as
+    ``+0.0`` stays nonzero (a tiny error, not an exact one)."""
+    if cell == "n/a":
+        return None
+    if cell == "0":
+        return 0.0
+    value = float(cell)
+    return value if value else (1e-9 if cell.startswith("+") else -1e-9)
+
+
+def _table(lines, heading):
+    """The cells of each row of the table under ``heading`` (header rows skipped)."""
+    try:
+        i = lines.index(heading)
+    except ValueError:
+        return []
+    rows, body = [], False
+    for line in lines[i + 1:]:
+        if line.startswith("#"):
+            break
+        if line.startswith("|---"):
+            body = True
+        elif body and line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+    return rows
+
+
+def rows_from_report(text):
+    """The rows a :func:`report` shows, read back from its markdown (errors as
+    rounded there): what an ``--only`` re-run merges its own rows into."""
+    lines = text.splitlines()
+    rows = [dict(name=c[0], group="", built=False, why=c[1])
+            for c in _table(lines, "### Did not build")]
+    rows += [dict(name=c[0], group="", built=True, mode=c[1], ran=False, why=c[2])
+             for c in _table(lines, "### Built but could not train")]
+    for c in _table(lines, "## Rows"):
+        errors = {k: _number(cell) for (k, _), cell in zip(QUANTITIES, c[3:])}
+        calls = [u.strip() for u in c[3 + len(QUANTITIES)].split(",") if u.strip()]
+        rows.append(dict(name=c[0], group=c[1], built=True, mode=c[2], ran=True,
+                         unmodelled=calls, errors=errors))
+    return rows

@@ -13,7 +13,7 @@ For ``full`` and ``last`` training
 :func:`complexity.cost.predict.prediction.predict_with_unmodelled` with a real
 CPU step (:func:`complexity.cost.measure.cpu_step.measure`, ``how="real"``), or a
 step on fake CPU tensors above ``--real-limit`` parameters or an input above
-:data:`REAL_SIZE`.
+:data:`REAL_SIZE` (but for models with recurrent layers: :func:`recurrent`).
 
 It writes ``reports/timm_zoo.md`` (rewritten after every model, so an
 interrupted run leaves the rows done so far): the summary (built, trained,
@@ -23,7 +23,9 @@ of the seven quantities (``benchmarks/corpus.py``).
 
 Options: ``--only vit,resnet`` (substrings of module names), ``--limit N`` (the
 first N modules), ``--candidates K`` (names built per module, 3), ``--timeout S``
-(seconds per module, 240), ``--real-limit P`` (10,000,000), ``--out PATH``.
+(seconds per module, 240), ``--real-limit P`` (10,000,000), ``--out PATH``,
+``--merge`` (with ``--only``: re-run those modules and merge their rows into the
+report at ``--out``, the others' rows kept as it shows them).
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from complexity.errors import reason  # noqa: E402
-from corpus import compare, report, run  # noqa: E402
+from corpus import compare, report, rows_from_report, run  # noqa: E402
 
 #: Words in a model name that say it is a small variant, most telling first.
 HINTS = ("test_", "atto", "femto", "pico", "nano", "xxs", "tiny", "xs", "mini", "small",
@@ -127,6 +129,31 @@ def smallest(names, k):
     return best[1], best[2], best[3]
 
 
+def recurrent(model) -> bool:
+    """Has ``model`` an LSTM, GRU or RNN? Its step is then measured for real
+    whatever its size: the fake kernel of the CPU's LSTM (oneDNN) makes its
+    workspace empty, where the real one keeps pages of it."""
+    return any(isinstance(m, torch.nn.RNNBase) for m in model.modules())
+
+
+def merged_rows(path, rerun, every):
+    """``(rows, notes)``: the rows of the report at ``path`` of the modules not in
+    ``rerun`` (a failure row names a model, or the module when it timed out), and
+    the merge notes its introduction has."""
+    with open(path) as f:
+        text = f.read()
+
+    def module(r):
+        if r["group"]:
+            return r["group"].split(" (")[0]
+        return r["name"] if r["name"] in every else next(
+            (m for m, names in every.items() if r["name"] in names), None)
+    rows = [r for r in rows_from_report(text) if module(r) not in rerun]
+    notes = "".join(" Merged:" + n.split("`--merge`")[0] + "`--merge`."
+                    for n in text.split(" Merged:")[1:])
+    return rows, notes
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", default="", help="comma-separated substrings of module names")
@@ -136,6 +163,8 @@ def main(argv=None):
     parser.add_argument("--timeout", type=int, default=240, help="seconds per module (240)")
     parser.add_argument("--real-limit", type=int, default=10_000_000,
                         help="a real CPU step up to this many parameters, fake tensors above")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the report's rows of the modules not re-run (with --only)")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))), "reports", "timm_zoo.md"), help="the report's path")
     a = parser.parse_args(argv)
@@ -153,7 +182,8 @@ def main(argv=None):
         if model is None:
             return [dict(name=name, group=module, built=False, why=size)]
         n = sum(p.numel() for p in model.parameters())
-        how = "real" if n <= a.real_limit and size <= REAL_SIZE else "fake"
+        how = ("real" if n <= a.real_limit and size <= REAL_SIZE or recurrent(model)
+               else "fake")
         return compare(model, (BATCH, 3, size, size), name, f"{module} ({size}², {how})", how)
 
     intro = (f"One model from each module of `timm.models` (timm {timm.__version__}): the "
@@ -165,8 +195,14 @@ def main(argv=None):
              "% = (predicted − measured) / measured of a real CPU step (`measure(how=\"real\")`"
              f"; fake CPU tensors above {a.real_limit:,} parameters or {REAL_SIZE}²). "
              "Regenerate: `python benchmarks/timm_zoo.py`.")
+    kept = []
+    if a.merge and os.path.exists(a.out):
+        kept, earlier = merged_rows(a.out, {m for m, _ in todo}, every)
+        intro += earlier + (" Merged: the modules matching `--only " + a.only + "` re-run "
+                            "with `--merge` (the minutes below are theirs); every other row "
+                            "as the previous report showed it (its errors as it rounded them).")
     run(todo, run_one, a.out, lambda rows, seconds: report(
-        rows, len(every), seconds, "timm models: predicted vs a CPU step", intro,
+        kept + rows, len(every), seconds, "timm models: predicted vs a CPU step", intro,
         noun="modules", column="model"), a.timeout, "timm zoo")
     print(f"wrote {a.out}")
 

@@ -35,12 +35,7 @@ import torch  # noqa: E402
 from complexity.atomic import write_text  # noqa: E402
 from complexity.errors import reason  # noqa: E402
 
-#: Quantities compared (measure.KEYS), short column names.
-QUANTITIES = [("param_bytes", "param"), ("grad_bytes", "grad"), ("optimizer_bytes", "adam"),
-              ("saved_activation_bytes", "saved"), ("forward_flops", "fwd"),
-              ("backward_flops", "bwd"), ("peak_bytes", "peak")]
-#: Input sizes tried in turn when the model refuses the requested one.
-FALLBACK_SIZES = (96, 128, 224, 299)
+from zoo_report import FALLBACK_SIZES, QUANTITIES, pct, render, rows_from_report, worst  # noqa: E402,E501
 
 TIMM = ["vit_tiny_patch16_224", "deit_tiny_patch16_224", "convnext_atto", "resnet18d",
         "efficientnet_b0", "mobilevitv2_050", "poolformer_s12", "cspresnet50",
@@ -92,11 +87,29 @@ def torchvision_entries():
 SIXTEEN_FRAMES = ("mvit", "s3d")
 
 
+class FlowPair(torch.nn.Module):
+    """An optical-flow model as one-input classifier for the step: the input is
+    the two images stacked on the channels, ``(B, 6, H, W)``; the output, one
+    logit per refinement iteration, is the mean of that iteration's flow
+    prediction, ``(B, K)``. The step's cross-entropy on it (a target iteration
+    per example) stands in for RAFT's sequence loss (an L1 loss on each of the K
+    flows, weighted by γ^(K-i)): a scalar that every one of the K predictions
+    reaches, so the backward runs through every update, as in training."""
+
+    def __init__(self, flow):
+        super().__init__()
+        self.flow = flow
+
+    def forward(self, x):
+        flows = self.flow(x[:, :3], x[:, 3:])
+        return torch.stack([f.mean((1, 2, 3)) for f in flows], 1)
+
+
 def video_entries():
     """torchvision's video classifiers, on (B, 3, T, size, size) clips (MViT only at
-    16 × 224 × 224: the fallback sizes reach it), and its optical-flow models, not
-    run: they take two images and return a list of flows, which the step's
-    cross-entropy loss (complexity/cost/step/batch.py) cannot take."""
+    16 × 224 × 224: the fallback sizes reach it), and its optical-flow models on
+    image pairs (:class:`FlowPair`: the pair stacked on the channels, one logit
+    per refinement iteration)."""
     import torchvision
 
     from complexity.zoo import parse_spec
@@ -109,10 +122,16 @@ def video_entries():
         frames = 16 if name.startswith(SIXTEEN_FRAMES) else 4
         entries.append(Entry(name, "video", build,
                              shape=lambda size, batch, t=frames: (batch, 3, t, size, size)))
+    for name in torchvision.models.list_models(module=torchvision.models.detection):
+        entries.append(Entry(name, "detection", None, unsupported=(
+            "a list of images in, and to train their target boxes; a dict of losses out "
+            "(not one input tensor and logits)")))
     for name in torchvision.models.list_models(module=torchvision.models.optical_flow):
-        entries.append(Entry(name, "optical flow", None, unsupported=(
-            "forward(image1, image2) returns a list of flows: the step takes one input "
-            "and a cross-entropy loss")))
+        def build_flow(device, name=name):
+            with torch.device(device):
+                return FlowPair(torchvision.models.get_model(name, weights=None))
+        entries.append(Entry(name, "optical flow", build_flow,
+                             shape=lambda size, batch: (batch, 6, size, size)))
     return entries
 
 
@@ -248,95 +267,39 @@ def profile_check(entry, shape, params, real_limit):
         return f"failed: {reason(e)}"
 
 
-# ------------------------------------------------------------------ the report
-def pct(e):
-    if e is None:
-        return "n/a"
-    if e == 0:
-        return "0"
-    return f"{100 * e:+.2f}%" if abs(e) >= 5e-5 else f"{100 * e:+.1e}%"  # never "+0.00%"
+def save_rows(path, rows, seconds):
+    """The rows as JSON (sets as sorted lists, the profile pair as a list)."""
+    import json
+
+    def plain(r):
+        r = dict(r, unmodelled=sorted(r["unmodelled"])) if "unmodelled" in r else dict(r)
+        r.pop("modes", None)
+        return r
+    write_text(path, json.dumps({"seconds": seconds, "rows": [plain(r) for r in rows]}))
 
 
-def worst(row, keys=None):
-    keys = keys or [k for k, _ in QUANTITIES]
-    es = [abs(row["errors"][k]) for k in keys if row["errors"].get(k) is not None]
-    return max(es) if es else 0.0
+def load_rows(path):
+    """``(rows, seconds)`` as :func:`save_rows` wrote them."""
+    import json
+
+    with open(path) as f:
+        data = json.load(f)
+    rows = data["rows"]
+    for r in rows:
+        if "unmodelled" in r:
+            r["unmodelled"] = set(r["unmodelled"])
+        if isinstance(r.get("profile"), list):
+            r["profile"] = tuple(r["profile"])
+    return rows, data["seconds"]
 
 
-def render(rows, args, started, finished, total=None):
-    ok = [r for r in rows if r["error"] is None]
-    failed = [r for r in rows if r["error"] is not None]
-    ok.sort(key=lambda r: (-worst(r), r["model"]))
-    failed.sort(key=lambda r: r["model"])
-    hows = sorted({r["how"] for r in ok})
-    lines = [
-        "# The training-step cost of the model zoo: predicted against measured",
-        "",
-        "Regenerate: `python benchmarks/zoo.py"
-        + (f" --only {args.only}" if args.only else "") + f" --size {args.size} --batch {args.batch}"
-        + f" --how {args.how}`" + (" (a subset)" if args.only else ""),
-        "",
-        f"One Adam step, batch {args.batch}, input {args.size}×{args.size} (or the smallest of "
-        f"{', '.join(map(str, FALLBACK_SIZES))} the model takes), with every parameter "
-        "training (`full`) and with only the last layer (`last`). Predicted: "
-        "`predict_with_unmodelled`; measured: `measure(how=...)` — `real` is a real CPU "
-        f"step (models up to {args.real_limit:,} parameters with `--how auto`), `fake` a "
-        "step on fake CPU tensors. Each error column is the larger |predicted / measured − 1| "
-        "of the two modes (`0`: equal in both). *unmodelled*: calls with no rule (then the "
-        "prediction is approximate, ≈). *cpu = meta*: `profile`'s MACs at batch 1 on the cpu "
-        "device equal those on the meta device. Time: build, predict and measure of both "
-        "modes, and the profile check, on a 2-core machine shared with other jobs.",
-        "",
-    ]
-    # Summary, computed from the rows below.
-    zero = [r for r in ok if not r["unmodelled"]]
-    exact = [r for r in ok if worst(r, [k for k, _ in QUANTITIES if k != "peak_bytes"]) == 0]
-    prof = [r for r in ok if isinstance(r.get("profile"), tuple)]
-    prof_eq = [r for r in prof if r["profile"][0] == r["profile"][1]]
-    lines += [
-        "## Summary",
-        "",
-        (f"- **Partial run: {len(rows)} of the {total} models selected** (interrupted; "
-         "the rows below are all that was measured)." if total and len(rows) < total else
-         f"- {len(rows)} models.") + f" {len(ok)} ran, {len(failed)} did not (listed at the end, with why).",
-        "- Measured with: " + ", ".join(f"`{h}` {sum(r['how'] == h for r in ok)}" for h in hows) + ".",
-        f"- {len(zero)} of {len(ok)} have no unmodelled call.",
-        f"- {len(exact)} of {len(ok)} are predicted exactly (both modes) for every quantity but the peak.",
-    ]
-    for key, short in QUANTITIES:
-        rs = [r for r in ok if r["errors"].get(key) is not None]
-        if rs:
-            w = max(rs, key=lambda r: abs(r["errors"][key]))
-            n0 = sum(r["errors"][key] == 0 for r in rs)
-            lines.append(f"- `{key}`: exact for {n0} of {len(rs)}; worst {pct(w['errors'][key])} "
-                         f"({w['model']}).")
-    if prof:
-        lines.append(f"- `profile` cpu = meta MACs for {len(prof_eq)} of {len(prof)} models checked"
-                     + ("" if len(prof_eq) == len(prof) else
-                        " (differs: " + ", ".join(r["model"] for r in prof if r not in prof_eq) + ")")
-                     + ".")
-    lines.append(f"- Whole run: {finished - started:.0f} s.")
-    lines += ["", "## Models that ran", ""]
-    head = (["model", "family", "params", "input", "how", "unmodelled"]
-            + [short for _, short in QUANTITIES] + ["cpu = meta", "time s"])
-    lines.append("| " + " | ".join(head) + " |")
-    lines.append("|" + "|".join("---" if i < 2 or i in (3, 4, 5) else "---:" for i in range(len(head))) + "|")
-    for r in ok:
-        p = r.get("profile")
-        if isinstance(p, tuple):
-            cell = "yes" if p[0] == p[1] else f"no: {p[1]:,} vs {p[0]:,}"
-        else:
-            cell = p or "—"
-        cells = [r["model"], r["family"], f"{r['params']:,}", r["input"], r["how"],
-                 ", ".join(sorted(r["unmodelled"])) or "none"]
-        cells += [pct(r["errors"].get(k)) for k, _ in QUANTITIES]
-        cells += [cell, f"{r['seconds']:.1f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    if failed:
-        lines += ["", "## Models that did not run", "", "| model | family | why |", "|---|---|---|"]
-        for r in failed:
-            lines.append(f"| {r['model']} | {r['family']} | {r['error'].replace('|', '/')} |")
-    return "\n".join(lines) + "\n"
+def selected(args):
+    """The entries to run: every one, or those ``--only`` names."""
+    entries = hf_entries() + timm_entries() + torchvision_entries()[::-1]
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        entries = [e for e in entries if any(w in e.name for w in wanted)]
+    return entries
 
 
 def main(argv=None):
@@ -349,7 +312,33 @@ def main(argv=None):
                         help="--how auto: a real step up to this many parameters")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--out", default=os.path.join("reports", "zoo.md"))
+    parser.add_argument("--rows", default=None,
+                        help="also write the rows as JSON to this path (after every model)")
+    parser.add_argument("--from-rows", default=None,
+                        help="render --out from the rows --rows runs wrote (comma-separated "
+                        "paths); run nothing")
+    parser.add_argument("--note", default=None,
+                        help="a paragraph for the report's introduction (how it was assembled)")
+    parser.add_argument("--keep", default=None,
+                        help="a report whose rows of the models the --from-rows JSON lacks "
+                        "are kept (as it rounded them); alone, it re-renders that report")
     args = parser.parse_args(argv)
+    if args.from_rows or args.keep:
+        rows, seconds = [], 0.0
+        for path in filter(None, (args.from_rows or "").split(",")):
+            got, s = load_rows(path)
+            rows, seconds = rows + got, seconds + s
+        seen = {r["model"] for r in rows}
+        if args.keep:
+            with open(args.keep) as f:
+                rows += [r for r in rows_from_report(f.read()) if r["model"] not in seen]
+            seen = {r["model"] for r in rows}
+        # entries the rows predate that are not run: listed with why
+        rows += [run_one(e, args.size, args.batch, args.how, args.real_limit, False)
+                 for e in selected(args) if e.unsupported and e.name not in seen]
+        write_text(args.out, render(rows, args, 0, seconds))
+        print(f"wrote {args.out}")
+        return 0
 
     import inspect
 
@@ -358,10 +347,7 @@ def main(argv=None):
         sys.exit("complexity.cost.measure.cpu_step.measure has no how= argument: this benchmark needs it")
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
-    entries = hf_entries() + timm_entries() + torchvision_entries()[::-1]
-    if args.only:
-        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-        entries = [e for e in entries if any(w in e.name for w in wanted)]
+    entries = selected(args)
     started = time.perf_counter()
     rows = []
     for i, entry in enumerate(entries, 1):
@@ -372,6 +358,8 @@ def main(argv=None):
         print(f"[{i}/{len(entries)}] {entry.name}: {status} ({row.get('seconds', 0):.1f} s)",
               flush=True)
         write_text(args.out, render(rows, args, started, time.perf_counter(), len(entries)))
+        if args.rows:
+            save_rows(args.rows, rows, time.perf_counter() - started)
         gc.collect()
     print(f"wrote {args.out}")
     return 0

@@ -78,6 +78,9 @@ instance_norm                 input, mean and invstd per (N, C),    0
                               running statistics
 grid_sample                   input and grid                        0
 unfold, fold, meshgrid        nothing                               0
+lstm, gru, rnn_tanh,          what the CPU kernel keeps, read off   FlopCounterMode's, both ways
+rnn_relu                      one run on zero CPU tensors (LSTM:    (LSTM, oneDNN: 0)
+                              oneDNN's inputs, outputs, workspace)
 fft_fft, fft_fftn, fft_rfft   a real input to rfft*, ihfft, fft,    0
 …, view_as_real,              ifft: the input; fftn/fft2 of one:
 view_as_complex, polar        its complex copy, transient; polar:
@@ -97,7 +100,8 @@ meta tensors), :mod:`.attention` (``scaled_dot_product_attention``), :mod:`.norm
 :mod:`.embedding`, :mod:`.index` (``x[i]``, ``x[i] = v``, ``tensor_split``, integer
 casts, repeat_interleave, cumsum, tril, min/max, index_select, topk, argmax,
 scatter),
-:mod:`.instance_norm`, :mod:`.sampling` (grid_sample,
+:mod:`.instance_norm`, :mod:`.recurrent` (lstm, gru, rnn_tanh, rnn_relu: run on
+the CPU), :mod:`.sampling` (grid_sample,
 unfold, fold, meshgrid), :mod:`.spectral` (the ``fft_*`` transforms, ``polar``,
 ``view_as_real``, ``view_as_complex``), :mod:`.softmax` (softmax, log_softmax, softmin, logsumexp),
 :mod:`.activation` (relu, sigmoid, tanh, the keep-input activations and their
@@ -141,6 +145,7 @@ from complexity.cost.predict.rules import (  # noqa: F401  (importing a family r
 )
 from complexity.cost.predict.rules import attention  # noqa: F401,E402  (after shape: its views first)
 from complexity.cost.predict.rules import pointwise, rms_norm, rotary  # noqa: F401,E402
+from complexity.cost.predict.rules import recurrent  # noqa: F401,E402  (vision: LSTM, GRU, RNN)
 from complexity.cost.predict.rules.registry import RULES, Context, Rule, lookup, rule
 
 __all__ = ["RULES", "Context", "Rule", "lookup", "rule"]

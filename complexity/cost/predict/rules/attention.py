@@ -64,14 +64,8 @@ def flash_on_cpu(q, k, v, mask, dropout_p: float, enable_gqa: bool = False) -> b
     if q.shape[:lead] != k.shape[:lead] or q.shape[:lead] != v.shape[:lead]:
         if not enable_gqa:
             return False
-    if mask is not None:
-        if mask.requires_grad or mask.dim() not in (2, 4):
-            return False
-        if mask.shape[-2] not in (1, q.shape[-2]) or mask.shape[-1] not in (1, k.shape[-2]):
-            return False
-        if mask.dim() == 4 and (mask.shape[0] not in (1, q.shape[0])
-                                or mask.shape[1] not in (1, q.shape[1])):
-            return False
+    if mask is not None and not _mask_fits(q, k, mask):
+        return False
     if not q.shape[-1] == k.shape[-1] == v.shape[-1]:
         return False
     # an empty dimension, each compared with 0 (a min() would compare symbolic sizes
@@ -81,6 +75,24 @@ def flash_on_cpu(q, k, v, mask, dropout_p: float, enable_gqa: bool = False) -> b
     if any(t.stride(-1) != 1 for t in (q, k, v)):
         return False
     return q.dtype in _FLASH_DTYPES and q.dtype == k.dtype == v.dtype
+
+
+def _mask_fits(q, k, mask) -> bool:
+    """``check_attn_mask_shape``: no grad; 2-D, or 4-D broadcasting to (batch,
+    heads). The CPU first unsqueezes 3-D q, k, v to (1, …) and a mask of up to
+    3 dimensions with them to 4-D (a 3-D mask then passes: SAM's decomposed
+    relative-position bias)."""
+    shape = tuple(mask.shape)
+    lead = tuple(q.shape[:-2])
+    if q.dim() == 3:
+        lead = (1, *lead)
+        if mask.dim() in (2, 3):
+            shape = (1,) * (4 - mask.dim()) + shape
+    if mask.requires_grad or len(shape) not in (2, 4):
+        return False
+    if shape[-2] not in (1, q.shape[-2]) or shape[-1] not in (1, k.shape[-2]):
+        return False
+    return len(shape) == 2 or (shape[0] in (1, lead[0]) and shape[1] in (1, lead[1]))
 
 
 def _layout_like(out: torch.Tensor, q: torch.Tensor) -> None:

@@ -36,7 +36,7 @@ from typing import Optional
 
 import torch
 from torch.multiprocessing.reductions import StorageWeakRef
-from torch.utils._pytree import tree_map
+from torch.utils._pytree import tree_flatten, tree_map
 
 from complexity.cost.flops import flop_counter
 from complexity.cost.predict.custom import Workspace
@@ -48,61 +48,97 @@ def _key(t: torch.Tensor) -> int:
     return StorageWeakRef(t.untyped_storage()).cdata
 
 
-def emulate(ctx: Context, func) -> Optional[bool]:
-    """Fill ``ctx.call`` by running ``func(*args, **kwargs)`` on meta stand-ins of
-    the call's tensors: saved storages (as input/result/new) and FLOPs."""
+def _stand_in(t: torch.Tensor, device: str) -> torch.Tensor:
+    """``t``'s sizes, strides and dtype on ``device`` (zeros on a real device)."""
+    if device == "meta":
+        return as_meta(t)
+    return torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype,
+                               device=device).zero_()
+
+
+def _run(func, args, kwargs, leaves=()):
+    """``(results, forward FLOPs, backward FLOPs, saved {storage: bytes}, forward
+    workspace, backward workspace)`` of ``func`` run under the saved-tensor hooks,
+    then backward from every result that requires grad (seeded with ones). With
+    ``leaves`` (the stand-ins), backward from the first result alone, and its
+    workspace: the most bytes its storages reach less the gradients it returns to
+    ``leaves`` (the schedule allocates those), as for a custom Function
+    (:func:`complexity.cost.predict.custom.backward_cost`)."""
+    saved = {}
+
+    def pack(t):
+        saved.setdefault(_key(t), t.untyped_storage().nbytes())
+        return t
+
+    with torch.enable_grad(), flop_counter() as fwd, Workspace() as ws:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = func(*args, **kwargs)
+    outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+    grads = [t for t in (outs[:1] if leaves else outs) if t.requires_grad]
+    backward = most = 0
+    if grads:
+        seeds = [torch.ones_like(t) for t in grads]
+        wants = [t for t in leaves if t.requires_grad]
+        with flop_counter() as bwd, Workspace() as back:
+            if wants:
+                got = torch.autograd.grad(grads, wants, seeds, allow_unused=True)
+                most = back.most - sum(g.untyped_storage().nbytes() for g in got
+                                       if g is not None)
+            else:
+                torch.autograd.backward(grads, seeds)
+        backward = bwd.get_total_flops()
+    return outs, fwd.get_total_flops(), backward, saved, ws.most, max(0, most)
+
+
+def emulate(ctx: Context, func, device: str = "meta",
+            backward_workspace: bool = False) -> Optional[bool]:
+    """Fill ``ctx.call`` by running ``func(*args, **kwargs)`` on stand-ins of the
+    call's tensors on ``device`` (meta: no data; ``cpu``: zeros, for kernels whose
+    saved buffers only the CPU kernel sizes): saved storages (as input/result/new)
+    and FLOPs; with ``backward_workspace``, the backward's own temporaries from the
+    first result (see :func:`_run`)."""
     metas = {}
 
     def meta(obj):
         if not isinstance(obj, torch.Tensor):
             return obj
         if id(obj) not in metas:
-            m = as_meta(obj)
+            m = _stand_in(obj, device)
             if obj.requires_grad and (m.is_floating_point() or m.is_complex()):
                 m.requires_grad_(True)
             metas[id(obj)] = m
         return metas[id(obj)]
 
     args, kwargs = tree_map(meta, ctx.args), tree_map(meta, ctx.kwargs)
-    saved = {}
-
-    def pack(t):
-        st = t.untyped_storage()
-        saved.setdefault(_key(t), st.nbytes())
-        return t
-
     try:
-        with torch.enable_grad(), flop_counter() as fwd, Workspace() as ws:
-            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                out = func(*args, **kwargs)
-        backward = 0
-        if isinstance(out, torch.Tensor) and out.requires_grad:
-            with flop_counter() as bwd:
-                out.backward(torch.ones_like(out))
-            backward = bwd.get_total_flops()
+        outs, forward, backward, saved, most, back = _run(
+            func, args, kwargs, list(metas.values()) if backward_workspace else ())
     except Exception:  # a form meta tensors cannot run: unmodelled
         return False
-    if not isinstance(out, torch.Tensor):
+    if not outs or len(outs) != len(ctx.outs):
         return False
     where = {}
     for i, t in enumerate(ctx.ins):
         if id(t) in metas:
             where.setdefault(_key(metas[id(t)]), ("in", i))
-    where.setdefault(_key(out), ("out", 0))
+    for i, t in enumerate(outs):
+        where.setdefault(_key(t), ("out", i))
     kept = []
     for k, nbytes in saved.items():
         if not nbytes:
             continue
         kind, i = where.get(k, ("new", nbytes))
         kept.append(ctx.input_storage(i) if kind == "in" else
-                    ctx.output_storage(0) if kind == "out" else ctx.new_storage(nbytes))
+                    ctx.output_storage(i) if kind == "out" else ctx.new_storage(nbytes))
     ctx.call.kept = kept
     # the decomposition's copies no node keeps (einsum's reshape of a permuted
     # operand, when nothing trains): alive while the call runs
-    made = out.untyped_storage().nbytes() + sum(ctx.graph.storage_bytes[s] for s in kept if s < 0)
-    ctx.call.transient = max(0, ws.most - made)
-    ctx.call.forward_flops = fwd.get_total_flops()
+    made = (sum({_key(t): t.untyped_storage().nbytes() for t in outs}.values())
+            + sum(ctx.graph.storage_bytes[s] for s in kept if s < 0))
+    ctx.call.transient = max(0, most - made)
+    ctx.call.forward_flops = forward
     ctx.call.backward_flops = backward
+    ctx.call.backward_transient = back
     return None
 
 

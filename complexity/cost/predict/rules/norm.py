@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from complexity.cost.predict.rules.conv import layout_as_cpu
 from complexity.cost.predict.rules.registry import Context, rule
 
 
@@ -76,3 +77,4 @@ def group_norm(ctx: Context) -> None:
     stats = x.shape[0] * groups * stat_size(ctx, ctx.arg(2, "weight"))
     ctx.call.kept = [ctx.input_storage(0), ctx.new_storage(stats), ctx.new_storage(stats)]
     _stats_dropped(ctx, 2 * stats)
+    layout_as_cpu(ctx, x)
