@@ -29,7 +29,8 @@ Options: ``--only Llama,Qwen`` (substrings of the class names), ``--subset``
 (every causal-LM architecture plus the first ``--others`` (10) of each other
 mapping, in name order: a deterministic subset when the whole corpus takes too
 long), ``--mappings image_classification,audio_classification`` (some mappings
-only), ``--limit N`` (the first N architectures), ``--out PATH``,
+only), ``--limit N`` (the first N architectures), ``--sample N`` (the first N
+of each family of a mapping: a deterministic sample), ``--out PATH``,
 ``--timeout S`` (seconds per architecture, via SIGALRM; default 120).
 """
 from __future__ import annotations
@@ -175,9 +176,11 @@ def _shrink_images_and_audio(defaults: dict) -> dict:
     return out
 
 
-def architectures(only=None, subset=False, others=10, limit=None, mappings=None):
+def architectures(only=None, subset=False, others=10, limit=None, mappings=None,
+                  sample=None):
     """``[(mapping, class name)]``, each class once, in mapping then name order;
-    ``mappings``: the short names of those to take (``image_classification``)."""
+    ``mappings``: the short names of those to take (``image_classification``);
+    ``sample``: at most that many of each family of a mapping (:func:`family`)."""
     from transformers.models.auto import modeling_auto
 
     seen, rows = set(), []
@@ -188,6 +191,8 @@ def architectures(only=None, subset=False, others=10, limit=None, mappings=None)
         for value in getattr(modeling_auto, mapping).values():
             names += list(value) if isinstance(value, (list, tuple)) else [value]
         names = sorted(set(names))
+        if sample:
+            names = _sampled(getattr(modeling_auto, mapping), names, sample)
         if subset and i > 0:
             names = [n for n in names if n not in seen][:others]
         for name in names:
@@ -196,6 +201,33 @@ def architectures(only=None, subset=False, others=10, limit=None, mappings=None)
             seen.add(name)
             rows.append((_short(mapping), name))
     return rows[:limit] if limit else rows
+
+
+def family(model_type: str) -> str:
+    """A model type's family: its leading letters (``qwen2_moe`` and ``qwen3`` are
+    ``qwen``, ``gpt_neox`` is ``gpt``).
+
+    >>> family("qwen2_moe"), family("gpt_neox"), family("xlm-roberta")
+    ('qwen', 'gpt', 'xlm')
+    """
+    import re
+
+    return re.match(r"[a-z]*", model_type).group() or model_type
+
+
+def _sampled(mapping: dict, names: list, k: int) -> list:
+    """The first ``k`` (by name) of ``names`` of each family of ``mapping``'s model types."""
+    of = {}
+    for model_type, value in mapping.items():
+        for name in (value if isinstance(value, (list, tuple)) else [value]):
+            of.setdefault(name, family(model_type))
+    taken, out = {}, []
+    for name in names:
+        f = of.get(name, name)
+        if taken.get(f, 0) < k:
+            taken[f] = taken.get(f, 0) + 1
+            out.append(name)
+    return out
 
 
 def _short(mapping: str) -> str:
@@ -219,6 +251,8 @@ def build(name):
         # it pools at the last non-pad token and needs a pad id; a causal LM given one
         # checks the ids for padding (Tensor.item(), which meta tensors refuse)
         args["pad_token_id"] = 0
+    if _pools_at_eos(factory.model_cls) and "eos_token_id" in factory.fields:
+        args["eos_token_id"] = eos_in_every_row()
     try:
         try:
             spec = parse_spec(f"hf:{name}", args)
@@ -258,6 +292,31 @@ def _shrink_stages(defaults: dict) -> dict:
                     isinstance(x, int) and not isinstance(x, bool) for x in v):
                 out[name] = [make(i) for i in range(len(v))]
     return out
+
+
+def _pools_at_eos(model_cls) -> bool:
+    """Whether the model pools at its end-of-sequence tokens (Bart's sequence
+    classifier: ``hidden_states[input_ids.eq(eos_token_id), :]``, which raises
+    unless every example holds as many as the others, at least one)."""
+    import inspect
+
+    try:
+        return "eos_mask" in inspect.getsource(model_cls.forward)
+    except (OSError, TypeError):
+        return False
+
+
+def eos_in_every_row() -> int:
+    """The smallest token id that every example of the benchmark's batch (the
+    fixed draw of :func:`complexity.cost.step.batch.make_input`) holds equally
+    often, at least once: the end-of-sequence id of a model that pools there (a
+    benchmark artefact: random ids rarely hold one)."""
+    from complexity.cost.step.batch import make_input
+
+    ids = make_input(SHAPE, torch.long, 128)
+    counts = torch.stack([torch.bincount(row, minlength=128) for row in ids])
+    ok = (counts.min(0).values == counts.max(0).values) & (counts[0] > 0)
+    return int(ok.nonzero()[0, 0])
 
 
 def _small_token_ids(args: dict) -> dict:
@@ -313,6 +372,8 @@ def main(argv=None):
                         help="every causal LM plus the first --others of each other mapping")
     parser.add_argument("--others", type=int, default=10, help="with --subset (10)")
     parser.add_argument("--limit", type=int, default=None, help="the first N architectures")
+    parser.add_argument("--sample", type=int, default=None,
+                        help="at most N architectures of each family (qwen, gpt …) of a mapping")
     parser.add_argument("--mappings", default="", help="comma-separated, of " + ", ".join(
         _short(m) for m in MAPPINGS) + " (default: all)")
     parser.add_argument("--timeout", type=int, default=120,
@@ -331,11 +392,15 @@ def main(argv=None):
         parser.error(f"--mappings {unknown[0]!r}: not one of "
                      + ", ".join(_short(m) for m in MAPPINGS))
     todo = architectures([o for o in a.only.split(",") if o], a.subset, a.others, a.limit,
-                         mappings)
+                         mappings, a.sample)
     total = len(architectures())
     note = a.note or (f"A deterministic subset: every causal-LM architecture plus the first "
                       f"{a.others} (by name) of each other mapping." if a.subset else "")
-    intro = INTRO + (f"\n\n{note}" if note else "")
+    if a.sample and not a.note:
+        note += (f" A deterministic sample: the first {a.sample} (by name) of each family "
+                 "(a model type's leading letters: qwen2_moe and qwen3 are one) of each "
+                 "mapping.")
+    intro = INTRO + (f"\n\n{note.strip()}" if note else "")
     run(todo, run_one, a.out, lambda rows, seconds: report(
         rows, total, seconds, "Text models: predicted vs a real CPU step", intro),
         a.timeout, "text zoo")
