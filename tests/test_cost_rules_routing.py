@@ -79,3 +79,16 @@ def test_bool_mask_index_on_meta(batch, length, hits):
     real = torch.randn(batch, length, 3, requires_grad=True)[values, :]
     assert out.shape == real.shape and not answered and not weights
     assert type(out.grad_fn).__name__ == type(real.grad_fn).__name__ == "IndexBackward0"
+
+
+# ------------------------------------------------------------------ other names text models call
+
+@pytest.mark.parametrize("name, fn", [
+    ("multiply", lambda a, b: torch.multiply(a, b)),
+    ("acos", lambda a, b: torch.acos(a)),  # values outside [-1, 1]: nan, the same kept
+    ("asin", lambda a, b: torch.asin(a)),
+    ("requires_grad_", lambda a, b: (a * 1).detach().requires_grad_()),
+    ("kaiming_uniform_", lambda a, b: torch.nn.init.kaiming_uniform_(torch.empty(3, 4))),
+])
+def test_aliases(name, fn):
+    _check(fn, [_x(3, 4), _x(3, 4)], name)

@@ -71,7 +71,9 @@ index_select, topk, scatter   the index (topk: its int64 indices;   0
 index_add                     index and source, if the source       0
                               trains
 nonzero, unique, bincount,    nothing (no node)                     0
-where alone, greater …
+where alone, greater …,
+requires_grad_, init fills
+acos, asin                    input                                 0
 argmax, argmin, floor, ceil,  nothing (no node, or a zero           0
 round, trunc, sign            gradient)
 cumsum, tril, triu, copy_,    nothing (views; integer casts: no     0
@@ -110,7 +112,8 @@ the element-wise calls that keep nothing) and :mod:`.shape` (views and calls tha
 keep nothing); and for text models, :mod:`.rotary` (cos, sin), :mod:`.pointwise`
 (softplus, square, expm1, logsigmoid, ``mul_``), :mod:`.rms_norm` and :mod:`.routing`
 (mixture-of-experts routing: ``index_add``, ``nonzero``, ``unique_consecutive``,
-``bincount``, ``greater`` …). Cross-entropy, the loss, is handled by
+``bincount``, ``greater`` …) and :mod:`.aliases` (``multiply``, ``acos``, ``asin``,
+``requires_grad_``, the ``nn.init`` fills). Cross-entropy, the loss, is handled by
 :mod:`complexity.cost.predict.trace` (two nodes: log-softmax, nll_loss); the
 registry itself is :mod:`.registry`.
 
@@ -147,7 +150,7 @@ from complexity.cost.predict.rules import (  # noqa: F401  (importing a family r
 )
 from complexity.cost.predict.rules import attention  # noqa: F401,E402  (after shape: its views first)
 from complexity.cost.predict.rules import pointwise, rms_norm, rotary  # noqa: F401,E402
-from complexity.cost.predict.rules import routing  # noqa: F401,E402  (text zoo: MoE, positions)
+from complexity.cost.predict.rules import aliases, routing  # noqa: F401,E402  (text zoo)
 from complexity.cost.predict.rules.registry import RULES, Context, Rule, lookup, rule
 
 __all__ = ["RULES", "Context", "Rule", "lookup", "rule"]

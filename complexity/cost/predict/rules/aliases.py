@@ -1,0 +1,32 @@
+"""Other names text models call (no FLOPs counted, as in ``FlopCounterMode``).
+
+Kept (``tools/autograd/derivatives.yaml``):
+
+* ``multiply`` (ConvBERT), ``torch.mul``'s alias: :func:`.elementwise.mul`'s rule,
+  each tensor operand kept if another requires grad.
+* ``acos`` (``grad * -((-self * self + 1).rsqrt())``), ``asin``: the input.
+* ``requires_grad_`` and the ``torch.nn.init`` fills a forward may call on a new
+  tensor (``kaiming_uniform_``, ``xavier_uniform_`` …, under ``no_grad``): no
+  node, nothing kept.
+"""
+from __future__ import annotations
+
+from complexity.cost.predict.rules.elementwise import mul
+from complexity.cost.predict.rules.registry import Context, rule
+
+rule("multiply")(mul)
+
+#: In-place initialisers and flags: nothing kept.
+INITS = ("requires_grad_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+         "xavier_normal_", "trunc_normal_", "orthogonal_", "constant_", "ones_", "zeros_")
+
+
+@rule(*INITS)
+def keep_nothing(ctx: Context) -> None:
+    """Nothing kept."""
+
+
+@rule("acos", "asin")
+def keep_input(ctx: Context) -> None:
+    """The input kept."""
+    ctx.call.kept = [ctx.input_storage(0)]
