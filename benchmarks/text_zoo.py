@@ -117,16 +117,24 @@ def shrink(defaults: dict) -> dict:
             out[name] = min(v, 512)
     small(EXPERTS, 4)
     small(EXPERTS_PER_TOKEN, 2)
+    if any(isinstance(defaults.get(e), int) for e in EXPERTS):  # DeepSeek-V2: None by default
+        out.update({k: 2 for k in EXPERTS_PER_TOKEN if k in defaults and defaults[k] is None})
     for name, v in defaults.items():
         if name.endswith("token_id") and isinstance(v, int) and not isinstance(v, bool) and v >= 128:
             out[name] = None
         if name.endswith("token_id") and isinstance(v, list):
             out[name] = [t for t in v if isinstance(t, int) and t < 128] or None
-    # Per-layer lists (layer types, sliding windows, ...) cut to the layer count.
+    # Per-layer lists (layer types, sliding windows, ...) cut to the layer count,
+    # keeping a second kind of layer where the list has one (a hybrid's attention).
     for name, v in defaults.items():
         if isinstance(v, list) and name in ("layer_types", "block_types", "attention_layers",
-                                            "layers_block_type", "attn_layer_indices"):
-            out[name] = v[:2] if name != "attn_layer_indices" else [i for i in v if i < 2]
+                                            "layers_block_type", "mlp_layer_types"):
+            out[name] = _two_kinds(v)
+    if "attn_layer_indices" in defaults:  # Bamba: none (all Mamba) by default
+        out["attn_layer_indices"] = [1]
+    for kind in ("attn", "expert"):  # Jamba: every 8th layer from the 4th attends
+        if (defaults.get(f"{kind}_layer_period") or 0) > 2:
+            out[f"{kind}_layer_period"], out[f"{kind}_layer_offset"] = 2, 1
     if isinstance(defaults.get("sliding_window"), int) and defaults["sliding_window"] > 64:
         out["sliding_window"] = 64
     # Multi-head latent attention (DeepSeek): its own head dimensions and ranks.
@@ -147,6 +155,16 @@ def shrink(defaults: dict) -> dict:
         out["num_labels"] = 3
     out.update(_shrink_images_and_audio(defaults))
     return out
+
+
+def _two_kinds(kinds: list) -> list:
+    """Two layers' kinds: the first, then the first of another kind if there is one.
+
+    >>> _two_kinds(["linear", "linear", "full"]), _two_kinds(["a", "a"])
+    (['linear', 'full'], ['a', 'a'])
+    """
+    other = [k for k in kinds if k != kinds[0]][:1] if kinds else []
+    return (kinds[:1] + other) if other else kinds[:2]
 
 
 def _shrink_images_and_audio(defaults: dict) -> dict:
@@ -246,8 +264,8 @@ def build(name):
     except Exception as e:
         return None, {}, f"default config fails: {reason(e)}"
     args = {k: v for k, v in shrink(defaults).items() if k in factory.fields}
-    if name.endswith("ForSequenceClassification") and defaults.get("pad_token_id") is None \
-            and "pad_token_id" in factory.fields:
+    if name.endswith("ForSequenceClassification") and "pad_token_id" in factory.fields \
+            and args.get("pad_token_id", defaults.get("pad_token_id")) is None:
         # it pools at the last non-pad token and needs a pad id; a causal LM given one
         # checks the ids for padding (Tensor.item(), which meta tensors refuse)
         args["pad_token_id"] = 0
