@@ -30,7 +30,8 @@ Options: ``--only Llama,Qwen`` (substrings of the class names), ``--subset``
 mapping, in name order: a deterministic subset when the whole corpus takes too
 long), ``--mappings image_classification,audio_classification`` (some mappings
 only), ``--limit N`` (the first N architectures), ``--sample N`` (the first N
-of each family of a mapping: a deterministic sample), ``--out PATH``,
+of each family of a mapping: a deterministic sample; ``--every K``, of one family
+in K), ``--out PATH``,
 ``--timeout S`` (seconds per architecture, via SIGALRM; default 120).
 """
 from __future__ import annotations
@@ -195,10 +196,11 @@ def _shrink_images_and_audio(defaults: dict) -> dict:
 
 
 def architectures(only=None, subset=False, others=10, limit=None, mappings=None,
-                  sample=None):
+                  sample=None, every=1):
     """``[(mapping, class name)]``, each class once, in mapping then name order;
     ``mappings``: the short names of those to take (``image_classification``);
-    ``sample``: at most that many of each family of a mapping (:func:`family`)."""
+    ``sample``: at most that many of each family of a mapping (:func:`family`);
+    ``every``: with ``sample``, the families of a mapping one in ``every`` (by name)."""
     from transformers.models.auto import modeling_auto
 
     seen, rows = set(), []
@@ -210,7 +212,7 @@ def architectures(only=None, subset=False, others=10, limit=None, mappings=None,
             names += list(value) if isinstance(value, (list, tuple)) else [value]
         names = sorted(set(names))
         if sample:
-            names = _sampled(getattr(modeling_auto, mapping), names, sample)
+            names = _sampled(getattr(modeling_auto, mapping), names, sample, every)
         if subset and i > 0:
             names = [n for n in names if n not in seen][:others]
         for name in names:
@@ -233,16 +235,19 @@ def family(model_type: str) -> str:
     return re.match(r"[a-z]*", model_type).group() or model_type
 
 
-def _sampled(mapping: dict, names: list, k: int) -> list:
-    """The first ``k`` (by name) of ``names`` of each family of ``mapping``'s model types."""
+def _sampled(mapping: dict, names: list, k: int, every: int = 1) -> list:
+    """The first ``k`` (by name) of ``names`` of each family of ``mapping``'s model
+    types, of one family in ``every`` (in the order of their first name)."""
     of = {}
     for model_type, value in mapping.items():
         for name in (value if isinstance(value, (list, tuple)) else [value]):
             of.setdefault(name, family(model_type))
+    order = list(dict.fromkeys(of.get(name, name) for name in names))
+    kept = set(order[::every])
     taken, out = {}, []
     for name in names:
         f = of.get(name, name)
-        if taken.get(f, 0) < k:
+        if f in kept and taken.get(f, 0) < k:
             taken[f] = taken.get(f, 0) + 1
             out.append(name)
     return out
@@ -392,6 +397,8 @@ def main(argv=None):
     parser.add_argument("--limit", type=int, default=None, help="the first N architectures")
     parser.add_argument("--sample", type=int, default=None,
                         help="at most N architectures of each family (qwen, gpt …) of a mapping")
+    parser.add_argument("--every", type=int, default=1,
+                        help="with --sample, one family in K of each mapping (by name)")
     parser.add_argument("--mappings", default="", help="comma-separated, of " + ", ".join(
         _short(m) for m in MAPPINGS) + " (default: all)")
     parser.add_argument("--timeout", type=int, default=120,
@@ -410,15 +417,22 @@ def main(argv=None):
         parser.error(f"--mappings {unknown[0]!r}: not one of "
                      + ", ".join(_short(m) for m in MAPPINGS))
     todo = architectures([o for o in a.only.split(",") if o], a.subset, a.others, a.limit,
-                         mappings, a.sample)
+                         mappings, a.sample, a.every)
     total = len(architectures())
     note = a.note or (f"A deterministic subset: every causal-LM architecture plus the first "
                       f"{a.others} (by name) of each other mapping." if a.subset else "")
     if a.sample and not a.note:
         note += (f" A deterministic sample: the first {a.sample} (by name) of each family "
-                 "(a model type's leading letters: qwen2_moe and qwen3 are one) of each "
-                 "mapping.")
-    intro = INTRO + (f"\n\n{note.strip()}" if note else "")
+                 "(a model type's leading letters: qwen2_moe and qwen3 are one)"
+                 + (f" of one family in {a.every} (by name)" if a.every > 1 else "")
+                 + " of each mapping.")
+    command = " ".join(["python benchmarks/text_zoo.py", *(sys.argv[1:] if argv is None
+                                                           else argv)])
+    intro = INTRO.replace("`python benchmarks/text_zoo.py`", f"`{command}`") + (
+        f"\n\n{note.strip()}" if note else "") + (
+        f"\n\nMachine: {os.cpu_count()} CPU cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the start (shared with other jobs); "
+        f"torch {torch.__version__}, transformers {transformers.__version__}.")
     run(todo, run_one, a.out, lambda rows, seconds: report(
         rows, total, seconds, "Text models: predicted vs a real CPU step", intro),
         a.timeout, "text zoo")
