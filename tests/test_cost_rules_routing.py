@@ -88,7 +88,19 @@ def test_bool_mask_index_on_meta(batch, length, hits):
     ("acos", lambda a, b: torch.acos(a)),  # values outside [-1, 1]: nan, the same kept
     ("asin", lambda a, b: torch.asin(a)),
     ("requires_grad_", lambda a, b: (a * 1).detach().requires_grad_()),
+    ("as_strided", lambda a, b: (a * 1).as_strided((2, 3), (4, 1), 1)),
     ("kaiming_uniform_", lambda a, b: torch.nn.init.kaiming_uniform_(torch.empty(3, 4))),
 ])
 def test_aliases(name, fn):
     _check(fn, [_x(3, 4), _x(3, 4)], name)
+
+
+@pytest.mark.parametrize("form", ["function", "method"])
+def test_where_keeps_the_condition(form):
+    """``x.where(cond, y)`` (Longformer's masks) keeps ``cond``, as ``torch.where(cond,
+    x, y)`` does — not ``x``."""
+    cond = torch.rand(3, 4) > 0.5
+    fn = {"function": lambda x, y: torch.where(cond, x * 1, y * 1),
+          "method": lambda x, y: (x * 1).where(cond, y * 1)}[form]
+    kept, _, _ = _check(lambda x, y: fn(x, y), [_x(3, 4), _x(3, 4)], "where")
+    assert ("new", 12) in kept  # the boolean condition, 12 bytes

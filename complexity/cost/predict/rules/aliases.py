@@ -5,6 +5,9 @@ Kept (``tools/autograd/derivatives.yaml``):
 * ``multiply`` (ConvBERT), ``torch.mul``'s alias: :func:`.elementwise.mul`'s rule,
   each tensor operand kept if another requires grad.
 * ``acos`` (``grad * -((-self * self + 1).rsqrt())``), ``asin``: the input.
+* ``as_strided`` (Longformer's chunks), a view: its backward
+  (``as_strided_backward(grad, TensorGeometry(self), ...)``) needs the input's
+  geometry only; nothing kept.
 * ``requires_grad_`` and the ``torch.nn.init`` fills a forward may call on a new
   tensor (``kaiming_uniform_``, ``xavier_uniform_`` …, under ``no_grad``): no
   node, nothing kept.
@@ -16,8 +19,8 @@ from complexity.cost.predict.rules.registry import Context, rule
 
 rule("multiply")(mul)
 
-#: In-place initialisers and flags: nothing kept.
-INITS = ("requires_grad_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+#: A view by strides, in-place initialisers and flags: nothing kept.
+INITS = ("as_strided", "requires_grad_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
          "xavier_normal_", "trunc_normal_", "orthogonal_", "constant_", "ones_", "zeros_")
 
 

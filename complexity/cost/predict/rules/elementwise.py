@@ -119,7 +119,10 @@ def where(ctx: Context) -> Optional[bool]:
     """The condition kept (``where(cond)`` alone, a nonzero: positions, nothing)."""
     if len(ctx.args) + len(ctx.kwargs) < 3:
         return None if all(not t.is_floating_point() for t in ctx.outs) else False
-    ctx.call.kept = [ctx.input_storage(0)]
+    # the condition: the first argument of torch.where, the second of the method
+    # form x.where(cond, y) (Longformer's masks): the boolean tensor
+    bools = [i for i, t in enumerate(ctx.ins) if t.dtype is torch.bool]
+    ctx.call.kept = [ctx.input_storage(bools[0] if bools else 0)]
     return None
 
 
