@@ -89,6 +89,8 @@ def test_bool_mask_index_on_meta(batch, length, hits):
     ("asin", lambda a, b: torch.asin(a)),
     ("requires_grad_", lambda a, b: (a * 1).detach().requires_grad_()),
     ("as_strided", lambda a, b: (a * 1).as_strided((2, 3), (4, 1), 1)),
+    ("diff", lambda a, b: torch.diff(a * 1, dim=-1)),
+    ("exponential_", lambda a, b: (a * 1).exponential_()),
     ("kaiming_uniform_", lambda a, b: torch.nn.init.kaiming_uniform_(torch.empty(3, 4))),
 ])
 def test_aliases(name, fn):

@@ -72,7 +72,8 @@ index_add                     index and source, if the source       0
                               trains
 nonzero, unique, bincount,    nothing (no node)                     0
 where alone, greater …,
-as_strided, requires_grad_,
+as_strided, diff,
+exponential_, requires_grad_,
 init fills
 acos, asin                    input                                 0
 argmax, argmin, floor, ceil,  nothing (no node, or a zero           0
@@ -114,7 +115,7 @@ keep nothing); and for text models, :mod:`.rotary` (cos, sin), :mod:`.pointwise`
 (softplus, square, expm1, logsigmoid, ``mul_``), :mod:`.rms_norm` and :mod:`.routing`
 (mixture-of-experts routing: ``index_add``, ``nonzero``, ``unique_consecutive``,
 ``bincount``, ``greater`` …) and :mod:`.aliases` (``multiply``, ``acos``, ``asin``,
-``as_strided``, ``requires_grad_``, the ``nn.init`` fills). Cross-entropy, the loss, is handled by
+``as_strided``, ``diff``, ``exponential_``, ``requires_grad_``, the ``nn.init`` fills). Cross-entropy, the loss, is handled by
 :mod:`complexity.cost.predict.trace` (two nodes: log-softmax, nll_loss); the
 registry itself is :mod:`.registry`.
 
