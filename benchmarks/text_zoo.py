@@ -29,7 +29,9 @@ Options: ``--only Llama,Qwen`` (substrings of the class names), ``--subset``
 (every causal-LM architecture plus the first ``--others`` (10) of each other
 mapping, in name order: a deterministic subset when the whole corpus takes too
 long), ``--mappings image_classification,audio_classification`` (some mappings
-only), ``--limit N`` (the first N architectures), ``--out PATH``,
+only), ``--limit N`` (the first N architectures), ``--sample N`` (the first N
+of each family of a mapping: a deterministic sample; ``--every K``, of one family
+in K), ``--out PATH``,
 ``--timeout S`` (seconds per architecture, via SIGALRM; default 120).
 """
 from __future__ import annotations
@@ -116,16 +118,24 @@ def shrink(defaults: dict) -> dict:
             out[name] = min(v, 512)
     small(EXPERTS, 4)
     small(EXPERTS_PER_TOKEN, 2)
+    if any(isinstance(defaults.get(e), int) for e in EXPERTS):  # DeepSeek-V2: None by default
+        out.update({k: 2 for k in EXPERTS_PER_TOKEN if k in defaults and defaults[k] is None})
     for name, v in defaults.items():
         if name.endswith("token_id") and isinstance(v, int) and not isinstance(v, bool) and v >= 128:
             out[name] = None
         if name.endswith("token_id") and isinstance(v, list):
             out[name] = [t for t in v if isinstance(t, int) and t < 128] or None
-    # Per-layer lists (layer types, sliding windows, ...) cut to the layer count.
+    # Per-layer lists (layer types, sliding windows, ...) cut to the layer count,
+    # keeping a second kind of layer where the list has one (a hybrid's attention).
     for name, v in defaults.items():
         if isinstance(v, list) and name in ("layer_types", "block_types", "attention_layers",
-                                            "layers_block_type", "attn_layer_indices"):
-            out[name] = v[:2] if name != "attn_layer_indices" else [i for i in v if i < 2]
+                                            "layers_block_type", "mlp_layer_types"):
+            out[name] = _two_kinds(v)
+    if "attn_layer_indices" in defaults:  # Bamba: none (all Mamba) by default
+        out["attn_layer_indices"] = [1]
+    for kind in ("attn", "expert"):  # Jamba: every 8th layer from the 4th attends
+        if (defaults.get(f"{kind}_layer_period") or 0) > 2:
+            out[f"{kind}_layer_period"], out[f"{kind}_layer_offset"] = 2, 1
     if isinstance(defaults.get("sliding_window"), int) and defaults["sliding_window"] > 64:
         out["sliding_window"] = 64
     # Multi-head latent attention (DeepSeek): its own head dimensions and ranks.
@@ -146,6 +156,16 @@ def shrink(defaults: dict) -> dict:
         out["num_labels"] = 3
     out.update(_shrink_images_and_audio(defaults))
     return out
+
+
+def _two_kinds(kinds: list) -> list:
+    """Two layers' kinds: the first, then the first of another kind if there is one.
+
+    >>> _two_kinds(["linear", "linear", "full"]), _two_kinds(["a", "a"])
+    (['linear', 'full'], ['a', 'a'])
+    """
+    other = [k for k in kinds if k != kinds[0]][:1] if kinds else []
+    return (kinds[:1] + other) if other else kinds[:2]
 
 
 def _shrink_images_and_audio(defaults: dict) -> dict:
@@ -175,9 +195,12 @@ def _shrink_images_and_audio(defaults: dict) -> dict:
     return out
 
 
-def architectures(only=None, subset=False, others=10, limit=None, mappings=None):
+def architectures(only=None, subset=False, others=10, limit=None, mappings=None,
+                  sample=None, every=1):
     """``[(mapping, class name)]``, each class once, in mapping then name order;
-    ``mappings``: the short names of those to take (``image_classification``)."""
+    ``mappings``: the short names of those to take (``image_classification``);
+    ``sample``: at most that many of each family of a mapping (:func:`family`);
+    ``every``: with ``sample``, the families of a mapping one in ``every`` (by name)."""
     from transformers.models.auto import modeling_auto
 
     seen, rows = set(), []
@@ -188,6 +211,8 @@ def architectures(only=None, subset=False, others=10, limit=None, mappings=None)
         for value in getattr(modeling_auto, mapping).values():
             names += list(value) if isinstance(value, (list, tuple)) else [value]
         names = sorted(set(names))
+        if sample:
+            names = _sampled(getattr(modeling_auto, mapping), names, sample, every)
         if subset and i > 0:
             names = [n for n in names if n not in seen][:others]
         for name in names:
@@ -196,6 +221,36 @@ def architectures(only=None, subset=False, others=10, limit=None, mappings=None)
             seen.add(name)
             rows.append((_short(mapping), name))
     return rows[:limit] if limit else rows
+
+
+def family(model_type: str) -> str:
+    """A model type's family: its leading letters (``qwen2_moe`` and ``qwen3`` are
+    ``qwen``, ``gpt_neox`` is ``gpt``).
+
+    >>> family("qwen2_moe"), family("gpt_neox"), family("xlm-roberta")
+    ('qwen', 'gpt', 'xlm')
+    """
+    import re
+
+    return re.match(r"[a-z]*", model_type).group() or model_type
+
+
+def _sampled(mapping: dict, names: list, k: int, every: int = 1) -> list:
+    """The first ``k`` (by name) of ``names`` of each family of ``mapping``'s model
+    types, of one family in ``every`` (in the order of their first name)."""
+    of = {}
+    for model_type, value in mapping.items():
+        for name in (value if isinstance(value, (list, tuple)) else [value]):
+            of.setdefault(name, family(model_type))
+    order = list(dict.fromkeys(of.get(name, name) for name in names))
+    kept = set(order[::every])
+    taken, out = {}, []
+    for name in names:
+        f = of.get(name, name)
+        if f in kept and taken.get(f, 0) < k:
+            taken[f] = taken.get(f, 0) + 1
+            out.append(name)
+    return out
 
 
 def _short(mapping: str) -> str:
@@ -214,11 +269,13 @@ def build(name):
     except Exception as e:
         return None, {}, f"default config fails: {reason(e)}"
     args = {k: v for k, v in shrink(defaults).items() if k in factory.fields}
-    if name.endswith("ForSequenceClassification") and defaults.get("pad_token_id") is None \
-            and "pad_token_id" in factory.fields:
+    if name.endswith("ForSequenceClassification") and "pad_token_id" in factory.fields \
+            and args.get("pad_token_id", defaults.get("pad_token_id")) is None:
         # it pools at the last non-pad token and needs a pad id; a causal LM given one
         # checks the ids for padding (Tensor.item(), which meta tensors refuse)
         args["pad_token_id"] = 0
+    if _pools_at_eos(factory.model_cls) and "eos_token_id" in factory.fields:
+        args["eos_token_id"] = eos_in_every_row()
     try:
         try:
             spec = parse_spec(f"hf:{name}", args)
@@ -258,6 +315,31 @@ def _shrink_stages(defaults: dict) -> dict:
                     isinstance(x, int) and not isinstance(x, bool) for x in v):
                 out[name] = [make(i) for i in range(len(v))]
     return out
+
+
+def _pools_at_eos(model_cls) -> bool:
+    """Whether the model pools at its end-of-sequence tokens (Bart's sequence
+    classifier: ``hidden_states[input_ids.eq(eos_token_id), :]``, which raises
+    unless every example holds as many as the others, at least one)."""
+    import inspect
+
+    try:
+        return "eos_mask" in inspect.getsource(model_cls.forward)
+    except (OSError, TypeError):
+        return False
+
+
+def eos_in_every_row() -> int:
+    """The smallest token id that every example of the benchmark's batch (the
+    fixed draw of :func:`complexity.cost.step.batch.make_input`) holds equally
+    often, at least once: the end-of-sequence id of a model that pools there (a
+    benchmark artefact: random ids rarely hold one)."""
+    from complexity.cost.step.batch import make_input
+
+    ids = make_input(SHAPE, torch.long, 128)
+    counts = torch.stack([torch.bincount(row, minlength=128) for row in ids])
+    ok = (counts.min(0).values == counts.max(0).values) & (counts[0] > 0)
+    return int(ok.nonzero()[0, 0])
 
 
 def _small_token_ids(args: dict) -> dict:
@@ -313,6 +395,10 @@ def main(argv=None):
                         help="every causal LM plus the first --others of each other mapping")
     parser.add_argument("--others", type=int, default=10, help="with --subset (10)")
     parser.add_argument("--limit", type=int, default=None, help="the first N architectures")
+    parser.add_argument("--sample", type=int, default=None,
+                        help="at most N architectures of each family (qwen, gpt …) of a mapping")
+    parser.add_argument("--every", type=int, default=1,
+                        help="with --sample, one family in K of each mapping (by name)")
     parser.add_argument("--mappings", default="", help="comma-separated, of " + ", ".join(
         _short(m) for m in MAPPINGS) + " (default: all)")
     parser.add_argument("--timeout", type=int, default=120,
@@ -331,11 +417,22 @@ def main(argv=None):
         parser.error(f"--mappings {unknown[0]!r}: not one of "
                      + ", ".join(_short(m) for m in MAPPINGS))
     todo = architectures([o for o in a.only.split(",") if o], a.subset, a.others, a.limit,
-                         mappings)
+                         mappings, a.sample, a.every)
     total = len(architectures())
     note = a.note or (f"A deterministic subset: every causal-LM architecture plus the first "
                       f"{a.others} (by name) of each other mapping." if a.subset else "")
-    intro = INTRO + (f"\n\n{note}" if note else "")
+    if a.sample and not a.note:
+        note += (f" A deterministic sample: the first {a.sample} (by name) of each family "
+                 "(a model type's leading letters: qwen2_moe and qwen3 are one)"
+                 + (f" of one family in {a.every} (by name)" if a.every > 1 else "")
+                 + " of each mapping.")
+    command = " ".join(["python benchmarks/text_zoo.py", *(sys.argv[1:] if argv is None
+                                                           else argv)])
+    intro = INTRO.replace("`python benchmarks/text_zoo.py`", f"`{command}`") + (
+        f"\n\n{note.strip()}" if note else "") + (
+        f"\n\nMachine: {os.cpu_count()} CPU cores, load average "
+        f"{os.getloadavg()[0]:.1f} at the start (shared with other jobs); "
+        f"torch {torch.__version__}, transformers {transformers.__version__}.")
     run(todo, run_one, a.out, lambda rows, seconds: report(
         rows, total, seconds, "Text models: predicted vs a real CPU step", intro),
         a.timeout, "text zoo")

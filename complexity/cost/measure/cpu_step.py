@@ -113,9 +113,12 @@ def measure(model: nn.Module, input_shape: Sequence[int], *, how: str = "fake",
             gc.collect()  # a cycle freed by the collector mid-step would move the peak
             gc.disable()
             # the three instruments, one step each: FLOPs (the warm-up), peak, saved
+            start = _values(step)
             fwd_flops, bwd_flops, grad_bytes, target = _count_flops(step, x, target, opt)
+            _restore(step, start)
             opt_state, host = _optimizer_state(step, opt)
             live = _watch_peak(step, x, target, opt, opt_state + step.scaler_state(), host)
+            _restore(step, start)
             saved_bytes = _saved_bytes(step, x, target)
     except RuntimeError as e:
         if step.fake is None and "alloc" in str(e).lower():
@@ -290,6 +293,21 @@ def _check_measurable(how: str, options) -> None:
     if options.grad_scaler and how == "fake":
         raise ValueError("grad_scaler: GradScaler.step reads found_inf.item(), which fake "
                          "tensors cannot give; measure it with how='real'")
+
+
+def _values(step: _CpuStep):
+    """A real step's trainable values before the warm-up (None for a fake one): each
+    pass starts from them (:func:`_restore`), so that a forward whose path reads the
+    weights (a mixture-of-experts router's choice) takes the same path in every
+    pass, and the one the prediction reads (the update moves near-tied choices)."""
+    return None if step.fake is not None else [p.detach().clone() for p in step.trainable]
+
+
+def _restore(step: _CpuStep, values) -> None:
+    if values is not None:
+        with torch.no_grad():
+            for p, v in zip(step.trainable, values):
+                p.copy_(v)
 
 
 def _optimizer_state(step: _CpuStep, opt) -> tuple:

@@ -178,6 +178,9 @@ class Shadows:
         with_values = (args[:1] + tree_map(scalar, tuple(args[1:])), tree_map(scalar, kwargs))
         if picked:
             return func(*with_values[0], **with_values[1]), False, any(s.weights for s in picked)
+        masked = self._by_positions(func, args)
+        if masked is not None:
+            return masked
         real, weights = self.run(func, args, kwargs)
         ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
         if torch.is_grad_enabled() and any(t.requires_grad for t in ins) and any(
@@ -193,3 +196,28 @@ class Shadows:
             self.leaf(made, lambda: t, weights)
             return made
         return tree_map(traced, real), True, weights
+
+    def _by_positions(self, func, args):
+        """``(result, False, weights)`` of ``x[mask]`` (a boolean tensor in the index
+        of ``__getitem__``, Bart's ``hidden_states[eos_mask, :]``), run on the traced
+        tensors with each mask replaced by its positions (``mask.nonzero()``'s
+        columns, from the mask's values), as ATen indexes by a mask
+        (``expandTensors``): the same result and autograd node, which keeps the
+        mask (the rule of ``__getitem__``); None for any other call, or a mask
+        whose values are unknown."""
+        if getattr(func, "__name__", "") != "__getitem__" or len(args) != 2:
+            return None
+        items = args[1] if isinstance(args[1], tuple) else (args[1],)
+        masks = [t for t in items if isinstance(t, torch.Tensor) and t.dtype is torch.bool]
+        if not masks or any(self.of(m) is None for m in masks):
+            return None
+        index, weights = [], False
+        for t in items:
+            if isinstance(t, torch.Tensor) and t.dtype is torch.bool:
+                s = self.of(t)
+                weights = weights or s.weights
+                index += [torch.empty(n.shape, dtype=n.dtype, device=args[0].device)
+                          for n in _concrete(s).nonzero().unbind(1)]
+            else:
+                index.append(t)
+        return func(args[0], tuple(index)), False, weights

@@ -68,6 +68,14 @@ x[i] = v (__setitem__)        nothing)
 repeat_interleave             by a tensor: its int64 index          0
 index_select, topk, scatter   the index (topk: its int64 indices;   0
                               scatter_add: if the source trains)
+index_add                     index and source, if the source       0
+                              trains
+nonzero, unique, bincount,    nothing (no node)                     0
+where alone, greater …,
+as_strided, diff,
+exponential_, requires_grad_,
+init fills
+acos, asin                    input                                 0
 argmax, argmin, floor, ceil,  nothing (no node, or a zero           0
 round, trunc, sign            gradient)
 cumsum, tril, triu, copy_,    nothing (views; integer casts: no     0
@@ -108,7 +116,10 @@ unfold, fold, meshgrid), :mod:`.spectral` (the ``fft_*`` transforms, ``polar``,
 in-place forms), :mod:`.elementwise` (mul, div, ``number / x``, exp, log, pow, where, masked_fill, and
 the element-wise calls that keep nothing) and :mod:`.shape` (views and calls that
 keep nothing); and for text models, :mod:`.rotary` (cos, sin), :mod:`.pointwise`
-(softplus, square, expm1, logsigmoid, ``mul_``) and :mod:`.rms_norm`. Cross-entropy, the loss, is handled by
+(softplus, square, expm1, logsigmoid, ``mul_``), :mod:`.rms_norm` and :mod:`.routing`
+(mixture-of-experts routing: ``index_add``, ``nonzero``, ``unique_consecutive``,
+``bincount``, ``greater`` …) and :mod:`.aliases` (``multiply``, ``acos``, ``asin``,
+``as_strided``, ``diff``, ``exponential_``, ``requires_grad_``, the ``nn.init`` fills). Cross-entropy, the loss, is handled by
 :mod:`complexity.cost.predict.trace` (two nodes: log-softmax, nll_loss); the
 registry itself is :mod:`.registry`.
 
@@ -146,6 +157,7 @@ from complexity.cost.predict.rules import (  # noqa: F401  (importing a family r
 from complexity.cost.predict.rules import attention  # noqa: F401,E402  (after shape: its views first)
 from complexity.cost.predict.rules import pointwise, rms_norm, rotary  # noqa: F401,E402
 from complexity.cost.predict.rules import recurrent  # noqa: F401,E402  (vision: LSTM, GRU, RNN)
+from complexity.cost.predict.rules import aliases, routing  # noqa: F401,E402  (text zoo)
 from complexity.cost.predict.rules.registry import RULES, Context, Rule, lookup, rule
 
 __all__ = ["RULES", "Context", "Rule", "lookup", "rule"]

@@ -29,10 +29,12 @@ What each keeps for backward, when an autograd node is made
   the dividend's old value (``div_tensor_other_backward(grad, self, other)``).
 * ``addcmul(x, t1, t2)``: ``t1`` if ``t2`` requires grad, ``t2`` if ``t1`` does.
 * ``where(cond, a, b)`` and ``masked_fill(x, mask, v)``: the bool mask
-  (``where(condition, grad, 0)``, ``grad.masked_fill(mask, 0)``).
+  (``where(condition, grad, 0)``, ``grad.masked_fill(mask, 0)``); ``where(cond)``
+  alone, positions (no node): nothing.
 
-A form not covered (``pow_`` by a tensor, ``clamp_`` between tensors, ``where(cond)``
-alone, ``__rdiv__`` of a tensor) is declined: unmodelled.
+``where(cond)`` alone (``nonzero``'s positions) keeps nothing. A form not covered
+(``pow_`` by a tensor, ``clamp_`` between tensors, ``__rdiv__`` of a tensor) is
+declined: unmodelled.
 """
 from __future__ import annotations
 
@@ -114,10 +116,13 @@ def keep_nothing(ctx: Context) -> None:
 
 @rule("where")
 def where(ctx: Context) -> Optional[bool]:
-    """The condition kept (``where(cond)`` alone, a nonzero, declined)."""
+    """The condition kept (``where(cond)`` alone, a nonzero: positions, nothing)."""
     if len(ctx.args) + len(ctx.kwargs) < 3:
-        return False
-    ctx.call.kept = [ctx.input_storage(0)]
+        return None if all(not t.is_floating_point() for t in ctx.outs) else False
+    # the condition: the first argument of torch.where, the second of the method
+    # form x.where(cond, y) (Longformer's masks): the boolean tensor
+    bools = [i for i, t in enumerate(ctx.ins) if t.dtype is torch.bool]
+    ctx.call.kept = [ctx.input_storage(bools[0] if bools else 0)]
     return None
 
 

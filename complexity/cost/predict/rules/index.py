@@ -60,9 +60,12 @@ SIZES_ONLY = ("cumsum", "cumsum_", "tril", "triu", "tril_", "triu_", "copy_", "b
 
 
 def _index_tensors(index) -> list:
-    """The tensors of an index (a tensor, or a tuple or list holding some)."""
+    """The tensors of an index (a tensor, or a tuple or list holding some) that
+    index by tensor: not a 0-dim integer one, which Python indexing takes as the
+    integer it holds (``select``, a view: Mixtral's ``gate_up_proj[expert_idx]``)."""
     items = index if isinstance(index, (tuple, list)) else (index,)
-    return [t for t in items if isinstance(t, torch.Tensor)]
+    return [t for t in items if isinstance(t, torch.Tensor) and not (
+        t.dim() == 0 and not (t.is_floating_point() or t.is_complex() or t.dtype is torch.bool))]
 
 
 def _kept_indices(ctx: Context, index) -> list:
