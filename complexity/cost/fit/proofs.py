@@ -98,14 +98,21 @@ def fresh_cuda_step(model, input_shape: Sequence[int], device_type: Optional[str
     >>> r["allocated"] <= r["reserved"]
     True
     """
-    log = traced.log(model, input_shape, device_type or None, input_dtype, input_high,
-                     options) if traced is not None else None
-    if log is None:
-        log = step_log(model, input_shape, device_type, input_dtype=input_dtype,
-                       input_high=input_high, options=options)
+    log = _step(model, input_shape, device_type, {"input_dtype": input_dtype,
+                                                   "input_high": input_high,
+                                                   "options": options}, traced)
     got = allocator.cuda_step(log.resident_blocks, log.events, log.trainable_sizes,
                                 steps, optimizer=step_optimizer(options))
     return {**got, "peak_bytes": log.values["peak_bytes"]}
+
+
+def _step(model, shape, device_type, kw, traced=None):
+    """The step of ``model`` at ``shape`` (``kw``: input dtype and bound, options):
+    the one ``traced`` holds (:class:`~complexity.cost.fit.traced.Traced`: the same
+    model, flags and arguments), else traced now."""
+    log = traced.log(model, shape, device_type or None, kw["input_dtype"], kw["input_high"],
+                     kw["options"]) if traced is not None else None
+    return log if log is not None else step_log(model, shape, device_type, **kw)
 
 
 def dominant(parts: Dict[str, int]) -> str:
@@ -153,7 +160,7 @@ def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
     if batch >= f.batch_min:
         peak, parts = f.peak_at(batch), f.parts(batch)
     else:  # below the formula's range (a step off its line at B = 1): traced there
-        concrete = step_log(model, (batch, *f.sample_shape), device, **kw)
+        concrete = _step(model, (batch, *f.sample_shape), device, kw, f.traced)
         peak, parts = concrete.values["peak_bytes"], log_parts(concrete)
     out = {"device": device, "batch": batch, "budget_bytes": budget,
            "peak_bytes": peak, "fits": None, "max_batch": None,
