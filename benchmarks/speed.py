@@ -143,6 +143,45 @@ def alternatives(repeat):
     return out
 
 
+#: where a profiled fit's own time goes: (label, substrings of the file names)
+CATEGORIES = [
+    ("PyTorch's Python meta kernels (batch norm's decomposition, refs) on sizes not seen "
+     "before", ("_decomp", "_refs", "_prims", "fake_impl", "custom_ops", "_meta_registrations")),
+    ("the meta-kernel cache's keys", ("meta_cache",)),
+    ("the tracer, its rules, shadows and graph", ("predict/trace", "predict/rules",
+                                                  "predict/shadow", "predict/graph",
+                                                  "predict/leaves", "predict/custom")),
+    ("the liveness schedule", ("predict/schedule", "predict/log", "predict/prediction")),
+    ("the CUDA allocator model (max batch bisection, proofs)", ("fit/allocator",)),
+    ("formulas and proofs (sympy included)", ("fit/", "sympy")),
+    ("the model's forward (nn.Module calls, hooks)", ("nn/modules", "torchvision/models")),
+    ("PyTorch's dispatch and autograd on meta tensors (C++ and its Python glue)",
+     ("~", "torch/")),
+]
+
+
+def breakdown(argv) -> list:
+    """``[(label, share)]`` of the own time of ``main(argv)`` in-process under
+    cProfile, by :data:`CATEGORIES` (the first that matches a function's file)."""
+    import contextlib
+    import cProfile
+    import io
+    import pstats
+
+    from complexity.cli.main import main as cli
+
+    prof = cProfile.Profile()
+    with contextlib.redirect_stdout(io.StringIO()):
+        prof.runcall(cli, argv)
+    stats = pstats.Stats(prof).stats
+    total = sum(v[2] for v in stats.values())
+    shares = dict.fromkeys([c for c, _ in CATEGORIES] + ["other"], 0.0)
+    for (path, _, _), v in stats.items():
+        label = next((c for c, keys in CATEGORIES if any(k in path for k in keys)), "other")
+        shares[label] += v[2] / total
+    return sorted(shares.items(), key=lambda kv: -kv[1])
+
+
 def _s(x):
     return f"{x:.2f} s"
 
@@ -176,6 +215,19 @@ def table(r) -> str:
     ]
     lines = ["| what | time | target | ratio |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    cpu = {"fit resnet50 beyond the import": fit[1] - tv[1],
+           "fit 8B Llama beyond `import torch`": llama[1] - t[1]}
+    missed = [(what, got - want) for what, got, want in (
+        ("fit resnet50 beyond the import", beyond, 1.0),
+        ("derive resnet18 warm", r["derive"][1], 0.3),
+        ("fit 8B Llama beyond `import torch`", llama[0] - t[0], 5.0),
+        ("the 8B prediction", r["llama_predict"], 2.0)) if got > want]
+    lines += ["", "Targets missed (wall time, at this load): " + ("; ".join(
+        f"{what} by {_s(over)}" + (f" (its CPU time {_s(cpu[what])})" if what in cpu else "")
+        for what, over in missed) or "none") + "."]
+    lines += ["", "Where `fit torchvision:resnet50 ...` (in-process, cProfile) spends its own "
+              "time:", "", "| share | what |", "|---|---|"]
+    lines += [f"| {share:.0%} | {label} |" for label, share in r["breakdown"] if share >= 0.005]
     return "\n".join(lines)
 
 
@@ -195,8 +247,12 @@ def main(argv=None) -> int:
     r["derive"] = derive_warm(max(args.repeat, 3))
     r["llama_predict"] = llama_prediction(args.repeat)
     r["torchinfo"], r["flop_counter"] = alternatives(args.repeat)
+    r["breakdown"] = breakdown(FIT_RESNET)
     end = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    command = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     text = "\n".join([
+        "# Speed: `fit` and `derive` beyond the import", "",
+        f"Written by `{command.strip()}` (output unedited).", "",
         f"{os.cpu_count()} CPU cores ({platform.machine()}), Python "
         f"{platform.python_version()}, torch {torch.__version__}; load average "
         f"{load} at the start, {end} at the end; each subprocess the fastest of "
