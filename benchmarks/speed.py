@@ -1,7 +1,8 @@
 """How long ``fit`` and ``derive`` take, beyond importing torch, timed in one run
 against the tools people use instead.
 
-``python benchmarks/speed.py [--repeat 3] [--out reports/speed.md]`` measures:
+``python benchmarks/speed.py [--repeat 3] [--out reports/speed.md] [--baseline DIR]``
+measures:
 
 * ``import torch, torchvision`` and ``import torch`` (fresh interpreters);
 * ``python -m complexity fit torchvision:resnet50 --budget 24GiB --batch 32 --mode
@@ -16,7 +17,8 @@ against the tools people use instead.
   resnet50 at (32, 3, 224, 224) on the meta device, and ``FlopCounterMode`` over
   one forward and backward of resnet50 at batch 32 on the meta device.
 
-Each subprocess is timed ``--repeat`` times; the table gives the smallest wall
+``--baseline DIR``: the two ``fit`` commands run on the code of ``DIR`` too (a
+checkout from before a change), as ratios. Each subprocess is timed ``--repeat`` times; the table gives the smallest wall
 time (the least disturbed by other jobs) and the CPU time (user + system) of the
 same run, which another job's load inflates far less. It prints a markdown
 table (and writes it to ``--out``), with the machine and its load. Timings are
@@ -49,14 +51,14 @@ _RSS = ("import resource, runpy, sys\n"
         " file=sys.stderr)\n")
 
 
-def child(argv, repeat):
+def child(argv, repeat, cwd=ROOT):
     """``(wall, cpu, maxrss bytes)`` of the fastest of ``repeat`` runs of ``python
-    argv`` (cpu: user + system of that run)."""
+    argv`` in ``cwd`` (whose ``complexity`` it runs; cpu: user + system of that run)."""
     best = None
     for _ in range(repeat):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True,
+        done = subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True,
                               text=True)
         wall = time.perf_counter() - started
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -79,11 +81,12 @@ def derive_warm(repeat):
     import complexity
 
     def once():
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         complexity.derive("torchvision:resnet18", "H,W", None)
-        return time.perf_counter() - started
-    first = once()
-    return first, statistics.median(once() for _ in range(repeat))
+        return time.perf_counter() - started, time.process_time() - cpu
+    first = once()[0]
+    runs = [once() for _ in range(repeat)]
+    return first, statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
 
 
 def llama_prediction(repeat):
@@ -200,7 +203,8 @@ def table(r) -> str:
          "the import", f"{_s(beyond)} (CPU {_s(fit[1] - tv[1])}; total {_s(fit[0])})",
          "≤ 1 s", f"{beyond / info:.1f}× torchinfo, {beyond / flops:.1f}× FlopCounterMode"),
         ("`derive torchvision:resnet18 --symbols H,W` in-process, warm (median)",
-         f"{_s(r['derive'][1])} (first {_s(r['derive'][0])})", "≤ 0.3 s",
+         f"{_s(r['derive'][1])} (CPU {_s(r['derive'][2])}; first {_s(r['derive'][0])})",
+         "≤ 0.3 s",
          f"{r['derive'][1] / info:.1f}× torchinfo"),
         ("`fit` 8B Llama (1×4096, 80GiB, cpu, bfloat16, adamw), beyond `import torch`",
          f"{_s(llama[0] - t[0])} (CPU {_s(llama[1] - t[1])}; total {_s(llama[0])})",
@@ -213,6 +217,13 @@ def table(r) -> str:
         ("`FlopCounterMode`, one forward + backward of resnet50 at batch 32 on meta (median)",
          _s(flops), "", f"{flops / info:.1f}× torchinfo"),
     ]
+    for name, key, base in (("fit resnet50", "base_resnet", tv), ("fit 8B Llama", "base_llama", t)):
+        if key in r:  # the same command on the baseline's code, in the same run
+            old, new = r[key], fit if key == "base_resnet" else llama
+            rows.append((f"{name} on the baseline ({r['baseline']}), beyond the import",
+                         f"{_s(old[0] - base[0])} (CPU {_s(old[1] - base[1])})", "",
+                         f"now {(old[0] - base[0]) / (new[0] - base[0]):.1f}× faster "
+                         f"(CPU {(old[1] - base[1]) / (new[1] - base[1]):.1f}×)"))
     lines = ["| what | time | target | ratio |", "|---|---|---|---|"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     cpu = {"fit resnet50 beyond the import": fit[1] - tv[1],
@@ -235,12 +246,20 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", default=None, help="also write the report there")
+    parser.add_argument("--baseline", default=None,
+                        help="a checkout of older code: its fit commands timed too")
     args = parser.parse_args(argv)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     r = {"import_tv": child(["-c", "import torch, torchvision"], args.repeat),
          "import_torch": child(["-c", "import torch"], args.repeat),
          "fit_resnet": child(fit_argv(FIT_RESNET), args.repeat),
          "fit_llama": child(fit_argv(FIT_LLAMA), args.repeat)}
+    if args.baseline:
+        r["baseline"] = "commit " + subprocess.run(
+            ["git", "-C", args.baseline, "rev-parse", "--short", "HEAD"], capture_output=True,
+            text=True).stdout.strip()
+        r["base_resnet"] = child(fit_argv(FIT_RESNET), args.repeat, args.baseline)
+        r["base_llama"] = child(fit_argv(FIT_LLAMA), args.repeat, args.baseline)
     import torch  # noqa: F401  (the in-process timings start warm on torch)
     import torchvision  # noqa: F401
 
@@ -249,7 +268,10 @@ def main(argv=None) -> int:
     r["torchinfo"], r["flop_counter"] = alternatives(args.repeat)
     r["breakdown"] = breakdown(FIT_RESNET)
     end = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    command = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = list(argv if argv is not None else sys.argv[1:])
+    if args.baseline:  # a checkout's folder says nothing to a reader: its commit does
+        given[given.index(args.baseline)] = f"CHECKOUT-OF-{r['baseline'].split()[1]}"
+    command = "python benchmarks/speed.py " + " ".join(given)
     text = "\n".join([
         "# Speed: `fit` and `derive` beyond the import", "",
         f"Written by `{command.strip()}` (output unedited).", "",
