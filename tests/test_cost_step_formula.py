@@ -180,3 +180,19 @@ def test_step_counters_follow_the_steps_optimizer():
     for name in ("sgd", "sgd-momentum"):
         options = StepOptions(optimizer=Optimizer(name))
         assert step_log(net, (2, 4, 8, 8), options=options).step_counter_bytes == 0
+
+
+def test_steps_kept_for_the_proofs_equal_fresh_predictions():
+    """The steps a formula keeps for its proofs (fit/traced.py) are what predict gives
+    afresh at those batches; another model, or other trainable flags, find none."""
+    net, sample = Stack(2, 4), (4, 8, 8)
+    f = step_formula(net, sample, checks=3)
+    how = (None, None, None, None)  # device, input dtype and bound, options: as traced
+    batches = [1, 2, *f.checked]
+    for b in batches:
+        assert f.traced.values(net, (b, *sample), *how) == predict(net, (b, *sample))
+    assert f.traced.log(net, (1, *sample), *how) is not None
+    assert f.traced.values(Stack(2, 4), (1, *sample), *how) is None
+    assert f.traced.values(net, (1, *sample), "cuda", None, None, None) is None
+    next(net.parameters()).requires_grad_(False)
+    assert all(f.traced.values(net, (b, *sample), *how) is None for b in batches)

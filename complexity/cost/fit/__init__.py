@@ -3,6 +3,8 @@
 * :mod:`~complexity.cost.fit.step_formula` — the step's quantities as exact
   formulas in the batch size ``B`` (one input size), fitted from two traced steps
   and verified at held-out batches.
+* :mod:`~complexity.cost.fit.traced` — the steps a formula was traced from and
+  checked on, kept with it: a proof at one of those batches reads that trace.
 * :mod:`~complexity.cost.fit.size_formula` — the same in ``B``, ``H`` and ``W``,
   interpolated on the lattice of sizes the strided layers allow.
 * :mod:`~complexity.cost.fit.lattice` — that lattice found (on which steps of the

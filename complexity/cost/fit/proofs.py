@@ -52,8 +52,7 @@ def proven_max_batch(model, f: StepFormula, budget: int, *, input_dtype=None,
         for b, fits in ((best, True), (best + 1, False)):
             if b < f.batch_min:
                 continue
-            p = predict(model, (b, *f.sample_shape), None, f.device_type or None,
-                        **kw)["peak_bytes"]
+            p = _peak(model, f, b, kw)
             if (p <= budget) != fits:
                 raise FormulaError(f"max batch {best} for {budget} bytes: predict gives a "
                                    f"peak of {p} at B={b}, which "
@@ -66,18 +65,31 @@ def _below_range(model, f: StepFormula, budget: int, kw) -> int:
     (0 when none does): the formula does not hold there, and ``batch_min`` itself
     was found not to fit."""
     for b in range(f.batch_min - 1, 0, -1):
-        if predict(model, (b, *f.sample_shape), None, f.device_type or None,
-                   **kw)["peak_bytes"] <= budget:
+        if _peak(model, f, b, kw) <= budget:
             return b
     return 0
 
 
+def _peak(model, f: StepFormula, batch: int, kw) -> int:
+    """The peak of a step of ``model`` traced at ``batch``: read off the step traced
+    there while ``f`` was made (:attr:`StepFormula.traced`: the same model, flags
+    and options), else predicted afresh."""
+    shape, device = (batch, *f.sample_shape), f.device_type or None
+    known = f.traced.values(model, shape, device, kw["input_dtype"], kw["input_high"],
+                            kw["options"]) if f.traced is not None else None
+    if known is None:
+        known = predict(model, shape, None, device, **kw)
+    return known["peak_bytes"]
+
+
 def fresh_cuda_step(model, input_shape: Sequence[int], device_type: Optional[str] = "cuda", *,
                     input_dtype=None, input_high=None, options=None,
-                    steps: int = 3) -> Dict[str, int]:
+                    steps: int = 3, traced=None) -> Dict[str, int]:
     """:func:`~complexity.cost.fit.allocator.cuda_step` on a step traced afresh at the
     concrete ``input_shape`` (no formula: what proves a max batch or size):
-    ``{"allocated", "reserved"}``, and the trace's exact ``peak_bytes``.
+    ``{"allocated", "reserved"}``, and the trace's exact ``peak_bytes``. ``traced``: a
+    :class:`~complexity.cost.fit.traced.Traced` whose step at this shape, when it
+    has one of this model with these arguments, is read instead of tracing it again.
 
     >>> from models.stack import Stack
     >>> r = fresh_cuda_step(Stack(2, 4), (8, 4, 8, 8))
@@ -86,11 +98,21 @@ def fresh_cuda_step(model, input_shape: Sequence[int], device_type: Optional[str
     >>> r["allocated"] <= r["reserved"]
     True
     """
-    log = step_log(model, input_shape, device_type, input_dtype=input_dtype,
-                   input_high=input_high, options=options)
+    log = _step(model, input_shape, device_type, {"input_dtype": input_dtype,
+                                                   "input_high": input_high,
+                                                   "options": options}, traced)
     got = allocator.cuda_step(log.resident_blocks, log.events, log.trainable_sizes,
                                 steps, optimizer=step_optimizer(options))
     return {**got, "peak_bytes": log.values["peak_bytes"]}
+
+
+def _step(model, shape, device_type, kw, traced=None):
+    """The step of ``model`` at ``shape`` (``kw``: input dtype and bound, options):
+    the one ``traced`` holds (:class:`~complexity.cost.fit.traced.Traced`: the same
+    model, flags and arguments), else traced now."""
+    log = traced.log(model, shape, device_type or None, kw["input_dtype"], kw["input_high"],
+                     kw["options"]) if traced is not None else None
+    return log if log is not None else step_log(model, shape, device_type, **kw)
 
 
 def dominant(parts: Dict[str, int]) -> str:
@@ -138,7 +160,7 @@ def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
     if batch >= f.batch_min:
         peak, parts = f.peak_at(batch), f.parts(batch)
     else:  # below the formula's range (a step off its line at B = 1): traced there
-        concrete = step_log(model, (batch, *f.sample_shape), device, **kw)
+        concrete = _step(model, (batch, *f.sample_shape), device, kw, f.traced)
         peak, parts = concrete.values["peak_bytes"], log_parts(concrete)
     out = {"device": device, "batch": batch, "budget_bytes": budget,
            "peak_bytes": peak, "fits": None, "max_batch": None,
@@ -162,7 +184,8 @@ def will_it_fit(model, sample_shape: Sequence[int], batch: int, budget: int, *,
         for b, fits in ((best, True), (best + 1, False)):
             if b < f.batch_min:
                 continue
-            got = fresh_cuda_step(model, (b, *f.sample_shape), device, **kw)["reserved"]
+            got = fresh_cuda_step(model, (b, *f.sample_shape), device, traced=f.traced,
+                                  **kw)["reserved"]
             if (got + reserve <= budget) != fits:
                 raise FormulaError(f"max batch {best}: the allocator model gives "
                                    f"{got} bytes reserved at B={b} on a fresh trace")

@@ -45,6 +45,7 @@ import sympy as sp
 
 from complexity.cost.keys import KEYS, PARTS
 from complexity.cost.predict.log import Event, Kind, StepLog, shapes
+from complexity.cost.fit.traced import for_step
 from complexity.cost.predict.prediction import predict, step_log
 
 __all__ = ["B", "FormulaError", "StepFormula", "step_formula"]
@@ -174,6 +175,7 @@ class StepFormula:
     options: Optional[object] = None       # the StepOptions traced (None: the default step)
     resident_grads: int = 0                # .grad buffers alive before the step begins
     scaler: int = 0                        # the GradScaler's scale and growth tracker
+    traced: Optional[object] = field(default=None, compare=False, repr=False)  # fit/traced.py
 
     def formulas(self) -> Dict[str, sp.Expr]:
         """The :data:`KEYS` as sympy expressions in :data:`B`; the peak a ``Max``."""
@@ -263,8 +265,11 @@ def _resident_parts(weights, optimizer, scaler, resident_grads, io) -> Dict[str,
                 activations=io)
 
 
-def _log_at(model, sample_shape, batch, device_type, kw) -> StepLog:
-    return step_log(model, (batch, *sample_shape), device_type, **kw)
+def _log_at(model, sample_shape, batch, device_type, kw, traced=None) -> StepLog:
+    log = step_log(model, (batch, *sample_shape), device_type, **kw)
+    if traced is not None:  # what the proofs at this batch may read again
+        traced.add(model, (batch, *sample_shape), log)
+    return log
 
 
 def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] = None, *,
@@ -291,8 +296,10 @@ def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] 
     """
     kw = {"input_dtype": input_dtype, "input_high": input_high, "options": options}
     sample_shape = tuple(sample_shape)
-    start, first, second = _two_logs(model, sample_shape, device_type, kw)
+    traced = for_step(model, device_type, kw)
+    start, first, second = _two_logs(model, sample_shape, device_type, kw, traced)
     f = _fitted(first, second, start, sample_shape, device_type, options)
+    f.traced = traced
     for b, log in ((start, first), (start + 1, second)):
         _compare(f, b, log.values)
     rng = random.Random(seed)
@@ -303,21 +310,25 @@ def step_formula(model, sample_shape: Sequence[int], device_type: Optional[str] 
     for b in sorted(picks):
         with warnings.catch_warnings():  # unmodelled calls: reported in f.unmodelled
             warnings.simplefilter("ignore", UserWarning)
-            _compare(f, b, predict(model, (b, *sample_shape), None, device_type, **kw))
+            values = predict(model, (b, *sample_shape), None, device_type, **kw)
+        traced.add(model, (b, *sample_shape), values)
+        _compare(f, b, values)
         f.checked.append(b)
     return f
 
 
-def _two_logs(model, sample_shape, device_type, kw) -> Tuple[int, StepLog, StepLog]:
+def _two_logs(model, sample_shape, device_type, kw,
+              traced=None) -> Tuple[int, StepLog, StepLog]:
     """``(start, log at start, log at start + 1)``: the first two batches from which
-    the step is the same schedule; :class:`FormulaError` if those two differ."""
+    the step is the same schedule; :class:`FormulaError` if those two differ.
+    ``traced``: a :class:`~complexity.cost.fit.traced.Traced` that keeps every log made."""
     try:
-        first, start = _log_at(model, sample_shape, 1, device_type, kw), 1
+        first, start = _log_at(model, sample_shape, 1, device_type, kw, traced), 1
     except ValueError:  # e.g. BatchNorm over one value per channel: B = 1 cannot train
-        first, start = _log_at(model, sample_shape, 2, device_type, kw), 2
-    second = _log_at(model, sample_shape, start + 1, device_type, kw)
+        first, start = _log_at(model, sample_shape, 2, device_type, kw, traced), 2
+    second = _log_at(model, sample_shape, start + 1, device_type, kw, traced)
     if start == 1:
-        third = _log_at(model, sample_shape, 3, device_type, kw)
+        third = _log_at(model, sample_shape, 3, device_type, kw, traced)
         if not _on_one_line(first, second, third):
             # At B = 1 a broadcast over the batch (a ViT's class token expanded to B
             # rows) is the same size as its input, so its backward hands the gradient

@@ -7,6 +7,11 @@ its token ids, has those values computed on the CPU). Never imports
   storages, calls, checkpointed segments.
 * :mod:`~complexity.cost.predict.trace` — the tracer that fills it, one call per
   functional call of the forward and the loss.
+* :mod:`~complexity.cost.predict.meta_cache` — the results of meta kernels
+  remembered by their arguments' metadata (a trace's slow Python kernels, such as
+  batch norm's, run once per size; autograd still records every node).
+* :mod:`~complexity.cost.predict.leaves` — pytree's flatten and map, faster on the
+  plain tuples, lists and dicts a traced call's arguments are made of.
 * :mod:`~complexity.cost.predict.custom` — custom ``torch.autograd.Function``\ s
   (which no ``TorchFunctionMode`` sees) recorded as one node each, their backward's
   FLOPs and temporaries read off one run of it.

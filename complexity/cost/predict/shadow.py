@@ -36,6 +36,8 @@ from typing import Callable, Optional
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
+from complexity.cost.predict.leaves import leaves, map_leaves
+
 #: Errors a call raises on the meta device (or fake tensors) for want of values.
 DATA_ERRORS = ("cannot be called on meta tensors", "data-dependent", "data dependent",
                "DataDependentOutputException", "register_meta function", "unbacked",
@@ -72,7 +74,7 @@ class Shadow:
         self.func, self.args, self.kwargs, self.index = func, args, kwargs or {}, index
         self.make, self.value = make, None
         self.weights = weights or any(isinstance(a, Shadow) and a.weights
-                                      for a in tree_flatten((args, self.kwargs))[0])
+                                      for a in leaves((args, self.kwargs)))
 
     def get(self) -> torch.Tensor:
         if self.value is None:
@@ -82,8 +84,8 @@ class Shadow:
                 args, kwargs = _concrete((self.args, self.kwargs))
                 out = self.func(*args, **kwargs)
                 if out is None:  # in place: the first argument as the call left it
-                    out = tree_flatten(args)[0][0]
-                self.value = [t for t in tree_flatten(out)[0]
+                    out = leaves(args)[0]
+                self.value = [t for t in leaves(out)
                               if isinstance(t, torch.Tensor)][self.index]
         return self.value
 
@@ -101,7 +103,7 @@ def _concrete(tree):
         if leaf == "meta" and isinstance(leaf, str):
             return "cpu"
         return leaf
-    return tree_map(one, tree)
+    return map_leaves(one, tree)
 
 
 _UNKNOWN = object()
@@ -129,16 +131,16 @@ class Shadows:
         self._set(t, Shadow(make=make, weights=weights))
 
     def _symbolic(self, tree):
-        return tree_map(lambda x: (self.of(x) or _UNKNOWN) if isinstance(x, torch.Tensor)
+        return map_leaves(lambda x: (self.of(x) or _UNKNOWN) if isinstance(x, torch.Tensor)
                         else x, tree)
 
     def record(self, func, args, kwargs, out) -> None:
         """The tensors of ``out`` (or, for ``out`` None, the first argument, written
         in place) are ``func(*args, **kwargs)``."""
         args_, kwargs_ = self._symbolic((args, kwargs))
-        outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+        outs = [t for t in leaves(out) if isinstance(t, torch.Tensor)]
         if out is None:
-            outs = [t for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor)][:1]
+            outs = [t for t in leaves(args) if isinstance(t, torch.Tensor)][:1]
         for i, t in enumerate(outs):
             self._set(t, Shadow(func, args_, kwargs_, i))
 

@@ -27,11 +27,14 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import tree_map
 
 from complexity.cost.step.checkpointing import checkpoint_modules
 from complexity.cost.predict.custom import functions
 from complexity.cost.predict.graph import Call, Graph, Segment
+from complexity.cost.predict.leaves import tensors
+from complexity.cost.predict import meta_cache
+from complexity.cost.predict.meta_cache import MetaCache
 from complexity.cost.predict.shadow import Shadows, Unknown, wants_values
 from complexity.cost.step.autocast import autocast_region
 from complexity.cost.step.batch import loss_of, loss_target, logits, make_input, own_loss
@@ -85,7 +88,7 @@ def undispatched(func):
 
 
 def _tensors(obj) -> List[torch.Tensor]:
-    return [t for t in tree_flatten(obj)[0] if isinstance(t, torch.Tensor)]
+    return tensors(obj)
 
 
 def _arg(args, kwargs, i, name, default=None):
@@ -328,7 +331,9 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
     [('_to_copy', 4), ('_to_copy', 12), ('_to_copy', 24), ('linear', 16)]
     """
     if autocast is None:
-        tensors = contextlib.nullcontext()
+        # meta tensors: their kernels' results remembered (predict/meta_cache.py),
+        # unless another dispatch mode (a fake or symbolic trace) is below the tracer
+        tensors = MetaCache() if meta_cache.active() else contextlib.nullcontext()
     else:  # fake tensors: autocast does not act on meta ones
         from torch._subclasses.fake_tensor import FakeTensorMode
 

@@ -247,6 +247,16 @@ def _task_classes() -> dict:
     return found
 
 
+def _from_transformers(cls) -> bool:
+    """Whether a class of ``cls``'s MRO is defined in transformers (which a
+    ``PreTrainedModel`` subclass's always is: ``PreTrainedModel`` itself).
+
+    >>> _from_transformers(nn.Linear)
+    False
+    """
+    return any((c.__module__ or "").partition(".")[0] == "transformers" for c in cls.__mro__)
+
+
 def loss_of(model: nn.Module) -> Loss:
     """The loss a training step of ``model`` takes: the model's own when it is a
     Hugging Face ``PreTrainedModel`` whose ``forward`` accepts ``labels`` and whose
@@ -259,6 +269,8 @@ def loss_of(model: nn.Module) -> Loss:
     >>> loss_of(nn.Linear(3, 2))
     Loss(own=False, task=None, high=None)
     """
+    if not _from_transformers(type(model)):  # no need to import transformers (seconds)
+        return Loss()
     try:
         from transformers import PreTrainedModel
     except Exception:
