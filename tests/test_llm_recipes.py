@@ -86,9 +86,9 @@ def test_hf_gradient_checkpointing_against_a_real_step(lora):
         k: v for k, v in real.items() if k != "peak_bytes"}
     assert real["saved_activation_bytes"] < plain["saved_activation_bytes"]  # it checkpoints
     assert real["backward_flops"] > plain["backward_flops"]                  # and recomputes
-    # the peak: the real no-cache forward runs transformers' packed-sequence check, which
-    # the meta trace cannot (an .item()), and the hook's requires_grad_ has no rule: marked ≈
-    assert unmodelled == ["requires_grad_"]
+    # the hook's requires_grad_ has a rule (rules/aliases.py); the peak is the known gap of
+    # docs/llm.md (1,152 B low here, as with bf16 + LoRA), within 1%
+    assert unmodelled == []
     assert abs(predicted["peak_bytes"] - real["peak_bytes"]) <= 0.01 * real["peak_bytes"]
 
 
