@@ -39,14 +39,22 @@ def _last_only(net):
     return net
 
 
-def test_a_local_held_until_return_is_alive_until_then():
-    shape = (2, 4, 16, 16)
+def _with_and_without(make, shape, how):
+    """Predicted and measured steps of ``make(True)`` and ``make(False)``, the
+    last layer training: ``({flag: predicted}, {flag: measured})``."""
     pred, meas = {}, {}
-    for hold in (True, False):
-        net = _last_only(_HoldsALocal(hold))
-        p, unmodelled = predict_with_unmodelled(net, shape)
+    for flag in (True, False):
+        net = _last_only(make(flag))
+        pred[flag], unmodelled = predict_with_unmodelled(net, shape)
         assert unmodelled == []
-        pred[hold], meas[hold] = p["peak_bytes"], measure(net, shape)["peak_bytes"]
+        meas[flag] = measure(net, shape, how=how)
+    return pred, meas
+
+
+def test_a_local_held_until_return_is_alive_until_then():
+    pred, meas = _with_and_without(_HoldsALocal, (2, 4, 16, 16), how="fake")
+    pred = {k: v["peak_bytes"] for k, v in pred.items()}
+    meas = {k: v["peak_bytes"] for k, v in meas.items()}
     # relu's output (8 KiB), held by the local through b and c, makes the difference
     # (the peaks without it fall at other moments: a few bytes less than 8 KiB)
     assert meas[True] - meas[False] >= 4 * 2 * 4 * 16 * 16 - 8
@@ -69,6 +77,40 @@ def test_freed_after_records_the_last_call_before_python_frees():
     g = trace_calls(fn, x)
     s0 = g.value_storage[g.calls[0].outputs[0]]
     assert g.freed_after[s0] == 1
+
+
+class _StashesInAnAttribute(nn.Module):
+    """``volume`` is read by ``a`` only, but (``stash``) the module keeps it in a
+    list attribute, rebound only by the next forward, as torchvision RAFT's
+    ``CorrBlock.build_pyramid`` keeps ``self.corr_pyramid``: alive to the end of
+    the step, through the larger ``b`` and ``c`` after it."""
+
+    def __init__(self, stash: bool):
+        super().__init__()
+        self.stash = stash
+        self.kept: list = []
+        self.a, self.b, self.c = nn.Conv2d(4, 4, 1), nn.Conv2d(4, 16, 1), nn.Conv2d(16, 2, 1)
+
+    def forward(self, x):
+        volume = torch.relu(x) * 2
+        if self.stash:
+            self.kept = [volume]
+        y = self.a(volume)
+        del volume
+        return self.c(self.b(y))
+
+
+def test_a_tensor_a_module_keeps_in_an_attribute_outlives_the_step():
+    """RAFT trained last was predicted 3.4 % short (its correlation pyramid, freed
+    after its last read by the schedule, held by the module in the real step)."""
+    shape = (2, 4, 16, 16)
+    pred, meas = _with_and_without(_StashesInAnAttribute, shape, how="real")
+    assert pred == meas
+    # the stashed volume (8 KiB) is alive at the peak, in b's output's time
+    assert meas[True]["peak_bytes"] - meas[False]["peak_bytes"] == 4 * 2 * 4 * 16 * 16
+    with torch.device("meta"):
+        g = trace(_StashesInAnAttribute(True), shape)
+    assert [g.storage_bytes[s] for s in g.outlives] == [4 * 2 * 4 * 16 * 16]
 
 
 def test_densenet121_last_peak():

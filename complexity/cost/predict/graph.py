@@ -90,6 +90,8 @@ class Graph:
         self.device_type = "cpu"                  # where the real step would run
         self.held_until: Dict[int, int] = {}      # storage -> last call of the module it entered
         self.freed_after: Dict[int, int] = {}     # storage -> last call before Python freed it
+        self.outlives: set = set()                # storages Python still held after the trace
+        self._closed = False
         self.segments: List[Segment] = []         # checkpointed module calls, in order
         self.loss: Optional[int] = None           # the loss's value (None: the last call's)
 
@@ -120,8 +122,18 @@ class Graph:
         last call recorded so far (PyTorch keeps a storage's Python object as long
         as any tensor, view or autograd node holds the storage)."""
         def freed(_ref):
-            self.freed_after[s] = len(self.calls) - 1
+            if not self._closed:  # a later step's rebinding is no part of this one
+                self.freed_after[s] = len(self.calls) - 1
         return freed
+
+    def close(self) -> None:
+        """The trace is over and its locals are gone: a storage made in it that
+        Python still holds is held by something that outlives the step (a module
+        attribute: torchvision RAFT's ``self.corr_pyramid``, rebound only by the
+        next forward), so it is alive to the end of the step (:attr:`outlives`)."""
+        self._closed = True
+        self.outlives = {s for ref, s in self._storages.values()
+                         if ref() is not None and s not in self.resident}
 
     def add_state(self, t: torch.Tensor, trainable: bool = False) -> int:
         """Register a parameter or buffer: resident throughout the step, never an

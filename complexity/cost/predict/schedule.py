@@ -193,7 +193,8 @@ class _Liveness:
                     born.add(s)
                     self.birth[s] = i
                     sch.activation(True, g.storage_bytes[s], s)
-                    if s not in self.keep_count and i < held:  # the loss stays held
+                    # the loss stays held, and what outlives the step (g.outlives)
+                    if s not in self.keep_count and i < held and s not in g.outlives:
                         dies_at.setdefault(max(i, self.last_read.get(s, i)), []).append(s)
             self.run_call(i, c)
             for s in dies_at.pop(i, []):
@@ -269,11 +270,11 @@ class _Liveness:
 
     def _let_go(self, storages) -> None:
         """Each of ``storages`` loses a holder (:attr:`keep_count`); one that no
-        holder keeps any more, unless resident, is freed."""
+        holder keeps any more, unless resident or outliving the step, is freed."""
         g, keep_count = self.g, self.keep_count
         for s in storages:
             keep_count[s] -= 1
-            if keep_count[s] == 0 and s not in g.resident:
+            if keep_count[s] == 0 and s not in g.resident and s not in g.outlives:
                 self.sch.activation(False, g.storage_bytes[s], s)
 
     def _accumulate(self, arriving: List[tuple]) -> None:

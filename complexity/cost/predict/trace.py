@@ -339,8 +339,10 @@ def trace(model: nn.Module, input_shape: Sequence[int], target=None,
 
         tensors = FakeTensorMode()
     with tensors:
-        return _trace(model, input_shape, target, device_type, input_dtype, input_high, dtype,
-                      autocast, checkpoint)
+        g = _trace(model, input_shape, target, device_type, input_dtype, input_high, dtype,
+                   autocast, checkpoint)
+    g.close()
+    return g
 
 
 def _trace(model, input_shape, target, device_type, input_dtype, input_high, dtype,
