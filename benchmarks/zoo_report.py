@@ -27,9 +27,9 @@ GROUPS = {"torchvision": ("torchvision", "classification"),
 #: The corpus reports other benchmarks write: (library, path, command).
 CORPORA = [("timm", "timm_zoo.md", "python benchmarks/timm_zoo.py",
             "one model from every module of `timm.models`"),
-           ("transformers", "text_zoo.md", "python benchmarks/text_zoo.py --sample 1 --every 3",
-            "a deterministic sample of the causal-LM, masked-LM, sequence-, image- and "
-            "audio-classification architectures: the first of one family in three")]
+           ("transformers", "text_zoo.md", "python benchmarks/text_zoo.py --timeout 60",
+            "every causal-LM, masked-LM, sequence-, image- and audio-classification "
+            "architecture")]
 
 
 def pct(e):
