@@ -401,6 +401,16 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
             tracer.dropping = True  # a custom Function's saved tensors dropped too
             segment.append((m, sg, drop))
 
+    def pre_kwargs(m, _args, kwargs):
+        # torch gives a global pre-hook the positional arguments only: the tensors
+        # passed by keyword (a transformers decoder layer's position_ids and rotary
+        # position_embeddings) are held as well, by the caller and by checkpoint
+        more = [g.value(t) for t in _tensors(kwargs)]
+        if held and more:
+            held[-1].extend(more)
+            if segment and segment[-1][0] is m:
+                segment[-1][1].held.extend(g.value_storage[v] for v in more)
+
     def post(m, _args, _out):
         for v in held.pop():
             g.held_until[g.value_storage[v]] = len(g.calls) - 1
@@ -413,6 +423,8 @@ def _trace(model, input_shape, target, device_type, input_dtype, input_high, dty
 
     hooks = [nn.modules.module.register_module_forward_pre_hook(pre),
              nn.modules.module.register_module_forward_hook(post)]
+    hooks += [m.register_forward_pre_hook(pre_kwargs, with_kwargs=True)
+              for m in model.modules()]
     loss = loss_of(model)
     try:
         # Forward and loss in one autocast region, as a training loop writes it: the
