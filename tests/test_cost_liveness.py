@@ -184,7 +184,17 @@ def test_backward_temporaries_of_broadcast_and_pow(batch, width):
     assert predicted == measure(net, (batch, width), how="real")
 
 
-class _OuterThenEinsum(nn.Module):
+class _WidthThenThree(nn.Module):
+    """A linear layer of the given width and a 3-wide head: the frame of the two
+    probes below, which differ only in what their forward does between them."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.a = nn.Linear(width, width)
+        self.head = nn.Linear(width, 3)
+
+
+class _OuterThenEinsum(_WidthThenThree):
     """An outer product of two broadcast operands (each one's gradient made at the
     product's size, then summed down: one after the other), then an ``einsum``
     whose decomposition copies its large operand (a reshape no view can express):
@@ -192,26 +202,16 @@ class _OuterThenEinsum(nn.Module):
     as FalconH1's state-space scan does with its heads frozen (its peak was 12 %
     short)."""
 
-    def __init__(self, width):
-        super().__init__()
-        self.a = nn.Linear(width, width)
-        self.head = nn.Linear(width, 3)
-
     def forward(self, x):
         h = self.a(x)
         outer = h.unsqueeze(2) * h.unsqueeze(1)
         return self.head(torch.einsum("blmd,bmd->bld", outer, h))
 
 
-class _ExpandedMatmul(nn.Module):
+class _ExpandedMatmul(_WidthThenThree):
     """``matmul`` of an expanded operand: ATen copies it for ``bmm`` (no view can
     fold it to 3-D); with nothing training the copy is kept by no node but alive
     while the product runs (61,440 bytes short before)."""
-
-    def __init__(self, width):
-        super().__init__()
-        self.a = nn.Linear(width, width)
-        self.head = nn.Linear(width, 3)
 
     def forward(self, x):
         h = self.a(x)
